@@ -1,0 +1,1 @@
+"""Hardware drivers: scanners, gate actuators, printers, and the transports under them."""

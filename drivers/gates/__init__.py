@@ -1,0 +1,1 @@
+"""Gate actuators: relays, lights, buzzers, and a console actuator for demos."""

@@ -1,0 +1,56 @@
+"""The device kinds the core drives; real drivers and simulators implement them side by side."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+# Longest scan a driver passes on; longer input is cut here and rejected as malformed upstream.
+MAX_SCAN_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEvent:
+    """One code read by a scanner, exactly as the device delivered it."""
+
+    source: str  # the scanner's name in the configuration
+    data: bytes  # raw bytes, terminator removed, at most MAX_SCAN_BYTES (+1 to flag overflow)
+    at: float  # time.monotonic() when the read completed
+
+
+class ScanSource(Protocol):
+    """A scanner: yields scans until closed; survives unplugging by waiting for the device."""
+
+    name: str
+
+    def scans(self) -> AsyncIterator[ScanEvent]:
+        """Yield scans as they arrive; ends only when the source is closed."""
+        ...
+
+    async def close(self) -> None:
+        """Release the device; a pending `scans()` iteration ends."""
+        ...
+
+
+class Outcome(enum.Enum):
+    """What a gate shows and does for one decision."""
+
+    ADMIT_ENTRY = "admit-entry"  # open the turnstile in the entry direction, green
+    ADMIT_EXIT = "admit-exit"  # open the turnstile in the exit direction, green
+    REJECT = "reject"  # stay closed, red, buzzer
+
+
+class Actuator(Protocol):
+    """A gate's turnstile/door with its lights and buzzer."""
+
+    name: str
+
+    async def signal(self, outcome: Outcome, text: str) -> None:
+        """Carry out one outcome and show `text`; raise ActuatorError if the device failed."""
+        ...
+
+    async def close(self) -> None:
+        """Release the device."""
+        ...

@@ -1,0 +1,41 @@
+"""Which driver class a configuration `type` names.
+
+Each driver type has a settings dataclass (frozen; its fields are the configuration keys, with
+defaults for optional ones; `__post_init__` raises ValueError naming a bad value) and a factory
+that builds the device from its configured name and settings. The configuration loader checks
+keys and types against the dataclass, so drivers never see unvalidated input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
+from drivers.protocols import Actuator, ScanSource
+from drivers.scanners.lines import LineScanner, LineScannerSettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DriverType(Generic[T]):
+    """A configurable driver: its settings class and how to build it."""
+
+    settings: type[Any]
+    build: Callable[[str, Any], T]
+    summary: str
+
+
+SCANNERS: dict[str, DriverType[ScanSource]] = {
+    "lines": DriverType(
+        LineScannerSettings, LineScanner, "one code per line from a file, FIFO or stdin ('-')"
+    ),
+}
+
+ACTUATORS: dict[str, DriverType[Actuator]] = {
+    "console": DriverType(
+        ConsoleActuatorSettings, ConsoleActuator, "prints outcomes to the terminal (demo, tests)"
+    ),
+}

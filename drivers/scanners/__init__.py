@@ -1,0 +1,1 @@
+"""Scanners: keyboard-wedge (evdev), serial, NFC readers, and line input for demos."""
