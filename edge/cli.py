@@ -1,0 +1,229 @@
+"""The `edge` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from edge import __version__, keys
+from edge.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
+from edge.config import EXIT_CONFIG, load
+from edge.errors import CodeError, ConfigError, EdgeError
+from edge.facts import Direction
+from edge.gate import Gate
+from edge.messages import LANGUAGES, text
+from edge.store import Store
+
+EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _moment(value: str) -> datetime:
+    """A date or ISO datetime; naive values are UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _zones(value: str) -> int:
+    mask = 0
+    for part in value.split(","):
+        try:
+            zone = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"zones are numbers 0..31: {part!r}") from None
+        if not 0 <= zone <= 31:
+            raise argparse.ArgumentTypeError(f"zone {zone} is outside 0..31")
+        mask |= 1 << zone
+    return mask
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge", description="Gate and counter service for venues."
+    )
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", required=True, type=Path)
+
+    check = sub.add_parser("check", help="decide about a code without recording an entry")
+    check.add_argument("code")
+    check.add_argument("--config", required=True, type=Path)
+    check.add_argument("--lane", help="lane whose rules apply (default: the first)")
+    check.add_argument("--exit", action="store_true", help="check the exit direction")
+    check.add_argument("--lang", choices=LANGUAGES, help="display language")
+
+    keygen = sub.add_parser("keygen", help="create a signing key file")
+    keygen.add_argument("--out", required=True, type=Path)
+    keygen.add_argument("--key-id", type=int, default=1)
+
+    issue = sub.add_parser("issue", help="mint a signed code with a local key")
+    issue.add_argument("--key", required=True, type=Path, help="key file from `edge keygen`")
+    issue.add_argument("--kind", choices=[k.name.lower() for k in Kind], default="ticket")
+    issue.add_argument("--credential", required=True, type=int, help="credential id")
+    issue.add_argument("--event", type=int, default=0)
+    issue.add_argument("--product", type=int, default=0)
+    issue.add_argument("--reissue", type=int, default=0, help="replacement number of a card")
+    policy = issue.add_mutually_exclusive_group()
+    policy.add_argument("--uses", type=int, help="number of entries (default: 1)")
+    policy.add_argument(
+        "--unlimited",
+        type=int,
+        metavar="PASSBACK_MINUTES",
+        help="re-entry at will; anti-passback window in minutes (0: none)",
+    )
+    issue.add_argument("--valid-from", type=_moment)
+    issue.add_argument("--valid-until", type=_moment)
+    issue.add_argument("--days", type=int, help="validity length from --valid-from (or now)")
+    issue.add_argument("--zones", type=_zones, default=0, help="comma-separated zones 0..31")
+
+    status = sub.add_parser("status", help="show the store and the last decisions")
+    status.add_argument("--config", required=True, type=Path)
+    status.add_argument("--last", type=int, default=10, help="decisions to list")
+
+    demo = sub.add_parser("demo", help="a gate with sample tickets; type or paste codes")
+    demo.add_argument("--lang", choices=LANGUAGES, default="en")
+    demo.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    return parser
+
+
+def _claims(args: argparse.Namespace, key_id: int) -> Claims:
+    if args.unlimited is not None:
+        policy = EntryPolicy.unlimited(args.unlimited)
+    elif args.uses is not None and args.uses != 1:
+        policy = EntryPolicy.multi(args.uses)
+    else:
+        policy = EntryPolicy.single()
+    validity = None
+    if args.valid_from or args.valid_until or args.days:
+        start = args.valid_from or datetime.now(UTC).replace(microsecond=0)
+        end = args.valid_until or (start + timedelta(days=args.days or 1) - timedelta(seconds=1))
+        validity = Validity(start, end)
+    return Claims(
+        key_id=key_id,
+        credential_id=args.credential,
+        kind=Kind[args.kind.upper()],
+        event_id=args.event,
+        product_id=args.product,
+        policy=policy,
+        validity=validity,
+        zones=args.zones,
+        reissue=args.reissue,
+    )
+
+
+async def _check(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    lanes = {lane.name: lane for lane in config.lanes}
+    if not lanes:
+        raise ConfigError(
+            "defines no [[lanes]]; `check` applies a lane's rules", path=str(args.config)
+        )
+    if args.lane is not None and args.lane not in lanes:
+        raise ConfigError(f"no lane named {args.lane!r}; lanes: {', '.join(lanes)}")
+    lane = lanes[args.lane] if args.lane else config.lanes[0]
+    store = await Store.open(config.store_path)
+    try:
+        if config.keys:
+            await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
+        direction = Direction.EXIT if args.exit else Direction.ENTRY
+        check = Gate(store).check(args.code.encode("utf-8"), config.rules(lane), direction)
+    finally:
+        await store.close()
+    decision = check.decision
+    verdict = "ADMIT" if decision.admitted else "REJECT"
+    print(
+        f"{verdict}  {decision.reason.value}  {text(decision, args.lang or config.device.language)}"
+    )
+    if decision.detail:
+        print(f"  why: {decision.detail}")
+    print(f"  code: {check.hint}  lane: {lane.name}  direction: {direction.value}")
+    if decision.credential_id is not None:
+        print(f"  credential: {decision.credential_id}")
+    return 0 if decision.admitted else EXIT_REJECTED
+
+
+async def _status(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    store = await Store.open(config.store_path)
+    try:
+        stats = store.stats()
+        recent = store.recent(args.last)
+    finally:
+        await store.close()
+    print(f"device {config.device.name}  store {config.store_path}")
+    for name, value in stats.__dataclass_fields__.items():
+        del value
+        print(f"  {name.replace('_', ' '):22} {getattr(stats, name):>12,}")
+    print(f"last {len(recent)} decisions:")
+    for row in recent:
+        entry = row.entry
+        when = entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"  #{row.seq:<6} {when}  {entry.lane:12} {entry.direction.value:5} "
+            f"{entry.reason.value:16} {entry.code_hint}"
+        )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
+
+    if args.command == "run":
+        asyncio.run(daemon.serve(load(args.config)))
+        return 0
+    if args.command == "demo":
+        return asyncio.run(demo.main(language=args.lang, color=args.color))
+    if args.command == "check":
+        return asyncio.run(_check(args))
+    if args.command == "status":
+        return asyncio.run(_status(args))
+    if args.command == "keygen":
+        key = keys.generate(args.key_id)
+        keys.write(args.out, key)
+        print(f"wrote {args.out} (keep it secret); add this to the gates' configuration:")
+        print(f'[[keys]]\nid = {key.key_id}\npublic = "{key.public_b64}"')
+        return 0
+    if args.command == "issue":
+        key = keys.read(args.key)
+        code = mint(_claims(args, key.key_id), key.private)
+        scan_text(code.encode("ascii"))  # the minted text must scan back
+        print(code)
+        return 0
+    raise AssertionError(args.command)  # argparse only accepts the commands above
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `edge` console script."""
+    args = _parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    if args.command == "run":
+        level = min(level, logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return _run(args)
+    except ConfigError as err:
+        print(f"edge: configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (CodeError, EdgeError) as err:
+        print(f"edge: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""The one configuration file: TOML, validated completely before anything starts.
+
+Each section is a frozen dataclass; its fields are the allowed keys. Driver sections are
+checked against the settings dataclass that drivers.registry names for their `type`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from drivers.registry import ACTUATORS, SCANNERS, DriverType
+from edge.decide import GateRules
+from edge.errors import ConfigError
+from edge.messages import LANGUAGES
+
+T = TypeVar("T")
+
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is a mistake
+EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """[device]: this device and its decision settings."""
+
+    name: str
+    store: str = "edge.db"  # relative paths are relative to the configuration file
+    language: str = "en"  # display language: en, de or fr
+    clock_skew_seconds: int = 120  # tolerance at both ends of validity windows
+    repeat_window_ms: int = 1500  # the same code again at the same lane within this: one read
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("must not be empty")
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+        if not 0 <= self.clock_skew_seconds <= 3600:
+            raise ValueError("clock_skew_seconds must be 0..3600")
+        if not 0 <= self.repeat_window_ms <= 60_000:
+            raise ValueError("repeat_window_ms must be 0..60000")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """[[keys]]: a public key of the central system that codes are signed with."""
+
+    id: int
+    public: str  # base64 of the 32-byte Ed25519 public key
+    retired: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.id <= 0xFFFF:
+            raise ValueError("id must be 0..65535")
+        try:
+            raw = base64.b64decode(self.public, validate=True)
+        except binascii.Error:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("public must be the base64 of a 32-byte Ed25519 public key")
+
+    @property
+    def public_bytes(self) -> bytes:
+        """The raw public key."""
+        return base64.b64decode(self.public)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    """A [[scanners]] or [[actuators]] entry: a named device of a registered type."""
+
+    name: str
+    type: str
+    settings: Any  # an instance of the type's settings dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LaneConfig:
+    """[[lanes]]: which scanners feed which actuator, and what the lane admits."""
+
+    name: str
+    actuator: str
+    entry: tuple[str, ...] = ()  # scanners on the outside
+    exit: tuple[str, ...] = ()  # scanners on the inside (bidirectional lanes)
+    zone: int | None = None  # zone 0..31 the lane leads into
+    events: tuple[int, ...] | None = None  # only these events (default: all)
+    products: tuple[int, ...] | None = None  # only these products (default: all)
+
+    def __post_init__(self) -> None:
+        if not self.entry and not self.exit:
+            raise ValueError("a lane needs at least one scanner in entry or exit")
+        if self.zone is not None and not 0 <= self.zone <= 31:
+            raise ValueError("zone must be 0..31")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration."""
+
+    path: Path
+    device: DeviceConfig
+    keys: tuple[KeyConfig, ...]
+    scanners: tuple[DriverConfig, ...]
+    actuators: tuple[DriverConfig, ...]
+    lanes: tuple[LaneConfig, ...]
+
+    @property
+    def store_path(self) -> Path:
+        """The store file, resolved against the configuration's directory."""
+        return self.path.parent / self.device.store
+
+    def rules(self, lane: LaneConfig) -> GateRules:
+        """The decision rules of a lane."""
+        return GateRules(
+            gate=lane.name,
+            zone=lane.zone,
+            events=frozenset(lane.events) if lane.events is not None else None,
+            products=frozenset(lane.products) if lane.products is not None else None,
+            clock_skew=timedelta(seconds=self.device.clock_skew_seconds),
+        )
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
+
+
+def _value(tp: Any, value: Any, key: str, path: str) -> Any:
+    """`value` converted to `tp`, or ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _value(options[0], value, key, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"must be {_type_name(tp)}", path=path, key=key)
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_value(item, v, f"{key}[{i}]", path) for i, v in enumerate(value))
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp) and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(
+            f"must be {_type_name(tp)}, not {type(value).__name__} {value!r}", path=path, key=key
+        )
+    return float(value) if tp is float else value
+
+
+def build(cls: type[T], table: Any, where: str, path: str) -> T:
+    """An instance of the dataclass `cls` from a TOML table; every error names the key."""
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table", path=path, key=where)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r}; allowed: {', '.join(fields)}", path=path, key=where
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{where}.{name}"
+        if name in table:
+            values[name] = _value(hints[name], table[name], key, path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError("is required", path=path, key=key)
+    try:
+        return cls(**values)
+    except ValueError as err:
+        raise ConfigError(str(err), path=path, key=where) from err
+
+
+def _drivers(
+    tables: Any, section: str, registry: dict[str, DriverType[Any]], path: str
+) -> tuple[DriverConfig, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"must be an array of tables ([[{section}]])", path=path, key=section)
+    out = []
+    for i, table in enumerate(tables):
+        where = f"{section}[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", path=path, key=where)
+        settings = dict(table)
+        name = settings.pop("name", None)
+        kind = settings.pop("type", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError("needs a name (a non-empty string)", path=path, key=f"{where}.name")
+        if kind not in registry:
+            allowed = ", ".join(f"{k} ({v.summary})" for k, v in registry.items())
+            raise ConfigError(f"type {kind!r} is unknown; allowed: {allowed}", path=path, key=where)
+        driver = registry[kind]
+        out.append(DriverConfig(name, kind, build(driver.settings, settings, where, path)))
+    return tuple(out)
+
+
+def _list(document: dict[str, Any], section: str, path: str) -> list[Any]:
+    value = document.get(section, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"must be an array of tables ([[{section}]])", path=path, key=section)
+    return value
+
+
+def parse(text: str, path: Path) -> Config:
+    """A validated configuration from TOML text."""
+    where = str(path)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"not valid TOML: {err}", path=where) from err
+    allowed = {"device", "keys", "scanners", "actuators", "lanes"}
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown section {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}", path=where
+        )
+    if "device" not in document:
+        raise ConfigError("the [device] section is required", path=where)
+    device = build(DeviceConfig, document["device"], "device", where)
+    keys = tuple(
+        build(KeyConfig, t, f"keys[{i}]", where)
+        for i, t in enumerate(_list(document, "keys", where))
+    )
+    scanners = _drivers(document.get("scanners", []), "scanners", SCANNERS, where)
+    actuators = _drivers(document.get("actuators", []), "actuators", ACTUATORS, where)
+    lanes = tuple(
+        build(LaneConfig, t, f"lanes[{i}]", where)
+        for i, t in enumerate(_list(document, "lanes", where))
+    )
+    _check_references(where, keys, scanners, actuators, lanes)
+    return Config(path, device, keys, scanners, actuators, lanes)
+
+
+def _unique(names: list[str], what: str, path: str) -> set[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{what} {name!r} is defined twice", path=path)
+        seen.add(name)
+    return seen
+
+
+def _check_references(
+    path: str,
+    keys: tuple[KeyConfig, ...],
+    scanners: tuple[DriverConfig, ...],
+    actuators: tuple[DriverConfig, ...],
+    lanes: tuple[LaneConfig, ...],
+) -> None:
+    _unique([str(k.id) for k in keys], "key id", path)
+    scanner_names = _unique([s.name for s in scanners], "scanner", path)
+    actuator_names = _unique([a.name for a in actuators], "actuator", path)
+    _unique([lane.name for lane in lanes], "lane", path)
+    fed: dict[str, str] = {}
+    for i, lane in enumerate(lanes):
+        if lane.actuator not in actuator_names:
+            raise ConfigError(
+                f"actuator {lane.actuator!r} is not defined in [[actuators]]",
+                path=path,
+                key=f"lanes[{i}].actuator",
+            )
+        for side in ("entry", "exit"):
+            for name in getattr(lane, side):
+                if name not in scanner_names:
+                    raise ConfigError(
+                        f"scanner {name!r} is not defined in [[scanners]]",
+                        path=path,
+                        key=f"lanes[{i}].{side}",
+                    )
+                if name in fed:
+                    raise ConfigError(
+                        f"scanner {name!r} already feeds lane {fed[name]!r}",
+                        path=path,
+                        key=f"lanes[{i}].{side}",
+                    )
+                fed[name] = lane.name
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a configuration file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read: {err.strerror}", path=str(path)) from err
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes", path=str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 (byte {err.start})", path=str(path)) from err
+    return parse(text, path)

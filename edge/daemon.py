@@ -1,0 +1,82 @@
+"""The daemon: open the store, build the devices and lanes the configuration names, run them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from drivers.protocols import Actuator, ScanSource
+from drivers.registry import ACTUATORS, SCANNERS
+from edge.config import Config
+from edge.facts import Direction
+from edge.gate import Gate
+from edge.lane import Lane, LaneResult
+from edge.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def serve(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    on_result: Callable[[LaneResult], None] | None = None,
+) -> None:
+    """Run every lane until `stop` is set, SIGTERM/SIGINT arrives, or all scanners end."""
+    started = time.monotonic()
+    stop = stop or asyncio.Event()
+    store = await Store.open(config.store_path)
+    scanners: dict[str, ScanSource] = {}
+    actuators: dict[str, Actuator] = {}
+    loop = asyncio.get_running_loop()
+    try:
+        if config.keys:
+            await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
+        gate = Gate(store)
+        for spec in config.scanners:
+            scanners[spec.name] = SCANNERS[spec.type].build(spec.name, spec.settings)
+        for spec in config.actuators:
+            actuators[spec.name] = ACTUATORS[spec.type].build(spec.name, spec.settings)
+        lanes = [
+            Lane(
+                rules=config.rules(lane),
+                gate=gate,
+                actuator=actuators[lane.actuator],
+                sources=[(scanners[n], Direction.ENTRY) for n in lane.entry]
+                + [(scanners[n], Direction.EXIT) for n in lane.exit],
+                language=config.device.language,
+                repeat_window=config.device.repeat_window_ms / 1000,
+                on_result=on_result,
+            )
+            for lane in config.lanes
+        ]
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        _LOGGER.info(
+            "%s: %d lanes ready in %.0f ms",
+            config.device.name,
+            len(lanes),
+            (time.monotonic() - started) * 1000,
+        )
+        async with asyncio.TaskGroup() as group:
+            running = [group.create_task(lane.run()) for lane in lanes]
+            stopper = group.create_task(stop.wait())
+            finished: asyncio.Future[list[None]] = asyncio.gather(*running)
+            waiting: list[asyncio.Future[object]] = [finished, stopper]  # type: ignore[list-item]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in [*running, stopper]:
+                task.cancel()
+        _LOGGER.info("%s: stopped", config.device.name)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        devices: list[ScanSource | Actuator] = [*scanners.values(), *actuators.values()]
+        for device in devices:
+            try:
+                await device.close()
+            except Exception:
+                _LOGGER.exception("%s: closing failed", device.name)
+        await store.close()

@@ -1,0 +1,162 @@
+"""A lane: scanners on one or both sides of a turnstile, one actuator, one rule set.
+
+scan -> Gate.admit (decide, journal durably) -> actuator -> report. Scans are handled one at
+a time per lane, in arrival order; a flood beyond QUEUE_SIZE is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from drivers.protocols import Actuator, Outcome, ScanSource
+from edge.decide import GateRules
+from edge.errors import DeviceError, EdgeError
+from edge.facts import Direction
+from edge.gate import Check, Gate
+from edge.messages import text
+
+_LOGGER = logging.getLogger(__name__)
+
+QUEUE_SIZE = 64  # scans waiting for a lane; a person takes seconds, a queue this long is a fault
+SOURCE_RETRY_SECONDS = 2.0  # pause before re-opening a scanner that failed
+ERROR_TEXT = {
+    "en": "Please try again",
+    "de": "Bitte erneut versuchen",
+    "fr": "Veuillez réessayer",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LaneResult:
+    """What a lane did with one scan."""
+
+    lane: str
+    check: Check | None  # None when the decision could not be journaled
+    repeat: bool  # the scanner re-read a code within the repeat window: no new passage
+    actuated: bool  # the actuator carried out the outcome
+    text: str
+
+
+class Lane:
+    """Runs one lane until all its scanners end (the daemon's scanners never do)."""
+
+    def __init__(
+        self,
+        *,
+        rules: GateRules,
+        gate: Gate,
+        actuator: Actuator,
+        sources: Sequence[tuple[ScanSource, Direction]],
+        language: str = "en",
+        repeat_window: float = 1.5,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_result: Callable[[LaneResult], None] | None = None,
+    ) -> None:
+        self.name = rules.gate
+        self.rules = rules
+        self._gate = gate
+        self._actuator = actuator
+        self._sources = sources
+        self._language = language
+        self._repeat_window = repeat_window
+        self._monotonic = monotonic
+        self._on_result = on_result
+        self._queue: asyncio.Queue[tuple[bytes, Direction, float] | None] = asyncio.Queue(
+            QUEUE_SIZE
+        )
+        self._last: tuple[bytes, Direction, float, LaneResult] | None = None
+        self.dropped = 0  # scans dropped because the lane was busy
+
+    async def run(self) -> None:
+        """Feed scans from every source through the lane."""
+        async with asyncio.TaskGroup() as group:
+            feeders = [group.create_task(self._feed(s, d)) for s, d in self._sources]
+            worker = group.create_task(self._work())
+            await asyncio.gather(*feeders)
+            await self._queue.put(None)
+            await worker
+
+    async def _feed(self, source: ScanSource, direction: Direction) -> None:
+        while True:
+            try:
+                async for scan in source.scans():
+                    try:
+                        self._queue.put_nowait((scan.data, direction, scan.at))
+                    except asyncio.QueueFull:
+                        self.dropped += 1
+                        if self.dropped % 100 == 1:
+                            _LOGGER.warning(
+                                "%s: busy, dropped %d scans so far", self.name, self.dropped
+                            )
+                return
+            except DeviceError as err:
+                _LOGGER.error("%s: scanner %s failed: %s; retrying", self.name, source.name, err)
+                await asyncio.sleep(SOURCE_RETRY_SECONDS)
+
+    async def _work(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            await self.handle(*item)
+
+    async def handle(self, data: bytes, direction: Direction, at: float) -> LaneResult:
+        """Decide, journal, actuate and report one scan."""
+        last = self._last
+        if (
+            last is not None
+            and last[0] == data
+            and last[1] is direction
+            and at - last[2] <= self._repeat_window
+        ):
+            # The scanner read the same code again: the person is still at the gate.
+            result = LaneResult(
+                self.name, last[3].check, repeat=True, actuated=False, text=last[3].text
+            )
+            self._last = (data, direction, at, last[3])
+            self._report(result)
+            return result
+        try:
+            check = await self._gate.admit(data, self.rules, direction)
+        except EdgeError as err:
+            _LOGGER.error("%s: cannot journal a decision, gate stays closed: %s", self.name, err)
+            message = ERROR_TEXT[self._language]
+            await self._signal(Outcome.REJECT, message)
+            result = LaneResult(self.name, None, repeat=False, actuated=False, text=message)
+            self._report(result)
+            return result
+        decision = check.decision
+        message = text(decision, self._language)
+        if not decision.admitted:
+            outcome = Outcome.REJECT
+        elif direction is Direction.ENTRY:
+            outcome = Outcome.ADMIT_ENTRY
+        else:
+            outcome = Outcome.ADMIT_EXIT
+        actuated = await self._signal(outcome, message)
+        result = LaneResult(self.name, check, repeat=False, actuated=actuated, text=message)
+        self._last = (data, direction, at, result)
+        self._report(result)
+        return result
+
+    async def _signal(self, outcome: Outcome, message: str) -> bool:
+        try:
+            await self._actuator.signal(outcome, message)
+        except DeviceError as err:
+            _LOGGER.error("%s: actuator %s failed: %s", self.name, self._actuator.name, err)
+            return False
+        return True
+
+    def _report(self, result: LaneResult) -> None:
+        if result.check is not None:
+            _LOGGER.info(
+                "%s: %s %s %s%s",
+                self.name,
+                result.check.decision.direction.value,
+                result.check.hint,
+                result.check.decision.reason.value,
+                " (repeat read)" if result.repeat else "",
+            )
+        if self._on_result is not None:
+            self._on_result(result)

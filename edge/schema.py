@@ -1,0 +1,69 @@
+"""The store's schema as numbered migrations; `PRAGMA user_version` records how far a file is."""
+
+from __future__ import annotations
+
+# Append only: a migration that shipped never changes. Each runs in one transaction.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the gate core.
+    """
+    CREATE TABLE keys (
+        key_id INTEGER PRIMARY KEY CHECK (key_id BETWEEN 0 AND 65535),
+        public_key BLOB NOT NULL CHECK (length(public_key) = 32),
+        retired INTEGER NOT NULL DEFAULT 0 CHECK (retired IN (0, 1))
+    );
+    -- Synced facts; they override what a signed code states about the same credential.
+    CREATE TABLE credentials (
+        credential_id INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        product_id INTEGER NOT NULL,
+        policy INTEGER NOT NULL,
+        uses INTEGER NOT NULL,
+        passback_minutes INTEGER NOT NULL,
+        valid_from INTEGER,  -- unix seconds
+        valid_until INTEGER,
+        zones INTEGER NOT NULL,
+        paid INTEGER NOT NULL CHECK (paid IN (0, 1))
+    );
+    -- Plain codes (legacy barcodes, NFC UIDs) by hash: the raw code is never stored.
+    CREATE TABLE plain_codes (
+        code_hash BLOB PRIMARY KEY,
+        credential_id INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Revocation reasons: 1 revoked, 2 replaced, 3 cancelled.
+    CREATE TABLE revoked_codes (code_hash BLOB PRIMARY KEY, reason INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE revoked_credentials (credential_id INTEGER PRIMARY KEY, reason INTEGER NOT NULL);
+    CREATE TABLE revoked_products (product_id INTEGER PRIMARY KEY, reason INTEGER NOT NULL);
+    CREATE TABLE cancelled_events (event_id INTEGER PRIMARY KEY);
+    -- Passages per credential, at any gate; times in unix milliseconds.
+    CREATE TABLE entries (
+        credential_id INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        first_at INTEGER,
+        first_gate TEXT,
+        last_at INTEGER NOT NULL,
+        last_direction TEXT NOT NULL,
+        last_gate TEXT NOT NULL
+    );
+    -- Every decision, admitted or not. code_hint is a masked code for operators.
+    CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        lane TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        admitted INTEGER NOT NULL,
+        code_hash BLOB,
+        code_hint TEXT NOT NULL,
+        credential_id INTEGER
+    );
+    CREATE TABLE sync_cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: track which journal rows reached the central system, so upload resumes after a restart.
+    """
+    ALTER TABLE journal ADD COLUMN uploaded INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX journal_unsent ON journal (seq) WHERE uploaded = 0;
+    """,
+)
+
+VERSION = len(MIGRATIONS)

@@ -1,0 +1,431 @@
+"""The local store: SQLite in WAL mode.
+
+Reads for the scan path use a direct sqlite3 connection on the event loop's thread (one
+prepared statement, ~10 µs); every write goes through aiosqlite, off the loop, one
+transaction per call, durable (synchronous=FULL) before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge import schema
+from edge.codes import Code, EntryPolicy, Kind, PolicyKind, SignedCode, Validity
+from edge.decide import Reason
+from edge.errors import StoreError
+from edge.facts import Credential, Direction, EntryState, Facts, Revocation, TrustedKey
+
+_LOGGER = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000  # another process (edge check, edge import) may hold the write lock
+_REVOCATION_CODES = {Revocation.REVOKED: 1, Revocation.REPLACED: 2, Revocation.CANCELLED: 3}
+_REVOCATIONS = {number: revocation for revocation, number in _REVOCATION_CODES.items()}
+
+# Every fact about one code in one statement: a plain code's credential is found by hash.
+_FACTS_SQL = """
+WITH q (cid, h) AS (
+    SELECT coalesce(:cid, (SELECT credential_id FROM plain_codes WHERE code_hash = :h)), :h
+)
+SELECT q.cid,
+       c.kind, c.event_id, c.product_id, c.policy, c.uses, c.passback_minutes,
+       c.valid_from, c.valid_until, c.zones, c.paid,
+       rc.reason, rv.reason,
+       EXISTS (SELECT 1 FROM cancelled_events WHERE event_id = coalesce(c.event_id, :ev)),
+       (SELECT reason FROM revoked_products WHERE product_id = coalesce(c.product_id, :pr)),
+       e.count, e.first_at, e.first_gate, e.last_at, e.last_direction, e.last_gate,
+       k.public_key, k.retired
+FROM q
+LEFT JOIN credentials c ON c.credential_id = q.cid
+LEFT JOIN revoked_codes rc ON rc.code_hash = q.h
+LEFT JOIN revoked_credentials rv ON rv.credential_id = q.cid
+LEFT JOIN entries e ON e.credential_id = q.cid
+LEFT JOIN keys k ON k.key_id = :kid
+"""
+
+_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = count + excluded.count,
+    first_at = coalesce(first_at, excluded.first_at),
+    first_gate = coalesce(first_gate, excluded.first_gate),
+    last_at = excluded.last_at,
+    last_direction = excluded.last_direction,
+    last_gate = excluded.last_gate
+"""
+
+
+def to_ms(moment: datetime) -> int:
+    """Unix milliseconds of an aware datetime."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    """Aware UTC datetime of unix milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One decision as the journal keeps it."""
+
+    at: datetime
+    lane: str
+    direction: Direction
+    reason: Reason
+    credential_id: int | None
+    code_hash: bytes | None  # None for input that was not a code
+    code_hint: str  # masked code text, never the whole code
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """A journal entry with its sequence number."""
+
+    seq: int
+    entry: JournalEntry
+    uploaded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Row counts for status output."""
+
+    schema_version: int
+    keys: int
+    credentials: int
+    plain_codes: int
+    revoked_codes: int
+    revoked_credentials: int
+    revoked_products: int
+    cancelled_events: int
+    journal: int
+    journal_unsent: int
+
+
+def _credential_row(credential: Credential) -> tuple[Any, ...]:
+    validity = credential.validity
+    return (
+        credential.credential_id,
+        int(credential.kind),
+        credential.event_id,
+        credential.product_id,
+        int(credential.policy.kind),
+        credential.policy.uses,
+        credential.policy.passback_minutes,
+        int(validity.start.timestamp()) if validity else None,
+        int(validity.end.timestamp()) if validity else None,
+        credential.zones,
+        int(credential.paid),
+    )
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Bring the file to the current schema; returns the version it had."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found > schema.VERSION:
+        raise StoreError(
+            f"{path}: schema version {found} is newer than this edge understands "
+            f"({schema.VERSION}); install a newer edge"
+        )
+    for number in range(found + 1, schema.VERSION + 1):
+        script = schema.MIGRATIONS[number - 1]
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        _LOGGER.info("%s: migrated schema to version %d", path, number)
+    return int(found)
+
+
+def _prepare(path: str) -> None:
+    """Create or open the file, switch it to WAL and migrate it (blocking: run in a thread)."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as err:
+        raise StoreError(f"{path}: cannot open the store: {err}") from err
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise StoreError(f"{path}: cannot switch to WAL mode (journal mode is {mode})")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path}: not a usable edge store: {err}") from err
+    finally:
+        conn.close()
+
+
+class Store:
+    """The device's SQLite store. Open with `await Store.open(path)`, close with `close()`."""
+
+    def __init__(self, path: str, reader: sqlite3.Connection, writer: aiosqlite.Connection) -> None:
+        self.path = path
+        self._reader = reader
+        self._writer = writer
+        self._keys: dict[tuple[int, bytes, bool], TrustedKey] = {}
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        """Open (creating and migrating as needed) the store at `path`."""
+        path = str(path)
+        started = time.monotonic()
+        await asyncio.to_thread(_prepare, path)
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # FULL: a commit is on disk before it returns, so an acknowledged admit survives
+            # a power cut, not only a crash.
+            await writer.execute("PRAGMA synchronous = FULL")
+            reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await writer.close()
+            raise
+        _LOGGER.info("%s: store open in %.0f ms", path, (time.monotonic() - started) * 1000)
+        return cls(path, reader, writer)
+
+    async def close(self) -> None:
+        """Close both connections."""
+        self._reader.close()
+        await self._writer.close()
+
+    # -- the scan path: synchronous, no thread hop ------------------------------------------
+
+    def facts(self, code: Code) -> Facts:
+        """Everything the store knows about a parsed code (a SignedCode or PlainCode)."""
+        if isinstance(code, SignedCode):
+            claims = code.claims
+            params = {
+                "cid": claims.credential_id,
+                "h": code.hash,
+                "ev": claims.event_id,
+                "pr": claims.product_id,
+                "kid": claims.key_id,
+            }
+        else:
+            params = {"cid": None, "h": code.hash, "ev": None, "pr": None, "kid": None}
+        row = self._reader.execute(_FACTS_SQL, params).fetchone()
+        cid = row[0]
+        credential = None
+        if row[1] is not None:
+            validity = None
+            if row[7] is not None:
+                validity = Validity(
+                    datetime.fromtimestamp(row[7], UTC), datetime.fromtimestamp(row[8], UTC)
+                )
+            credential = Credential(
+                credential_id=cid,
+                kind=Kind(row[1]),
+                event_id=row[2],
+                product_id=row[3],
+                policy=EntryPolicy(PolicyKind(row[4]), row[5], row[6]),
+                validity=validity,
+                zones=row[9],
+                paid=bool(row[10]),
+            )
+        entries = None
+        if row[15] is not None:
+            entries = EntryState(
+                count=row[15],
+                first_at=from_ms(row[16]) if row[16] is not None else None,
+                first_gate=row[17],
+                last_at=from_ms(row[18]),
+                last_direction=Direction(row[19]),
+                last_gate=row[20],
+            )
+        return Facts(
+            key=self._key(code.claims.key_id, row[21], row[22])
+            if isinstance(code, SignedCode)
+            else None,
+            credential=credential,
+            code_revoked=_REVOCATIONS.get(row[11]),
+            credential_revoked=_REVOCATIONS.get(row[12]),
+            event_cancelled=bool(row[13]),
+            product_revoked=_REVOCATIONS.get(row[14]),
+            entries=entries,
+        )
+
+    def _key(self, key_id: int, public: bytes | None, retired: int | None) -> TrustedKey | None:
+        if public is None:
+            return None
+        cache_key = (key_id, public, bool(retired))
+        key = self._keys.get(cache_key)
+        if key is None:
+            # Loading a public key costs more than a lookup; keys change rarely.
+            key = TrustedKey(key_id, Ed25519PublicKey.from_public_bytes(public), bool(retired))
+            self._keys[cache_key] = key
+        return key
+
+    # -- writes: off the loop, one transaction each -----------------------------------------
+
+    async def _transaction(self, statements: Sequence[tuple[str, Iterable[Sequence[Any]]]]) -> None:
+        """Run executemany for each (sql, rows) in one transaction."""
+        conn = self._writer
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                await conn.executemany(sql, rows)
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    async def put_keys(self, keys: Iterable[tuple[int, bytes, bool]]) -> None:
+        """Add or update trusted keys: (key id, 32-byte Ed25519 public key, retired)."""
+        rows = [(kid, bytes(public), int(retired)) for kid, public, retired in keys]
+        for kid, public, _ in rows:
+            if len(public) != 32 or not 0 <= kid <= 0xFFFF:
+                raise StoreError(f"key {kid}: an Ed25519 public key has 32 bytes, ids 0..65535")
+        await self._transaction(
+            [("INSERT OR REPLACE INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)", rows)]
+        )
+
+    async def put_credentials(
+        self, credentials: Iterable[Credential], plain_codes: Iterable[tuple[bytes, int]] = ()
+    ) -> None:
+        """Add or replace synced credential facts, and map plain code hashes to credentials."""
+        await self._transaction(
+            [
+                (
+                    "INSERT OR REPLACE INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    map(_credential_row, credentials),
+                ),
+                ("INSERT OR REPLACE INTO plain_codes VALUES (?, ?)", plain_codes),
+            ]
+        )
+
+    async def revoke_codes(self, revocations: Iterable[tuple[bytes, Revocation]]) -> None:
+        """Revoke single codes by hash (a replaced card's old code, a cancelled ticket)."""
+        # Sorted keys append to the B-tree in order: bulk loads run several times faster.
+        rows = sorted((bytes(h), _REVOCATION_CODES[r]) for h, r in revocations)
+        await self._transaction([("INSERT OR REPLACE INTO revoked_codes VALUES (?, ?)", rows)])
+
+    async def revoke_credentials(self, revocations: Iterable[tuple[int, Revocation]]) -> None:
+        """Revoke every code of the given credentials."""
+        rows = [(cid, _REVOCATION_CODES[r]) for cid, r in revocations]
+        await self._transaction(
+            [("INSERT OR REPLACE INTO revoked_credentials VALUES (?, ?)", rows)]
+        )
+
+    async def revoke_products(self, revocations: Iterable[tuple[int, Revocation]]) -> None:
+        """Revoke every credential of the given products."""
+        rows = [(pid, _REVOCATION_CODES[r]) for pid, r in revocations]
+        await self._transaction([("INSERT OR REPLACE INTO revoked_products VALUES (?, ?)", rows)])
+
+    async def cancel_events(self, event_ids: Iterable[int]) -> None:
+        """Cancel events: every ticket for them is rejected."""
+        rows = [(eid,) for eid in event_ids]
+        await self._transaction([("INSERT OR IGNORE INTO cancelled_events VALUES (?)", rows)])
+
+    async def record(self, entry: JournalEntry) -> int:
+        """Journal a decision (and an admitted passage) durably; returns its sequence number."""
+        conn = self._writer
+        at = to_ms(entry.at)
+        admitted = entry.reason.admits
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = await conn.execute(
+                "INSERT INTO journal (at, lane, direction, reason, admitted, code_hash, code_hint,"
+                " credential_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    at,
+                    entry.lane,
+                    entry.direction.value,
+                    entry.reason.value,
+                    int(admitted),
+                    entry.code_hash,
+                    entry.code_hint,
+                    entry.credential_id,
+                ),
+            )
+            seq = cursor.lastrowid
+            if admitted and entry.credential_id is not None:
+                is_entry = entry.direction is Direction.ENTRY
+                await conn.execute(
+                    _ENTRY_SQL,
+                    (
+                        entry.credential_id,
+                        int(is_entry),
+                        at if is_entry else None,
+                        entry.lane if is_entry else None,
+                        at,
+                        entry.direction.value,
+                        entry.lane,
+                    ),
+                )
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        if seq is None:  # an INSERT into a rowid table always sets it
+            raise StoreError(f"{self.path}: journal insert returned no row id")
+        return seq
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        """Remember a sync position."""
+        await self._transaction(
+            [("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)", [(name, value)])]
+        )
+
+    # -- reads for operators ----------------------------------------------------------------
+
+    def cursor(self, name: str) -> str | None:
+        """A sync position, if one was set."""
+        row = self._reader.execute(
+            "SELECT value FROM sync_cursors WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def recent(self, limit: int = 20) -> list[JournalRow]:
+        """The last `limit` journal entries, newest first."""
+        rows = self._reader.execute(
+            "SELECT seq, at, lane, direction, reason, credential_id, code_hash, code_hint, uploaded"
+            " FROM journal ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            JournalRow(
+                seq,
+                JournalEntry(
+                    from_ms(at), lane, Direction(direction), Reason(reason), cid, code_hash, hint
+                ),
+                bool(uploaded),
+            )
+            for seq, at, lane, direction, reason, cid, code_hash, hint, uploaded in rows
+        ]
+
+    def admitted_hashes(self) -> set[bytes]:
+        """Hashes of every admitted code in the journal (tests and audits)."""
+        rows = self._reader.execute(
+            "SELECT code_hash FROM journal WHERE admitted = 1 AND code_hash IS NOT NULL"
+        )
+        return {bytes(h) for (h,) in rows}
+
+    def stats(self) -> StoreStats:
+        """Row counts of every table (a full scan of the large ones: for status, not the lanes)."""
+
+        def count(sql: str) -> int:
+            return int(self._reader.execute(sql).fetchone()[0])
+
+        return StoreStats(
+            schema_version=count("PRAGMA user_version"),
+            keys=count("SELECT count(*) FROM keys"),
+            credentials=count("SELECT count(*) FROM credentials"),
+            plain_codes=count("SELECT count(*) FROM plain_codes"),
+            revoked_codes=count("SELECT count(*) FROM revoked_codes"),
+            revoked_credentials=count("SELECT count(*) FROM revoked_credentials"),
+            revoked_products=count("SELECT count(*) FROM revoked_products"),
+            cancelled_events=count("SELECT count(*) FROM cancelled_events"),
+            journal=count("SELECT count(*) FROM journal"),
+            journal_unsent=count("SELECT count(*) FROM journal WHERE uploaded = 0"),
+        )
