@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", required=True, type=Path)
     status.add_argument("--last", type=int, default=10, help="decisions to list")
 
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_check = config_sub.add_parser("check", help="validate a configuration file")
+    config_check.add_argument("file", type=Path)
+
     demo = sub.add_parser("demo", help="a gate with sample tickets; type or paste codes")
     demo.add_argument("--lang", choices=LANGUAGES, default="en")
     demo.add_argument("--color", choices=["auto", "always", "never"], default="auto")
@@ -189,6 +194,13 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_check(args))
     if args.command == "status":
         return asyncio.run(_status(args))
+    if args.command == "config":
+        config = load(args.file)
+        print(
+            f"{args.file}: valid ({len(config.lanes)} lanes, {len(config.scanners)} scanners, "
+            f"{len(config.actuators)} actuators, {len(config.keys)} keys)"
+        )
+        return 0
     if args.command == "keygen":
         key = keys.generate(args.key_id)
         keys.write(args.out, key)

@@ -9,7 +9,7 @@ from typing import TextIO
 from drivers.protocols import Outcome
 
 _COLOURS = {Outcome.ADMIT_ENTRY: "32", Outcome.ADMIT_EXIT: "36", Outcome.REJECT: "31"}
-_LABELS = {Outcome.ADMIT_ENTRY: "ADMIT", Outcome.ADMIT_EXIT: "EXIT ", Outcome.REJECT: "REJECT"}
+_LABELS = {Outcome.ADMIT_ENTRY: "ADMIT", Outcome.ADMIT_EXIT: "EXIT", Outcome.REJECT: "REJECT"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,10 @@ class LineScanner:
         try:
             if path == "-":
                 fd = os.dup(sys.stdin.fileno())
+            elif stat.S_ISFIFO(os.stat(path).st_mode):
+                # Held open for writing too, so the FIFO never reads as ended when the
+                # process feeding it goes away and comes back.
+                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
             else:
                 fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             pipe = os.fdopen(fd, "rb", buffering=0)

@@ -1,0 +1,36 @@
+"""The benchmarks still run (on tiny sizes); their figures are printed, never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_decide_benchmark_runs_on_a_small_store() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "decide.py"),
+            "--revocations",
+            "2000",
+            "--credentials",
+            "500",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in (
+        "bulk load of revocations",
+        "decision latency, signed",
+        "start to first decision",
+    ):
+        assert figure in result.stdout
