@@ -8,10 +8,11 @@ transaction per call, durable (synchronous=FULL) before the call returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,15 +271,27 @@ class Store:
 
     async def _transaction(self, statements: Sequence[tuple[str, Iterable[Sequence[Any]]]]) -> None:
         """Run executemany for each (sql, rows) in one transaction."""
-        conn = self._writer
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._write() as conn:
             for sql, rows in statements:
                 await conn.executemany(sql, rows)
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; SQLite failures (disk full, I/O) become StoreError."""
+        conn = self._writer
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: write failed: {err}") from err
 
     async def put_keys(self, keys: Iterable[tuple[int, bytes, bool]]) -> None:
         """Add or update trusted keys: (key id, 32-byte Ed25519 public key, retired)."""
@@ -329,11 +342,9 @@ class Store:
 
     async def record(self, entry: JournalEntry) -> int:
         """Journal a decision (and an admitted passage) durably; returns its sequence number."""
-        conn = self._writer
         at = to_ms(entry.at)
         admitted = entry.reason.admits
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._write() as conn:
             cursor = await conn.execute(
                 "INSERT INTO journal (at, lane, direction, reason, admitted, code_hash, code_hint,"
                 " credential_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -363,10 +374,6 @@ class Store:
                         entry.lane,
                     ),
                 )
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
         if seq is None:  # an INSERT into a rowid table always sets it
             raise StoreError(f"{self.path}: journal insert returned no row id")
         return seq
