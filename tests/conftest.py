@@ -1,0 +1,59 @@
+"""Shared fixtures: signing keys, a store in tmp_path, and minting helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from edge.codes import Claims, Kind, mint
+from edge.facts import TrustedKey
+from edge.store import Store
+
+# Fixed seeds: failures reproduce, and generating keys per hypothesis example would be slow.
+KEY_ID = 7
+PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+OTHER_KEY_ID = 8
+OTHER_PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte public key."""
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def trusted(key: Ed25519PrivateKey = PRIVATE, key_id: int = KEY_ID, *, retired: bool = False):
+    """A TrustedKey for a private key."""
+    return TrustedKey(key_id, key.public_key(), retired)
+
+
+def ticket(credential_id: int = 1001, **fields: object) -> Claims:
+    """Claims of a single-use ticket signed by KEY_ID, with fields overridden."""
+    base: dict[str, object] = {
+        "key_id": KEY_ID,
+        "credential_id": credential_id,
+        "kind": Kind.TICKET,
+        "event_id": 42,
+        "product_id": 10,
+    }
+    base.update(fields)
+    return Claims(**base)  # type: ignore[arg-type]
+
+
+def mint_code(claims: Claims, key: Ed25519PrivateKey = PRIVATE) -> str:
+    """The text of a signed code."""
+    return mint(claims, key)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store in tmp_path that trusts KEY_ID; closed after the test."""
+    opened = await Store.open(tmp_path / "edge.db")
+    try:
+        await opened.put_keys([(KEY_ID, public_bytes(PRIVATE), False)])
+        yield opened
+    finally:
+        await opened.close()
