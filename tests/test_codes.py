@@ -21,12 +21,15 @@ from edge.codes import (
     MAX_USES,
     MAX_ZONES,
     PREFIX,
+    SIGNATURE_SIZE,
     Claims,
     EntryPolicy,
     Kind,
     PlainCode,
     SignedCode,
     Validity,
+    decode_payload,
+    encode_payload,
     mask,
     mint,
     parse,
@@ -202,6 +205,82 @@ def test_mint_refuses_values_the_format_cannot_carry(claims: Claims, message: st
 def test_invalid_policies_and_windows_are_code_errors(build, message: str) -> None:
     with pytest.raises(CodeError, match=message):
         build()
+
+
+# Annotated payloads (docs/codes.md, 'Payload'): what the encoder writes, byte for byte.
+TICKET_PAYLOAD = bytes.fromhex(
+    "10"  # header: format 1, kind ticket, no validity, no zones
+    "0007"  # key id 7
+    "e907"  # credential id 1001 (varint: 0x69 | 0x80, 0x07)
+    "00"  # reissue 0
+    "2a"  # event 42
+    "0a"  # product 10
+    "00"  # policy: single entry
+)
+PASS_PAYLOAD = bytes.fromhex(
+    "1d"  # header: format 1, kind pass, validity and zones present
+    "0007"  # key id 7
+    "959aef3a"  # credential id 123456789
+    "01"  # reissue 1
+    "00"  # event 0: not bound to an event
+    "14"  # product 20
+    "02"  # policy: unlimited re-entry
+    "05"  # passback window: 5 minutes
+    "69 55 b9 00"  # valid from 2026-01-01 00:00:00 UTC (unix seconds, big-endian)
+    "6b 36 de 70"  # valid until 2026-12-31 23:00:00 UTC
+    "06"  # zones 1 and 2
+)
+
+
+@pytest.mark.parametrize(
+    ("claims", "payload"),
+    [(ticket(), TICKET_PAYLOAD), (PASS, PASS_PAYLOAD)],
+    ids=["ticket", "pass"],
+)
+def test_annotated_payloads(claims: Claims, payload: bytes) -> None:
+    assert encode_payload(claims) == payload
+    assert decode_payload(payload) == claims
+    raw, _ = _body_bits(mint(claims, PRIVATE))
+    assert raw[: len(payload)] == payload
+    assert len(raw) == len(payload) + SIGNATURE_SIZE
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (TICKET_PAYLOAD[:-1], "ends inside the entry policy"),
+        (TICKET_PAYLOAD + b"\x00", "trailing bytes"),
+        (b"\x13" + TICKET_PAYLOAD[1:], "unknown credential kind"),
+        (TICKET_PAYLOAD[:-1] + b"\x03", "unknown entry policy"),
+        (TICKET_PAYLOAD[:-1] + b"\x01\x01", "multi-use"),  # N uses with N = 1
+        (TICKET_PAYLOAD[:3] + b"\xe9\x87\x00" + TICKET_PAYLOAD[5:], "not minimally encoded"),
+        (
+            TICKET_PAYLOAD[:5] + b"\x80\x80\x04" + TICKET_PAYLOAD[6:],
+            "reissue count is out of range",
+        ),
+        (b"\x18" + TICKET_PAYLOAD[1:] + b"\x00", "empty zone set"),
+        (
+            b"\x14" + TICKET_PAYLOAD[1:] + bytes.fromhex("6b36de70 6955b900"),
+            "ends before it starts",
+        ),
+    ],
+)
+def test_damaged_payloads_name_the_field(payload: bytes, message: str) -> None:
+    with pytest.raises(CodeError, match=message):
+        decode_payload(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=60), st.binary(min_size=64, max_size=64))
+def test_any_payload_parses_or_is_a_code_error(payload: bytes, signature: bytes) -> None:
+    text = _text_of(payload + signature)
+    try:
+        code = parse(text.encode())
+    except CodeError:
+        return
+    assert isinstance(code, SignedCode)
+    assert encode_payload(code.claims) == payload  # only canonical payloads parse
+    assert _outcome(text.encode()) in (Reason.UNKNOWN_KEY, Reason.BAD_SIGNATURE)
 
 
 # -- damaged codes ---------------------------------------------------------------------------

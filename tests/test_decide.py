@@ -160,9 +160,12 @@ def test_revoked_is_never_admitted_on_entry(
     decision = decide(code, facts, rules, Direction.ENTRY, NOW + offset)
     if facts.code_revoked or facts.credential_revoked or facts.product_revoked:
         assert not decision.admitted
-        assert decision.reason in (Reason.REVOKED, Reason.REPLACED, Reason.CANCELLED) or (
-            decision.reason is Reason.EVENT_CANCELLED
-        )
+        assert decision.reason in {
+            Reason.REVOKED,
+            Reason.REPLACED,
+            Reason.CANCELLED,
+            Reason.EVENT_CANCELLED,
+        }
     if facts.event_cancelled:
         assert not decision.admitted
 
