@@ -20,7 +20,7 @@ from edge.decide import GateRules, Reason
 from edge.errors import ActuatorError
 from edge.facts import Direction
 from edge.gate import Gate
-from edge.lane import ERROR_TEXT, Lane, LaneResult
+from edge.lane import ERROR_TEXT, QUEUE_SIZE, Lane, LaneResult
 from edge.store import Store
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -169,6 +169,21 @@ async def test_a_line_scanner_file_with_junk_keeps_the_lane_working(
         Reason.ALREADY_USED,
     ]
     assert [o for o, _, _ in actuator.signals].count(Outcome.ADMIT_ENTRY) == 2
+
+
+async def test_a_flood_of_scans_is_bounded_and_counted(store: Store) -> None:
+    flood = [(b"junk-%d" % i, float(i)) for i in range(200)]
+    results: list[LaneResult] = []
+    lane = _lane(
+        store,
+        RecordingActuator(store),
+        sources=[(ListSource("outside", flood), Direction.ENTRY)],
+        results=results,
+    )
+    await lane.run()
+    assert len(results) + lane.dropped == len(flood)
+    assert len(results) >= QUEUE_SIZE
+    assert len(store.recent(1000)) == len(results)
 
 
 # -- repeat reads ----------------------------------------------------------------------------

@@ -154,8 +154,9 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         b"this is a configuration file, not a database\n" * 200,
         bytes(range(256)) * 64,
         b"SQLite format 3\x00" + b"\xff" * 4080,  # the magic, then garbage
+        b"hello\n",  # shorter than a database header
     ],
-    ids=["text", "binary", "bad-header"],
+    ids=["text", "binary", "bad-header", "tiny"],
 )
 async def test_a_file_that_is_not_a_store_is_refused_and_left_unchanged(
     tmp_path: Path, content: bytes
@@ -169,8 +170,10 @@ async def test_a_file_that_is_not_a_store_is_refused_and_left_unchanged(
 
 
 async def test_a_path_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="missing-dir"):
         await Store.open(tmp_path / "missing-dir" / "edge.db")
+    with pytest.raises(StoreError, match=str(tmp_path)):
+        await Store.open(tmp_path)  # a directory
 
 
 async def test_wal_mode_is_on(store: Store) -> None:
@@ -293,6 +296,17 @@ async def test_plain_codes_find_their_credential(store: Store) -> None:
     assert facts.credential_revoked is Revocation.REPLACED
     assert facts.event_cancelled
     assert store.facts(parse(b"0123456789013")).credential is None
+
+
+async def test_revocation_of_a_plain_code_by_hash(store: Store) -> None:
+    plain = parse(b"0123456789012")
+    await store.put_credentials(
+        [Credential(77, Kind.TICKET)], plain_codes=[(plain_hash("0123456789012"), 77)]
+    )
+    await store.revoke_codes([(plain.hash, Revocation.CANCELLED)])
+    facts = store.facts(plain)
+    assert facts.code_revoked is Revocation.CANCELLED
+    assert facts.credential_revoked is None
 
 
 # -- the journal and entries -----------------------------------------------------------------
