@@ -154,10 +154,12 @@ def plain_hash(text: str) -> bytes:
 
 
 def mask(text: str) -> str:
-    """A code shortened for logs and displays: never the whole code."""
-    if len(text) <= 6:
-        return "…" + text[-2:]
-    return f"{text[:5]}…{text[-4:]}" if text.startswith(PREFIX) else "…" + text[-4:]
+    """A code shortened for logs and displays: at most its last 4 characters, never half."""
+    head, body = (PREFIX, text[len(PREFIX) :]) if text.startswith(PREFIX) else ("", text)
+    if not body:
+        return "…"
+    shown = min(4, len(body) // 2)
+    return f"{head}…{body[len(body) - shown :]}"
 
 
 def scan_text(data: bytes) -> str:

@@ -40,7 +40,7 @@ class DeviceConfig:
 
     def __post_init__(self) -> None:
         if not self.name.strip():
-            raise ValueError("must not be empty")
+            raise ValueError("name must not be empty")
         if self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
         if not 0 <= self.clock_skew_seconds <= 3600:
@@ -200,7 +200,7 @@ def _drivers(
         kind = settings.pop("type", None)
         if not isinstance(name, str) or not name:
             raise ConfigError("needs a name (a non-empty string)", path=path, key=f"{where}.name")
-        if kind not in registry:
+        if not isinstance(kind, str) or kind not in registry:
             allowed = ", ".join(f"{k} ({v.summary})" for k, v in registry.items())
             raise ConfigError(f"type {kind!r} is unknown; allowed: {allowed}", path=path, key=where)
         driver = registry[kind]

@@ -7,6 +7,7 @@ a time per lane, in arrival order; a flood beyond QUEUE_SIZE is dropped and coun
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from edge.messages import text
 _LOGGER = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64  # scans waiting for a lane; a person takes seconds, a queue this long is a fault
+ACTUATOR_ATTEMPTS = 2  # a relay that misses one command usually takes the next
+UNOPENED_MAX = 16  # admits whose turnstile did not open, kept so a re-scan opens it
 SOURCE_RETRY_SECONDS = 2.0  # pause before re-opening a scanner that failed
 ERROR_TEXT = {
     "en": "Please try again",
@@ -39,6 +42,7 @@ class LaneResult:
     repeat: bool  # the scanner re-read a code within the repeat window: no new passage
     actuated: bool  # the actuator carried out the outcome
     text: str
+    outcome: Outcome = Outcome.REJECT
 
 
 class Lane:
@@ -69,6 +73,9 @@ class Lane:
             QUEUE_SIZE
         )
         self._last: tuple[bytes, Direction, float, LaneResult] | None = None
+        # Admitted (and journaled) scans whose turnstile did not open: scanning the same code
+        # again retries the turnstile instead of deciding again ("already used").
+        self._unopened: dict[tuple[bytes, Direction], LaneResult] = {}
         self.dropped = 0  # scans dropped because the lane was busy
 
     async def run(self) -> None:
@@ -103,6 +110,9 @@ class Lane:
 
     async def handle(self, data: bytes, direction: Direction, at: float) -> LaneResult:
         """Decide, journal, actuate and report one scan."""
+        unopened = self._unopened.pop((data, direction), None)
+        if unopened is not None:
+            return await self._finish(data, direction, at, unopened, repeat=True)
         last = self._last
         if (
             last is not None
@@ -111,9 +121,7 @@ class Lane:
             and at - last[2] <= self._repeat_window
         ):
             # The scanner read the same code again: the person is still at the gate.
-            result = LaneResult(
-                self.name, last[3].check, repeat=True, actuated=False, text=last[3].text
-            )
+            result = dataclasses.replace(last[3], repeat=True, actuated=False)
             self._last = (data, direction, at, last[3])
             self._report(result)
             return result
@@ -127,15 +135,35 @@ class Lane:
             self._report(result)
             return result
         decision = check.decision
-        message = text(decision, self._language)
         if not decision.admitted:
             outcome = Outcome.REJECT
         elif direction is Direction.ENTRY:
             outcome = Outcome.ADMIT_ENTRY
         else:
             outcome = Outcome.ADMIT_EXIT
-        actuated = await self._signal(outcome, message)
-        result = LaneResult(self.name, check, repeat=False, actuated=actuated, text=message)
+        result = LaneResult(
+            self.name,
+            check,
+            repeat=False,
+            actuated=False,
+            text=text(decision, self._language),
+            outcome=outcome,
+        )
+        return await self._finish(data, direction, at, result, repeat=False)
+
+    async def _finish(
+        self, data: bytes, direction: Direction, at: float, result: LaneResult, *, repeat: bool
+    ) -> LaneResult:
+        """Carry out a result's outcome, remember it, report it."""
+        actuated = False
+        for _ in range(ACTUATOR_ATTEMPTS):
+            if actuated := await self._signal(result.outcome, result.text):
+                break
+        result = dataclasses.replace(result, repeat=repeat, actuated=actuated)
+        if not actuated and result.outcome is not Outcome.REJECT:
+            if len(self._unopened) >= UNOPENED_MAX:
+                del self._unopened[next(iter(self._unopened))]
+            self._unopened[(data, direction)] = result
         self._last = (data, direction, at, result)
         self._report(result)
         return result

@@ -173,6 +173,9 @@ class Store:
         self._reader = reader
         self._writer = writer
         self._keys: dict[tuple[int, bytes, bool], TrustedKey] = {}
+        # One writer connection: transactions of concurrent callers (two lanes, sync) must
+        # not interleave on it, or one caller's BEGIN/ROLLBACK lands in the other's.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
@@ -279,29 +282,46 @@ class Store:
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction; SQLite failures (disk full, I/O) become StoreError."""
         conn = self._writer
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
+        async with self._write_lock:
             try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
-        except sqlite3.Error as err:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
                     await conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: write failed: {err}") from err
+                    raise
+                await conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: write failed: {err}") from err
 
     async def put_keys(self, keys: Iterable[tuple[int, bytes, bool]]) -> None:
-        """Add or update trusted keys: (key id, 32-byte Ed25519 public key, retired)."""
+        """Trust keys: (key id, 32-byte Ed25519 public key, retired).
+
+        Retiring is final: a key once retired stays retired, whoever lists it again (the
+        configuration's start set on every restart, an old bundle). A key id never changes
+        its public key.
+        """
         rows = [(kid, bytes(public), int(retired)) for kid, public, retired in keys]
         for kid, public, _ in rows:
             if len(public) != 32 or not 0 <= kid <= 0xFFFF:
                 raise StoreError(f"key {kid}: an Ed25519 public key has 32 bytes, ids 0..65535")
-        await self._transaction(
-            [("INSERT OR REPLACE INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)", rows)]
-        )
+        async with self._write() as conn:
+            for kid, public, _ in rows:
+                cursor = await conn.execute("SELECT public_key FROM keys WHERE key_id = ?", (kid,))
+                known = await cursor.fetchone()
+                if known is not None and bytes(known[0]) != public:
+                    raise StoreError(
+                        f"key {kid} is already trusted with another public key; "
+                        "key ids are never reused, give the new key a new id"
+                    )
+            await conn.executemany(
+                "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
+                " ON CONFLICT (key_id) DO UPDATE SET retired = max(retired, excluded.retired)",
+                rows,
+            )
 
     async def put_credentials(
         self, credentials: Iterable[Credential], plain_codes: Iterable[tuple[bytes, int]] = ()

@@ -20,7 +20,7 @@ from edge.decide import GateRules, Reason
 from edge.errors import ActuatorError
 from edge.facts import Direction
 from edge.gate import Gate
-from edge.lane import ERROR_TEXT, QUEUE_SIZE, Lane, LaneResult
+from edge.lane import ACTUATOR_ATTEMPTS, ERROR_TEXT, QUEUE_SIZE, Lane, LaneResult
 from edge.store import Store
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -320,7 +320,7 @@ async def test_journal_row_exists_before_the_actuator_is_signalled(store: Store)
 
 
 async def test_a_failing_actuator_does_not_stop_the_lane(store: Store) -> None:
-    actuator = RecordingActuator(store, fail=1)
+    actuator = RecordingActuator(store, fail=ACTUATOR_ATTEMPTS)  # every attempt for TICKET
     results: list[LaneResult] = []
     source = ListSource("outside", [(TICKET, 1.0), (OTHER, 2.0)])
     lane = _lane(store, actuator, sources=[(source, Direction.ENTRY)], results=results)
@@ -330,8 +330,36 @@ async def test_a_failing_actuator_does_not_stop_the_lane(store: Store) -> None:
         Reason.ADMITTED,
         Reason.ADMITTED,
     ]
-    assert len(actuator.signals) == 2
+    assert len(actuator.signals) == ACTUATOR_ATTEMPTS + 1
     assert len(store.recent()) == 2  # the admit stays journaled: the decision was made
+
+
+async def test_one_missed_relay_command_is_retried_at_once(store: Store) -> None:
+    actuator = RecordingActuator(store, fail=1)
+    result = await _lane(store, actuator).handle(TICKET, Direction.ENTRY, 1.0)
+    assert result.actuated
+    assert [outcome for outcome, _, _ in actuator.signals] == [Outcome.ADMIT_ENTRY] * 2
+
+
+async def test_rescanning_a_ticket_whose_turnstile_failed_opens_it_without_using_it_again(
+    store: Store,
+) -> None:
+    actuator = RecordingActuator(store, fail=ACTUATOR_ATTEMPTS)
+    lane = _lane(store, actuator)
+    first = await lane.handle(TICKET, Direction.ENTRY, 1.0)
+    assert first.check is not None
+    assert first.check.decision.reason is Reason.ADMITTED
+    assert not first.actuated
+    await lane.handle(OTHER, Direction.ENTRY, 2.0)  # someone else in between
+    again = await lane.handle(TICKET, Direction.ENTRY, 60.0)  # long after the repeat window
+    assert again.actuated
+    assert again.repeat
+    assert again.check is not None
+    assert again.check.decision.reason is Reason.ADMITTED  # not "already used"
+    assert len(store.recent()) == 2  # no second passage was journaled for TICKET
+    later = await lane.handle(TICKET, Direction.ENTRY, 120.0)  # once opened, it is used
+    assert later.check is not None
+    assert later.check.decision.reason is Reason.ALREADY_USED
 
 
 @pytest.mark.parametrize(("language", "message"), sorted(ERROR_TEXT.items()))
