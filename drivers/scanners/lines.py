@@ -46,7 +46,7 @@ class LineScanner:
         try:
             if path == "-":
                 fd = os.dup(sys.stdin.fileno())
-            elif stat.S_ISFIFO(os.stat(path).st_mode):
+            elif stat.S_ISFIFO(os.stat(path).st_mode):  # noqa: PTH116 - os-level like os.open
                 # Held open for writing too, so the FIFO never reads as ended when the
                 # process feeding it goes away and comes back.
                 fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
