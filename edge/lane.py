@@ -39,6 +39,7 @@ class LaneResult:
     repeat: bool  # the scanner re-read a code within the repeat window: no new passage
     actuated: bool  # the actuator carried out the outcome
     text: str
+    seconds: float = 0.0  # time to decide and journal (monotonic); 0 for repeat reads
 
 
 class Lane:
@@ -70,6 +71,11 @@ class Lane:
         )
         self._last: tuple[bytes, Direction, float, LaneResult] | None = None
         self.dropped = 0  # scans dropped because the lane was busy
+
+    @property
+    def queued(self) -> int:
+        """Scans waiting for the lane."""
+        return self._queue.qsize()
 
     async def run(self) -> None:
         """Feed scans from every source through the lane."""
@@ -117,6 +123,7 @@ class Lane:
             self._last = (data, direction, at, last[3])
             self._report(result)
             return result
+        started = self._monotonic()
         try:
             check = await self._gate.admit(data, self.rules, direction)
         except EdgeError as err:
@@ -126,6 +133,7 @@ class Lane:
             result = LaneResult(self.name, None, repeat=False, actuated=False, text=message)
             self._report(result)
             return result
+        seconds = self._monotonic() - started
         decision = check.decision
         message = text(decision, self._language)
         if not decision.admitted:
@@ -135,7 +143,9 @@ class Lane:
         else:
             outcome = Outcome.ADMIT_EXIT
         actuated = await self._signal(outcome, message)
-        result = LaneResult(self.name, check, repeat=False, actuated=actuated, text=message)
+        result = LaneResult(
+            self.name, check, repeat=False, actuated=actuated, text=message, seconds=seconds
+        )
         self._last = (data, direction, at, result)
         self._report(result)
         return result
@@ -157,6 +167,7 @@ class Lane:
                 result.check.hint,
                 result.check.decision.reason.value,
                 " (repeat read)" if result.repeat else "",
+                extra={"edge_lane": self.name, "edge_reason": result.check.decision.reason.value},
             )
         if self._on_result is not None:
             self._on_result(result)
