@@ -73,7 +73,7 @@ async def serve(
                 waiting.append(asyncio.gather(*running))  # type: ignore[arg-type]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             operations.stopping()
-            for task in [*running, stopper, *services]:
+            for task in [*running, *services, *waiting]:  # waiting: the stopper and the gather
                 task.cancel()
         _LOGGER.info("%s: stopped", config.device.name)
     finally:
