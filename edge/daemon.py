@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from drivers.protocols import Actuator, ScanSource
 from drivers.registry import ACTUATORS, SCANNERS
@@ -68,9 +69,9 @@ async def serve(
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
             services = await operations.start(lanes, group)
-            waiting: list[asyncio.Future[object]] = [stopper]  # type: ignore[list-item]
+            waiting: list[asyncio.Future[Any]] = [stopper]
             if running:  # a counter has no lanes: it runs until stopped
-                waiting.append(asyncio.gather(*running))  # type: ignore[arg-type]
+                waiting.append(asyncio.gather(*running))
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             operations.stopping()
             for task in [*running, *services, *waiting]:  # waiting: the stopper and the gather
