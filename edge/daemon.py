@@ -71,10 +71,10 @@ async def serve(
             services = await operations.start(lanes, group)
             waiting: list[asyncio.Future[Any]] = [stopper]
             if running:  # a counter has no lanes: it runs until stopped
-                waiting.append(asyncio.gather(*running))
+                waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             operations.stopping()
-            for task in [*running, *services, *waiting]:  # waiting: the stopper and the gather
+            for task in [*running, *services, *waiting]:
                 task.cancel()
         _LOGGER.info("%s: stopped", config.device.name)
     finally:
