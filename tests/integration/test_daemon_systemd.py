@@ -168,3 +168,59 @@ def test_ready_watchdog_stall_metrics_and_stop(tmp_path: Path) -> None:
     log = (tmp_path / "daemon.log").read_text(encoding="utf-8")
     assert "notify-test: device key" in log
     assert code not in log
+
+
+def test_a_counter_without_lanes_runs_until_stopped(tmp_path: Path) -> None:
+    config = tmp_path / "counter.toml"
+    config.write_text('[device]\nname = "desk-1"\n\n[metrics]\nport = 0\n', encoding="utf-8")
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    env.pop("WATCHDOG_USEC", None)
+    with _notify_socket(tmp_path / "notify") as sock:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+            stderr=(tmp_path / "daemon.log").open("wb"),
+            env=env,
+        )
+        try:
+            ready = _message(sock)
+            assert ready["STATUS"].startswith("desk-1: 0 lanes ready; metrics on http://")
+            health_url = ready["STATUS"].rsplit(" ", 1)[1].replace("/metrics", "/health")
+            assert json.loads(_get(health_url))["device"] == "desk-1"
+            assert daemon.poll() is None
+            daemon.send_signal(signal.SIGTERM)
+            assert _message(sock) == {"STOPPING": "1"}
+            assert daemon.wait(timeout=RECEIVE_LIMIT_SECONDS) == 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+
+
+def test_a_busy_metrics_port_is_logged_and_the_gate_runs_on(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "counter.toml"
+        config.write_text(
+            f'[device]\nname = "desk-2"\n\n[metrics]\nport = {port}\n', encoding="utf-8"
+        )
+        env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
+        env.pop("WATCHDOG_USEC", None)
+        with _notify_socket(tmp_path / "notify") as sock:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                stderr=(tmp_path / "daemon.log").open("wb"),
+                env=env,
+            )
+            try:
+                assert _message(sock) == {"READY": "1", "STATUS": "desk-2: 0 lanes ready"}
+                daemon.send_signal(signal.SIGTERM)
+                assert daemon.wait(timeout=RECEIVE_LIMIT_SECONDS) == 0
+            finally:
+                if daemon.poll() is None:
+                    daemon.kill()
+                    daemon.wait()
+    log = (tmp_path / "daemon.log").read_text(encoding="utf-8")
+    assert f"desk-2: metrics cannot listen on 127.0.0.1 port {port}" in log
+    assert "running without them" in log
