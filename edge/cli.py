@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import __version__, keys
+from edge import __version__, keys, logs
 from edge.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.config import EXIT_CONFIG, load
 from edge.errors import CodeError, ConfigError, EdgeError
@@ -222,9 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
         level = min(level, logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.setup(level)
     try:
         return _run(args)
     except ConfigError as err:

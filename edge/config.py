@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import tomllib
 import types
 import typing
@@ -102,6 +103,25 @@ class LaneConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """[metrics]: the Prometheus endpoint (/metrics) and liveness check (/health)."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"  # an IP address; 0.0.0.0 or :: listens on every interface
+    port: int = 9101  # 0 picks a free port (tests); the chosen one is logged
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            raise ValueError(
+                f"address must be an IP address such as 127.0.0.1 or ::1, not {self.address!r}"
+            ) from None
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -111,6 +131,7 @@ class Config:
     scanners: tuple[DriverConfig, ...]
     actuators: tuple[DriverConfig, ...]
     lanes: tuple[LaneConfig, ...]
+    metrics: MetricsConfig = MetricsConfig()
 
     @property
     def store_path(self) -> Path:
@@ -222,7 +243,7 @@ def parse(text: str, path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML: {err}", path=where) from err
-    allowed = {"device", "keys", "scanners", "actuators", "lanes"}
+    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics"}
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise ConfigError(
@@ -242,7 +263,8 @@ def parse(text: str, path: Path) -> Config:
         for i, t in enumerate(_list(document, "lanes", where))
     )
     _check_references(where, keys, scanners, actuators, lanes)
-    return Config(path, device, keys, scanners, actuators, lanes)
+    metrics = build(MetricsConfig, document.get("metrics", {}), "metrics", where)
+    return Config(path, device, keys, scanners, actuators, lanes, metrics)
 
 
 def _unique(names: list[str], what: str, path: str) -> set[str]:

@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from drivers.protocols import Actuator, ScanSource
 from drivers.registry import ACTUATORS, SCANNERS
@@ -14,6 +15,7 @@ from edge.config import Config
 from edge.facts import Direction
 from edge.gate import Gate
 from edge.lane import Lane, LaneResult
+from edge.operations import Operations
 from edge.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,10 +31,12 @@ async def serve(
     started = time.monotonic()
     stop = stop or asyncio.Event()
     store = await Store.open(config.store_path)
+    operations = Operations(config, store)
     scanners: dict[str, ScanSource] = {}
     actuators: dict[str, Actuator] = {}
     loop = asyncio.get_running_loop()
     try:
+        operations.prepare()
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         gate = Gate(store)
@@ -49,7 +53,7 @@ async def serve(
                 + [(scanners[n], Direction.EXIT) for n in lane.exit],
                 language=config.device.language,
                 repeat_window=config.device.repeat_window_ms / 1000,
-                on_result=on_result,
+                on_result=operations.reporter(on_result),
             )
             for lane in config.lanes
         ]
@@ -64,10 +68,13 @@ async def serve(
         async with asyncio.TaskGroup() as group:
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
-            finished: asyncio.Future[list[None]] = asyncio.gather(*running)
-            waiting: list[asyncio.Future[object]] = [finished, stopper]  # type: ignore[list-item]
+            services = await operations.start(lanes, group)
+            waiting: list[asyncio.Future[Any]] = [stopper]
+            if running:  # a counter has no lanes: it runs until stopped
+                waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in [*running, stopper]:
+            operations.stopping()
+            for task in [*running, *services, *waiting]:
                 task.cancel()
         _LOGGER.info("%s: stopped", config.device.name)
     finally:
@@ -80,3 +87,4 @@ async def serve(
             except Exception:
                 _LOGGER.exception("%s: closing failed", device.name)
         await store.close()
+        operations.close()

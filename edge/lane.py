@@ -43,6 +43,7 @@ class LaneResult:
     actuated: bool  # the actuator carried out the outcome
     text: str
     outcome: Outcome = Outcome.REJECT
+    seconds: float = 0.0  # time to decide and journal (monotonic); 0 for repeat reads
 
 
 class Lane:
@@ -77,6 +78,11 @@ class Lane:
         # again retries the turnstile instead of deciding again ("already used").
         self._unopened: dict[tuple[bytes, Direction], LaneResult] = {}
         self.dropped = 0  # scans dropped because the lane was busy
+
+    @property
+    def queued(self) -> int:
+        """Scans waiting for the lane."""
+        return self._queue.qsize()
 
     async def run(self) -> None:
         """Feed scans from every source through the lane."""
@@ -121,10 +127,11 @@ class Lane:
             and at - last[2] <= self._repeat_window
         ):
             # The scanner read the same code again: the person is still at the gate.
-            result = dataclasses.replace(last[3], repeat=True, actuated=False)
+            result = dataclasses.replace(last[3], repeat=True, actuated=False, seconds=0.0)
             self._last = (data, direction, at, last[3])
             self._report(result)
             return result
+        started = self._monotonic()
         try:
             check = await self._gate.admit(data, self.rules, direction)
         except EdgeError as err:
@@ -134,6 +141,7 @@ class Lane:
             result = LaneResult(self.name, None, repeat=False, actuated=False, text=message)
             self._report(result)
             return result
+        seconds = self._monotonic() - started
         decision = check.decision
         if not decision.admitted:
             outcome = Outcome.REJECT
@@ -148,6 +156,7 @@ class Lane:
             actuated=False,
             text=text(decision, self._language),
             outcome=outcome,
+            seconds=seconds,
         )
         return await self._finish(data, direction, at, result, repeat=False)
 
@@ -159,7 +168,9 @@ class Lane:
         for _ in range(ACTUATOR_ATTEMPTS):
             if actuated := await self._signal(result.outcome, result.text):
                 break
-        result = dataclasses.replace(result, repeat=repeat, actuated=actuated)
+        result = dataclasses.replace(
+            result, repeat=repeat, actuated=actuated, seconds=0.0 if repeat else result.seconds
+        )
         if not actuated and result.outcome is not Outcome.REJECT:
             if len(self._unopened) >= UNOPENED_MAX:
                 del self._unopened[next(iter(self._unopened))]
@@ -185,6 +196,7 @@ class Lane:
                 result.check.hint,
                 result.check.decision.reason.value,
                 " (repeat read)" if result.repeat else "",
+                extra={"edge_lane": self.name, "edge_reason": result.check.decision.reason.value},
             )
         if self._on_result is not None:
             self._on_result(result)

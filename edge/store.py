@@ -456,3 +456,9 @@ class Store:
             journal=count("SELECT count(*) FROM journal"),
             journal_unsent=count("SELECT count(*) FROM journal WHERE uploaded = 0"),
         )
+
+    def journal_backlog(self) -> int:
+        """Journal entries not uploaded yet (the partial index keeps this cheap for metrics)."""
+        return int(
+            self._reader.execute("SELECT count(*) FROM journal WHERE uploaded = 0").fetchone()[0]
+        )
