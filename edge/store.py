@@ -398,6 +398,33 @@ class Store:
             raise StoreError(f"{self.path}: journal insert returned no row id")
         return seq
 
+    async def block_codes(self, changes: Iterable[tuple[bytes, bool]]) -> None:
+        """Block (True) or unblock (False) single codes by hash; a block can be lifted."""
+        rows = [(bytes(h), blocked) for h, blocked in changes]
+        await self._transaction(
+            [
+                (
+                    "INSERT OR IGNORE INTO blocked_codes VALUES (?)",
+                    [(h,) for h, blocked in rows if blocked],
+                ),
+                ("DELETE FROM blocked_codes WHERE code_hash = ?", [(h,) for h, b in rows if not b]),
+            ]
+        )
+
+    async def mark_sent(self, replies: Iterable[tuple[int, str, str]]) -> None:
+        """Mark journal rows uploaded, with the central system's answer (status, detail)."""
+        at = to_ms(datetime.now(UTC))
+        rows = list(replies)
+        await self._transaction(
+            [
+                (
+                    "INSERT OR REPLACE INTO journal_replies VALUES (?, ?, ?, ?)",
+                    [(seq, at, status, detail) for seq, status, detail in rows],
+                ),
+                ("UPDATE journal SET uploaded = 1 WHERE seq = ?", [(seq,) for seq, _, _ in rows]),
+            ]
+        )
+
     async def set_cursor(self, name: str, value: str) -> None:
         """Remember a sync position."""
         await self._transaction(
@@ -412,6 +439,38 @@ class Store:
             "SELECT value FROM sync_cursors WHERE name = ?", (name,)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def code_blocked(self, code_hash: bytes) -> bool:
+        """True if the code with this hash is blocked (scan path: one point query)."""
+        row = self._reader.execute(
+            "SELECT 1 FROM blocked_codes WHERE code_hash = ?", (code_hash,)
+        ).fetchone()
+        return row is not None
+
+    def unsent(self, limit: int = 100) -> list[JournalRow]:
+        """The oldest `limit` journal entries not uploaded yet, oldest first."""
+        rows = self._reader.execute(
+            "SELECT seq, at, lane, direction, reason, credential_id, code_hash, code_hint"
+            " FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            JournalRow(
+                seq,
+                JournalEntry(
+                    from_ms(at), lane, Direction(direction), Reason(reason), cid, code_hash, hint
+                ),
+                uploaded=False,
+            )
+            for seq, at, lane, direction, reason, cid, code_hash, hint in rows
+        ]
+
+    def reply(self, seq: int) -> tuple[str, str] | None:
+        """The central system's answer (status, detail) to an uploaded journal row."""
+        row = self._reader.execute(
+            "SELECT status, detail FROM journal_replies WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def recent(self, limit: int = 20) -> list[JournalRow]:
         """The last `limit` journal entries, newest first."""
