@@ -6,6 +6,7 @@ in .cache, so later runs start in seconds.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,9 +26,12 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import daemon
+from edge.config import parse
 from edge.decide import GateRules, Reason
 from edge.facts import Direction
 from edge.gate import Gate
+from edge.lane import LaneResult
 from edge.store import Store
 from sync.pretix.client import PretixClient, PretixSettings
 from sync.pretix.connector import PRETIX_REASONS, PretixConnector, UploadStats
@@ -201,24 +205,33 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
                 {"item": parking, "price": "5.00"},
                 {"item": admission, "price": "10.00", "valid_until": str(now - timedelta(days=1))},
                 {"item": admission, "price": "10.00", "valid_from": str(now + timedelta(days=1))},
+                {"item": admission, "price": "10.00"},
             ],
             "p",
         )
         (pending,) = await _order(client, [{"item": admission, "price": "10.00"}], "n")
+        (cancelled,) = await _order(client, [{"item": admission, "price": "10.00"}], "p")
+        code, answer = await client.post(f"{api}/orders/{cancelled['order']}/mark_canceled/", {})
+        assert code == 200, answer
         old_secret = paid[1]["secret"]
         code, reissued = await client.post(
             f"{api}/orderpositions/{paid[1]['id']}/regenerate_secrets/", {}
         )
         assert code == 200, reissued
         assert reissued["secret"] != old_secret
+        code, answer = await client.post(
+            f"{api}/orderpositions/{paid[5]['id']}/add_block/", {"name": "admin"}
+        )
+        assert code == 200, answer
 
         store = await Store.open(tmp_path / "edge.db")
         try:
             resolver = PretixResolver(store)
             connector = PretixConnector(store, client, resolver)
             stats = await connector.pull()
-            assert (stats.keys, stats.revoked, stats.items) == (1, 1, 2)
-            assert stats.positions == 5  # the list's product only: 4 paid, 1 pending
+            assert (stats.keys, stats.revoked, stats.items) == (1, 2, 2)  # re-issued, cancelled
+            assert stats.positions == 7  # the list's product only: 5 paid, 1 pending, 1 cancelled
+            assert (stats.blocked, stats.unblocked) == (1, 0)
 
             # Sold after the gate's last sync: pretix_sig1 lets the gate admit it anyway.
             (late,) = await _order(client, [{"item": admission, "price": "10.00"}], "p")
@@ -236,6 +249,8 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
                 "expired": paid[3]["secret"],
                 "not yet valid": paid[4]["secret"],
                 "unpaid": pending["secret"],
+                "cancelled": cancelled["secret"],
+                "blocked": paid[5]["secret"],
                 "sold after sync": late["secret"],
             }
             gate = Gate(store, resolver=resolver)
@@ -255,6 +270,8 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
                 "expired": Reason.EXPIRED,
                 "not yet valid": Reason.NOT_YET_VALID,
                 "unpaid": Reason.UNPAID,
+                "cancelled": Reason.REVOKED,  # pretix revokes a cancelled ticket's secret
+                "blocked": Reason.REVOKED,  # edge has no reason "blocked"; pretix answers that
                 "sold after sync": Reason.ADMITTED,
             }
             # pretix's own answers for the same scans, online, on a list with the same rules.
@@ -262,10 +279,11 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
                 name: await _online(client, seed["mirror"], secret)
                 for name, secret in scans.items()
             }
-            assert {name: PRETIX_REASONS[r] for name, r in offline.items()} == online
+            expected = {name: PRETIX_REASONS[r] for name, r in offline.items()}
+            assert expected | {"blocked": "blocked"} == online
 
             # Upload: the late ticket waits until a pull has mapped its secret to a position.
-            assert await connector.upload() == UploadStats(sent=2, skipped=8, waiting=1)
+            assert await connector.upload() == UploadStats(sent=2, skipped=10, waiting=1)
             await connector.pull()
             assert await connector.upload() == UploadStats(sent=1, skipped=0, waiting=0)
             replies = _replies(store)
@@ -294,7 +312,19 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
             assert checkins[paid[0]["id"]] == [admitted_at[paid[0]["id"]]]  # original time
             assert checkins[paid[1]["id"]] == [admitted_at[paid[1]["id"]]]
             assert len(checkins[late_id]) == 1
-            assert all(not checkins[p["id"]] for p in (paid[3], paid[4], pending))
+            assert all(not checkins[p["id"]] for p in (paid[3], paid[4], paid[5], pending))
+
+            # A block can be lifted: the next pull lets the ticket in again.
+            code, answer = await client.post(
+                f"{api}/orderpositions/{paid[5]['id']}/remove_block/", {"name": "admin"}
+            )
+            assert code == 200, answer
+            stats = await connector.pull()
+            assert (stats.blocked, stats.unblocked) == (0, 1)
+            unblocked = paid[5]["secret"].encode()
+            check = await gate.admit(unblocked, rules, Direction.ENTRY)
+            assert check.decision.reason is Reason.ADMITTED
+            assert await _online(client, seed["mirror"], paid[5]["secret"]) == "ok"
         finally:
             await store.close()
 
@@ -314,3 +344,104 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
             assert other.reply(row.seq) == ("error", "already_redeemed")
         finally:
             await other.close()
+
+
+async def _until(condition: Any, what: str, seconds: float = 30.0) -> None:
+    """Poll `condition` (another process's state: nothing to wait on) until true."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_daemon_with_pretix_section_admits_and_uploads(
+    pretix: Pretix, tmp_path: Path
+) -> None:
+    seed = pretix.seed
+    fifo = tmp_path / "scanner"
+    os.mkfifo(fifo)
+    (tmp_path / "pretix.token").write_text(seed["token"] + "\n")
+    config = parse(
+        f"""
+[device]
+name = "pretix-gate"
+store = "edge.db"
+repeat_window_ms = 0  # the second scan is a second person, not the scanner re-reading
+
+[pretix]
+url = "{pretix.url}"
+organizer = "{seed["organizer"]}"
+event = "{seed["event"]}"
+checkin_list = {seed["list"]}
+token_file = "pretix.token"
+sync_interval_seconds = 5
+
+[[scanners]]
+name = "fifo"
+type = "lines"
+path = "{fifo}"
+
+[[actuators]]
+name = "turnstile"
+type = "console"
+color = "never"
+
+[[lanes]]
+name = "Main 2"
+actuator = "turnstile"
+entry = ["fifo"]
+
+[metrics]
+enabled = false
+""",
+        tmp_path / "gate.toml",
+    )
+    results: list[LaneResult] = []
+    two = asyncio.Event()
+
+    def collect(result: LaneResult) -> None:
+        results.append(result)
+        if len(results) == 2:
+            two.set()
+
+    async with aiohttp.ClientSession() as session:
+        client = PretixClient(pretix.settings(), session=session)
+        (ticket,) = await _order(client, [{"item": seed["admission"], "price": "10.00"}], "p")
+        stop = asyncio.Event()
+        running = asyncio.create_task(daemon.serve(config, stop=stop, on_result=collect))
+        try:
+
+            async def pulled() -> bool:
+                with contextlib.closing(sqlite3.connect(tmp_path / "edge.db")) as conn:
+                    try:
+                        row = conn.execute(
+                            "SELECT 1 FROM sync_cursors WHERE name = 'pretix:list'"
+                        ).fetchone()
+                    except sqlite3.OperationalError:  # not created yet
+                        return False
+                return row is not None
+
+            await _until(pulled, "the daemon's first pull")
+            fd = os.open(fifo, os.O_WRONLY)
+            try:
+                os.write(fd, (ticket["secret"] + "\n" + ticket["secret"] + "\n").encode())
+            finally:
+                os.close(fd)
+            await asyncio.wait_for(two.wait(), 30)
+            reasons = [r.check.decision.reason for r in results if r.check is not None]
+            assert reasons == [Reason.ADMITTED, Reason.ALREADY_USED]
+
+            async def uploaded() -> bool:
+                position = await client.get(
+                    f"{client.settings.event_api}/orderpositions/{ticket['id']}/"
+                )
+                return bool(position["checkins"])
+
+            await _until(uploaded, "the daemon's upload to pretix")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+        position = await client.get(f"{client.settings.event_api}/orderpositions/{ticket['id']}/")
+        assert [c["list"] for c in position["checkins"]] == [seed["list"]]
