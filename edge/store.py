@@ -67,6 +67,25 @@ ON CONFLICT (credential_id) DO UPDATE SET
 """
 
 
+# Passages another system saw, merged so that nothing counts twice: the count never drops
+# (the central system's count includes this gate's uploaded passages), the first entry is
+# the earliest, the last passage the latest. SET expressions see the row before the update.
+_MERGE_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+{source}
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = max(count, excluded.count),
+    first_at = CASE WHEN excluded.first_at < coalesce(first_at, excluded.first_at + 1)
+               THEN excluded.first_at ELSE first_at END,
+    first_gate = CASE WHEN excluded.first_at < coalesce(first_at, excluded.first_at + 1)
+                 THEN excluded.first_gate ELSE first_gate END,
+    last_at = max(last_at, excluded.last_at),
+    last_direction = CASE WHEN excluded.last_at > last_at
+                     THEN excluded.last_direction ELSE last_direction END,
+    last_gate = CASE WHEN excluded.last_at > last_at THEN excluded.last_gate ELSE last_gate END
+"""
+
+
 def to_ms(moment: datetime) -> int:
     """Unix milliseconds of an aware datetime."""
     return int(moment.timestamp() * 1000)
@@ -408,6 +427,37 @@ class Store:
                     [(h,) for h, blocked in rows if blocked],
                 ),
                 ("DELETE FROM blocked_codes WHERE code_hash = ?", [(h,) for h, b in rows if not b]),
+            ]
+        )
+
+    async def merge_entries(self, states: Iterable[tuple[int, EntryState]]) -> None:
+        """Merge passages the central system knows (other devices' check-ins) per credential."""
+        rows = [
+            (
+                cid,
+                state.count,
+                to_ms(state.first_at) if state.first_at else None,
+                state.first_gate,
+                to_ms(state.last_at),
+                state.last_direction.value,
+                state.last_gate,
+            )
+            for cid, state in states
+        ]
+        source = "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        await self._transaction([(_MERGE_ENTRY_SQL.format(source=source), rows)])
+
+    async def move_entries(self, moves: Iterable[tuple[int, int]]) -> None:
+        """Move passages from one credential id to another (old id, new id), merging."""
+        pairs = [(new, old) for old, new in moves]
+        source = (
+            "SELECT ?, count, first_at, first_gate, last_at, last_direction, last_gate"
+            " FROM entries WHERE credential_id = ?"
+        )
+        await self._transaction(
+            [
+                (_MERGE_ENTRY_SQL.format(source=source), pairs),
+                ("DELETE FROM entries WHERE credential_id = ?", [(old,) for _, old in pairs]),
             ]
         )
 
