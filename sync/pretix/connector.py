@@ -14,14 +14,14 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from edge.codes import PlainCode
 from edge.decide import Reason
 from edge.errors import CodeError, EdgeError, SyncError
-from edge.facts import Credential, Direction, Revocation
+from edge.facts import Credential, Direction, EntryState, Revocation
 from edge.store import Store
 from sync.pretix.client import PretixClient
 from sync.pretix.resolver import (
@@ -31,8 +31,9 @@ from sync.pretix.resolver import (
     PretixResolver,
     keys_to_json,
     position_credential,
+    unknown_position_id,
 )
-from sync.pretix.secrets import load_key, raw_key, secret_hash
+from sync.pretix.secrets import load_key, looks_sig1, raw_key, secret_hash
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ REVOKED_CURSOR = "pretix:revoked-since"  # `created` of the newest revoked secre
 BLOCKED_CURSOR = "pretix:blocked-since"  # `updated` of the newest blocked-secret change
 CATALOG_CURSOR = "pretix:catalog"  # JSON: item and subevent names, for operators
 NONCE_CURSOR = "pretix:nonce-prefix"  # random per store: nonces of two stores never meet
+PRETIX_GATE = "pretix"  # where a passage pretix reported happened, as "already used" shows it
 UPLOAD_BATCH = 500  # journal rows per upload round
 MAX_SECRET_CHARS = 512  # longer "secrets" from the server are rejected
 RETRY_SECONDS = (1.0, 5.0, 30.0, 120.0)  # backoff after failed rounds
@@ -121,6 +123,44 @@ def _secret(obj: dict[str, Any], key: str, where: str) -> str:
     return str(value)
 
 
+@dataclass(slots=True)
+class _Positions:
+    """What a pull learned from the check-in list's positions."""
+
+    credentials: list[Credential] = field(default_factory=list)
+    plain: list[tuple[bytes, int]] = field(default_factory=list)  # secret hash → position
+    moves: list[tuple[int, int]] = field(default_factory=list)  # provisional id → position
+    entries: list[tuple[int, EntryState]] = field(default_factory=list)  # pretix's check-ins
+    cancelled: list[int] = field(default_factory=list)
+
+
+def _checkins(checkins: Any, list_id: int) -> EntryState | None:
+    """The passages pretix recorded for a position on the list, or None if there are none."""
+    if not isinstance(checkins, list):
+        raise SyncError("pretix position: field 'checkins' is not a list")
+    passages: list[tuple[datetime, Direction]] = []
+    for checkin in checkins:
+        if not isinstance(checkin, dict) or checkin.get("list") != list_id:
+            continue
+        at = _time(checkin, "datetime", "check-in")
+        if at is None:
+            raise SyncError("pretix check-in: no datetime")
+        kind = checkin.get("type", "entry")
+        passages.append((at, Direction.EXIT if kind == "exit" else Direction.ENTRY))
+    if not passages:
+        return None
+    entries = sorted(at for at, d in passages if d is Direction.ENTRY)
+    last_at, last_direction = max(passages, key=lambda p: p[0])
+    return EntryState(
+        count=len(entries),
+        first_at=entries[0] if entries else None,
+        first_gate=PRETIX_GATE if entries else None,
+        last_at=last_at,
+        last_direction=last_direction,
+        last_gate=PRETIX_GATE,
+    )
+
+
 class PretixConnector:
     """Pulls from and uploads to one pretix event and check-in list for one device."""
 
@@ -153,12 +193,17 @@ class PretixConnector:
             }
         revoked, revoked_since = await self._revoked()
         blocks, blocked_since = await self._blocked()
-        credentials, plain, cancelled = await self._positions(state)
+        positions = await self._positions(state)
 
         store = self._store
-        await store.put_credentials(credentials, plain)
-        if cancelled:
-            await store.revoke_credentials((pid, Revocation.CANCELLED) for pid in cancelled)
+        await store.put_credentials(positions.credentials, positions.plain)
+        # Passages counted under a ticket's provisional id now belong to its position.
+        await store.move_entries(positions.moves)
+        await store.merge_entries(positions.entries)
+        if positions.cancelled:
+            await store.revoke_credentials(
+                (pid, Revocation.CANCELLED) for pid in positions.cancelled
+            )
         if revoked:
             await store.revoke_codes((h, Revocation.REVOKED) for h in revoked)
         if blocks:
@@ -180,7 +225,7 @@ class PretixConnector:
             revoked=len(revoked),
             blocked=sum(1 for _, b in blocks if b),
             unblocked=sum(1 for _, b in blocks if not b),
-            positions=len(credentials),
+            positions=len(positions.credentials),
             items=len(items),
             subevents=len(subevents),
         )
@@ -251,13 +296,9 @@ class PretixConnector:
             newest = updated if newest is None or updated > newest else newest
         return list(changes.items()), newest
 
-    async def _positions(
-        self, state: ListState
-    ) -> tuple[list[Credential], list[tuple[bytes, int]], list[int]]:
-        """Every position of the list (all order states): known secrets and their facts."""
-        credentials: list[Credential] = []
-        plain: list[tuple[bytes, int]] = []
-        cancelled: list[int] = []
+    async def _positions(self, state: ListState) -> _Positions:
+        """Every position of the list (all order states): known secrets, facts, check-ins."""
+        out = _Positions()
         url = f"{self._settings.event_api}/checkinlists/{state.list_id}/positions/"
         async for row in self._client.pages(url, {"ignore_status": "true"}):
             where = "position"
@@ -265,7 +306,7 @@ class PretixConnector:
             status = row.get("order__status")
             pending_ok = state.include_pending or row.get("order__valid_if_pending") is True
             paid = status == "p" or (status == "n" and pending_ok)
-            credentials.append(
+            out.credentials.append(
                 position_credential(
                     pid,
                     item=int(_field(row, "item", int, where)),
@@ -276,10 +317,17 @@ class PretixConnector:
                     state=state,
                 )
             )
-            plain.append((secret_hash(_secret(row, "secret", where)), pid))
+            text = _secret(row, "secret", where)
+            code_hash = secret_hash(text)
+            out.plain.append((code_hash, pid))
+            if looks_sig1(text):
+                out.moves.append((unknown_position_id(code_hash), pid))
             if status in ("c", "e"):  # cancelled, expired
-                cancelled.append(pid)
-        return credentials, plain, cancelled
+                out.cancelled.append(pid)
+            passages = _checkins(row.get("checkins"), state.list_id)
+            if passages is not None:
+                out.entries.append((pid, passages))
+        return out
 
     async def _nonce_prefix(self) -> str:
         prefix = self._store.cursor(NONCE_CURSOR)

@@ -312,6 +312,10 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
             assert checkins[paid[0]["id"]] == [admitted_at[paid[0]["id"]]]  # original time
             assert checkins[paid[1]["id"]] == [admitted_at[paid[1]["id"]]]
             assert len(checkins[late_id]) == 1
+            # Its passage moved from the provisional id to the position: still used once.
+            check = await gate.admit(late["secret"].encode(), rules, Direction.ENTRY)
+            assert check.decision.reason is Reason.ALREADY_USED
+            assert check.decision.credential_id == late_id
             assert all(not checkins[p["id"]] for p in (paid[3], paid[4], paid[5], pending))
 
             # A block can be lifted: the next pull lets the ticket in again.
@@ -328,18 +332,25 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
         finally:
             await store.close()
 
-        # A second gate that never saw the first one's passages admits the same ticket
-        # offline; pretix's answer on upload says so, and the gate records it.
+        # A second gate learns the first one's check-ins from pretix on its pull.
+        (fresh,) = await _order(client, [{"item": admission, "price": "10.00"}], "p")
         other = await Store.open(tmp_path / "other.db")
         try:
             resolver = PretixResolver(other)
             connector = PretixConnector(other, client, resolver)
             await connector.pull()
-            check = await Gate(other, resolver=resolver).admit(
-                paid[0]["secret"].encode(), GateRules(gate="South 1"), Direction.ENTRY
-            )
+            south = Gate(other, resolver=resolver)
+            south_rules = GateRules(gate="South 1")
+            check = await south.admit(paid[0]["secret"].encode(), south_rules, Direction.ENTRY)
+            assert check.decision.reason is Reason.ALREADY_USED
+            assert check.decision.gate == "pretix"
+            assert check.decision.at == admitted_at[paid[0]["id"]]
+            # Checked in elsewhere after this gate's pull: the gate admits offline, and
+            # pretix's answer to the upload says what happened; the gate records it.
+            assert await _online(client, seed["list"], fresh["secret"]) == "ok"
+            check = await south.admit(fresh["secret"].encode(), south_rules, Direction.ENTRY)
             assert check.decision.reason is Reason.ADMITTED
-            assert await connector.upload() == UploadStats(sent=1, skipped=0, waiting=0)
+            assert await connector.upload() == UploadStats(sent=1, skipped=1, waiting=0)
             (row,) = other.recent(1)
             assert other.reply(row.seq) == ("error", "already_redeemed")
         finally:
