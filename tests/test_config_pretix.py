@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import daemon
 from edge.config import PretixConfig, load, parse
 from edge.errors import ConfigError
 from edge.store import Store
+from sync.pretix.resolver import KEYS_CURSOR, LIST_CURSOR, ListState, keys_to_json
+from sync.pretix.secrets import Ticket, raw_key, sign_sig1
 from sync.pretix.service import PretixService, read_token
 
 DEVICE = '[device]\nname = "g"\nstore = "edge.db"\n[metrics]\nenabled = false\n'
@@ -92,3 +97,38 @@ def test_example_configuration_parses() -> None:
     assert config.pretix is not None
     assert config.pretix.checkin_list == 3
     assert config.lanes
+
+
+async def test_edge_check_decides_pretix_secrets(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
+    store = await Store.open(tmp_path / "edge.db")
+    try:
+        await store.set_cursor(KEYS_CURSOR, keys_to_json([raw_key(key.public_key())]))
+        await store.set_cursor(
+            LIST_CURSOR,
+            ListState(
+                3, frozenset({1}), None, include_pending=False, multiple_entries=False
+            ).to_json(),
+        )
+    finally:
+        await store.close()
+    lanes = (
+        '[[scanners]]\nname = "s"\ntype = "lines"\n[[actuators]]\nname = "a"\ntype = "console"\n'
+    )
+    lanes += '[[lanes]]\nname = "L"\nactuator = "a"\nentry = ["s"]\n'
+    config = tmp_path / "edge.toml"
+    config.write_text(DEVICE + PRETIX + lanes)
+
+    def check(secret: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edge.cli", "check", secret, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    admitted = check(sign_sig1(Ticket(seed="abcdefghi", item=1), key))
+    assert (admitted.returncode, admitted.stdout.split()[:2]) == (0, ["ADMIT", "admitted"])
+    other = check(sign_sig1(Ticket(seed="abcdefghi", item=2), key))
+    assert (other.returncode, other.stdout.split()[:2]) == (1, ["REJECT", "wrong-gate"])
