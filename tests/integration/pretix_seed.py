@@ -1,9 +1,10 @@
 """Seed a fresh pretix: run by pretix's own Python (not edge's), prints what it made as JSON.
 
 Usage: PRETIX_CONFIG_FILE=pretix.cfg python pretix_seed.py. It creates an organizer, a team
-with every permission and an API token, an event using the pretix_sig1 secret generator, two
-products with a quota, and two check-in lists limited to the first product. Orders are placed
-by the test through the REST API, as a box office or shop would.
+with every permission and an API token, a device with its token, an event using the
+pretix_sig1 secret generator, two products with a quota, and two check-in lists limited to
+the first product. Orders are placed by the test through the REST API, as a box office or
+shop would.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pretix.settings")
 django.setup()
 
+from django.utils.timezone import now  # noqa: E402
 from django_scopes import scopes_disabled  # noqa: E402  (needs django.setup())
 from pretix.base.models import (  # noqa: E402
     CheckinList,
+    Device,
     Event,
     Item,
     Organizer,
@@ -42,6 +45,18 @@ def seed() -> dict[str, object]:
         all_organizer_permissions=True,
     )
     token = TeamAPIToken.objects.create(team=team, name="edge")
+    # A device as pretix's device initialisation leaves it: the gate's other way in.
+    device = Device.objects.create(
+        organizer=organizer,
+        name="edge gate",
+        all_events=True,
+        api_token=TeamAPIToken().token,  # a fresh random token of the same shape
+        initialized=now(),
+        hardware_brand="edge",
+        hardware_model="gate",
+        software_brand="edge",
+        software_version="0.1",
+    )
     start = datetime.now(UTC) - timedelta(hours=1)
     event = Event.objects.create(
         organizer=organizer,
@@ -69,6 +84,7 @@ def seed() -> dict[str, object]:
         "event": event.slug,
         "event_id": event.pk,
         "token": token.token,
+        "device_token": device.api_token,
         "admission": admission.pk,
         "parking": parking.pk,
         "list": checkin_list.pk,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -355,6 +356,36 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
             assert other.reply(row.seq) == ("error", "already_redeemed")
         finally:
             await other.close()
+
+
+@pytest.mark.slow
+async def test_device_token_pulls_and_uploads(pretix: Pretix, tmp_path: Path) -> None:
+    seed = pretix.seed
+    async with aiohttp.ClientSession() as session:
+        team = PretixClient(pretix.settings(), session=session)
+        (ticket,) = await _order(team, [{"item": seed["admission"], "price": "10.00"}], "p")
+        settings = dataclasses.replace(pretix.settings(), token=seed["device_token"], device=True)
+        client = PretixClient(settings, session=session)
+        store = await Store.open(tmp_path / "device.db")
+        try:
+            resolver = PretixResolver(store)
+            connector = PretixConnector(store, client, resolver)
+            stats = await connector.pull()
+            assert stats.keys == 1
+            assert stats.positions > 0
+            check = await Gate(store, resolver=resolver).admit(
+                ticket["secret"].encode(), GateRules(gate="Device 1"), Direction.ENTRY
+            )
+            assert check.decision.reason is Reason.ADMITTED
+            assert await connector.upload() == UploadStats(sent=1, skipped=0, waiting=0)
+            (row,) = store.recent(1)
+            assert store.reply(row.seq) == ("ok", "")
+        finally:
+            await store.close()
+        position = await team.get(f"{settings.event_api}/orderpositions/{ticket['id']}/")
+        assert [c["list"] for c in position["checkins"]] == [seed["list"]]
+        # pretix attributes the check-in to the device, not to a team token.
+        assert position["checkins"][0]["device"] is not None
 
 
 async def _until(condition: Any, what: str, seconds: float = 30.0) -> None:
