@@ -198,3 +198,19 @@ async def test_failed_upload_keeps_the_row(
     stats = await sync.upload()
     assert (stats.sent, len(store.unsent())) == (1, 0)
     assert fake.requests.count(redeem) == 2
+
+
+async def test_revoked_cursor_is_the_latest_time_not_the_largest_text(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    sync, store = connector
+    fake, _ = server
+    rows = [
+        {"id": 1, "secret": "aaaaaaaaaaaaaaaa", "created": "2026-06-01T10:00:05.500000Z"},
+        {"id": 2, "secret": "bbbbbbbbbbbbbbbb", "created": "2026-06-01T10:00:05Z"},
+    ]
+    fake.answers[f"{EVENT}/revokedsecrets/"] = (200, {**EMPTY_PAGE, "results": rows})
+    stats = await sync.pull()
+    assert stats.revoked == 2
+    assert store.stats().revoked_codes == 2
+    assert store.cursor("pretix:revoked-since") == "2026-06-01T10:00:05.500000Z"

@@ -101,7 +101,9 @@ class PretixClient:
         """Every result of a paged list, page by page (by number: pretix's `next` links
         carry its configured URL, which need not be the one this gate reaches it by)."""
         for page in range(1, MAX_PAGES + 1):
-            data = await self.get(url, {**(params or {}), "page": str(page), "page_size": "50"})
+            data = await self.get(
+                url, {**(params or {}), "page": str(page), "page_size": str(PAGE_SIZE)}
+            )
             results = data.get("results")
             if not isinstance(results, list):
                 raise SyncError(f"pretix GET {url}: a list answer without 'results'")

@@ -123,6 +123,22 @@ def _secret(obj: dict[str, Any], key: str, where: str) -> str:
     return str(value)
 
 
+class _Newest:
+    """The latest of pretix's timestamps seen, kept as pretix wrote it (the next cursor)."""
+
+    def __init__(self, text: str | None) -> None:
+        self.text = text
+        self._at = _time({"cursor": text}, "cursor", "stored cursor") if text else None
+
+    def see(self, row: dict[str, Any], key: str, where: str) -> None:
+        at = _time(row, key, where)
+        if at is None:
+            raise SyncError(f"pretix {where}: no {key!r}")
+        # Compared as times: pretix leaves out zero microseconds, so text order is wrong.
+        if self._at is None or at > self._at:
+            self._at, self.text = at, str(row[key])
+
+
 @dataclass(slots=True)
 class _Positions:
     """What a pull learned from the check-in list's positions."""
@@ -196,18 +212,20 @@ class PretixConnector:
         positions = await self._positions(state)
 
         store = self._store
-        await store.put_credentials(positions.credentials, positions.plain)
-        # Passages counted under a ticket's provisional id now belong to its position.
-        await store.move_entries(positions.moves)
-        await store.merge_entries(positions.entries)
-        if positions.cancelled:
-            await store.revoke_credentials(
-                (pid, Revocation.CANCELLED) for pid in positions.cancelled
-            )
+        # Refusals first: scans run between these writes, and a re-issued ticket's old
+        # secret must never meet its position's fresh facts without its revocation.
         if revoked:
             await store.revoke_codes((h, Revocation.REVOKED) for h in revoked)
         if blocks:
             await store.block_codes(blocks)
+        if positions.cancelled:
+            await store.revoke_credentials(
+                (pid, Revocation.CANCELLED) for pid in positions.cancelled
+            )
+        await store.put_credentials(positions.credentials, positions.plain)
+        # Passages counted under a ticket's provisional id now belong to its position.
+        await store.move_entries(positions.moves)
+        await store.merge_entries(positions.entries)
         # Cursors after the data they describe: a crash in between re-applies (idempotent).
         await store.set_cursor(KEYS_CURSOR, keys_to_json(keys))
         await store.set_cursor(LIST_CURSOR, state.to_json())
@@ -273,12 +291,12 @@ class PretixConnector:
         since = self._store.cursor(REVOKED_CURSOR)
         if since:
             params["created_since"] = since
-        hashes, newest = [], since
+        hashes: list[bytes] = []
+        newest = _Newest(since)
         async for row in self._client.pages(f"{self._settings.event_api}/revokedsecrets/", params):
             hashes.append(secret_hash(_secret(row, "secret", "revoked secret")))
-            created = _field(row, "created", str, "revoked secret")
-            newest = created if newest is None or created > newest else newest
-        return hashes, newest
+            newest.see(row, "created", "revoked secret")
+        return hashes, newest.text
 
     async def _blocked(self) -> tuple[list[tuple[bytes, bool]], str | None]:
         """Blocks set or lifted since the last pull, in order of `updated`."""
@@ -287,14 +305,13 @@ class PretixConnector:
         if since:
             params["updated_since"] = since
         changes: dict[bytes, bool] = {}
-        newest = since
+        newest = _Newest(since)
         url = f"{self._settings.event_api}/blockedsecrets/"
         async for row in self._client.pages(url, params):
             blocked = _field(row, "blocked", bool, "blocked secret")
             changes[secret_hash(_secret(row, "secret", "blocked secret"))] = blocked
-            updated = _field(row, "updated", str, "blocked secret")
-            newest = updated if newest is None or updated > newest else newest
-        return list(changes.items()), newest
+            newest.see(row, "updated", "blocked secret")
+        return list(changes.items()), newest.text
 
     async def _positions(self, state: ListState) -> _Positions:
         """Every position of the list (all order states): known secrets, facts, check-ins."""
