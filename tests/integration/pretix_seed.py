@@ -2,9 +2,9 @@
 
 Usage: PRETIX_CONFIG_FILE=pretix.cfg python pretix_seed.py. It creates an organizer, a team
 with every permission and an API token, a device with its token, an event using the
-pretix_sig1 secret generator, two products with a quota, and two check-in lists limited to
-the first product. Orders are placed by the test through the REST API, as a box office or
-shop would.
+pretix_sig1 secret generator with two products, a quota and two check-in lists limited to
+the first product, and a second event with random secrets, a product and two lists. Orders
+are placed by the test through the REST API, as a box office or shop would.
 """
 
 from __future__ import annotations
@@ -79,7 +79,29 @@ def seed() -> dict[str, object]:
     # the gate's offline check-ins go to the main list.
     mirror = CheckinList.objects.create(event=event, name="Online mirror", all_products=False)
     mirror.limit_products.add(admission)
+    # A second event with pretix's default random secrets: the gate knows them from a pull.
+    museum = Event.objects.create(
+        organizer=organizer,
+        name="Museum",
+        slug="museum",
+        date_from=start,
+        date_to=start + timedelta(days=1),
+        live=True,
+        currency="EUR",
+    )
+    museum.settings.timezone = "UTC"
+    day = Item.objects.create(event=museum, name="Day ticket", default_price=Decimal(12))
+    museum_quota = Quota.objects.create(event=museum, name="All", size=None)
+    museum_quota.items.add(day)
+    museum_list = CheckinList.objects.create(event=museum, name="Entrance", all_products=True)
+    museum_mirror = CheckinList.objects.create(event=museum, name="Mirror", all_products=True)
     return {
+        "museum": {
+            "event": museum.slug,
+            "item": day.pk,
+            "list": museum_list.pk,
+            "mirror": museum_mirror.pk,
+        },
         "organizer": organizer.slug,
         "event": event.slug,
         "event_id": event.pk,
