@@ -18,6 +18,7 @@ from edge.facts import Direction
 from edge.gate import Gate
 from edge.messages import LANGUAGES, text
 from edge.store import Store
+from sync.pretix.resolver import PretixResolver
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -143,7 +144,9 @@ async def _check(args: argparse.Namespace) -> int:
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         direction = Direction.EXIT if args.exit else Direction.ENTRY
-        check = Gate(store).check(args.code.encode("utf-8"), config.rules(lane), direction)
+        resolver = PretixResolver(store) if config.pretix else None
+        gate = Gate(store, resolver=resolver)
+        check = gate.check(args.code.encode("utf-8"), config.rules(lane), direction)
     finally:
         await store.close()
     decision = check.decision

@@ -122,6 +122,29 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PretixConfig:
+    """[pretix]: the device's central system is a pretix server (sync/pretix)."""
+
+    url: str  # the pretix server, e.g. https://pretix.example.org
+    organizer: str  # organizer slug
+    event: str  # event slug
+    checkin_list: int  # id of the check-in list the gate scans for
+    token_file: str  # file holding the API token; relative to the configuration file
+    device_token: bool = False  # the token is a device token, not a team API token
+    sync_interval_seconds: int = 30  # pull and upload this often
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        if not self.organizer.strip() or not self.event.strip():
+            raise ValueError("organizer and event must be pretix slugs, not empty")
+        if self.checkin_list < 1:
+            raise ValueError("checkin_list must be a check-in list id (1 or more)")
+        if not 5 <= self.sync_interval_seconds <= 3600:
+            raise ValueError("sync_interval_seconds must be 5..3600")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -132,6 +155,7 @@ class Config:
     actuators: tuple[DriverConfig, ...]
     lanes: tuple[LaneConfig, ...]
     metrics: MetricsConfig = MetricsConfig()
+    pretix: PretixConfig | None = None
 
     @property
     def store_path(self) -> Path:
@@ -243,7 +267,7 @@ def parse(text: str, path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML: {err}", path=where) from err
-    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics"}
+    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics", "pretix"}
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise ConfigError(
@@ -264,7 +288,10 @@ def parse(text: str, path: Path) -> Config:
     )
     _check_references(where, keys, scanners, actuators, lanes)
     metrics = build(MetricsConfig, document.get("metrics", {}), "metrics", where)
-    return Config(path, device, keys, scanners, actuators, lanes, metrics)
+    pretix = (
+        build(PretixConfig, document["pretix"], "pretix", where) if "pretix" in document else None
+    )
+    return Config(path, device, keys, scanners, actuators, lanes, metrics, pretix)
 
 
 def _unique(names: list[str], what: str, path: str) -> set[str]:

@@ -17,6 +17,7 @@ from edge.gate import Gate
 from edge.lane import Lane, LaneResult
 from edge.operations import Operations
 from edge.store import Store
+from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ async def serve(
         operations.prepare()
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
-        gate = Gate(store)
+        pretix = PretixService.from_config(config, store) if config.pretix else None
+        gate = Gate(store, resolver=pretix.resolver if pretix else None)
         for spec in config.scanners:
             scanners[spec.name] = SCANNERS[spec.type].build(spec.name, spec.settings)
         for spec in config.actuators:
@@ -69,6 +71,8 @@ async def serve(
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
             services = await operations.start(lanes, group)
+            if pretix is not None:
+                services.append(group.create_task(pretix.run()))
             waiting: list[asyncio.Future[Any]] = [stopper]
             if running:  # a counter has no lanes: it runs until stopped
                 waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended

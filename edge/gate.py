@@ -11,11 +11,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from edge.codes import Code, SignedCode, mask, parse, scan_text
 from edge.decide import Decision, GateRules, decide, malformed
 from edge.errors import CodeError
-from edge.facts import Direction, EntryState
+from edge.facts import Direction, EntryState, Facts
 from edge.store import JournalEntry, Store
 
 
@@ -33,6 +34,15 @@ class Check:
     hint: str  # masked code for logs and the journal
     at: datetime
     entries: EntryState | None  # the passages the decision was based on
+
+
+class Resolver(Protocol):
+    """Turns scanner bytes into a code, its facts and the rules to apply, for codes of another
+    central system (pretix); synchronous like the rest of the scan path (principle 2)."""
+
+    def __call__(self, data: bytes, rules: GateRules) -> tuple[Code, Facts, GateRules]:
+        """Raises CodeError for input that is not a code."""
+        ...
 
 
 def _hint(data: bytes) -> str:
@@ -64,9 +74,16 @@ def _after(
 class Gate:
     """Decides and journals scans for the lanes of one device."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        resolver: Resolver | None = None,  # None: edge codes, facts from the store
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._resolver = resolver
         # Admitted passages whose journal write has not committed yet, by credential.
         self._pending: dict[int, EntryState] = {}
 
@@ -74,10 +91,13 @@ class Gate:
         """Decide about scanner bytes without recording anything; never raises for bad input."""
         now = self._clock()
         try:
-            code: Code = parse(data)
+            if self._resolver is None:
+                code: Code = parse(data)
+                facts = self._store.facts(code)
+            else:
+                code, facts, rules = self._resolver(data, rules)
         except CodeError as err:
             return Check(malformed(str(err), direction), None, _hint(data), now, None)
-        facts = self._store.facts(code)
         if isinstance(code, SignedCode):
             cid: int | None = code.claims.credential_id
         else:

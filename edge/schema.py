@@ -64,6 +64,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal ADD COLUMN uploaded INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX journal_unsent ON journal (seq) WHERE uploaded = 0;
     """,
+    # 3: codes blocked for now (a block can be lifted, unlike a revocation), and what the
+    # central system answered to each uploaded journal row.
+    """
+    CREATE TABLE blocked_codes (code_hash BLOB PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE journal_replies (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,  -- unix milliseconds of the answer
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -67,6 +67,25 @@ ON CONFLICT (credential_id) DO UPDATE SET
 """
 
 
+# Passages another system saw, merged so that nothing counts twice: the count never drops
+# (the central system's count includes this gate's uploaded passages), the first entry is
+# the earliest, the last passage the latest. SET expressions see the row before the update.
+_MERGE_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+{source}
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = max(count, excluded.count),
+    first_at = CASE WHEN excluded.first_at < coalesce(first_at, excluded.first_at + 1)
+               THEN excluded.first_at ELSE first_at END,
+    first_gate = CASE WHEN excluded.first_at < coalesce(first_at, excluded.first_at + 1)
+                 THEN excluded.first_gate ELSE first_gate END,
+    last_at = max(last_at, excluded.last_at),
+    last_direction = CASE WHEN excluded.last_at > last_at
+                     THEN excluded.last_direction ELSE last_direction END,
+    last_gate = CASE WHEN excluded.last_at > last_at THEN excluded.last_gate ELSE last_gate END
+"""
+
+
 def to_ms(moment: datetime) -> int:
     """Unix milliseconds of an aware datetime."""
     return int(moment.timestamp() * 1000)
@@ -398,6 +417,64 @@ class Store:
             raise StoreError(f"{self.path}: journal insert returned no row id")
         return seq
 
+    async def block_codes(self, changes: Iterable[tuple[bytes, bool]]) -> None:
+        """Block (True) or unblock (False) single codes by hash; a block can be lifted."""
+        rows = [(bytes(h), blocked) for h, blocked in changes]
+        await self._transaction(
+            [
+                (
+                    "INSERT OR IGNORE INTO blocked_codes VALUES (?)",
+                    [(h,) for h, blocked in rows if blocked],
+                ),
+                ("DELETE FROM blocked_codes WHERE code_hash = ?", [(h,) for h, b in rows if not b]),
+            ]
+        )
+
+    async def merge_entries(self, states: Iterable[tuple[int, EntryState]]) -> None:
+        """Merge passages the central system knows (other devices' check-ins) per credential."""
+        rows = [
+            (
+                cid,
+                state.count,
+                to_ms(state.first_at) if state.first_at else None,
+                state.first_gate,
+                to_ms(state.last_at),
+                state.last_direction.value,
+                state.last_gate,
+            )
+            for cid, state in states
+        ]
+        source = "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        await self._transaction([(_MERGE_ENTRY_SQL.format(source=source), rows)])
+
+    async def move_entries(self, moves: Iterable[tuple[int, int]]) -> None:
+        """Move passages from one credential id to another (old id, new id), merging."""
+        pairs = [(new, old) for old, new in moves]
+        source = (
+            "SELECT ?, count, first_at, first_gate, last_at, last_direction, last_gate"
+            " FROM entries WHERE credential_id = ?"
+        )
+        await self._transaction(
+            [
+                (_MERGE_ENTRY_SQL.format(source=source), pairs),
+                ("DELETE FROM entries WHERE credential_id = ?", [(old,) for _, old in pairs]),
+            ]
+        )
+
+    async def mark_sent(self, replies: Iterable[tuple[int, str, str]]) -> None:
+        """Mark journal rows uploaded, with the central system's answer (status, detail)."""
+        at = to_ms(datetime.now(UTC))
+        rows = list(replies)
+        await self._transaction(
+            [
+                (
+                    "INSERT OR REPLACE INTO journal_replies VALUES (?, ?, ?, ?)",
+                    [(seq, at, status, detail) for seq, status, detail in rows],
+                ),
+                ("UPDATE journal SET uploaded = 1 WHERE seq = ?", [(seq,) for seq, _, _ in rows]),
+            ]
+        )
+
     async def set_cursor(self, name: str, value: str) -> None:
         """Remember a sync position."""
         await self._transaction(
@@ -412,6 +489,38 @@ class Store:
             "SELECT value FROM sync_cursors WHERE name = ?", (name,)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def code_blocked(self, code_hash: bytes) -> bool:
+        """True if the code with this hash is blocked (scan path: one point query)."""
+        row = self._reader.execute(
+            "SELECT 1 FROM blocked_codes WHERE code_hash = ?", (code_hash,)
+        ).fetchone()
+        return row is not None
+
+    def unsent(self, limit: int = 100) -> list[JournalRow]:
+        """The oldest `limit` journal entries not uploaded yet, oldest first."""
+        rows = self._reader.execute(
+            "SELECT seq, at, lane, direction, reason, credential_id, code_hash, code_hint"
+            " FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            JournalRow(
+                seq,
+                JournalEntry(
+                    from_ms(at), lane, Direction(direction), Reason(reason), cid, code_hash, hint
+                ),
+                uploaded=False,
+            )
+            for seq, at, lane, direction, reason, cid, code_hash, hint in rows
+        ]
+
+    def reply(self, seq: int) -> tuple[str, str] | None:
+        """The central system's answer (status, detail) to an uploaded journal row."""
+        row = self._reader.execute(
+            "SELECT status, detail FROM journal_replies WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def recent(self, limit: int = 20) -> list[JournalRow]:
         """The last `limit` journal entries, newest first."""

@@ -58,7 +58,7 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
             '[device]\nname = "g"\n[printers]\n',
             (
                 "unknown section 'printers'; allowed: actuators, device, keys, lanes,"
-                " metrics, scanners"
+                " metrics, pretix, scanners"
             ),
         ),
         ('[device]\nname = "g"\nrepeat_window_ms = "1s"\n', "must be integer, not str '1s'"),

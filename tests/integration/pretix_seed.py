@@ -1,0 +1,118 @@
+"""Seed a fresh pretix: run by pretix's own Python (not edge's), prints what it made as JSON.
+
+Usage: PRETIX_CONFIG_FILE=pretix.cfg python pretix_seed.py. It creates an organizer, a team
+with every permission and an API token, a device with its token, an event using the
+pretix_sig1 secret generator with two products, a quota and two check-in lists limited to
+the first product, and a second event with random secrets, a product and two lists. Orders
+are placed by the test through the REST API, as a box office or shop would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pretix.settings")
+django.setup()
+
+from django.utils.timezone import now  # noqa: E402
+from django_scopes import scopes_disabled  # noqa: E402  (needs django.setup())
+from pretix.base.models import (  # noqa: E402
+    CheckinList,
+    Device,
+    Event,
+    Item,
+    Organizer,
+    Quota,
+    Team,
+    TeamAPIToken,
+)
+
+
+@scopes_disabled()
+def seed() -> dict[str, object]:
+    """Create the organizer, event, products, quota, check-in list and a team token."""
+    organizer = Organizer.objects.create(name="Edge Test Venue", slug="edgetest")
+    team = Team.objects.create(
+        organizer=organizer,
+        name="edge gates",
+        all_events=True,
+        all_event_permissions=True,
+        all_organizer_permissions=True,
+    )
+    token = TeamAPIToken.objects.create(team=team, name="edge")
+    # A device as pretix's device initialisation leaves it: the gate's other way in.
+    device = Device.objects.create(
+        organizer=organizer,
+        name="edge gate",
+        all_events=True,
+        api_token=TeamAPIToken().token,  # a fresh random token of the same shape
+        initialized=now(),
+        hardware_brand="edge",
+        hardware_model="gate",
+        software_brand="edge",
+        software_version="0.1",
+    )
+    start = datetime.now(UTC) - timedelta(hours=1)
+    event = Event.objects.create(
+        organizer=organizer,
+        name="Open Air",
+        slug="openair",
+        date_from=start,
+        date_to=start + timedelta(days=1),
+        live=True,
+        currency="EUR",
+    )
+    event.settings.ticket_secret_generator = "pretix_sig1"
+    event.settings.timezone = "UTC"
+    admission = Item.objects.create(event=event, name="Admission", default_price=Decimal(10))
+    parking = Item.objects.create(event=event, name="Parking", default_price=Decimal(5))
+    quota = Quota.objects.create(event=event, name="All", size=None)
+    quota.items.add(admission, parking)
+    checkin_list = CheckinList.objects.create(event=event, name="Main gate", all_products=False)
+    checkin_list.limit_products.add(admission)
+    # The same rules again: the test scans online here to get pretix's own answers, while
+    # the gate's offline check-ins go to the main list.
+    mirror = CheckinList.objects.create(event=event, name="Online mirror", all_products=False)
+    mirror.limit_products.add(admission)
+    # A second event with pretix's default random secrets: the gate knows them from a pull.
+    museum = Event.objects.create(
+        organizer=organizer,
+        name="Museum",
+        slug="museum",
+        date_from=start,
+        date_to=start + timedelta(days=1),
+        live=True,
+        currency="EUR",
+    )
+    museum.settings.timezone = "UTC"
+    day = Item.objects.create(event=museum, name="Day ticket", default_price=Decimal(12))
+    museum_quota = Quota.objects.create(event=museum, name="All", size=None)
+    museum_quota.items.add(day)
+    museum_list = CheckinList.objects.create(event=museum, name="Entrance", all_products=True)
+    museum_mirror = CheckinList.objects.create(event=museum, name="Mirror", all_products=True)
+    return {
+        "museum": {
+            "event": museum.slug,
+            "item": day.pk,
+            "list": museum_list.pk,
+            "mirror": museum_mirror.pk,
+        },
+        "organizer": organizer.slug,
+        "event": event.slug,
+        "event_id": event.pk,
+        "token": token.token,
+        "device_token": device.api_token,
+        "admission": admission.pk,
+        "parking": parking.pk,
+        "list": checkin_list.pk,
+        "mirror": mirror.pk,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(seed()))
