@@ -25,7 +25,7 @@ import usb.backend
 import usb.core
 from PIL import Image
 
-from drivers.printers import fgl
+from drivers.printers import card, fgl
 from drivers.printers.fglrender import Renderer
 
 ESC = 0x1B
@@ -229,7 +229,9 @@ def _descriptor(**fields: Any) -> SimpleNamespace:
 class UsbPrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
     """A pyusb backend with one printer-class device: bulk OUT feeds the simulator."""
 
-    def __init__(self, printer: BocaSimulator) -> None:
+    def __init__(
+        self, printer: BocaSimulator | EvolisSimulator, vendor: int = VENDOR, product: int = PRODUCT
+    ) -> None:
         super().__init__()
         self.printer = printer
         self.plugged = True
@@ -244,8 +246,8 @@ class UsbPrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
             bDeviceSubClass=0,
             bDeviceProtocol=0,
             bMaxPacketSize0=64,
-            idVendor=VENDOR,
-            idProduct=PRODUCT,
+            idVendor=vendor,
+            idProduct=product,
             bcdDevice=0x0100,
             iManufacturer=0,
             iProduct=0,
@@ -372,6 +374,46 @@ class UsbPrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
         with self._ready:
             self.plugged = False
             self._ready.notify_all()
+
+
+class EvolisSimulator:
+    """An Evolis card printer: parses ESC ... CR commands and rebuilds printed card sides."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.cards: list[Image.Image] = []
+        self._buffer = bytearray()
+        self._front: Image.Image | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """Process bytes from the host; this model never answers."""
+        self._buffer += data
+        while self._buffer:
+            if self._buffer[0] != ESC:
+                raise AssertionError(f"Evolis: expected ESC, got {bytes(self._buffer[:8])!r}")
+            if self._buffer.startswith(b"\x1bDb;k;2;"):
+                start = len(b"\x1bDb;k;2;")
+                end = start + card.RASTER_BYTES
+                if len(self._buffer) < end + 1:
+                    return b""
+                if self._buffer[end] != 0x0D:
+                    raise AssertionError("Evolis: the raster is not followed by CR")
+                raw = bytes(byte ^ 0xFF for byte in self._buffer[start:end])
+                side = Image.frombytes("1", (card.LINE_DOTS, card.LINES), raw)
+                self._front = side.transpose(Image.Transpose.ROTATE_90).convert("L")
+                self.commands.append("Db;k;2")
+                del self._buffer[: end + 1]
+                continue
+            cr = self._buffer.find(b"\r")
+            if cr < 0:
+                return b""
+            name = self._buffer[1:cr].decode("ascii")
+            del self._buffer[: cr + 1]
+            self.commands.append(name)
+            if name == "Se" and self._front is not None:
+                self.cards.append(self._front)
+                self._front = None
+        return b""
 
 
 @contextlib.contextmanager
