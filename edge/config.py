@@ -18,7 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from drivers.registry import ACTUATORS, SCANNERS, DriverType
+from drivers.printers.templates import Template
+from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 from edge.decide import GateRules
 from edge.errors import ConfigError
 from edge.messages import LANGUAGES
@@ -132,6 +133,8 @@ class Config:
     actuators: tuple[DriverConfig, ...]
     lanes: tuple[LaneConfig, ...]
     metrics: MetricsConfig = MetricsConfig()
+    printers: tuple[DriverConfig, ...] = ()  # [[printers]]: ticket and card printers
+    templates: tuple[Template, ...] = ()  # [[templates]]: ticket and card layouts
 
     @property
     def store_path(self) -> Path:
@@ -243,7 +246,16 @@ def parse(text: str, path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML: {err}", path=where) from err
-    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics"}
+    allowed = {
+        "device",
+        "keys",
+        "scanners",
+        "actuators",
+        "lanes",
+        "metrics",
+        "printers",
+        "templates",
+    }
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise ConfigError(
@@ -264,7 +276,14 @@ def parse(text: str, path: Path) -> Config:
     )
     _check_references(where, keys, scanners, actuators, lanes)
     metrics = build(MetricsConfig, document.get("metrics", {}), "metrics", where)
-    return Config(path, device, keys, scanners, actuators, lanes, metrics)
+    printers = _drivers(document.get("printers", []), "printers", PRINTERS, where)
+    templates = tuple(
+        Template.from_table(t, f"templates[{i}]", where)
+        for i, t in enumerate(_list(document, "templates", where))
+    )
+    _unique([p.name for p in printers], "printer", where)
+    _unique([t.name for t in templates], "template", where)
+    return Config(path, device, keys, scanners, actuators, lanes, metrics, printers, templates)
 
 
 def _unique(names: list[str], what: str, path: str) -> set[str]:

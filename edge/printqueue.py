@@ -17,6 +17,7 @@ and marks it `done`. Errors decide what happens next:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -45,6 +46,7 @@ MAX_ATTEMPTS = 5  # sends of one job that failed before it reached the printer
 RETRY_DELAY = 2.0  # seconds before the first retry; doubles per attempt
 MAX_RETRY_DELAY = 60.0
 PAUSE_POLL = 5.0  # seconds between status polls of a paused printer
+IDLE_POLL = 2.0  # seconds between looks for jobs another process (`edge print submit`) stored
 MAX_JOB_ID = 128
 INTERRUPTED = (
     "interrupted while printing (the edge stopped): it may have printed; "
@@ -296,7 +298,8 @@ class PrintQueue:
                 job = self._next(name)
                 if job is None:
                     wake.clear()
-                    await wake.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), IDLE_POLL)
                     continue
                 await self._print(name, *job)
             except StoreError as err:

@@ -382,6 +382,17 @@ class Template:
                     raise PrinterError(
                         f"{what}: unknown font {item.font!r}; FGL fonts: {', '.join(fgl.FONTS)}"
                     )
+                fixed = "".join(part for part, *_ in string.Formatter().parse(item.text))
+                if self.kind is Kind.TICKET:
+                    fgl.check_text(fixed, fgl.TEXT_CHARACTERS, f"{what} text")
+                elif 6 <= item.size <= 300:
+                    lacking = missing_glyph(fixed, item.size, self.font_path)
+                    if lacking is not None:
+                        raise PrinterError(
+                            f"{what}: the card font has no character {lacking!r} "
+                            f"(U+{ord(lacking):04X}); set the template's font to a TrueType "
+                            "file that has it"
+                        )
                 if item.rotation not in _ROTATIONS:
                     raise PrinterError(f"{what}: rotation is one of {', '.join(_ROTATIONS)}")
                 if not 6 <= item.size <= 300:

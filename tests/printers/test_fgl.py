@@ -137,3 +137,34 @@ def test_code128_encodes_any_printable_ascii(text: str) -> None:
         if bar:
             image.paste(0, (i * 2, 0, i * 2 + 2, 40))
     assert codes(image) == [("Code128", text)]
+
+
+def test_every_emitted_command_is_documented_with_its_source() -> None:
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    doc = (Path(__file__).parents[2] / "docs" / "fgl.md").read_text()
+    emitted = b"".join(
+        [
+            fgl.ticket(
+                [
+                    fgl.Text(1, 1, "A", "F3", 2, 2, fgl.Rotation.LEFT),
+                    fgl.Box(1, 1, 5, 5),
+                    fgl.Line(1, 1, 5),
+                    fgl.Line(1, 1, 5, vertical=True),
+                    fgl.QrCode(1, 1, "Q"),
+                    fgl.Code128(1, 1, "C", readable=True),
+                    fgl.Code128(1, 1, "C", rotation=fgl.Rotation.RIGHT),
+                    fgl.Logo(1, 1, 1),
+                ]
+            ),
+            fgl.ticket([], cut=False),
+            fgl.logo_download(1, [[True]]),
+            fgl.STATUS_REQUEST,
+            fgl.PURGE_ON_PAPER_OUT,
+        ]
+    )
+    names = set(re.findall(rb"<([A-Za-z]+)", emitted))
+    assert names >= {b"RC", b"QR", b"OP", b"OL", b"ID", b"G", b"p", b"q", b"S", b"PP"}
+    for name in sorted(names):
+        assert f"`<{name.decode()}" in doc, name
