@@ -32,8 +32,8 @@ BUSY_TIMEOUT = 30.0  # seconds to wait for a busy printer before giving up on th
 DRAIN_TIMEOUT = 0.05  # seconds to collect bytes the printer sent on its own
 
 _NEEDS_STAFF = {
-    PrinterState.JAM: "jammed",
-    PrinterState.HEAD_OPEN: "print head is open",
+    PrinterState.JAM: "is jammed",
+    PrinterState.HEAD_OPEN: "has its print head open",
     PrinterState.ERROR: "reports an error",
 }
 
@@ -84,6 +84,8 @@ class BocaPrinter:
             data = await self.transport.read(DRAIN_TIMEOUT)
 
     def _absorb(self, data: bytes) -> None:
+        if fgl.POWER_ON in data:
+            self._prepared = False  # purge mode lasts until power off: set it again
         status = fgl.parse_status(data, self.state)
         self.printed += status.printed
         if status.state is not self.state:
@@ -113,8 +115,8 @@ class BocaPrinter:
         if not self.transport.two_way:
             return self.state
         try:
-            await self._prepare()
             await self._drain()
+            await self._prepare()
             return await self._ask(self._status_timeout)
         except PrinterError:
             self.state = PrinterState.OFFLINE
@@ -128,16 +130,17 @@ class BocaPrinter:
 
     def _raise_for(self, state: PrinterState, *, sent: bool) -> None:
         if state is PrinterState.PAPER_OUT:
+            # Before sending: nothing went out. After: purge mode dropped the ticket.
             raise PaperOutError("out of tickets; refill the printer", device=self.name)
-        if state in _NEEDS_STAFF:
-            raise PrinterAttentionError(
-                f"{_NEEDS_STAFF[state]}; staff must clear it", device=self.name
-            )
+        what = _NEEDS_STAFF.get(state)
         if sent:
+            # A jam after the ticket went out may come after it printed: never resend.
+            happened = f"then the printer {what}" if what else f"no confirmation ({state.value})"
             raise PrintUncertainError(
-                f"sent, but the printer did not confirm it ({state.value}); check the ticket",
-                device=self.name,
+                f"sent, but {happened}; check whether the ticket printed", device=self.name
             )
+        if what:
+            raise PrinterAttentionError(f"{what}; staff must clear it", device=self.name)
         raise PrinterError(f"not ready ({state.value})", device=self.name)
 
     async def print(self, document: bytes) -> None:
@@ -146,8 +149,8 @@ class BocaPrinter:
             await self.transport.write(document)
             return
         try:
-            await self._prepare()
             await self._drain()
+            await self._prepare()
             state = await self._ask(self._status_timeout)
             deadline = time.monotonic() + self._busy_timeout
             while (
@@ -178,7 +181,7 @@ class BocaPrinter:
             ) from err
         if state is not PrinterState.READY:
             # Purge mode drops the unfinished ticket at paper out: it is safe to send again.
-            self._raise_for(state, sent=state is not PrinterState.PAPER_OUT)
+            self._raise_for(state, sent=True)
 
     async def close(self) -> None:
         """Release the transport."""

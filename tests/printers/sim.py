@@ -121,6 +121,13 @@ class BocaSimulator:
             self.fault = fgl.PAPER_JAM
             return bytes([fgl.PAPER_JAM, fgl.BUSY])
 
+    def power_cycle(self) -> bytes:
+        """Switched off and on: purge mode and faults are gone, the stack stays."""
+        with self.lock:
+            self.purge = False
+            self.fault = None
+            return bytes([fgl.POWER_ON, fgl.READY])
+
     def clear(self) -> bytes:
         """Staff cleared the fault."""
         with self.lock:

@@ -19,7 +19,7 @@ from drivers.printers.transports import (
     parse_connection,
 )
 from drivers.protocols import PrinterState
-from edge.errors import PaperOutError, PrinterAttentionError, PrinterError
+from edge.errors import PaperOutError, PrinterAttentionError, PrinterError, PrintUncertainError
 from printers.sim import PRODUCT, VENDOR, BocaSimulator, PtyPrinter, TcpPrinter, UsbPrinterBackend
 
 FAST = {"status_timeout": 0.3, "print_timeout": 1.0, "busy_timeout": 0.4}
@@ -92,12 +92,44 @@ async def test_paper_out_mid_batch_drops_the_ticket_and_resumes_after_refill(rig
 async def test_a_jam_needs_staff(rig: Rig) -> None:
     assert await rig.printer.status() is PrinterState.READY  # connected, then it jams
     rig.send(rig.sim.jam())
-    with pytest.raises(PrinterAttentionError, match="jammed"):
+    with pytest.raises(PrinterAttentionError, match="is jammed; staff must clear it"):
         await rig.printer.print(ticket("EDGE:J"))
     assert rig.sim.tickets == []
     rig.send(rig.sim.clear())
     await rig.printer.print(ticket("EDGE:J"))
     assert read(rig.sim) == ["EDGE:J"]
+
+
+async def test_purge_mode_is_set_again_after_a_power_cycle(rig: Rig) -> None:
+    await rig.printer.print(ticket("EDGE:P1"))
+    rig.send(rig.sim.power_cycle())
+    assert not rig.sim.purge
+    await rig.printer.print(ticket("EDGE:P2"))
+    assert rig.sim.purge
+    assert read(rig.sim) == ["EDGE:P1", "EDGE:P2"]
+
+
+class JamAfterTicket(BocaSimulator):
+    """Prints the ticket, then the cutter jams."""
+
+    def _ticket(self, chunk: bytes) -> bytes:
+        reply = super()._ticket(chunk)
+        self.fault = fgl.CUTTER_JAM
+        return reply + bytes([fgl.CUTTER_JAM, fgl.BUSY])
+
+
+async def test_a_jam_after_sending_is_uncertain_not_resent() -> None:
+    sim = JamAfterTicket()
+    server = TcpPrinter(sim)
+    port = await server.start()
+    printer = BocaPrinter("boca", TcpTransport("127.0.0.1", port), **FAST)
+    with pytest.raises(PrintUncertainError, match="is jammed; check whether the ticket printed"):
+        await printer.print(ticket("EDGE:CJ"))
+    with pytest.raises(PrinterAttentionError):  # the next job waits for staff
+        await printer.print(ticket("EDGE:CK"))
+    await printer.close()
+    await server.stop()
+    assert read(sim) == ["EDGE:CJ"]
 
 
 async def test_an_unplugged_usb_printer_is_offline_not_a_crash() -> None:

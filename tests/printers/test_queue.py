@@ -233,7 +233,7 @@ async def test_an_unconfirmed_job_fails_and_is_never_resent(store: Store, tmp_pa
     await printer.close()
     await server.stop()
     assert failed.state is JobState.FAILED
-    assert "did not confirm" in (failed.error or "")
+    assert "sent, but no confirmation (offline)" in (failed.error or "")
     assert sim.received.count(b"EDGE:1") == 1
 
 

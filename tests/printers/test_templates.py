@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import zxingcpp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from drivers.printers.templates import Kind, Template
@@ -197,3 +199,29 @@ def test_bad_card_jobs_fail_before_any_byte(tmp_path: Path) -> None:
         template.render(good, {"photo": b"GIF89a-but-not-really"})
     with pytest.raises(PrinterError, match="no image field 'selfie'"):
         template.render(good, {"selfie": photo()})
+
+
+def code_text(longest: int) -> st.SearchStrategy[str]:
+    """Codes in the characters both symbologies and the FGL take, short enough to fit."""
+    alphabet = st.characters(min_codepoint=0x21, max_codepoint=0x7C, exclude_characters="<")
+    return st.text(alphabet=alphabet, min_size=1, max_size=longest)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(code=code_text(24))
+def test_any_code_printed_on_a_ticket_reads_back(tmp_path: Path, code: str) -> None:
+    template = load(TICKET, tmp_path)
+    preview = template.preview({"event": "X", "date": "d", "code": code})
+    assert read(preview) == [code, code]
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(code=code_text(14))
+def test_any_code_printed_on_a_card_reads_back(tmp_path: Path, code: str) -> None:
+    template = load(CARD, tmp_path)
+    image = template.preview({"holder": "A", "number": "1", "valid": "v", "code": code})
+    assert read(image) == [code, code]
