@@ -133,8 +133,9 @@ async def _status(config: Config) -> int:
     store = await Store.open(config.store_path)
     try:
         queue = PrintQueue(store, {}, {})
-        for name, count in sorted(queue.pending().items()):
-            print(f"queued for {name}: {count}")
+        pending = queue.pending()
+        for name in sorted({*pending, *(spec.name for spec in config.printers)}):
+            print(f"queued for {name}: {pending.get(name, 0)}")
         for record in queue.jobs(20):
             when = record.submitted_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
             error = f"  {record.error}" if record.error else ""
