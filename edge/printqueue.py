@@ -22,6 +22,7 @@ import dataclasses
 import enum
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ RETRY_DELAY = 2.0  # seconds before the first retry; doubles per attempt
 MAX_RETRY_DELAY = 60.0
 PAUSE_POLL = 5.0  # seconds between status polls of a paused printer
 IDLE_POLL = 2.0  # seconds between looks for jobs another process (`edge print submit`) stored
+STATUS_INTERVAL = 30.0  # seconds between status requests to an idle printer (for metrics)
 MAX_JOB_ID = 128
 INTERRUPTED = (
     "interrupted while printing (the edge stopped): it may have printed; "
@@ -122,6 +124,8 @@ class PrintQueue:
         retry_delay: float = RETRY_DELAY,
         max_attempts: int = MAX_ATTEMPTS,
         pause_poll: float = PAUSE_POLL,
+        idle_poll: float = IDLE_POLL,
+        status_interval: float = STATUS_INTERVAL,
         on_finished: Callable[[JobRecord], None] | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
@@ -131,6 +135,8 @@ class PrintQueue:
         self._retry_delay = retry_delay
         self._max_attempts = max_attempts
         self._pause_poll = pause_poll
+        self._idle_poll = idle_poll
+        self._status_interval = status_interval
         self._on_finished = on_finished
         self._on_change = on_change or (lambda: None)  # any job or pause changed (tests, UI)
         self._wake = {name: asyncio.Event() for name in self.printers}
@@ -293,13 +299,19 @@ class PrintQueue:
 
     async def _worker(self, name: str) -> None:
         wake = self._wake[name]
+        asked = -math.inf
         while True:
             try:
                 job = self._next(name)
                 if job is None:
+                    if time.monotonic() - asked >= self._status_interval:
+                        # An idle printer's state (paper out, unplugged) shows before a job.
+                        await self.printers[name].status()
+                        asked = time.monotonic()
+                        self._on_change()
                     wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), IDLE_POLL)
+                        await asyncio.wait_for(wake.wait(), self._idle_poll)
                     continue
                 await self._print(name, *job)
             except StoreError as err:

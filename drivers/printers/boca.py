@@ -91,7 +91,8 @@ class BocaPrinter:
         if status.state is not self.state:
             _LOGGER.info("%s: printer %s", self.name, status.state.value)
         self.state = status.state
-        _LOGGER.debug("%s: status bytes %s", self.name, data.hex(" "))
+        if _LOGGER.isEnabledFor(logging.DEBUG):
+            _LOGGER.debug("%s: status bytes %s", self.name, data.hex(" "))
 
     async def _ask(self, within: float) -> PrinterState:
         """Send <S1> and wait for X-ON or a fault byte; OFFLINE if nothing answers."""

@@ -427,6 +427,9 @@ class Template:
         unknown = sorted(set(images) - set(self.images))
         if unknown:
             raise PrinterError(f"template {self.name!r} has no image field {unknown[0]!r}")
+        for name, data in images.items():
+            if not isinstance(data, bytes):
+                raise PrinterError(f"image {name!r} must be the bytes of an image file")
         for name, value in fields.items():
             if not isinstance(value, str):
                 raise PrinterError(f"field {name!r} must be text")

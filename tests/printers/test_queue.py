@@ -15,7 +15,7 @@ from drivers.printers.boca import BocaPrinter
 from drivers.printers.fglrender import render
 from drivers.printers.templates import Template
 from drivers.printers.transports import FileTransport, TcpTransport, UsbTransport
-from drivers.protocols import Printer
+from drivers.protocols import Printer, PrinterState
 from edge.errors import PrinterError
 from edge.printqueue import INTERRUPTED, JobRecord, JobState, PrintJob, PrintQueue
 from edge.store import Store
@@ -263,3 +263,19 @@ async def test_queued_jobs_survive_a_restart_and_interrupted_ones_fail(tmp_path:
         await store.close()
     tickets = render(out.read_bytes(), 384, 1100)
     assert [r.text for t in tickets for r in zxingcpp.read_barcodes(t)] == ["EDGE:2", "EDGE:3"]
+
+
+async def test_an_idle_printer_is_asked_for_its_state(store: Store, tmp_path: Path) -> None:
+    sim = BocaSimulator(paper=0)
+    server = TcpPrinter(sim)
+    port = await server.start()
+    sim.fault = 0x18  # out of tickets before any job
+    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)  # type: ignore[arg-type]
+    options = {"status_interval": 0.0, "idle_poll": 0.05}
+    async with running(store, {"box": printer}, tmp_path, **options) as (queue, events):
+        await events.until(lambda: printer.state is PrinterState.OFFLINE)  # silent: no X-ON
+        server.send(sim.refill(10))
+        await events.until(lambda: printer.state is PrinterState.READY)
+        assert queue.jobs() == []
+    await printer.close()
+    await server.stop()
