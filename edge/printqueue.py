@@ -333,23 +333,33 @@ class PrintQueue:
             _LOGGER.error("%s: job %s failed: %s", name, job_id, err)
             self._finish(name, job_id, "failed")
         except (PrinterError, DeviceError) as err:
-            if attempts + 1 >= self._max_attempts:
-                await self._set(job_id, JobState.FAILED, attempts + 1, str(err))
-                _LOGGER.error(
-                    "%s: job %s failed after %d attempts: %s", name, job_id, attempts + 1, err
-                )
-                self._finish(name, job_id, "failed")
-                return
-            await self._set(job_id, JobState.QUEUED, attempts + 1, str(err))
-            delay = min(MAX_RETRY_DELAY, self._retry_delay * 2**attempts)
-            _LOGGER.warning("%s: job %s not sent (%s); retry in %.0f s", name, job_id, err, delay)
-            await asyncio.sleep(delay)
+            await self._retry_or_fail(name, job_id, attempts, err)
+        except Exception as err:  # a driver bug must not take the gate lanes down with it
+            _LOGGER.exception("%s: job %s: the driver failed unexpectedly", name, job_id)
+            await self._set(job_id, JobState.FAILED, attempts + 1, f"internal error: {err!r}")
+            self._finish(name, job_id, "failed")
         else:
             await self._set(job_id, JobState.DONE, attempts + 1, None)
             _LOGGER.info(
                 "%s: job %s printed in %.0f ms", name, job_id, (time.monotonic() - started) * 1000
             )
             self._finish(name, job_id, "done")
+
+    async def _retry_or_fail(
+        self, name: str, job_id: str, attempts: int, err: PrinterError | DeviceError
+    ) -> None:
+        """Back in line after a delay, or failed after MAX_ATTEMPTS sends."""
+        if attempts + 1 >= self._max_attempts:
+            await self._set(job_id, JobState.FAILED, attempts + 1, str(err))
+            _LOGGER.error(
+                "%s: job %s failed after %d attempts: %s", name, job_id, attempts + 1, err
+            )
+            self._finish(name, job_id, "failed")
+            return
+        await self._set(job_id, JobState.QUEUED, attempts + 1, str(err))
+        delay = min(MAX_RETRY_DELAY, self._retry_delay * 2**attempts)
+        _LOGGER.warning("%s: job %s not sent (%s); retry in %.0f s", name, job_id, err, delay)
+        await asyncio.sleep(delay)
 
     async def _pause(self, name: str, printer: Printer, why: str) -> None:
         self.paused[name] = why

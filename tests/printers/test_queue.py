@@ -279,3 +279,38 @@ async def test_an_idle_printer_is_asked_for_its_state(store: Store, tmp_path: Pa
         assert queue.jobs() == []
     await printer.close()
     await server.stop()
+
+
+class BrokenPrinter:
+    """A driver with a bug on its first job."""
+
+    kind = "ticket"
+    state = PrinterState.UNKNOWN
+
+    def __init__(self) -> None:
+        self.documents: list[bytes] = []
+
+    async def print(self, document: bytes) -> None:
+        if not self.documents:
+            self.documents.append(b"")
+            raise RuntimeError("bug")
+        self.documents.append(document)
+
+    async def status(self) -> PrinterState:
+        return self.state
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_driver_bug_fails_the_job_and_the_queue_goes_on(
+    store: Store, tmp_path: Path
+) -> None:
+    printer = BrokenPrinter()
+    async with running(store, {"box": printer}, tmp_path) as (queue, events):
+        await queue.submit(job(1))
+        await queue.submit(job(2))
+        first, second = await events.next(2)
+    assert (first.job_id, first.state) == ("job-1", JobState.FAILED)
+    assert first.error == "internal error: RuntimeError('bug')"
+    assert (second.job_id, second.state) == ("job-2", JobState.DONE)
