@@ -60,7 +60,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     job_arguments(submit)
     submit.add_argument("--job-id", required=True)
     submit.add_argument("--printer", help="default: the first printer for the template's kind")
-    status = actions.add_parser("status", help="ask every printer; list queued and recent jobs")
+    status = actions.add_parser(
+        "status",
+        help="ask every printer; list queued and recent jobs (while the daemon runs it holds "
+        "the printers: its metrics show their state)",
+    )
     status.add_argument("--config", required=True, type=Path)
     test = actions.add_parser("test", help="print a test ticket or card now (not queued)")
     test.add_argument("--config", required=True, type=Path)
