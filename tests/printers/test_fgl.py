@@ -168,3 +168,41 @@ def test_every_emitted_command_is_documented_with_its_source() -> None:
     assert names >= {b"RC", b"QR", b"OP", b"OL", b"ID", b"G", b"p", b"q", b"S", b"PP"}
     for name in sorted(names):
         assert f"`<{name.decode()}" in doc, name
+
+
+@given(st.binary(max_size=64))
+def test_any_status_bytes_fold_into_a_known_state(raw: bytes) -> None:
+    status = fgl.parse_status(raw)
+    assert isinstance(status.state, PrinterState)
+    assert status.printed == raw.count(fgl.ACK)
+
+
+_TEXT = st.text(alphabet=sorted(fgl.TEXT_CHARACTERS), min_size=1, max_size=12)
+_ELEMENTS = st.one_of(
+    st.builds(
+        fgl.Text,
+        st.integers(0, 300),
+        st.integers(0, 900),
+        _TEXT,
+        st.sampled_from(sorted(fgl.FONTS)),
+        st.integers(1, 2),
+        st.integers(1, 2),
+        st.sampled_from(list(fgl.Rotation)),
+    ),
+    st.builds(
+        fgl.Box, st.integers(0, 300), st.integers(0, 900), st.integers(1, 80), st.integers(1, 80)
+    ),
+    st.builds(
+        fgl.Line, st.integers(0, 300), st.integers(0, 900), st.integers(1, 200), st.booleans()
+    ),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_ELEMENTS, max_size=6), st.booleans())
+def test_the_interpreter_reads_whatever_the_generator_writes(
+    elements: list[fgl.Element], cut: bool
+) -> None:
+    tickets = render(fgl.ticket(elements, cut=cut), 384, 1100)
+    assert len(tickets) == 1
+    assert tickets[0].size == (1100, 384)
