@@ -94,8 +94,12 @@ class BocaPrinter:
         if _LOGGER.isEnabledFor(logging.DEBUG):
             _LOGGER.debug("%s: status bytes %s", self.name, data.hex(" "))
 
-    async def _ask(self, within: float) -> PrinterState:
-        """Send <S1> and wait for X-ON or a fault byte; OFFLINE if nothing answers."""
+    async def _ask(self, within: float, *, printed: int | None = None) -> PrinterState:
+        """Send <S1> and wait for X-ON or a fault byte; OFFLINE if nothing answers.
+
+        With `printed` (the ACK count before a ticket was sent), an ACK for it also ends the
+        wait: printers with a ticket-taken sensor answer only once the ticket is taken.
+        """
         await self.transport.write(fgl.STATUS_REQUEST)
         deadline = time.monotonic() + within
         while (left := deadline - time.monotonic()) > 0:
@@ -103,6 +107,8 @@ class BocaPrinter:
             if not data:
                 continue
             self._absorb(data)
+            if printed is not None and self.printed > printed:
+                return self.state
             if any(byte in fgl.ANSWERS for byte in data) and self.state is not PrinterState.BUSY:
                 return self.state
         if self.state not in READY_OR_FAULT or self.state is PrinterState.READY:
@@ -154,16 +160,22 @@ class BocaPrinter:
             await self._prepare()
             state = await self._ask(self._status_timeout)
             deadline = time.monotonic() + self._busy_timeout
+            asked = 1
             while (
                 state in (PrinterState.BUSY, PrinterState.OFFLINE) and time.monotonic() < deadline
             ):
                 state = await self._ask(self._status_timeout)
+                asked += 1
+            if asked > 1 and state is PrinterState.READY:
+                # A late answer to an earlier <S1> must not pass for the ticket's confirmation.
+                await self._drain()
         except PrinterError:
             self.state = PrinterState.OFFLINE
             self._prepared = False
             raise
         if state is not PrinterState.READY:
             self._raise_for(state, sent=False)
+        before = self.printed
         try:
             await self.transport.write(document)
         except PrinterError as err:
@@ -173,13 +185,15 @@ class BocaPrinter:
                 f"the connection failed while sending: {err}", device=self.name
             ) from err
         try:
-            state = await self._ask(self._print_timeout)
+            state = await self._ask(self._print_timeout, printed=before)
         except PrinterError as err:
             self.state = PrinterState.OFFLINE
             self._prepared = False
             raise PrintUncertainError(
                 f"sent, then the printer went away: {err}", device=self.name
             ) from err
+        if self.printed > before:
+            return  # the printer acknowledged the ticket (ACK)
         if state is not PrinterState.READY:
             # Purge mode drops the unfinished ticket at paper out: it is safe to send again.
             self._raise_for(state, sent=True)

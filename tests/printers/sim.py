@@ -35,8 +35,18 @@ _MARKERS = (b"<S1>", b"<PP>", b"<p>", b"<q>")
 class BocaSimulator:
     """The printer's logic: feed it bytes, it returns the bytes it sends back."""
 
-    def __init__(self, *, rows: int = 384, columns: int = 1100, paper: int | None = None):
+    def __init__(
+        self,
+        *,
+        rows: int = 384,
+        columns: int = 1100,
+        paper: int | None = None,
+        exit_sensor: bool = False,
+    ):
         self.renderer = Renderer(rows, columns)
+        # Ticket-taken sensor: ACK after each ticket, then no answer until it is taken.
+        self.exit_sensor = exit_sensor
+        self.waiting_for_taker = False
         self.paper = paper  # tickets left; None: endless
         self.purge = False
         self.fault: int | None = None
@@ -77,7 +87,7 @@ class BocaSimulator:
                 chunk = bytes(self._buffer[:end])
                 del self._buffer[:end]
                 if marker == b"<S1>":
-                    if self.fault is None:
+                    if self.fault is None and not self.waiting_for_taker:
                         reply.append(fgl.READY)
                 elif marker == b"<PP>":
                     self.purge = True
@@ -93,6 +103,9 @@ class BocaSimulator:
         if self.fault is None and (self.paper is None or self.paper > 0):
             if self.paper is not None:
                 self.paper -= 1
+            if self.exit_sensor:
+                self.waiting_for_taker = True
+                return bytes([fgl.ACK])
             return b""
         ticket = self.renderer.tickets.pop()
         if self.purge:
@@ -114,6 +127,12 @@ class BocaSimulator:
                 self.renderer.tickets.append(self._held.pop(0))
                 self.paper -= 1
             return bytes([fgl.READY]) if self.fault is None else b""
+
+    def take(self) -> bytes:
+        """Someone took the ticket from the exit: X-ON (0x16 with default settings)."""
+        with self.lock:
+            self.waiting_for_taker = False
+            return bytes([fgl.RIBBON_LOW])
 
     def jam(self) -> bytes:
         """A paper jam."""

@@ -132,6 +132,18 @@ async def test_a_jam_after_sending_is_uncertain_not_resent() -> None:
     assert read(sim) == ["EDGE:CJ"]
 
 
+async def test_an_ack_confirms_a_ticket_the_exit_sensor_still_holds() -> None:
+    sim = BocaSimulator(exit_sensor=True)
+    backend = UsbPrinterBackend(sim)
+    printer = BocaPrinter("boca", UsbTransport(VENDOR, PRODUCT, backend=backend), **FAST)
+    await printer.print(ticket("EDGE:X1"))  # confirmed by ACK, though <S1> gets no answer
+    assert printer.printed == 1
+    backend.send(sim.take())
+    await printer.print(ticket("EDGE:X2"))
+    assert read(sim) == ["EDGE:X1", "EDGE:X2"]
+    await printer.close()
+
+
 async def test_an_unplugged_usb_printer_is_offline_not_a_crash() -> None:
     backend = UsbPrinterBackend(BocaSimulator())
     printer = BocaPrinter("boca", UsbTransport(VENDOR, PRODUCT, backend=backend), **FAST)
