@@ -21,7 +21,7 @@ from edge.printqueue import INTERRUPTED, JobRecord, JobState, PrintJob, PrintQue
 from edge.store import Store
 from printers.sim import PRODUCT, VENDOR, BocaSimulator, TcpPrinter, UsbPrinterBackend
 
-FAST = {"status_timeout": 0.3, "print_timeout": 1.0, "busy_timeout": 0.3}
+FAST = {"status_timeout": 1.0, "print_timeout": 2.0, "busy_timeout": 1.0}  # generous: shared CPUs
 WAIT = 20.0  # seconds a test waits for an outcome before it fails
 
 TEMPLATE = tomllib.loads(
