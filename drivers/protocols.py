@@ -54,3 +54,37 @@ class Actuator(Protocol):
     async def close(self) -> None:
         """Release the device."""
         ...
+
+
+class PrinterState(enum.Enum):
+    """What a printer last told us about itself."""
+
+    UNKNOWN = "unknown"  # not asked yet, or a one-way transport (file, CUPS)
+    READY = "ready"  # answered a status request: idle and able to print
+    BUSY = "busy"  # buffer full or printing
+    PAPER_OUT = "paper-out"  # out of tickets or cards; needs a refill
+    JAM = "jam"  # paper or cutter jam; needs staff
+    HEAD_OPEN = "head-open"  # print head lifted; needs staff
+    ERROR = "error"  # another fault the printer reported
+    OFFLINE = "offline"  # not answering, unplugged or unreachable
+
+
+class Printer(Protocol):
+    """A ticket or card printer: prints one rendered document at a time."""
+
+    name: str
+    kind: str  # the template kind it prints: "ticket" or "card"
+    state: PrinterState
+
+    async def print(self, document: bytes) -> None:
+        """Print one document; PaperOutError, PrinterAttentionError, PrintUncertainError or
+        PrinterError (not sent: safe to retry) when it could not."""
+        ...
+
+    async def status(self) -> PrinterState:
+        """Ask the printer how it is (UNKNOWN where it cannot tell)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the device."""
+        ...

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
-from drivers.protocols import Actuator, ScanSource
+from drivers.printers.boca import BocaPrinter, BocaSettings
+from drivers.printers.card import CupsPrinter, CupsSettings, EvolisPrinter, EvolisSettings
+from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.scanners.lines import LineScanner, LineScannerSettings
 
 T = TypeVar("T")
@@ -37,5 +39,19 @@ SCANNERS: dict[str, DriverType[ScanSource]] = {
 ACTUATORS: dict[str, DriverType[Actuator]] = {
     "console": DriverType(
         ConsoleActuatorSettings, ConsoleActuator, "prints outcomes to the terminal (demo, tests)"
+    ),
+}
+
+PRINTERS: dict[str, DriverType[Printer]] = {
+    "boca": DriverType(
+        BocaSettings,
+        BocaPrinter.from_settings,
+        "BOCA ticket printer (FGL) on USB, serial, TCP or file",
+    ),
+    "evolis": DriverType(
+        EvolisSettings, EvolisPrinter.from_settings, "Evolis card printer (escape commands) on USB"
+    ),
+    "cups": DriverType(
+        CupsSettings, CupsPrinter.from_settings, "card printer with a CUPS driver (lp)"
     ),
 }

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import __version__, keys, logs
+from edge import __version__, keys, logs, printcli
 from edge.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.config import EXIT_CONFIG, load
 from edge.errors import CodeError, ConfigError, EdgeError
@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_check = config_sub.add_parser("check", help="validate a configuration file")
     config_check.add_argument("file", type=Path)
+
+    printcli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="a gate with sample tickets; type or paste codes")
     demo.add_argument("--lang", choices=LANGUAGES, default="en")
@@ -204,6 +206,8 @@ def _run(args: argparse.Namespace) -> int:
             f"{len(config.actuators)} actuators, {len(config.keys)} keys)"
         )
         return 0
+    if args.command == "print":
+        return printcli.run(args)
     if args.command == "keygen":
         key = keys.generate(args.key_id)
         keys.write(args.out, key)

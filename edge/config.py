@@ -18,7 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from drivers.registry import ACTUATORS, SCANNERS, DriverType
+from drivers.printers.templates import Template
+from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 from edge.decide import GateRules
 from edge.errors import ConfigError
 from edge.messages import LANGUAGES
@@ -156,6 +157,8 @@ class Config:
     lanes: tuple[LaneConfig, ...]
     metrics: MetricsConfig = MetricsConfig()
     pretix: PretixConfig | None = None
+    printers: tuple[DriverConfig, ...] = ()  # [[printers]]: ticket and card printers
+    templates: tuple[Template, ...] = ()  # [[templates]]: ticket and card layouts
 
     @property
     def store_path(self) -> Path:
@@ -267,7 +270,17 @@ def parse(text: str, path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML: {err}", path=where) from err
-    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics", "pretix"}
+    allowed = {
+        "device",
+        "keys",
+        "scanners",
+        "actuators",
+        "lanes",
+        "metrics",
+        "pretix",
+        "printers",
+        "templates",
+    }
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise ConfigError(
@@ -291,7 +304,25 @@ def parse(text: str, path: Path) -> Config:
     pretix = (
         build(PretixConfig, document["pretix"], "pretix", where) if "pretix" in document else None
     )
-    return Config(path, device, keys, scanners, actuators, lanes, metrics, pretix)
+    printers = _drivers(document.get("printers", []), "printers", PRINTERS, where)
+    templates = tuple(
+        Template.from_table(t, f"templates[{i}]", where)
+        for i, t in enumerate(_list(document, "templates", where))
+    )
+    _unique([p.name for p in printers], "printer", where)
+    _unique([t.name for t in templates], "template", where)
+    return Config(
+        path,
+        device,
+        keys,
+        scanners,
+        actuators,
+        lanes,
+        metrics,
+        pretix=pretix,
+        printers=printers,
+        templates=templates,
+    )
 
 
 def _unique(names: list[str], what: str, path: str) -> set[str]:

@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.protocols import Actuator, ScanSource
-from drivers.registry import ACTUATORS, SCANNERS
+from drivers.protocols import Actuator, Printer, ScanSource
+from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
 from edge.config import Config
 from edge.facts import Direction
 from edge.gate import Gate
 from edge.lane import Lane, LaneResult
 from edge.operations import Operations
+from edge.printqueue import PrintQueue
 from edge.store import Store
 from sync.pretix.service import PretixService
 
@@ -35,6 +36,7 @@ async def serve(
     operations = Operations(config, store)
     scanners: dict[str, ScanSource] = {}
     actuators: dict[str, Actuator] = {}
+    printers: dict[str, Printer] = {}
     loop = asyncio.get_running_loop()
     try:
         operations.prepare()
@@ -46,6 +48,9 @@ async def serve(
             scanners[spec.name] = SCANNERS[spec.type].build(spec.name, spec.settings)
         for spec in config.actuators:
             actuators[spec.name] = ACTUATORS[spec.type].build(spec.name, spec.settings)
+        for spec in config.printers:
+            printers[spec.name] = PRINTERS[spec.type].build(spec.name, spec.settings)
+        queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
         lanes = [
             Lane(
                 rules=config.rules(lane),
@@ -70,6 +75,9 @@ async def serve(
         async with asyncio.TaskGroup() as group:
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
+            printing = [group.create_task(queue.run())] if printers else []
+            if printers:
+                operations.watch_printing(queue)
             services = await operations.start(lanes, group)
             if pretix is not None:
                 services.append(group.create_task(pretix.run()))
@@ -78,13 +86,17 @@ async def serve(
                 waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             operations.stopping()
-            for task in [*running, *services, *waiting]:
+            for task in [*running, *printing, *services, *waiting]:
                 task.cancel()
         _LOGGER.info("%s: stopped", config.device.name)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        devices: list[ScanSource | Actuator] = [*scanners.values(), *actuators.values()]
+        devices: list[ScanSource | Actuator | Printer] = [
+            *scanners.values(),
+            *actuators.values(),
+            *printers.values(),
+        ]
         for device in devices:
             try:
                 await device.close()

@@ -51,3 +51,11 @@ class PrinterError(DeviceError):
 
 class PaperOutError(PrinterError):
     """The printer is out of paper or cards; the job waits for a refill."""
+
+
+class PrinterAttentionError(PrinterError):
+    """The printer needs staff (jam, head open); the job waits until it is ready again."""
+
+
+class PrintUncertainError(PrinterError):
+    """A job was sent but the printer did not confirm it: it may have printed; never resent."""

@@ -22,6 +22,7 @@ from edge.identity import DeviceIdentity
 from edge.lane import Lane, LaneResult
 from edge.metrics import CONTENT_TYPE, Registry
 from edge.notify import Notifier
+from edge.printqueue import PrintQueue
 from edge.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -128,6 +129,35 @@ class Operations:
             self._config.device.name,
             path,
             self.identity.public_b64,
+        )
+
+    def watch_printing(self, queue: PrintQueue) -> None:
+        """Export printer states, queue lengths and finished jobs."""
+        self.registry.gauge(
+            "edge_printer_state",
+            "1 for the state each printer is in (ready, paper-out, jam, offline, ...).",
+            ("printer", "state"),
+            collect=lambda: {
+                (name, printer.state.value): 1 for name, printer in queue.printers.items()
+            },
+        )
+        self.registry.gauge(
+            "edge_printer_paused",
+            "1 while a printer's queue waits for staff (paper out, jam).",
+            ("printer",),
+            collect=lambda: {(name,): int(name in queue.paused) for name in queue.printers},
+        )
+        self.registry.gauge(
+            "edge_print_queue_length",
+            "Print jobs queued or printing.",
+            ("printer",),
+            collect=lambda: {(name,): count for name, count in queue.pending().items()},
+        )
+        self.registry.counter(
+            "edge_print_jobs_total",
+            "Print jobs finished since start, by outcome (done, failed).",
+            ("printer", "outcome"),
+            collect=lambda: {key: float(count) for key, count in queue.finished.items()},
         )
 
     def reporter(self, also: Callable[[LaneResult], None] | None) -> Callable[[LaneResult], None]:

@@ -75,6 +75,24 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL
     );
     """,
+    # 4: the durable print queue. A job is printed once or marked failed; its id makes a
+    # second submission a no-op. The document (FGL or a card image) is rendered at submission.
+    """
+    CREATE TABLE print_jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL UNIQUE,
+        printer TEXT NOT NULL,
+        template TEXT NOT NULL,
+        document BLOB NOT NULL,
+        digest BLOB NOT NULL,  -- sha256 of the document: a resubmission must match it
+        state TEXT NOT NULL CHECK (state IN ('queued', 'printing', 'done', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        submitted_at INTEGER NOT NULL,  -- unix milliseconds
+        finished_at INTEGER
+    );
+    CREATE INDEX print_jobs_open ON print_jobs (printer, seq) WHERE state IN ('queued', 'printing');
+    """,
 )
 
 VERSION = len(MIGRATIONS)

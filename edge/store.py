@@ -316,6 +316,16 @@ class Store:
                         await conn.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: write failed: {err}") from err
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction, for modules that own their tables (the print queue)."""
+        async with self._write() as conn:
+            yield conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read on the direct connection (cheap point reads, no thread hop)."""
+        return [tuple(row) for row in self._reader.execute(sql, params).fetchall()]
+
     async def put_keys(self, keys: Iterable[tuple[int, bytes, bool]]) -> None:
         """Trust keys: (key id, 32-byte Ed25519 public key, retired).
 

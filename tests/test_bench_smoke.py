@@ -34,3 +34,17 @@ def test_decide_benchmark_runs_on_a_small_store() -> None:
         "start to first decision",
     ):
         assert figure in result.stdout
+
+
+@pytest.mark.slow
+def test_printing_benchmark_runs_on_small_sizes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "printing.py"), "--samples", "10", "--jobs", "20"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in ("ticket FGL from a template", "card raster for Evolis", "queue throughput"):
+        assert figure in result.stdout

@@ -55,12 +55,13 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
             ),
         ),
         (
-            '[device]\nname = "g"\n[printers]\n',
+            '[device]\nname = "g"\n[displays]\n',
             (
-                "unknown section 'printers'; allowed: actuators, device, keys, lanes,"
-                " metrics, pretix, scanners"
+                "unknown section 'displays'; allowed: actuators, device, keys, lanes,"
+                " metrics, pretix, printers, scanners, templates"
             ),
         ),
+        ('[device]\nname = "g"\n[printers]\n', "must be an array of tables ([[printers]])"),
         ('[device]\nname = "g"\nrepeat_window_ms = "1s"\n', "must be integer, not str '1s'"),
         (
             GATE + "[metrics]\nport = 70000\n",

@@ -1,0 +1,127 @@
+"""Printing figures: a ticket's FGL and a card's raster from a template; queue throughput.
+
+    ./dev bench printing              # default sizes, well under two minutes
+    ./dev bench printing --jobs 200 --samples 50   # a quick look
+
+Prints figures; asserts nothing (the machines are shared and noisy). The queue runs against
+a file transport, so its figure is the queue's own cost: store writes (synchronous=FULL,
+two commits per job plus one for the submission) and rendering, not a printer's speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+from drivers.printers.boca import BocaPrinter
+from drivers.printers.card import evolis_job
+from drivers.printers.templates import Template
+from drivers.printers.transports import FileTransport
+from edge.printqueue import JobRecord, PrintJob, PrintQueue
+from edge.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _templates() -> dict[str, Template]:
+    path = ROOT / "config" / "counter.toml"
+    document = tomllib.loads(path.read_text())
+    return {
+        table["name"]: Template.from_table(table, f"templates[{i}]", str(path))
+        for i, table in enumerate(document["templates"])
+    }
+
+
+def _median_ms(action: object, samples: int) -> tuple[float, float]:
+    times = []
+    for i in range(samples):
+        started = time.perf_counter()
+        action(i)  # type: ignore[operator]
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1 if len(times) > 1 else 0]
+
+
+async def _queue_throughput(template: Template, jobs: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = await Store.open(Path(folder) / "edge.db")
+        out = Path(folder) / "printer.fgl"
+        done = asyncio.Event()
+        finished: list[JobRecord] = []
+
+        def on_finished(record: JobRecord) -> None:
+            finished.append(record)
+            if len(finished) == jobs:
+                done.set()
+
+        queue = PrintQueue(
+            store,
+            {"tickets": BocaPrinter("tickets", FileTransport(out))},
+            {template.name: template},
+            on_finished=on_finished,
+        )
+        started = time.perf_counter()
+        for n in range(jobs):
+            await queue.submit(
+                PrintJob(
+                    f"bench-{n}",
+                    template.name,
+                    {
+                        "event": "CITY MUSEUM",
+                        "date": "2026-11-23",
+                        "price": "EUR 12",
+                        "code": f"EDGE:{n:08d}",
+                    },
+                )
+            )
+        submitted = time.perf_counter() - started
+        task = asyncio.create_task(queue.run())
+        await asyncio.wait_for(done.wait(), 600)
+        total = time.perf_counter() - started
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+        assert all(r.state.value == "done" for r in finished)
+        return jobs / submitted, jobs / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=400, help="renders per figure")
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs through the queue")
+    args = parser.parse_args()
+    templates = _templates()
+    ticket, card = templates["day-ticket"], templates["annual-pass"]
+
+    def fgl(i: int) -> None:
+        ticket.render(
+            {"event": "CITY MUSEUM", "date": "2026-11-23", "price": "EUR 12",
+             "code": f"EDGE:{i:08d}"}
+        )  # fmt: skip
+
+    card_fields = {"holder": "Ann Smith", "number": "4711", "valid_until": "2027-11-22"}
+
+    def card_png(i: int) -> bytes:
+        return card.render({**card_fields, "code": f"EDGE:{i:08d}"})
+
+    def raster(i: int) -> None:
+        evolis_job(card_png(i))
+
+    p50, p99 = _median_ms(fgl, args.samples)
+    print(f"ticket FGL from a template (render + checks): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    p50, p99 = _median_ms(card_png, max(10, args.samples // 4))
+    print(f"card image (PNG) from a template: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    p50, p99 = _median_ms(raster, max(10, args.samples // 4))
+    print(f"card raster for Evolis (template -> Db;k;2 stream): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    submit_rate, total_rate = asyncio.run(_queue_throughput(ticket, args.jobs))
+    print(f"queue: {args.jobs} ticket jobs submitted at {submit_rate:,.0f}/s")
+    print(f"queue throughput to a file transport (submit to done): {total_rate:,.0f} jobs/s")
+
+
+if __name__ == "__main__":
+    main()

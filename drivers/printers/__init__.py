@@ -1,0 +1,1 @@
+"""Printers: BOCA ticket printers (FGL), card printers (Evolis, CUPS), their transports."""

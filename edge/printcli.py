@@ -1,0 +1,186 @@
+"""`edge print ...`: preview a template, submit a job, ask the printers, print a test page."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from drivers.printers.templates import Kind, Template
+from drivers.protocols import Printer
+from drivers.registry import PRINTERS
+from edge.config import Config, load
+from edge.errors import ConfigError, PrinterError
+from edge.printqueue import PrintJob, PrintQueue
+from edge.store import Store
+
+TEST_TICKET = {
+    "name": "test-ticket",
+    "kind": "ticket",
+    "fields": ["printer", "when"],
+    "items": [
+        {"type": "box", "x": 4, "y": 4, "width": 1092, "height": 376},
+        {"type": "text", "x": 30, "y": 30, "text": "EDGE TEST TICKET", "font": "F6"},
+        {"type": "text", "x": 30, "y": 110, "text": "{printer}", "font": "F3"},
+        {"type": "text", "x": 30, "y": 160, "text": "{when}", "font": "F9"},
+        {"type": "qr", "x": 820, "y": 60, "data": "EDGE-TEST {printer}", "module": 6},
+        {"type": "code128", "x": 30, "y": 230, "data": "EDGE-TEST", "height": 80},
+    ],
+}
+TEST_CARD = {
+    "name": "test-card",
+    "kind": "card",
+    "fields": ["printer", "when"],
+    "items": [
+        {"type": "box", "x": 10, "y": 10, "width": 996, "height": 628, "thickness": 4},
+        {"type": "text", "x": 40, "y": 40, "text": "EDGE TEST CARD", "size": 64},
+        {"type": "text", "x": 40, "y": 130, "text": "{printer}  {when}", "size": 32},
+        {"type": "qr", "x": 40, "y": 220, "data": "EDGE-TEST {printer}", "module": 8},
+        {"type": "code128", "x": 420, "y": 480, "data": "EDGE-TEST", "height": 100},
+    ],
+}
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `print` command and its actions."""
+    printing = sub.add_parser("print", help="preview templates, submit jobs, check printers")
+    actions = printing.add_subparsers(dest="print_command", required=True, metavar="ACTION")
+
+    def job_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--config", required=True, type=Path)
+        parser.add_argument("--template", required=True)
+        parser.add_argument("--field", action="append", default=[], metavar="NAME=VALUE")
+        parser.add_argument("--image", action="append", default=[], metavar="NAME=FILE")
+
+    preview = actions.add_parser("preview", help="render a template to a PNG; prints nothing")
+    job_arguments(preview)
+    preview.add_argument("--out", required=True, type=Path)
+    submit = actions.add_parser("submit", help="queue a job; the running daemon prints it")
+    job_arguments(submit)
+    submit.add_argument("--job-id", required=True)
+    submit.add_argument("--printer", help="default: the first printer for the template's kind")
+    status = actions.add_parser(
+        "status",
+        help="ask every printer; list queued and recent jobs (while the daemon runs it holds "
+        "the printers: its metrics show their state)",
+    )
+    status.add_argument("--config", required=True, type=Path)
+    test = actions.add_parser("test", help="print a test ticket or card now (not queued)")
+    test.add_argument("--config", required=True, type=Path)
+    test.add_argument("--printer", required=True)
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise PrinterError(f"--{what} takes NAME=VALUE, not {value!r}")
+        out[name] = text
+    return out
+
+
+def _template(config: Config, name: str) -> Template:
+    templates = {t.name: t for t in config.templates}
+    if name not in templates:
+        raise ConfigError(
+            f"no template {name!r}; templates: {', '.join(templates) or 'none'}",
+            path=str(config.path),
+        )
+    return templates[name]
+
+
+def _images(args: argparse.Namespace) -> dict[str, bytes]:
+    images = {}
+    for name, file in _pairs(args.image, "image").items():
+        try:
+            images[name] = Path(file).read_bytes()
+        except OSError as err:
+            raise PrinterError(f"cannot read image {file}: {err.strerror}") from err
+    return images
+
+
+def _printers(config: Config) -> dict[str, Printer]:
+    return {p.name: PRINTERS[p.type].build(p.name, p.settings) for p in config.printers}
+
+
+async def _submit(args: argparse.Namespace, config: Config) -> int:
+    store = await Store.open(config.store_path)
+    try:
+        queue = PrintQueue(
+            store,
+            _printers(config),
+            {t.name: t for t in config.templates},
+        )
+        record = await queue.submit(
+            PrintJob(
+                args.job_id, args.template, _pairs(args.field, "field"), _images(args), args.printer
+            )
+        )
+    finally:
+        await store.close()
+    note = " (submitted before: nothing new queued)" if record.duplicate else ""
+    print(f"job {record.job_id}: {record.state.value} on {record.printer}{note}")
+    return 0
+
+
+async def _status(config: Config) -> int:
+    printers = PRINTERS
+    for spec in config.printers:
+        printer = printers[spec.type].build(spec.name, spec.settings)
+        try:
+            state = await printer.status()
+        finally:
+            await printer.close()
+        print(f"printer {spec.name:16} {spec.type:7} {state.value}")
+    store = await Store.open(config.store_path)
+    try:
+        queue = PrintQueue(store, {}, {})
+        pending = queue.pending()
+        for name in sorted({*pending, *(spec.name for spec in config.printers)}):
+            print(f"queued for {name}: {pending.get(name, 0)}")
+        for record in queue.jobs(20):
+            when = record.submitted_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            error = f"  {record.error}" if record.error else ""
+            print(f"  {when}  {record.job_id:24} {record.printer:12} {record.state.value}{error}")
+    finally:
+        await store.close()
+    return 0
+
+
+async def _test(args: argparse.Namespace, config: Config) -> int:
+    specs = {p.name: p for p in config.printers}
+    if args.printer not in specs:
+        raise ConfigError(
+            f"no printer {args.printer!r}; printers: {', '.join(specs) or 'none'}",
+            path=str(config.path),
+        )
+    spec = specs[args.printer]
+    printer = PRINTERS[spec.type].build(spec.name, spec.settings)
+    table = TEST_TICKET if printer.kind == Kind.TICKET.value else TEST_CARD
+    template = Template.from_table(table, "test", str(config.path))
+    when = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    document = template.render({"printer": spec.name, "when": when})
+    try:
+        await printer.print(document)
+    finally:
+        await printer.close()
+    print(f"printer {spec.name}: test {template.kind.value} sent ({printer.state.value})")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out an `edge print` action."""
+    config = load(args.config)
+    if args.print_command == "preview":
+        template = _template(config, args.template)
+        image = template.preview(_pairs(args.field, "field"), _images(args))
+        image.save(args.out, "PNG")
+        print(f"wrote {args.out} ({template.kind.value} {image.width}x{image.height})")
+        return 0
+    if args.print_command == "submit":
+        return asyncio.run(_submit(args, config))
+    if args.print_command == "status":
+        return asyncio.run(_status(config))
+    return asyncio.run(_test(args, config))
