@@ -9,6 +9,17 @@ from typing import Protocol
 
 # Longest scan a driver passes on; longer input is cut here and rejected as malformed upstream.
 MAX_SCAN_BYTES = 4096
+# What a driver passes on for a read that cannot be a code (line noise, a malformed card UID):
+# the core rejects it as malformed, so it is journaled and shown like any bad scan.
+UNREADABLE = b"\x00"
+
+
+class DeviceState(enum.Enum):
+    """What a hardware driver knows about its device (drivers expose it as `state`)."""
+
+    ABSENT = "absent"  # not plugged in or not found yet; the driver waits for it
+    READY = "ready"  # open and working
+    FAILED = "failed"  # present but the last operation failed; the driver retries
 
 
 @dataclass(frozen=True, slots=True)

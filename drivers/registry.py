@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
 from drivers.protocols import Actuator, ScanSource
+from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.lines import LineScanner, LineScannerSettings
 
 T = TypeVar("T")
@@ -31,6 +32,9 @@ class DriverType(Generic[T]):
 SCANNERS: dict[str, DriverType[ScanSource]] = {
     "lines": DriverType(
         LineScannerSettings, LineScanner, "one code per line from a file, FIFO or stdin ('-')"
+    ),
+    "hid": DriverType(
+        HidScannerSettings, HidScanner, "keyboard-wedge scanner or NFC reader (evdev, grabbed)"
     ),
 }
 
