@@ -16,6 +16,7 @@ from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
 from drivers.protocols import Actuator, ScanSource
 from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.lines import LineScanner, LineScannerSettings
+from drivers.scanners.serialline import SerialScanner, SerialScannerSettings
 
 T = TypeVar("T")
 
@@ -35,6 +36,9 @@ SCANNERS: dict[str, DriverType[ScanSource]] = {
     ),
     "hid": DriverType(
         HidScannerSettings, HidScanner, "keyboard-wedge scanner or NFC reader (evdev, grabbed)"
+    ),
+    "serial": DriverType(
+        SerialScannerSettings, SerialScanner, "scanner or NFC reader sending lines over serial"
     ),
 }
 

@@ -21,7 +21,7 @@ from evdev import ecodes
 
 from drivers.protocols import UNREADABLE, DeviceState, ScanEvent
 from drivers.scanners.keymap import LAYOUTS
-from drivers.scanners.uid import ByteOrder, UidFormat, UidInput
+from drivers.scanners.uid import uid_format, validate_uid
 from drivers.scanners.wedge import Terminator, WedgeDecoder, WedgeSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -53,22 +53,6 @@ class KeyDevice(Protocol):
     def close(self) -> None:
         """Release the device."""
         ...
-
-
-def _uid_settings(uid: str, uid_order: str, uid_length: int) -> None:
-    if uid not in ("", *(u.value for u in UidInput)):
-        raise ValueError("uid must be '' (not a card reader), 'hex' or 'decimal'")
-    if uid_order not in {o.value for o in ByteOrder}:
-        raise ValueError("uid_order must be 'as-read' or 'reversed'")
-    if not 0 <= uid_length <= 10:
-        raise ValueError("uid_length must be 0..10")
-
-
-def uid_format(uid: str, uid_order: str, uid_length: int) -> UidFormat | None:
-    """The UID conversion configured for a reader, None for a barcode scanner."""
-    if not uid:
-        return None
-    return UidFormat(UidInput(uid), ByteOrder(uid_order), uid_length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +89,7 @@ class HidScannerSettings:
             raise ValueError("timeout_ms must be 5..5000")
         if not 1 <= self.max_length <= 4096:
             raise ValueError("max_length must be 1..4096")
-        _uid_settings(self.uid, self.uid_order, self.uid_length)
+        validate_uid(self.uid, self.uid_order, self.uid_length)
 
     def wedge(self) -> WedgeSettings:
         """The decoder's settings."""
@@ -159,6 +143,7 @@ class HidScanner:
         self._device: KeyDevice | None = None
         self._ready: asyncio.Queue[bytes | OSError | None] | None = None  # while reading
         self.state = DeviceState.ABSENT
+        self.ready = asyncio.Event()  # set while the device is open and read
         self.unplugged = 0  # times the device went away while open
 
     async def _wait_for_device(self) -> KeyDevice | None:
@@ -183,6 +168,7 @@ class HidScanner:
             if device is not None:
                 _LOGGER.info("%s: reading %s", self.name, os.fsdecode(device.path))
                 self.state = DeviceState.READY
+                self.ready.set()
                 return device
             if problem != reported:
                 _LOGGER.warning("%s: %s", self.name, problem)
@@ -201,6 +187,7 @@ class HidScanner:
                 async for data in self._read(device):
                     yield ScanEvent(self.name, data, time.monotonic())
             finally:
+                self.ready.clear()
                 self._device = None
                 self._decoder.reset()
                 device.close()

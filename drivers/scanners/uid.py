@@ -63,3 +63,20 @@ class UidFormat:
         if self.order is ByteOrder.REVERSED:
             uid = uid[::-1]
         return uid.hex().upper().encode("ascii")
+
+
+def validate_uid(uid: str, uid_order: str, uid_length: int) -> None:
+    """ValueError naming the bad key if the card-reader settings are invalid."""
+    if uid not in ("", *(u.value for u in UidInput)):
+        raise ValueError("uid must be '' (not a card reader), 'hex' or 'decimal'")
+    if uid_order not in {o.value for o in ByteOrder}:
+        raise ValueError("uid_order must be 'as-read' or 'reversed'")
+    if not 0 <= uid_length <= 10:
+        raise ValueError("uid_length must be 0..10")
+
+
+def uid_format(uid: str, uid_order: str, uid_length: int) -> UidFormat | None:
+    """The UID conversion configured for a reader, None for a barcode scanner."""
+    if not uid:
+        return None
+    return UidFormat(UidInput(uid), ByteOrder(uid_order), uid_length)
