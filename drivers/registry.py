@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
+from drivers.gates.relay import SerialRelaySettings, serial_relay
 from drivers.protocols import Actuator, ScanSource
 from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.lines import LineScanner, LineScannerSettings
@@ -45,5 +46,8 @@ SCANNERS: dict[str, DriverType[ScanSource]] = {
 ACTUATORS: dict[str, DriverType[Actuator]] = {
     "console": DriverType(
         ConsoleActuatorSettings, ConsoleActuator, "prints outcomes to the terminal (demo, tests)"
+    ),
+    "serial-relay": DriverType(
+        SerialRelaySettings, serial_relay, "LCUS-type USB-serial relay board (A0 01 01 A2 frames)"
     ),
 }
