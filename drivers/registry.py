@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
 from drivers.gates.relay import SerialRelaySettings, serial_relay
+from drivers.gates.usbrelay import HidRelaySettings, hid_relay
 from drivers.protocols import Actuator, ScanSource
 from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.lines import LineScanner, LineScannerSettings
@@ -49,5 +50,8 @@ ACTUATORS: dict[str, DriverType[Actuator]] = {
     ),
     "serial-relay": DriverType(
         SerialRelaySettings, serial_relay, "LCUS-type USB-serial relay board (A0 01 01 A2 frames)"
+    ),
+    "hid-relay": DriverType(
+        HidRelaySettings, hid_relay, "USB HID relay board 16c0:05df (USBRelay1/2/4/8), via pyusb"
     ),
 }

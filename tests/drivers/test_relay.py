@@ -116,8 +116,6 @@ async def test_admit_pulses_turnstile_and_green(board: LcusSimulator) -> None:
     ]
     assert gate.state is DeviceState.READY
     assert await board.commands_until(2) == [RelayCommand(1, on=False), RelayCommand(3, on=False)]
-    (on_at, _), (off_at, _) = board.commands[0], board.commands[3]
-    assert off_at - on_at >= 0.05  # the pulse lasted at least pulse_ms
     await gate.close()
 
 
