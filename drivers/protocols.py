@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +29,9 @@ class ScanEvent:
     source: str  # the scanner's name in the configuration
     data: bytes  # raw bytes, terminator removed, at most MAX_SCAN_BYTES (+1 to flag overflow)
     at: float  # time.monotonic() when the read completed
+    # Called with the outcome and display text once the lane has handled the scan, for
+    # scanners that show the decision themselves (handheld apps); None for plain scanners.
+    reply: Callable[[Outcome, str], None] | None = None
 
 
 class ScanSource(Protocol):
