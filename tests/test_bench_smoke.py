@@ -34,3 +34,24 @@ def test_decide_benchmark_runs_on_a_small_store() -> None:
         "start to first decision",
     ):
         assert figure in result.stdout
+
+
+@pytest.mark.slow
+def test_hardware_benchmark_runs_on_few_scans() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "hardware.py"),
+            "--scans",
+            "100",
+            "--max-rate",
+            "250",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scan-to-relay latency over" in result.stdout
+    assert "sustained scans per lane without a drop" in result.stdout
