@@ -80,6 +80,12 @@ class Lane:
         self.dropped = 0  # scans dropped because the lane was busy
 
     @property
+    def devices(self) -> list[tuple[str, ScanSource | Actuator]]:
+        """The lane's scanners and its actuator, each with its kind (health, metrics)."""
+        kinds: list[tuple[str, ScanSource | Actuator]] = [("scanner", s) for s, _ in self._sources]
+        return [*kinds, ("actuator", self._actuator)]
+
+    @property
     def queued(self) -> int:
         """Scans waiting for the lane."""
         return self._queue.qsize()

@@ -10,17 +10,25 @@ import pytest
 from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from ptys import PtyDevice
 from relays import LcusSimulator
+from usbsim import RelayBackend, SimBoard
 
 from drivers.gates.lcus import RelayCommand
 from drivers.gates.relay import RelayActuator
+from drivers.gates.usbrelay import HidRelaySettings, hid_relay
+from drivers.protocols import Outcome
 from drivers.registry import ACTUATORS, SCANNERS
-from drivers.scanners.hid import HidScanner
+from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.serialline import SerialScanner
 from edge.config import parse
 from edge.daemon import serve
-from edge.decide import Reason
+from edge.decide import GateRules, Reason
 from edge.errors import ConfigError
-from edge.lane import LaneResult
+from edge.facts import Direction
+from edge.gate import Gate
+from edge.lane import Lane, LaneResult
+from edge.metrics import Registry
+from edge.operations import _lane_metrics
+from edge.store import Store
 
 
 def gate_config(tmp_path: Path, scanner: str, relay: str) -> str:
@@ -150,3 +158,25 @@ def test_registry_builds_the_drivers(tmp_path: Path) -> None:
     assert isinstance(inside, HidScanner)
     spec = config.actuators[0]
     assert isinstance(ACTUATORS[spec.type].build(spec.name, spec.settings), RelayActuator)
+
+
+async def test_device_states_on_metrics(tmp_path: Path, store: Store) -> None:
+    board = SimBoard()
+    scanner = HidScanner("inside", HidScannerSettings(path=str(tmp_path / "absent")))
+    gate = hid_relay("turnstile", HidRelaySettings(), backend=RelayBackend(board))
+    lane = Lane(
+        rules=GateRules("North 1"),
+        gate=Gate(store),
+        actuator=gate,
+        sources=[(scanner, Direction.ENTRY)],
+    )
+    registry = Registry()
+    _lane_metrics(registry, [lane], store)
+    text = registry.render()
+    assert 'edge_device_up{device="inside",kind="scanner"} 0' in text
+    assert 'edge_device_up{device="turnstile",kind="actuator"} 0' in text  # not used yet
+    assert 'edge_device_disconnects_total{device="inside"} 0' in text
+    await gate.signal(Outcome.REJECT, "No")  # silent: no relay used
+    await gate.signal(Outcome.ADMIT_ENTRY, "Welcome")
+    assert 'edge_device_up{device="turnstile",kind="actuator"} 1' in registry.render()
+    await gate.close()
