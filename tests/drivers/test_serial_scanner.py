@@ -7,13 +7,20 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import mint_code, ticket
 from hypothesis import given
 from hypothesis import strategies as st
 from ptys import PtyDevice
 
+from drivers.gates.null import NullActuator, NullActuatorSettings
 from drivers.protocols import UNREADABLE, DeviceState, ScanEvent
 from drivers.scanners.framing import OVERFLOW, Framing, LineEnd, LineFramer
 from drivers.scanners.serialline import SerialScanner, SerialScannerSettings
+from edge.decide import GateRules
+from edge.facts import Direction
+from edge.gate import Gate
+from edge.lane import Lane, LaneResult
+from edge.store import Store
 
 
 @pytest.fixture
@@ -185,3 +192,45 @@ async def test_flood_of_ten_thousand_lines_loses_none(device: PtyDevice) -> None
 def test_bad_settings(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SerialScannerSettings(**settings)
+
+
+async def test_flood_into_a_lane_is_accounted_for_and_the_lane_recovers(
+    device: PtyDevice, store: Store
+) -> None:
+    """10,000 lines as fast as the pty takes them: each is decided or counted as dropped."""
+    scanner = SerialScanner("s", SerialScannerSettings(url=device.url, baud=921600))
+    results: list[LaneResult] = []
+    settled = asyncio.Event()
+    total = 10_000
+
+    def report(result: LaneResult) -> None:
+        results.append(result)
+        if len(results) + lane.dropped >= total:
+            settled.set()
+
+    lane = Lane(
+        rules=GateRules("North 1"),
+        gate=Gate(store),
+        actuator=NullActuator("none", NullActuatorSettings()),
+        sources=[(scanner, Direction.ENTRY)],
+        repeat_window=0.0,
+        on_result=report,
+    )
+    running = asyncio.create_task(lane.run())
+    await scanner.ready.wait()
+    loop = asyncio.get_running_loop()
+    flood = b"".join(b"NOISE%05d\r\n" % i for i in range(total))
+    await loop.run_in_executor(None, device.send, flood)
+    await settled.wait()
+    assert len(results) + lane.dropped == total
+    assert all(r.check is not None for r in results)  # unknown plain codes: rejected, journaled
+    settled.clear()
+    results.clear()
+    lane.dropped = 0
+    total = 1
+    device.send(mint_code(ticket(9001)).encode() + b"\r\n")
+    await settled.wait()
+    assert results[0].check is not None
+    assert results[0].check.decision.admitted
+    await scanner.close()
+    await running
