@@ -140,7 +140,6 @@ class HidScanner:
         self._decoder = WedgeDecoder(LAYOUTS[settings.layout], settings.wedge())
         self._uid = uid_format(settings.uid, settings.uid_order, settings.uid_length)
         self._closed = asyncio.Event()
-        self._device: KeyDevice | None = None
         self._ready: asyncio.Queue[bytes | OSError | None] | None = None  # while reading
         self.state = DeviceState.ABSENT
         self.ready = asyncio.Event()  # set while the device is open and read
@@ -182,13 +181,11 @@ class HidScanner:
     async def scans(self) -> AsyncIterator[ScanEvent]:
         """Yield scans until close(), across unplugging and re-plugging."""
         while (device := await self._wait_for_device()) is not None:
-            self._device = device
             try:
                 async for data in self._read(device):
                     yield ScanEvent(self.name, data, time.monotonic())
             finally:
                 self.ready.clear()
-                self._device = None
                 self._decoder.reset()
                 device.close()
 

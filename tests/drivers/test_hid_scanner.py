@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from evdev import ecodes as e
 from keyboards import FakeKeyDevice, keystrokes
 
 from drivers.protocols import UNREADABLE, DeviceState, ScanEvent
@@ -160,7 +159,3 @@ def test_missing_evdev_device_is_absent(tmp_path) -> None:
 def test_bad_settings(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HidScannerSettings(**settings)
-
-
-def test_keypad_enter_ends_scan_like_enter() -> None:
-    assert e.KEY_KPENTER != e.KEY_ENTER  # both are accepted; see test_wedge recorded scans
