@@ -11,10 +11,13 @@ failure, so an unplugged board works again once it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from drivers.gates.inputs import GateInputs, key_code
 from drivers.gates.lcus import MAX_CHANNELS, RelayCommand
 from drivers.gates.signals import SignalSettings, Switch, timeline
 from drivers.protocols import DeviceState, Outcome
@@ -51,6 +54,7 @@ class RelayActuator:
         settings: SignalSettings,
         *,
         off_retry_seconds: float = OFF_RETRY_SECONDS,
+        inputs: GateInputs | None = None,
     ) -> None:
         self.name = name
         self.board = board
@@ -59,6 +63,49 @@ class RelayActuator:
         self._on: set[int] = set()  # relays switched on and not yet off
         self._later: asyncio.Task[None] | None = None
         self.failures = 0  # commands the board did not take
+        self.inputs = inputs
+        self._tasks: set[asyncio.Task[None]] = set()  # input watcher, early pulse ends, timers
+        self._door_timer: asyncio.Task[None] | None = None
+        self.passages = 0  # passages the sensor reported
+        self.door_held = False  # the door has been open longer than door_held_ms
+        self._watching = False
+        with contextlib.suppress(RuntimeError):  # no running loop: start on the first signal
+            self._watch()
+
+    def _watch(self) -> None:
+        if self.inputs is not None and not self._watching:
+            self._spawn(self.inputs.run(self._passed, self._door_changed))
+            self._watching = True
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _passed(self) -> None:
+        """The passage sensor fired: the person is through, the turnstile may close now."""
+        self.passages += 1
+        turnstiles = {self.settings.entry_channel, self.settings.exit_channel} - {0}
+        for channel in sorted(self._on & turnstiles):
+            self._spawn(self._until_done(Switch(0.0, channel, on=False)))
+
+    def _door_changed(self, is_open: bool) -> None:
+        if self._door_timer is not None:
+            self._door_timer.cancel()
+            self._door_timer = None
+        if is_open:
+            self._door_timer = self._spawn(self._door_held())
+        elif self.door_held:
+            self.door_held = False
+            _LOGGER.info("%s: door closed again", self.name)
+
+    async def _door_held(self) -> None:
+        await asyncio.sleep(self.settings.door_held_ms / 1000)
+        self.door_held = True
+        _LOGGER.warning(
+            "%s: door held open for more than %.0f s", self.name, self.settings.door_held_ms / 1000
+        )
 
     @property
     def state(self) -> DeviceState:
@@ -68,6 +115,7 @@ class RelayActuator:
     async def signal(self, outcome: Outcome, text: str) -> None:
         """Switch what is due now; schedule the rest (pulse end, lights, beeps)."""
         del text  # a relay board has no display
+        self._watch()
         steps = timeline(self.settings, outcome)
         if self._later is not None:
             self._later.cancel()  # the new outcome replaces the old pattern
@@ -135,6 +183,8 @@ class RelayActuator:
         if self._later is not None:
             self._later.cancel()
             self._later = None
+        for task in list(self._tasks):
+            task.cancel()
         for channel in sorted(self._on):
             try:
                 await self.board.switch(channel, on=False)
@@ -187,7 +237,19 @@ class SerialRelaySettings(SignalSettings):
             raise ValueError(f"channels must be at most {MAX_CHANNELS}")
 
 
+def gate_inputs(name: str, settings: SignalSettings) -> GateInputs | None:
+    """The configured passage/door inputs, if any."""
+    if not settings.inputs:
+        return None
+    return GateInputs(
+        name,
+        settings.inputs,
+        passage=key_code(settings.passage_key) if settings.passage_key else 0,
+        door=key_code(settings.door_key) if settings.door_key else 0,
+    )
+
+
 def serial_relay(name: str, settings: SerialRelaySettings) -> RelayActuator:
     """A relay gate on an LCUS-type serial board (the registry's factory)."""
     board = SerialRelayBoard(name, settings.url, baudrate=settings.baud)
-    return RelayActuator(name, board, settings)
+    return RelayActuator(name, board, settings, inputs=gate_inputs(name, settings))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.gates.inputs import key_code
 from drivers.protocols import Outcome
 
 MAX_PATTERN_MS = 10_000  # a buzzer or light pattern longer than this is a mistake
@@ -36,6 +37,10 @@ class SignalSettings:
     light_ms: int = 2000  # how long a light stays on
     buzzer_admit: tuple[int, ...] = ()  # on, off, on, ... milliseconds; empty: silent
     buzzer_reject: tuple[int, ...] = (150, 100, 150)
+    inputs: str = ""  # input device with the gate's sensors (gpio-keys), "" for none
+    passage_key: str = ""  # key the passage sensor sends (KEY_F1, ...): ends the pulse early
+    door_key: str = ""  # key held while the door is open
+    door_held_ms: int = 10_000  # a door open longer than this is reported
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 2, 4, 8):
@@ -55,6 +60,16 @@ class SignalSettings:
             pattern = getattr(self, key)
             if any(not 10 <= ms <= 5000 for ms in pattern) or sum(pattern) > MAX_PATTERN_MS:
                 raise ValueError(f"{key}: each step 10..5000 ms, {MAX_PATTERN_MS} ms in all")
+        for key in ("passage_key", "door_key"):
+            name = getattr(self, key)
+            if name:
+                if not self.inputs:
+                    raise ValueError(f"{key} needs inputs (the input device's path)")
+                key_code(name)
+        if self.inputs and not (self.passage_key or self.door_key):
+            raise ValueError("inputs needs passage_key or door_key")
+        if not 1000 <= self.door_held_ms <= 600_000:
+            raise ValueError("door_held_ms must be 1000..600000")
         used = [
             c
             for c in (self.green_channel, self.red_channel, self.buzzer_channel)

@@ -17,7 +17,7 @@ from typing import Any
 import usb.core
 import usb.util
 
-from drivers.gates.relay import RelayActuator
+from drivers.gates.relay import RelayActuator, gate_inputs
 from drivers.gates.signals import SignalSettings
 from drivers.protocols import DeviceState
 from edge.errors import ActuatorError
@@ -164,4 +164,4 @@ class HidRelaySettings(SignalSettings):
 def hid_relay(name: str, settings: HidRelaySettings, *, backend: Any = None) -> RelayActuator:
     """A relay gate on a USB HID relay board (the registry's factory)."""
     board = HidRelayBoard(name, serial=settings.serial, channels=settings.channels, backend=backend)
-    return RelayActuator(name, board, settings)
+    return RelayActuator(name, board, settings, inputs=gate_inputs(name, settings))
