@@ -206,7 +206,7 @@ class SerialRelayBoard:
         frame = RelayCommand(channel, on).to_bytes()
         try:
             if not self._port.is_open:
-                self._port.open()
+                await asyncio.to_thread(self._port.open)  # socket:// connects over the network
                 _LOGGER.info("%s: relay board on %s", self.name, self._port.url)
             self._port.write(frame)
         except OSError as err:

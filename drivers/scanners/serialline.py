@@ -98,7 +98,8 @@ class SerialScanner:
         while not self._closed.is_set():
             port = self._make_port()
             try:
-                port.open()
+                # In a thread: socket:// URLs connect, with a timeout, over the network.
+                await asyncio.to_thread(port.open)
             except OSError as err:
                 absent = err.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO)
                 self.state = DeviceState.ABSENT if absent else DeviceState.FAILED

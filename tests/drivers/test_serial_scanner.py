@@ -234,3 +234,28 @@ async def test_flood_into_a_lane_is_accounted_for_and_the_lane_recovers(
     assert results[0].check.decision.admitted
     await scanner.close()
     await running
+
+
+async def test_socket_url_reads_from_a_network_bridge() -> None:
+    """socket://host:port (a serial-to-Ethernet bridge) uses the same code path."""
+    connected = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        connected.set()
+
+    server = await asyncio.start_server(bridge, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    scanner = SerialScanner("s", SerialScannerSettings(url=f"socket://127.0.0.1:{port}"))
+    scans = scanner.scans()
+    pending = asyncio.ensure_future(take(scans, 2))
+    await connected.wait()
+    writers[0].write(b"OVER-THE-NET\r\nSECOND")
+    writers[0].write(b"\r\n")
+    await writers[0].drain()
+    assert await pending == [b"OVER-THE-NET", b"SECOND"]
+    await scanner.close()
+    writers[0].close()
+    server.close()
+    await server.wait_closed()
