@@ -130,7 +130,19 @@ def _wait_ready(port: int) -> None:
             time.sleep(0.05)
 
 
-def latency(scanner: Pty, relay: Pty, codes: list[bytes]) -> None:
+def _decision_buckets(port: int) -> dict[str, float]:
+    """The daemon's decide-and-journal histogram: cumulative count per upper bound."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("edge_decision_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def latency(scanner: Pty, relay: Pty, codes: list[bytes], port: int) -> None:
     """One scan at a time: line into the scanner pty -> relay 'on' frame out of the relay pty."""
     buffer = bytearray()
     samples: list[int] = []
@@ -142,6 +154,7 @@ def latency(scanner: Pty, relay: Pty, codes: list[bytes]) -> None:
             break
     relay.drain()
     buffer.clear()
+    before = _decision_buckets(port)
     started = time.perf_counter()
     for i, code in enumerate(codes[50:]):
         t0 = time.perf_counter_ns()
@@ -161,6 +174,14 @@ def latency(scanner: Pty, relay: Pty, codes: list[bytes]) -> None:
         f"p99 {p99:.2f} ms, max {samples[-1] / 1e6:.2f} ms (target p99 <= 5 ms); "
         f"{len(samples) / elapsed:,.0f} sequential scans/s; {lost} without a relay frame"
     )
+    after = _decision_buckets(port)
+    counted = after["+Inf"] - before.get("+Inf", 0.0)
+    shares = ", ".join(
+        f"{(after[le] - before.get(le, 0.0)) / counted:.2%} under {float(le) * 1000:g} ms"
+        for le in ("0.001", "0.0025", "0.005")
+        if le in after
+    )
+    print(f"  of which decide + journal (the daemon's histogram): {shares}")
 
 
 def sustained(scanner: Pty, relay: Pty, codes: list[bytes], port: int, rates: list[int]) -> None:
@@ -223,7 +244,7 @@ def main() -> None:
             )
         try:
             _wait_ready(port)
-            latency(scanner, relay, codes[: args.scans + 50])
+            latency(scanner, relay, codes[: args.scans + 50], port)
             sustained(scanner, relay, codes[args.scans + 50 :], port, rates)
         finally:
             daemon.terminate()
