@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import mint_code, ticket
+from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 
 from drivers.gates.null import NullActuator, NullActuatorSettings
 from drivers.scanners.handheld import HandheldScanner, HandheldSettings
+from edge.config import parse
+from edge.daemon import serve
 from edge.decide import GateRules
 from edge.errors import ScannerError
 from edge.facts import Direction
@@ -108,3 +113,61 @@ def test_settings() -> None:
         HandheldSettings(token="short")
     with pytest.raises(ValueError, match="address must be an IP address"):
         HandheldSettings(token=TOKEN, address="localhost")
+
+
+async def test_handheld_lane_from_configuration(tmp_path: Path) -> None:
+    """The daemon builds a handheld lane from its configuration; the app gets decisions."""
+    port = _free_port()
+    config = parse(
+        f"""
+[device]
+name = "gate"
+store = "{tmp_path / "edge.db"}"
+
+[[keys]]
+id = {KEY_ID}
+public = "{base64.b64encode(public_bytes(PRIVATE)).decode()}"
+
+[[scanners]]
+name = "handheld-1"
+type = "handheld"
+token = "{TOKEN}"
+port = {port}
+
+[[actuators]]
+name = "handheld-1"
+type = "none"
+
+[[lanes]]
+name = "Handheld 1"
+actuator = "handheld-1"
+entry = ["handheld-1"]
+
+[metrics]
+enabled = false
+""",
+        tmp_path / "gate.toml",
+    )
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(serve(config, stop=stop))
+    url = f"http://127.0.0.1:{port}/scan"
+    body = json.dumps({"code": mint_code(ticket(6001))}).encode()
+    try:
+        for _ in range(200):  # until the daemon listens
+            try:
+                status, answer = await post(url, body)
+                break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        assert status == 200
+        assert answer["admitted"]
+    finally:
+        stop.set()
+        await daemon
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
