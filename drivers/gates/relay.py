@@ -73,7 +73,9 @@ class RelayActuator:
             self._watch()
 
     def _watch(self) -> None:
+        """Start reading the inputs; RuntimeError outside a running event loop."""
         if self.inputs is not None and not self._watching:
+            asyncio.get_running_loop()  # before the coroutine exists, so none is left unawaited
             self._spawn(self.inputs.run(self._passed, self._door_changed))
             self._watching = True
 

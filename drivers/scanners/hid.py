@@ -140,7 +140,7 @@ class HidScanner:
         self._decoder = WedgeDecoder(LAYOUTS[settings.layout], settings.wedge())
         self._uid = uid_format(settings.uid, settings.uid_order, settings.uid_length)
         self._closed = asyncio.Event()
-        self._ready: asyncio.Queue[bytes | OSError | None] | None = None  # while reading
+        self._queue: asyncio.Queue[bytes | OSError | None] | None = None  # while reading
         self.state = DeviceState.ABSENT
         self.ready = asyncio.Event()  # set while the device is open and read
         self.unplugged = 0  # times the device went away while open
@@ -215,7 +215,7 @@ class HidScanner:
 
         fd = device.fileno()
         loop.add_reader(fd, readable)
-        self._ready = ready
+        self._queue = ready
         try:
             while not self._closed.is_set():
                 timeout = None
@@ -247,7 +247,7 @@ class HidScanner:
                     return
                 yield item
         finally:
-            self._ready = None
+            self._queue = None
             loop.remove_reader(fd)
 
     def _finish(self, data: bytes) -> bytes:
@@ -263,5 +263,5 @@ class HidScanner:
     async def close(self) -> None:
         """Stop reading and release the device."""
         self._closed.set()
-        if self._ready is not None:
-            self._ready.put_nowait(None)
+        if self._queue is not None:
+            self._queue.put_nowait(None)
