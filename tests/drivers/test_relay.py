@@ -17,7 +17,7 @@ from drivers.gates.signals import SignalSettings, Switch, timeline
 from drivers.protocols import DeviceState, Outcome
 from edge.errors import ActuatorError
 
-# Captured from an LCUS-1 module's documentation and checked against a real board.
+# The command table of the LCUS-1 module documentation (not re-captured from a board here).
 FRAMES = [
     (bytes.fromhex("a0 01 01 a2"), RelayCommand(1, on=True)),  # relay 1 on
     (bytes.fromhex("a0 01 00 a1"), RelayCommand(1, on=False)),  # relay 1 off

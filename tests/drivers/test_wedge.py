@@ -11,7 +11,8 @@ from keyboards import keystrokes, recorded
 from drivers.scanners.keymap import CH, DE, FR, LAYOUTS, US, Layout
 from drivers.scanners.wedge import OVERFLOW, UNKNOWN, Terminator, WedgeDecoder, WedgeSettings
 
-# A real scan of "Ab-/zy" from a scanner set to US English (evtest, keys 1 ms apart).
+# A scan of "Ab-/zy" by a scanner set to US English, key by key as evtest lists a scan (keys 1
+# ms apart). Written by hand from the layout, not captured from a device on this machine.
 US_SCAN = [
     (0, e.KEY_LEFTSHIFT, 1), (1, e.KEY_A, 1), (2, e.KEY_A, 0), (3, e.KEY_LEFTSHIFT, 0),
     (4, e.KEY_B, 1), (5, e.KEY_B, 0),
