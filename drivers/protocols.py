@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 # Longest scan a driver passes on; longer input is cut here and rejected as malformed upstream.
 MAX_SCAN_BYTES = 4096
+# What a driver passes on for a read that cannot be a code (line noise, a malformed card UID):
+# the core rejects it as malformed, so it is journaled and shown like any bad scan.
+UNREADABLE = b"\x00"
+
+
+class DeviceState(enum.Enum):
+    """What a hardware driver knows about its device (drivers expose it as `state`)."""
+
+    ABSENT = "absent"  # not plugged in or not found yet; the driver waits for it
+    READY = "ready"  # open and working
+    FAILED = "failed"  # present but the last operation failed; the driver retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +29,9 @@ class ScanEvent:
     source: str  # the scanner's name in the configuration
     data: bytes  # raw bytes, terminator removed, at most MAX_SCAN_BYTES (+1 to flag overflow)
     at: float  # time.monotonic() when the read completed
+    # Called with the outcome and display text once the lane has handled the scan, for
+    # scanners that show the decision themselves (handheld apps); None for plain scanners.
+    reply: Callable[[Outcome, str], None] | None = None
 
 
 class ScanSource(Protocol):

@@ -21,6 +21,8 @@ from edge.gate import Check, Gate
 from edge.messages import text
 
 _LOGGER = logging.getLogger(__name__)
+# A queued scan: data, direction, arrival (monotonic), and whom to tell the outcome.
+_Queued = tuple[bytes, Direction, float, Callable[[Outcome, str], None] | None]
 
 QUEUE_SIZE = 64  # scans waiting for a lane; a person takes seconds, a queue this long is a fault
 ACTUATOR_ATTEMPTS = 2  # a relay that misses one command usually takes the next
@@ -70,14 +72,18 @@ class Lane:
         self._repeat_window = repeat_window
         self._monotonic = monotonic
         self._on_result = on_result
-        self._queue: asyncio.Queue[tuple[bytes, Direction, float] | None] = asyncio.Queue(
-            QUEUE_SIZE
-        )
+        self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue(QUEUE_SIZE)
         self._last: tuple[bytes, Direction, float, LaneResult] | None = None
         # Admitted (and journaled) scans whose turnstile did not open: scanning the same code
         # again retries the turnstile instead of deciding again ("already used").
         self._unopened: dict[tuple[bytes, Direction], LaneResult] = {}
         self.dropped = 0  # scans dropped because the lane was busy
+
+    @property
+    def devices(self) -> list[tuple[str, ScanSource | Actuator]]:
+        """The lane's scanners and its actuator, each with its kind (health, metrics)."""
+        kinds: list[tuple[str, ScanSource | Actuator]] = [("scanner", s) for s, _ in self._sources]
+        return [*kinds, ("actuator", self._actuator)]
 
     @property
     def queued(self) -> int:
@@ -98,7 +104,7 @@ class Lane:
             try:
                 async for scan in source.scans():
                     try:
-                        self._queue.put_nowait((scan.data, direction, scan.at))
+                        self._queue.put_nowait((scan.data, direction, scan.at, scan.reply))
                     except asyncio.QueueFull:
                         self.dropped += 1
                         if self.dropped % 100 == 1:
@@ -114,8 +120,20 @@ class Lane:
         while (item := await self._queue.get()) is not None:
             await self.handle(*item)
 
-    async def handle(self, data: bytes, direction: Direction, at: float) -> LaneResult:
-        """Decide, journal, actuate and report one scan."""
+    async def handle(
+        self,
+        data: bytes,
+        direction: Direction,
+        at: float,
+        reply: Callable[[Outcome, str], None] | None = None,
+    ) -> LaneResult:
+        """Decide, journal, actuate and report one scan; tell `reply` what it showed."""
+        result = await self._handle(data, direction, at)
+        if reply is not None:
+            reply(result.outcome, result.text)
+        return result
+
+    async def _handle(self, data: bytes, direction: Direction, at: float) -> LaneResult:
         unopened = self._unopened.pop((data, direction), None)
         if unopened is not None:
             return await self._finish(data, direction, at, unopened, repeat=True)

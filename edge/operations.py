@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
+from drivers.protocols import DeviceState
 from edge import __version__, identity
 from edge.config import Config
 from edge.identity import DeviceIdentity
@@ -86,10 +87,38 @@ def _lane_metrics(registry: Registry, lanes: Sequence[Lane], store: Store) -> No
         collect=lambda: {(lane.name,): lane.dropped for lane in lanes},
     )
     registry.gauge(
+        "edge_device_up",
+        "1 while a scanner or actuator is open and working, 0 while absent or failing.",
+        ("device", "kind"),
+        collect=lambda: _device_states(lanes),
+    )
+    registry.counter(
+        "edge_device_disconnects_total",
+        "Times a scanner went away while it was being read.",
+        ("device",),
+        collect=lambda: {
+            (device.name,): float(getattr(device, "unplugged", 0))
+            for lane in lanes
+            for kind, device in lane.devices
+            if kind == "scanner" and hasattr(device, "unplugged")
+        },
+    )
+    registry.gauge(
         "edge_journal_unsent",
         "Journal entries not yet uploaded to the central system.",
         collect=lambda: {(): store.journal_backlog()},
     )
+
+
+def _device_states(lanes: Sequence[Lane]) -> dict[tuple[str, ...], float]:
+    """Hardware drivers expose a DeviceState; demo devices (console, lines) have none."""
+    states: dict[tuple[str, ...], float] = {}
+    for lane in lanes:
+        for kind, device in lane.devices:
+            state = getattr(device, "state", None)
+            if isinstance(state, DeviceState):
+                states[(device.name, kind)] = float(state is DeviceState.READY)
+    return states
 
 
 def _stall_hook(loop: asyncio.AbstractEventLoop, fifo: str) -> None:

@@ -48,3 +48,24 @@ def test_printing_benchmark_runs_on_small_sizes() -> None:
     assert result.returncode == 0, result.stderr
     for figure in ("ticket FGL from a template", "card raster for Evolis", "queue throughput"):
         assert figure in result.stdout
+
+
+@pytest.mark.slow
+def test_hardware_benchmark_runs_on_few_scans() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "hardware.py"),
+            "--scans",
+            "100",
+            "--max-rate",
+            "250",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scan-to-relay latency over" in result.stdout
+    assert "sustained scans per lane without a drop" in result.stdout

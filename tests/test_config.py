@@ -160,8 +160,8 @@ def test_defaults_for_optional_keys() -> None:
         ),
         (
             'type = "lines"\npath = "/run/edge/outside"',
-            'type = "hid"',
-            "scanners[0]: type 'hid' is unknown; allowed: lines (",
+            'type = "bluetooth"',
+            "scanners[0]: type 'bluetooth' is unknown; allowed: lines (",
         ),
         (
             'type = "lines"\npath = "/run/edge/outside"',
