@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", required=True, type=Path)
     status.add_argument("--last", type=int, default=10, help="decisions to list")
 
+    bundle = sub.add_parser("import", help="apply an offline bundle from the central system")
+    bundle.add_argument("file", type=Path, help="bundle file from `edge-central bundle`")
+    bundle.add_argument("--config", required=True, type=Path)
+
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_check = config_sub.add_parser("check", help="validate a configuration file")
@@ -182,6 +186,32 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _import(args: argparse.Namespace) -> int:
+    from edge import replication  # noqa: PLC0415 - aiohttp and msgpack load only when needed
+    from sync import protocol  # noqa: PLC0415
+
+    config = load(args.config)
+    try:
+        with args.file.open("rb") as file:
+            data = file.read(protocol.MAX_ENVELOPE_BYTES + 1)
+    except OSError as err:
+        raise EdgeError(f"{args.file}: cannot read: {err.strerror}") from err
+    store = await Store.open(config.store_path)
+    try:
+        if config.keys:
+            await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
+        outcome, first, last = await replication.import_bundle(
+            store, data, device=config.device.name
+        )
+    finally:
+        await store.close()
+    if outcome == "stale":
+        print(f"{args.file}: nothing new, the store is at revision {first} already")
+    else:
+        print(f"{args.file}: applied revisions {first + 1}..{last}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
 
@@ -194,6 +224,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_check(args))
     if args.command == "status":
         return asyncio.run(_status(args))
+    if args.command == "import":
+        return asyncio.run(_import(args))
     if args.command == "config":
         config = load(args.file)
         print(

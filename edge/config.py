@@ -122,6 +122,40 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """[sync]: the central system (docs/protocol.md). Without this section a device is offline."""
+
+    url: str  # the central system's base URL, e.g. "http://central.venue:8400"
+    push_address: str = "127.0.0.1"  # where the central system's pushes arrive
+    push_port: int = 8401  # 0 picks a free port (tests)
+    push_url: str = ""  # the URL the central system pushes to; default built from the above
+    pull_interval_seconds: float = 30.0  # pull this often even when pushes arrive
+    upload_batch: int = 1000  # journal entries per upload request
+    timeout_seconds: float = 10.0  # per request to the central system
+
+    def __post_init__(self) -> None:
+        for key, url in (("url", self.url), ("push_url", self.push_url)):
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{key} must be an http:// or https:// URL, not {url!r}")
+        if not self.url:
+            raise ValueError("url must name the central system")
+        try:
+            ipaddress.ip_address(self.push_address)
+        except ValueError:
+            raise ValueError(
+                f"push_address must be an IP address, not {self.push_address!r}"
+            ) from None
+        if not 0 <= self.push_port <= 65535:
+            raise ValueError("push_port must be 0..65535")
+        if not 0.1 <= self.pull_interval_seconds <= 86400:
+            raise ValueError("pull_interval_seconds must be 0.1..86400")
+        if not 1 <= self.upload_batch <= 10_000:
+            raise ValueError("upload_batch must be 1..10000")
+        if not 0.1 <= self.timeout_seconds <= 300:
+            raise ValueError("timeout_seconds must be 0.1..300")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -132,6 +166,7 @@ class Config:
     actuators: tuple[DriverConfig, ...]
     lanes: tuple[LaneConfig, ...]
     metrics: MetricsConfig = MetricsConfig()
+    sync: SyncConfig | None = None
 
     @property
     def store_path(self) -> Path:
@@ -243,7 +278,7 @@ def parse(text: str, path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"not valid TOML: {err}", path=where) from err
-    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics"}
+    allowed = {"device", "keys", "scanners", "actuators", "lanes", "metrics", "sync"}
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise ConfigError(
@@ -264,7 +299,8 @@ def parse(text: str, path: Path) -> Config:
     )
     _check_references(where, keys, scanners, actuators, lanes)
     metrics = build(MetricsConfig, document.get("metrics", {}), "metrics", where)
-    return Config(path, device, keys, scanners, actuators, lanes, metrics)
+    sync = build(SyncConfig, document["sync"], "sync", where) if "sync" in document else None
+    return Config(path, device, keys, scanners, actuators, lanes, metrics, sync)
 
 
 def _unique(names: list[str], what: str, path: str) -> set[str]:

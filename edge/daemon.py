@@ -16,9 +16,20 @@ from edge.facts import Direction
 from edge.gate import Gate
 from edge.lane import Lane, LaneResult
 from edge.operations import Operations
+from edge.replication import Replicator, health, register_metrics
 from edge.store import Store
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def _also(
+    report: Callable[[LaneResult], None], then: Callable[[], None]
+) -> Callable[[LaneResult], None]:
+    def both(result: LaneResult) -> None:
+        report(result)
+        then()
+
+    return both
 
 
 async def serve(
@@ -40,6 +51,18 @@ async def serve(
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         gate = Gate(store)
+        replicator = None
+        report = operations.reporter(on_result)
+        if config.sync is not None and operations.identity is not None:
+            replicator = Replicator(
+                config.sync,
+                store,
+                device=config.device.name,
+                identity=operations.identity.private,
+            )
+            register_metrics(operations.registry, replicator)
+            operations.health["sync"] = lambda: health(replicator)
+            report = _also(report, replicator.journal_changed)
         for spec in config.scanners:
             scanners[spec.name] = SCANNERS[spec.type].build(spec.name, spec.settings)
         for spec in config.actuators:
@@ -53,7 +76,7 @@ async def serve(
                 + [(scanners[n], Direction.EXIT) for n in lane.exit],
                 language=config.device.language,
                 repeat_window=config.device.repeat_window_ms / 1000,
-                on_result=operations.reporter(on_result),
+                on_result=report,
             )
             for lane in config.lanes
         ]
@@ -69,6 +92,8 @@ async def serve(
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
             services = await operations.start(lanes, group)
+            if replicator is not None:
+                services.append(group.create_task(replicator.run()))
             waiting: list[asyncio.Future[Any]] = [stopper]
             if running:  # a counter has no lanes: it runs until stopped
                 waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended

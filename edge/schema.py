@@ -64,6 +64,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal ADD COLUMN uploaded INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX journal_unsent ON journal (seq) WHERE uploaded = 0;
     """,
+    # 3 (sync): passages admitted at other gates, applied once each by (device, seq).
+    """
+    CREATE TABLE remote_passages (
+        device TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (device, seq)
+    ) WITHOUT ROWID;
+    """,
 )
 
 VERSION = len(MIGRATIONS)
