@@ -803,6 +803,14 @@ class CentralDB:
             return int(self._one("SELECT count(*) FROM journal")[0])
         return int(self._one("SELECT count(*) FROM journal WHERE device = ?", device)[0])
 
+    def admitted_entries(self) -> dict[int, int]:
+        """Admitted entries per credential, at every gate."""
+        rows = self._all(
+            "SELECT credential_id, count(*) FROM journal WHERE admitted = 1"
+            " AND direction = 'entry' AND credential_id IS NOT NULL GROUP BY credential_id"
+        )
+        return {int(c): int(n) for c, n in rows}
+
     def journal_seqs(self, device: str) -> list[int]:
         """Sequence numbers held for a device (tests: exactly once, none missing)."""
         return [

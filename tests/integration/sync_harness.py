@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,13 @@ from edge import identity
 from sync.central.db import CentralDB
 
 STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _pump(stream: IO[bytes], lines: queue.Queue[str]) -> None:
@@ -105,7 +113,9 @@ class GateProcess:
         """The device key to register with the central system."""
         return base64.b64decode(self.identity.public_b64)
 
-    def config(self, central_url: str, pull_interval: float) -> Path:
+    def config(
+        self, central_url: str, pull_interval: float, push_port: int = 0, push_url: str = ""
+    ) -> Path:
         """Write the gate's configuration."""
         path = self.directory / "gate.toml"
         path.write_text(
@@ -139,7 +149,8 @@ port = 0
 
 [sync]
 url = "{central_url}"
-push_port = 0
+push_port = {push_port}
+push_url = "{push_url}"
 pull_interval_seconds = {pull_interval}
 timeout_seconds = 2.0
 """,
@@ -147,9 +158,11 @@ timeout_seconds = 2.0
         )
         return path
 
-    def start(self, central_url: str, pull_interval: float = 5.0) -> None:
+    def start(
+        self, central_url: str, pull_interval: float = 5.0, push_port: int = 0, push_url: str = ""
+    ) -> None:
         """Start the daemon and open its scanner FIFO."""
-        config = self.config(central_url, pull_interval)
+        config = self.config(central_url, pull_interval, push_port, push_url)
         self._lines = queue.Queue()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
