@@ -86,6 +86,18 @@ class SyncState:
         return max(0, self.head - (self.revision or 0))
 
 
+_POLICIES: dict[tuple[int, int, int], EntryPolicy] = {}  # few distinct ones; bootstrap is hot
+
+
+def _policy(kind: int, uses: int, passback: int) -> EntryPolicy:
+    policy = _POLICIES.get((kind, uses, passback))
+    if policy is None:
+        policy = EntryPolicy(PolicyKind(kind), uses, passback)
+        if len(_POLICIES) < 1024:
+            _POLICIES[(kind, uses, passback)] = policy
+    return policy
+
+
 def _credential(change: CredentialChange) -> Credential:
     validity = None
     if change.valid_from is not None and change.valid_until is not None:
@@ -98,7 +110,7 @@ def _credential(change: CredentialChange) -> Credential:
         kind=Kind(change.kind),
         event_id=change.event_id,
         product_id=change.product_id,
-        policy=EntryPolicy(PolicyKind(change.policy), change.uses, change.passback_minutes),
+        policy=_policy(change.policy, change.uses, change.passback_minutes),
         validity=validity,
         zones=change.zones,
         paid=change.paid,
@@ -143,6 +155,17 @@ def to_batch(changes: tuple[Change, ...], device: str, chain_keys: list[Any]) ->
             f"a change does not describe a valid credential: {err}"
         ) from err
     return SyncBatch(keys, credentials, plain, codes, creds, products, events, passages)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ProtocolError once it grows beyond `limit`."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise protocol.ProtocolError(f"answer larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _encode_cursor(pinned: int, cursor: tuple[str, Any] | None) -> str:
@@ -298,7 +321,7 @@ class Replicator:
         async with self._session.post(
             self._settings.url.rstrip("/") + path, data=body, headers=headers
         ) as response:
-            data = await response.content.read(protocol.MAX_ENVELOPE_BYTES + 1)
+            data = await _read_bounded(response, protocol.MAX_ENVELOPE_BYTES)
             if response.status != 200:
                 raise protocol.parse_error(response.status, data)
         self._contact()
@@ -313,50 +336,59 @@ class Replicator:
         self.state.head = answer.integer("head")
         self.state.clock_offset = answer.integer("time") / 1000 - (sent + received) / 2
 
+    async def _snapshot_chunk(
+        self, pinned: int | None, cursor: tuple[str, Any] | None
+    ) -> tuple[Envelope, SyncBatch]:
+        request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
+                   "limit": SNAPSHOT_LIMIT}  # fmt: skip
+        data = await self._post("/v1/snapshot", protocol.pack(request))
+        trusted = self._store.trusted_keys()
+
+        def parse() -> tuple[Envelope, SyncBatch]:
+            envelope = protocol.open_envelope(data, trusted.get, kinds=(EnvelopeKind.SNAPSHOT,))
+            return envelope, to_batch(envelope.changes, self._device, list(envelope.chain))
+
+        return await asyncio.to_thread(parse)
+
     async def bootstrap(self) -> None:
         """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was."""
         self.state.status = Status.BOOTSTRAPPING
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
         pinned, cursor = _decode_cursor(saved) if saved else (None, None)
         started, items = time.monotonic(), 0
-        while True:
-            request = {
-                "revision": pinned,
-                "cursor": list(cursor) if cursor else None,
-                "limit": SNAPSHOT_LIMIT,
-            }
-            data = await self._post("/v1/snapshot", protocol.pack(request))
-            trusted = self._store.trusted_keys()
-            envelope = await asyncio.to_thread(
-                protocol.open_envelope, data, trusted.get, kinds=(EnvelopeKind.SNAPSHOT,)
-            )
-            if pinned is not None and envelope.first != pinned:
-                raise protocol.ProtocolError(
-                    f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
-                )
-            pinned = envelope.first
-            batch = await asyncio.to_thread(
-                to_batch, envelope.changes, self._device, list(envelope.chain)
-            )
-            items += len(envelope.changes)
-            if envelope.next_cursor is None:
-                cursors = {REVISION_CURSOR: str(pinned), BOOTSTRAP_CURSOR: ""}
-            else:
-                cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, envelope.next_cursor)}
-            async with self._apply_lock:
-                await self._store.apply(batch, cursors)
-            self.state.head = max(self.state.head, envelope.head)
-            if envelope.next_cursor is None:
-                self.state.revision = pinned
-                _LOGGER.info(
-                    "%s: bootstrapped %d items at revision %d in %.1f s",
-                    self._device,
-                    items,
-                    pinned,
-                    time.monotonic() - started,
-                )
-                return
-            cursor = envelope.next_cursor
+        # The next chunk is fetched and parsed while the store writes this one.
+        fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
+        try:
+            while True:
+                envelope, batch = await fetch
+                if pinned is not None and envelope.first != pinned:
+                    raise protocol.ProtocolError(
+                        f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
+                    )
+                pinned = envelope.first
+                if envelope.next_cursor is None:
+                    cursors = {REVISION_CURSOR: str(pinned), BOOTSTRAP_CURSOR: ""}
+                else:
+                    cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, envelope.next_cursor)}
+                    fetch = asyncio.ensure_future(
+                        self._snapshot_chunk(pinned, envelope.next_cursor)
+                    )
+                items += len(envelope.changes)
+                async with self._apply_lock:
+                    await self._store.apply(batch, cursors)
+                self.state.head = max(self.state.head, envelope.head)
+                if envelope.next_cursor is None:
+                    self.state.revision = pinned
+                    _LOGGER.info(
+                        "%s: bootstrapped %d items at revision %d in %.1f s",
+                        self._device, items, pinned, time.monotonic() - started,
+                    )  # fmt: skip
+                    return
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
+                    await fetch
 
     async def pull(self) -> None:
         """Fetch and apply changes until the store is at the central system's head."""

@@ -292,6 +292,13 @@ class CentralDB:
                     (change.device, change.seq, wire),
                 )
 
+    def publish(self, changes: Sequence[Change]) -> int:
+        """Publish changes as they are, one revision each (imports from another system,
+        benchmarks); returns the new head."""
+        with self._tx() as conn:
+            self._emit(conn, changes)
+        return self.head()
+
     def changes_since(self, revision: int, limit: int) -> tuple[int, list[list[Any]], int]:
         """(first, wire changes first+1.., head): at most `limit` changes after `revision`."""
         with self._lock:

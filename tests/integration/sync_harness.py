@@ -215,6 +215,16 @@ timeout_seconds = 2.0
         row = self._query(f"SELECT count FROM entries WHERE credential_id = {int(credential_id)}")
         return int(row[0]) if row else 0  # type: ignore[call-overload]
 
+    def cursor(self, name: str) -> str | None:
+        """A sync cursor of the gate's store."""
+        row = self._query(f"SELECT value FROM sync_cursors WHERE name = '{name}'")
+        return None if row is None else str(row[0])
+
+    def count(self, table: str) -> int:
+        """Rows in one of the gate's tables."""
+        row = self._query(f"SELECT count(*) FROM {table}")
+        return int(row[0]) if row else 0  # type: ignore[call-overload]
+
     def unsent(self) -> int:
         """Journal rows not acknowledged by the central system."""
         row = self._query("SELECT count(*) FROM journal WHERE uploaded = 0")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.codes import EntryPolicy, Kind
+from sync.protocol import Revocation, RevokeCode
 from tests.integration.sync_harness import CentralProcess, GateProcess, wait_for
 
 PUSH_DEADLINE = 1.0  # seconds: the "within a second"
@@ -151,3 +152,29 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
         metrics = response.read().decode()
     assert f"edge_sync_revision {db.head()}" in metrics
     assert "edge_sync_up 1" in metrics
+
+
+@pytest.mark.slow
+def test_bootstrap_comes_in_chunks_and_resumes_after_sigkill(tmp_path: Path) -> None:
+    central = CentralProcess(tmp_path / "central")
+    key_id = central.db.add_key()
+    public_b64 = base64.b64encode(central.db.signing_keys()[0][1]).decode()
+    gate = GateProcess(tmp_path / "gate", "gate-0", key_id, public_b64)
+    central.db.add_device(gate.name, gate.public_key)
+    hashes = [bytes([i % 256, i // 256 % 256, i // 65536]) + bytes(13) for i in range(300_000)]
+    central.db.publish([RevokeCode(h, Revocation.REVOKED) for h in hashes])
+    url = central.start()
+    try:
+        gate.start(url)
+        wait_for(lambda: bool(gate.cursor("sync.bootstrap")), 60, "the first chunk applied")
+        gate.kill()  # SIGKILL in the middle of the bootstrap
+        assert gate.revision() is None
+        gate.start(url)
+        _converged(central, [gate], timeout=120)
+        loaded = re.findall(r"bootstrapped (\d+) items", gate.log.read_text())
+        assert len(loaded) == 1  # only the restarted daemon finished, with the rest
+        assert 0 < int(loaded[0]) < len(hashes)
+        assert gate.count("revoked_codes") == len(hashes)
+    finally:
+        gate.kill()
+        central.close()
