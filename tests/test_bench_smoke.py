@@ -34,3 +34,30 @@ def test_decide_benchmark_runs_on_a_small_store() -> None:
         "start to first decision",
     ):
         assert figure in result.stdout
+
+
+@pytest.mark.slow
+def test_sync_benchmark_runs_at_small_sizes() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "sync.py"),
+            "--gates",
+            "2",
+            "--revocations",
+            "20",
+            "--credentials",
+            "3000",
+            "--entries",
+            "2000",
+            "--rounds",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in ("push-to-enforced latency", "bootstrap of", "upload of", "fault rounds"):
+        assert figure in result.stdout
