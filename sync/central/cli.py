@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     add_device = device.add_parser("add", help="register a device by its public key")
     add_device.add_argument("name")
     add_device.add_argument("public", type=_public, help="base64, from the device's start log")
+    remove_device = device.add_parser("remove", help="refuse a device's requests, stop pushes")
+    remove_device.add_argument("name")
     device.add_parser("list")
 
     event = sub.add_parser("event", help="events").add_subparsers(dest="action", required=True)
@@ -165,6 +167,9 @@ def _catalogue(db: CentralDB, args: argparse.Namespace, what: tuple[str, str | N
     elif what == ("device", "add"):
         db.add_device(args.name, args.public)
         print(f"device {args.name} registered")
+    elif what == ("device", "remove"):
+        db.remove_device(args.name)
+        print(f"device {args.name} removed")
     elif what == ("device", "list"):
         for name, url, revision, seen in db.devices():
             when = datetime.fromtimestamp(seen / 1000, UTC).isoformat() if seen else "never"

@@ -724,6 +724,12 @@ class CentralDB:
             except sqlite3.IntegrityError:
                 raise CentralError(f"device {name!r} is registered already") from None
 
+    def remove_device(self, name: str) -> None:
+        """Forget a device (stolen, retired): its requests are refused, it gets no pushes."""
+        with self._tx() as conn:
+            if not conn.execute("DELETE FROM devices WHERE name = ?", (name,)).rowcount:
+                raise CentralError(f"no device {name!r}")
+
     def device_key(self, name: str) -> bytes | None:
         """The public key a registered device signs its requests with."""
         row = self._one("SELECT public_key FROM devices WHERE name = ?", name)

@@ -59,6 +59,7 @@ class Pusher:
         self.revision = revision
         self.wake = asyncio.Event()
         self.wake.set()
+        self.contact = asyncio.Event()  # the device reached us: stop backing off
         self._central = central
 
     async def run(self) -> None:
@@ -67,13 +68,20 @@ class Pusher:
         while True:
             await self.wake.wait()
             self.wake.clear()
+            if self._central.db.device_key(self.device) is None:
+                _LOGGER.info("%s: removed; no more pushes", self.device)
+                return
             while self.revision < self._central.head:
                 try:
                     await self._push_once()
                     backoff = PUSH_BACKOFF_MIN
                 except (aiohttp.ClientError, TimeoutError, protocol.ProtocolError) as err:
                     _LOGGER.info("%s: push failed (%s); retry in %.1f s", self.device, err, backoff)
-                    await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                    self.contact.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self.contact.wait(), backoff * random.uniform(0.5, 1.0)
+                        )
                     backoff = min(backoff * 2, PUSH_BACKOFF_MAX)
 
     async def _push_once(self) -> None:
@@ -140,10 +148,11 @@ class Central:
 
     def _pusher(self, device: str, url: str, revision: int) -> Pusher:
         existing = self.pushers.get(device)
-        if existing is not None:
+        if existing is not None and not existing[1].done():
             pusher = existing[0]
             pusher.url, pusher.revision = url, revision
             pusher.wake.set()
+            pusher.contact.set()
             return pusher
         pusher = Pusher(self, device, url, revision)
         self.pushers[device] = (pusher, asyncio.create_task(pusher.run()))
@@ -249,14 +258,14 @@ class Central:
         envelope = await self.envelope_since(since, limit)
         await asyncio.to_thread(self.db.seen, device, revision=since)
         pusher = self.pushers.get(device)
-        if pusher is not None and pusher[0].revision < since:
-            pusher[0].revision = since
+        if pusher is not None:
+            pusher[0].revision = max(pusher[0].revision, since)
+            pusher[0].contact.set()
         return web.Response(body=envelope, headers={"Content-Type": protocol.CONTENT_TYPE})
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        await self._device(request)
-        fields = protocol.fields(request_body := await request.read(), "snapshot request")
-        del request_body
+        _, body = await self._device(request)
+        fields = protocol.fields(body, "snapshot request")
         revision = fields.integer("revision", optional=True)
         raw_cursor = fields.map.get("cursor")
         cursor = None if raw_cursor is None else protocol.snapshot_cursor(raw_cursor, "cursor")

@@ -237,3 +237,6 @@ async def test_the_api_answers_bad_requests_with_error_bodies(db: CentralDB, ser
         assert (status, answer["error"]) == (want_status, code), answer  # type: ignore[index]
     assert db.journal_count() == 0
     assert db.head() == head
+    db.remove_device("gate-1")
+    status, answer = await post("/v1/hello", protocol.pack({"revision": 0}))
+    assert (status, answer["error"]) == (403, "unknown-device")  # type: ignore[index]
