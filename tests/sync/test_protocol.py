@@ -241,3 +241,17 @@ def test_the_protocol_document_lists_every_operation_and_error_code() -> None:
         assert f"| `{code.value}` |" in text
     for section in protocol.SNAPSHOT_SECTIONS:
         assert f"`{section}`" in text
+
+
+def test_the_annotated_example_in_the_protocol_document_is_exact() -> None:
+    text = DOC.read_text("utf-8")
+    block = text.split("### Example", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    documented = bytes.fromhex("".join(line.split("#")[0] for line in block.splitlines()))
+    built = protocol.seal(
+        EnvelopeKind.CHANGES, 1, KEY, first=41, last=42, at_ms=1_767_225_600_000,
+        changes=[RevokeCode(bytes(range(16)), Revocation.REPLACED)],
+    )  # fmt: skip
+    assert documented == built
+    envelope = protocol.open_envelope(documented, trusted)
+    assert envelope.since(41) == (RevokeCode(bytes(range(16)), Revocation.REPLACED),)
+    assert PUBLIC.hex() in text

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.cli import main
@@ -195,3 +196,38 @@ def test_edge_import_rejects_a_damaged_bundle_and_changes_nothing(
     assert main(["import", str(fine), "--config", str(config)]) == 0
     assert "applied revisions 1..1" in capsys.readouterr().out
     assert asyncio.run(revision()) == "1"
+
+
+async def test_a_central_system_that_never_answers_does_not_hold_up_scans(store: Store) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        del request
+        entered.set()
+        await release.wait()  # answers only once the test is over
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/v1/hello", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = SyncConfig(url=f"http://127.0.0.1:{port}", push_port=0, timeout_seconds=60)
+    client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
+    task = asyncio.create_task(client.run())
+    try:
+        await asyncio.wait_for(entered.wait(), 10)  # the hello is hanging now
+        gate = Gate(store, clock=lambda: NOW)
+        for credential in range(10, 20):
+            check = await gate.admit(mint_code(ticket(credential)).encode(), RULES, Direction.ENTRY)
+            assert check.decision.reason is Reason.ADMITTED
+        assert not task.done()
+        assert store.journal_backlog() == 10
+    finally:
+        release.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
