@@ -152,6 +152,9 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
         metrics = response.read().decode()
     assert f"edge_sync_revision {db.head()}" in metrics
     assert "edge_sync_up 1" in metrics
+    offset = re.search(r"^edge_sync_clock_offset_seconds (\S+)$", metrics, re.MULTILINE)
+    assert offset, metrics
+    assert abs(float(offset.group(1))) < 5  # one machine: the clocks agree
 
 
 @pytest.mark.slow
