@@ -169,12 +169,15 @@ async def _status(args: argparse.Namespace) -> int:
     try:
         stats = store.stats()
         recent = store.recent(args.last)
+        revision = store.cursor("sync.revision")
     finally:
         await store.close()
     print(f"device {config.device.name}  store {config.store_path}")
     for name, value in stats.__dataclass_fields__.items():
         del value
         print(f"  {name.replace('_', ' '):22} {getattr(stats, name):>12,}")
+    if config.sync is not None:
+        print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
     print(f"last {len(recent)} decisions:")
     for row in recent:
         entry = row.entry

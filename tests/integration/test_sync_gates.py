@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -155,6 +157,12 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
     offset = re.search(r"^edge_sync_clock_offset_seconds (\S+)$", metrics, re.MULTILINE)
     assert offset, metrics
     assert abs(float(offset.group(1))) < 5  # one machine: the clocks agree
+    status = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "status", "--config",
+         str(gates[2].directory / "gate.toml")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert re.search(rf"sync revision\s+{db.head()}\s", status.stdout), status.stdout
 
 
 @pytest.mark.slow
