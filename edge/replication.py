@@ -51,6 +51,10 @@ BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
+# A chunk is written in parts of this many items, each its own transaction, so a lane's
+# journal write never waits long for the store's write lock; only the last part moves the
+# bootstrap cursor (a crash in between re-applies the chunk, which is harmless).
+APPLY_PART = 2_000
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
 
@@ -338,15 +342,19 @@ class Replicator:
 
     async def _snapshot_chunk(
         self, pinned: int | None, cursor: tuple[str, Any] | None
-    ) -> tuple[Envelope, SyncBatch]:
+    ) -> tuple[Envelope, list[SyncBatch]]:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
                    "limit": SNAPSHOT_LIMIT}  # fmt: skip
         data = await self._post("/v1/snapshot", protocol.pack(request))
         trusted = self._store.trusted_keys()
 
-        def parse() -> tuple[Envelope, SyncBatch]:
+        def parse() -> tuple[Envelope, list[SyncBatch]]:
             envelope = protocol.open_envelope(data, trusted.get, kinds=(EnvelopeKind.SNAPSHOT,))
-            return envelope, to_batch(envelope.changes, self._device, list(envelope.chain))
+            changes, chain = envelope.changes, list(envelope.chain)
+            parts = range(0, max(len(changes), 1), APPLY_PART)
+            return envelope, [
+                to_batch(changes[i : i + APPLY_PART], self._device, chain) for i in parts
+            ]
 
         return await asyncio.to_thread(parse)
 
@@ -360,7 +368,7 @@ class Replicator:
         fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
         try:
             while True:
-                envelope, batch = await fetch
+                envelope, parts = await fetch
                 if pinned is not None and envelope.first != pinned:
                     raise protocol.ProtocolError(
                         f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
@@ -375,7 +383,9 @@ class Replicator:
                     )
                 items += len(envelope.changes)
                 async with self._apply_lock:
-                    await self._store.apply(batch, cursors)
+                    for part in parts[:-1]:
+                        await self._store.apply(part, {})
+                    await self._store.apply(parts[-1], cursors)
                 self.state.head = max(self.state.head, envelope.head)
                 if envelope.next_cursor is None:
                     self.state.revision = pinned
