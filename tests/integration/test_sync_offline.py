@@ -107,3 +107,40 @@ def test_a_central_system_restored_from_a_backup_makes_gates_bootstrap_again(
     finally:
         gate.kill()
         central.close()
+
+
+@pytest.mark.slow
+def test_gates_cut_off_from_each_other_admit_twice_and_the_central_reports_it(
+    tmp_path: Path,
+) -> None:
+    central = CentralProcess(tmp_path / "central")
+    key_id = central.db.add_key()
+    public = base64.b64encode(central.db.signing_keys()[0][1]).decode()
+    gates = [GateProcess(tmp_path / f"g{i}", f"gate-{i}", key_id, public) for i in range(2)]
+    for gate in gates:
+        central.db.add_device(gate.name, gate.public_key)
+    product = central.db.add_product("Ticket")
+    _, (sold,) = central.db.sell(product)
+    port = free_port()
+    url = central.start(port)
+    try:
+        for gate in gates:
+            gate.start(url, pull_interval=0.5)
+        head = central.db.head()
+        wait_for(lambda: all(g.revision() == head for g in gates), 20, "bootstrap")
+        central.kill()  # the network is gone: each gate decides alone
+        assert [g.scan(sold.code) for g in gates] == ["admitted", "admitted"]
+        central.start(port)
+        wait_for(lambda: all(g.unsent() == 0 for g in gates), 60, "journals uploaded")
+        (double,) = central.db.double_entries()
+        assert (double.credential_id, double.entries, double.allowed) == (
+            sold.credential_id, 2, 1,
+        )  # fmt: skip
+        report = _command("sync.central.cli", "--db", str(central.db_path), "doubles")
+        assert f"credential {sold.credential_id}: entry 2 of 1 allowed" in report.stdout
+        # Each gate now knows both entries.
+        wait_for(lambda: all(g.entries(sold.credential_id) == 2 for g in gates), 10, "entries")
+    finally:
+        for gate in gates:
+            gate.kill()
+        central.close()
