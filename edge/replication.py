@@ -14,7 +14,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ from sync.protocol import (
     CancelEvent,
     Change,
     CredentialChange,
+    Endorsement,
     Envelope,
     EnvelopeKind,
     KeyChange,
@@ -121,7 +122,9 @@ def _credential(change: CredentialChange) -> Credential:
     )
 
 
-def to_batch(changes: tuple[Change, ...], device: str, chain_keys: list[Any]) -> SyncBatch:
+def to_batch(
+    changes: Sequence[Change], device: str, chain_keys: Sequence[Endorsement]
+) -> SyncBatch:
     """The store batch for protocol changes; our own passages are already counted locally."""
     keys: list[tuple[int, bytes, bool]] = [(k.key_id, k.public_key, False) for k in chain_keys]
     credentials, plain, codes, creds, products, events, passages = [], [], [], [], [], [], []
