@@ -58,6 +58,7 @@ SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
 APPLY_PART = 2_000
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
+CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
 
 _REVOCATIONS = {r.value: r for r in Revocation}
 
@@ -342,6 +343,12 @@ class Replicator:
         received = self._clock()
         self.state.head = answer.integer("head")
         self.state.clock_offset = answer.integer("time") / 1000 - (sent + received) / 2
+        if abs(self.state.clock_offset) > CLOCK_WARNING_SECONDS:
+            _LOGGER.warning(
+                "%s: this clock is %+.0f s off the central system's; validity checks use it",
+                self._device,
+                -self.state.clock_offset,
+            )
 
     async def _snapshot_chunk(
         self, pinned: int | None, cursor: tuple[str, Any] | None
@@ -432,6 +439,9 @@ class Replicator:
 
     async def apply(self, envelope: Envelope) -> str:
         """Apply a verified envelope in revision order: 'applied', 'stale' or 'gap'."""
+        if self.state.revision is None:  # bootstrapping: do not wait for its lock
+            self._pull_wanted.set()
+            return "gap"
         async with self._apply_lock:
             revision = self.state.revision
             self.state.head = max(self.state.head, envelope.head)

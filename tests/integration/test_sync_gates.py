@@ -107,6 +107,21 @@ def test_workflows_reach_every_gate_within_a_second(
     assert gates[1].scan(card.code) == "replaced"
     assert gates[1].scan(new_code) == "admitted"
 
+    # Season renewal: a dry run changes nothing; renewed passes stay shut until paid.
+    season = db.add_product("Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=200)
+    db.sell(season, count=3, season=2026)
+    _reached(central, gates)
+    head = db.head()
+    dry = db.renew_season(2026, 2027, batch_size=2, valid_from=datetime.now(UTC), dry_run=True)
+    assert (len(dry.renewed), db.head()) == (3, head)
+    done = db.renew_season(2026, 2027, batch_size=2, valid_from=datetime.now(UTC), dry_run=False)
+    _reached(central, gates)
+    renewed = [db.credential_code(new) for _, new in done.renewed]
+    assert [g.scan(renewed[0]) for g in gates] == ["unpaid"] * 3
+    db.mark_paid(done.renewed[0][1])
+    _reached(central, gates)
+    assert gates[2].scan(renewed[0]) == "admitted"
+
     # An entry at one gate reaches the others within a second: no second entry elsewhere.
     assert gates[0].scan(tickets[1].code) == "admitted"
     cid = tickets[1].credential_id
