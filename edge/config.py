@@ -26,6 +26,7 @@ from edge.messages import LANGUAGES
 T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is a mistake
+MAX_NAME = 200  # device and lane names: sent to the central system with every upload
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
 
 
@@ -42,6 +43,8 @@ class DeviceConfig:
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ValueError("name must not be empty")
+        if len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise ValueError(f"name must be at most {MAX_NAME} printable characters")
         if self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
         if not 0 <= self.clock_skew_seconds <= 3600:
@@ -96,6 +99,9 @@ class LaneConfig:
     products: tuple[int, ...] | None = None  # only these products (default: all)
 
     def __post_init__(self) -> None:
+        if not 0 < len(self.name) <= MAX_NAME or not self.name.isprintable():
+            # Lane names travel in every journal upload (docs/protocol.md, "Limits").
+            raise ValueError(f"name must be 1..{MAX_NAME} printable characters")
         if not self.entry and not self.exit:
             raise ValueError("a lane needs at least one scanner in entry or exit")
         if self.zone is not None and not 0 <= self.zone <= 31:

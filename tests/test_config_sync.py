@@ -38,3 +38,21 @@ def test_sync_errors_name_the_key(section: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(DEVICE + section, Path("e.toml"))
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[device]\nname = "' + "x" * 201 + '"\n', "device: name must be at most 200 printable"),
+        ('[device]\nname = "a\\tb"\n', "device: name must be at most 200 printable"),
+        (
+            DEVICE + '[[scanners]]\nname = "s"\ntype = "lines"\n[[actuators]]\nname = "a"\n'
+            'type = "console"\n[[lanes]]\nname = "L\\n2"\nactuator = "a"\nentry = ["s"]\n',
+            "lanes[0]: name must be 1..200 printable characters",
+        ),
+    ],
+)
+def test_names_that_travel_to_the_central_system_are_bounded(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, Path("e.toml"))
+    assert message in str(caught.value)
