@@ -478,7 +478,7 @@ class Replicator:
         self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
         return web.Response(
             body=protocol.pack({"revision": self.state.revision or 0, "status": outcome}),
-            headers={"Content-Type": protocol.CONTENT_TYPE},
+            headers=protocol.HEADERS,
         )
 
     def _push_error(self, status: int, code: protocol.ErrorCode, message: str) -> web.Response:
@@ -486,7 +486,7 @@ class Replicator:
         return web.Response(
             status=status,
             body=protocol.error_body(code, message),
-            headers={"Content-Type": protocol.CONTENT_TYPE},
+            headers=protocol.HEADERS,
         )
 
     async def upload_once(self) -> int:

@@ -28,6 +28,7 @@ DEVICE_HEADER = "Edge-Device"
 TIME_HEADER = "Edge-Time"
 SIGNATURE_HEADER = "Edge-Signature"
 CONTENT_TYPE = "application/msgpack"
+HEADERS = {"Content-Type": CONTENT_TYPE, VERSION_HEADER: str(VERSION)}  # on every answer
 
 # Domain tags: a signature made for one purpose is never valid for another (codes use
 # b"edge-code-v1\x00", docs/codes.md).

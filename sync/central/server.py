@@ -35,7 +35,7 @@ def _error(status: int, code: ErrorCode, message: str) -> web.Response:
     return web.Response(
         status=status,
         body=protocol.error_body(code, message),
-        headers={"Content-Type": protocol.CONTENT_TYPE, protocol.VERSION_HEADER: "1"},
+        headers=protocol.HEADERS,
     )
 
 
@@ -90,7 +90,7 @@ class Pusher:
         async with self._central.session.post(
             self.url,
             data=body,
-            headers={"Content-Type": protocol.CONTENT_TYPE, protocol.VERSION_HEADER: "1"},
+            headers=protocol.HEADERS,
             timeout=timeout,
         ) as response:
             data = await response.read()
@@ -228,7 +228,7 @@ class Central:
     def _answer(value: Any) -> web.Response:
         return web.Response(
             body=protocol.pack(value),
-            headers={"Content-Type": protocol.CONTENT_TYPE, protocol.VERSION_HEADER: "1"},
+            headers=protocol.HEADERS,
         )
 
     async def _hello(self, request: web.Request) -> web.Response:
@@ -261,7 +261,7 @@ class Central:
         if pusher is not None:
             pusher[0].revision = max(pusher[0].revision, since)
             pusher[0].contact.set()
-        return web.Response(body=envelope, headers={"Content-Type": protocol.CONTENT_TYPE})
+        return web.Response(body=envelope, headers=protocol.HEADERS)
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         _, body = await self._device(request)
@@ -294,9 +294,7 @@ class Central:
                 head=max(pinned, self.db.head()),
             )
 
-        return web.Response(
-            body=await asyncio.to_thread(build), headers={"Content-Type": protocol.CONTENT_TYPE}
-        )
+        return web.Response(body=await asyncio.to_thread(build), headers=protocol.HEADERS)
 
     async def _journal(self, request: web.Request) -> web.Response:
         device, body = await self._device(request)

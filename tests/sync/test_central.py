@@ -219,6 +219,7 @@ async def test_the_api_answers_bad_requests_with_error_bodies(db: CentralDB, ser
             aiohttp.ClientSession() as session,
             session.post(server + path, data=body, headers=headers) as response,
         ):
+            assert response.headers["Edge-Protocol"] == "1"  # errors included
             return response.status, protocol.unpack(await response.read(), "answer", 1 << 24)
 
     status, answer = await post("/v1/hello", protocol.pack({"revision": 0}))

@@ -58,6 +58,7 @@ async def replicator(store: Store) -> AsyncIterator[Replicator]:
 async def push(client: Replicator, body: bytes) -> tuple[int, dict[str, object]]:
     assert client.push_url
     async with aiohttp.ClientSession() as session, session.post(client.push_url, data=body) as r:
+        assert r.headers["Edge-Protocol"] == "1"
         return r.status, protocol.unpack(await r.read(), "answer", 1 << 16)
 
 
