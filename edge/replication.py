@@ -212,7 +212,8 @@ class Replicator:
         self._pull_wanted = asyncio.Event()
         self._upload_wanted = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
-        self.push_url: str | None = None
+        self.push_url: str | None = None  # announced to the central system
+        self.listening_url: str | None = None  # where the push server is bound
 
     # -- running -----------------------------------------------------------------------------
 
@@ -259,10 +260,12 @@ class Replicator:
             await runner.cleanup()
             return None
         host, port = runner.addresses[0][:2]
-        self.push_url = settings.push_url or (
-            f"http://{f'[{host}]' if ':' in host else host}:{port}{PUSH_PATH}"
-        )
-        _LOGGER.info("%s: taking pushes on %s", self._device, self.push_url)
+        self.listening_url = f"http://{f'[{host}]' if ':' in host else host}:{port}{PUSH_PATH}"
+        self.push_url = settings.push_url or self.listening_url
+        _LOGGER.info(
+            "%s: taking pushes on %s (announced as %s)",
+            self._device, self.listening_url, self.push_url,
+        )  # fmt: skip
         return runner
 
     async def _pull_loop(self) -> None:

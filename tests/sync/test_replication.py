@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from edge.gate import Gate
 from edge.replication import REVISION_CURSOR, Replicator, import_bundle
 from edge.store import Store
 from sync import protocol
+from sync.central.db import CentralDB
+from sync.central.server import serve
 from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
 from tests.conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 
@@ -44,7 +46,7 @@ async def replicator(store: Store) -> AsyncIterator[Replicator]:
     client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
     task = asyncio.create_task(client.run())
     for _ in range(500):
-        if client.push_url:
+        if client.listening_url:
             break
         await asyncio.sleep(0.01)
     try:
@@ -56,8 +58,11 @@ async def replicator(store: Store) -> AsyncIterator[Replicator]:
 
 
 async def push(client: Replicator, body: bytes) -> tuple[int, dict[str, object]]:
-    assert client.push_url
-    async with aiohttp.ClientSession() as session, session.post(client.push_url, data=body) as r:
+    assert client.listening_url
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(client.listening_url, data=body) as r,
+    ):
         assert r.headers["Edge-Protocol"] == "1"
         return r.status, protocol.unpack(await r.read(), "answer", 1 << 16)
 
@@ -232,3 +237,51 @@ async def test_a_central_system_that_never_answers_does_not_hold_up_scans(store:
         with pytest.raises(asyncio.CancelledError):
             await task
         await runner.cleanup()
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
+    store: Store, tmp_path: Path
+) -> None:
+    db = CentralDB(tmp_path / "central.db")
+    db.add_key()
+    identity = Ed25519PrivateKey.generate()
+    db.add_device("gate-1", protocol.public_bytes(identity))
+    product = db.add_product("Ticket")
+    _, sold = db.sell(product, count=3)
+    await store.put_keys([(k, public, retired) for k, public, retired in db.signing_keys()])
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(serve(db, "127.0.0.1", 0, ready.set_result))
+    # The central system's own pushes go nowhere, and no periodic pull comes soon: only the
+    # gap in the push below can make the edge fetch what it missed.
+    settings = SyncConfig(url=await ready, push_port=0, push_url="http://127.0.0.1:9/v1/push",
+                          pull_interval_seconds=3600)  # fmt: skip
+    client = Replicator(settings, store, device="gate-1", identity=identity)
+    task = asyncio.create_task(client.run())
+    try:
+        start = db.head()
+        await _until(lambda: client.state.revision == start, "the bootstrap")
+        db.revoke_code(sold[0].code)
+        db.revoke_code(sold[1].code)
+        key_id, key, _ = db.signer()
+        _, (change,), _ = db.changes_since(start + 1, 1)
+        gap = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=start + 1,
+                            last=start + 2, at_ms=1, changes=[change])  # fmt: skip
+        status, answer = await push(client, gap)
+        assert (status, answer) == (200, {"revision": start, "status": "gap"})
+        await _until(lambda: client.state.revision == start + 2, "the pull after the gap")
+        assert decision(store, sold[0].code) is Reason.REVOKED
+        assert decision(store, sold[1].code) is Reason.REVOKED
+        assert decision(store, sold[2].code) is Reason.ADMITTED
+    finally:
+        for running in (task, server):
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        db.close()
