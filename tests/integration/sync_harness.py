@@ -8,6 +8,7 @@ through a FIFO; each decision is read back from the gate's own journal.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import queue
 import re
@@ -172,7 +173,24 @@ timeout_seconds = 2.0
             )
         assert self.process.stdout is not None
         threading.Thread(target=_pump, args=(self.process.stdout, self._lines), daemon=True).start()
-        self._writer = os.open(self.fifo, os.O_WRONLY)  # waits for the daemon's reader
+        self._writer = self._open_fifo()
+
+    def _open_fifo(self) -> int:
+        """The FIFO's write end, once the daemon reads it; fails if the daemon died first."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:
+                if err.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            else:
+                os.set_blocking(fd, True)
+                return fd
+            assert self.process is not None
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.01)
 
     def scan(self, code: str, timeout: float = 10.0) -> str:
         """Scan a code; the reason the gate decided (from its journal)."""
