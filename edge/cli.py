@@ -17,8 +17,8 @@ from edge.errors import CodeError, ConfigError, EdgeError
 from edge.facts import Direction
 from edge.gate import Gate
 from edge.messages import LANGUAGES, text
+from edge.pretix.resolver import PretixResolver
 from edge.store import Store
-from sync.pretix.resolver import PretixResolver
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the store and the last decisions")
     status.add_argument("--config", required=True, type=Path)
     status.add_argument("--last", type=int, default=10, help="decisions to list")
+
+    bundle = sub.add_parser("import", help="apply an offline bundle from the central system")
+    bundle.add_argument("file", type=Path, help="bundle file from `edge-central bundle`")
+    bundle.add_argument("--config", required=True, type=Path)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -170,12 +174,15 @@ async def _status(args: argparse.Namespace) -> int:
     try:
         stats = store.stats()
         recent = store.recent(args.last)
+        revision = store.cursor("sync.revision")
     finally:
         await store.close()
     print(f"device {config.device.name}  store {config.store_path}")
     for name, value in stats.__dataclass_fields__.items():
         del value
         print(f"  {name.replace('_', ' '):22} {getattr(stats, name):>12,}")
+    if config.sync is not None:
+        print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
     print(f"last {len(recent)} decisions:")
     for row in recent:
         entry = row.entry
@@ -184,6 +191,32 @@ async def _status(args: argparse.Namespace) -> int:
             f"  #{row.seq:<6} {when}  {entry.lane:12} {entry.direction.value:5} "
             f"{entry.reason.value:16} {entry.code_hint}"
         )
+    return 0
+
+
+async def _import(args: argparse.Namespace) -> int:
+    from edge import replication  # noqa: PLC0415 - aiohttp and msgpack load only when needed
+    from sync import protocol  # noqa: PLC0415
+
+    config = load(args.config)
+    try:
+        with args.file.open("rb") as file:
+            data = file.read(protocol.MAX_ENVELOPE_BYTES + 1)
+    except OSError as err:
+        raise EdgeError(f"{args.file}: cannot read: {err.strerror}") from err
+    store = await Store.open(config.store_path)
+    try:
+        if config.keys:
+            await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
+        outcome, first, last = await replication.import_bundle(
+            store, data, device=config.device.name
+        )
+    finally:
+        await store.close()
+    if outcome == "stale":
+        print(f"{args.file}: nothing new, the store is at revision {first} already")
+    else:
+        print(f"{args.file}: applied revisions {first + 1}..{last}")
     return 0
 
 
@@ -199,6 +232,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_check(args))
     if args.command == "status":
         return asyncio.run(_status(args))
+    if args.command == "import":
+        return asyncio.run(_import(args))
     if args.command == "config":
         config = load(args.file)
         print(

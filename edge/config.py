@@ -27,6 +27,7 @@ from edge.messages import LANGUAGES
 T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is a mistake
+MAX_NAME = 200  # device and lane names: sent to the central system with every upload
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
 
 
@@ -43,6 +44,8 @@ class DeviceConfig:
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ValueError("name must not be empty")
+        if len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise ValueError(f"name must be at most {MAX_NAME} printable characters")
         if self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
         if not 0 <= self.clock_skew_seconds <= 3600:
@@ -97,6 +100,9 @@ class LaneConfig:
     products: tuple[int, ...] | None = None  # only these products (default: all)
 
     def __post_init__(self) -> None:
+        if not 0 < len(self.name) <= MAX_NAME or not self.name.isprintable():
+            # Lane names travel in every journal upload (docs/protocol.md, "Limits").
+            raise ValueError(f"name must be 1..{MAX_NAME} printable characters")
         if not self.entry and not self.exit:
             raise ValueError("a lane needs at least one scanner in entry or exit")
         if self.zone is not None and not 0 <= self.zone <= 31:
@@ -146,6 +152,40 @@ class PretixConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """[sync]: the central system (docs/protocol.md). Without this section a device is offline."""
+
+    url: str  # the central system's base URL, e.g. "http://central.venue:8400"
+    push_address: str = "127.0.0.1"  # where the central system's pushes arrive
+    push_port: int = 8401  # 0 picks a free port (tests)
+    push_url: str = ""  # the URL the central system pushes to; default built from the above
+    pull_interval_seconds: float = 30.0  # pull this often even when pushes arrive
+    upload_batch: int = 1000  # journal entries per upload request
+    timeout_seconds: float = 10.0  # per request to the central system
+
+    def __post_init__(self) -> None:
+        for key, url in (("url", self.url), ("push_url", self.push_url)):
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{key} must be an http:// or https:// URL, not {url!r}")
+        if not self.url:
+            raise ValueError("url must name the central system")
+        try:
+            ipaddress.ip_address(self.push_address)
+        except ValueError:
+            raise ValueError(
+                f"push_address must be an IP address, not {self.push_address!r}"
+            ) from None
+        if not 0 <= self.push_port <= 65535:
+            raise ValueError("push_port must be 0..65535")
+        if not 0.1 <= self.pull_interval_seconds <= 86400:
+            raise ValueError("pull_interval_seconds must be 0.1..86400")
+        if not 1 <= self.upload_batch <= 10_000:
+            raise ValueError("upload_batch must be 1..10000")
+        if not 0.1 <= self.timeout_seconds <= 300:
+            raise ValueError("timeout_seconds must be 0.1..300")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -159,6 +199,7 @@ class Config:
     pretix: PretixConfig | None = None
     printers: tuple[DriverConfig, ...] = ()  # [[printers]]: ticket and card printers
     templates: tuple[Template, ...] = ()  # [[templates]]: ticket and card layouts
+    sync: SyncConfig | None = None
 
     @property
     def store_path(self) -> Path:
@@ -278,6 +319,7 @@ def parse(text: str, path: Path) -> Config:
         "lanes",
         "metrics",
         "pretix",
+        "sync",
         "printers",
         "templates",
     }
@@ -311,6 +353,13 @@ def parse(text: str, path: Path) -> Config:
     )
     _unique([p.name for p in printers], "printer", where)
     _unique([t.name for t in templates], "template", where)
+    sync = build(SyncConfig, document["sync"], "sync", where) if "sync" in document else None
+    if sync is not None and pretix is not None:
+        raise ConfigError(
+            "a device has one central system: [sync] (edge-central) or [pretix], not both",
+            path=where,
+            key="pretix",
+        )
     return Config(
         path,
         device,
@@ -322,6 +371,7 @@ def parse(text: str, path: Path) -> Config:
         pretix=pretix,
         printers=printers,
         templates=templates,
+        sync=sync,
     )
 
 

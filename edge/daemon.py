@@ -16,11 +16,53 @@ from edge.facts import Direction
 from edge.gate import Gate
 from edge.lane import Lane, LaneResult
 from edge.operations import Operations
+from edge.pretix.service import PretixService
 from edge.printqueue import PrintQueue
+from edge.replication import Replicator, health, register_metrics
 from edge.store import Store
-from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def _also(
+    report: Callable[[LaneResult], None], then: Callable[[], None]
+) -> Callable[[LaneResult], None]:
+    def both(result: LaneResult) -> None:
+        report(result)
+        then()
+
+    return both
+
+
+class _Devices:
+    """The configured scanners, actuators and printers; closed together, even half built."""
+
+    def __init__(self) -> None:
+        self.scanners: dict[str, ScanSource] = {}
+        self.actuators: dict[str, Actuator] = {}
+        self.printers: dict[str, Printer] = {}
+
+    def build(self, config: Config) -> None:
+        """Build every device the configuration names (each opens lazily, absent is fine)."""
+        for spec in config.scanners:
+            self.scanners[spec.name] = SCANNERS[spec.type].build(spec.name, spec.settings)
+        for spec in config.actuators:
+            self.actuators[spec.name] = ACTUATORS[spec.type].build(spec.name, spec.settings)
+        for spec in config.printers:
+            self.printers[spec.name] = PRINTERS[spec.type].build(spec.name, spec.settings)
+
+    async def close(self) -> None:
+        """Close every device built; a failure is logged and the others still close."""
+        devices: list[ScanSource | Actuator | Printer] = [
+            *self.scanners.values(),
+            *self.actuators.values(),
+            *self.printers.values(),
+        ]
+        for device in devices:
+            try:
+                await device.close()
+            except Exception:
+                _LOGGER.exception("%s: closing failed", device.name)
 
 
 async def serve(
@@ -34,9 +76,7 @@ async def serve(
     stop = stop or asyncio.Event()
     store = await Store.open(config.store_path)
     operations = Operations(config, store)
-    scanners: dict[str, ScanSource] = {}
-    actuators: dict[str, Actuator] = {}
-    printers: dict[str, Printer] = {}
+    devices = _Devices()
     loop = asyncio.get_running_loop()
     try:
         operations.prepare()
@@ -44,12 +84,20 @@ async def serve(
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         pretix = PretixService.from_config(config, store) if config.pretix else None
         gate = Gate(store, resolver=pretix.resolver if pretix else None)
-        for spec in config.scanners:
-            scanners[spec.name] = SCANNERS[spec.type].build(spec.name, spec.settings)
-        for spec in config.actuators:
-            actuators[spec.name] = ACTUATORS[spec.type].build(spec.name, spec.settings)
-        for spec in config.printers:
-            printers[spec.name] = PRINTERS[spec.type].build(spec.name, spec.settings)
+        replicator = None
+        report = operations.reporter(on_result)
+        if config.sync is not None and operations.identity is not None:
+            replicator = Replicator(
+                config.sync,
+                store,
+                device=config.device.name,
+                identity=operations.identity.private,
+            )
+            register_metrics(operations.registry, replicator)
+            operations.health["sync"] = lambda: health(replicator)
+            report = _also(report, replicator.journal_changed)
+        devices.build(config)
+        scanners, actuators, printers = devices.scanners, devices.actuators, devices.printers
         queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
         lanes = [
             Lane(
@@ -60,7 +108,7 @@ async def serve(
                 + [(scanners[n], Direction.EXIT) for n in lane.exit],
                 language=config.device.language,
                 repeat_window=config.device.repeat_window_ms / 1000,
-                on_result=operations.reporter(on_result),
+                on_result=report,
             )
             for lane in config.lanes
         ]
@@ -81,6 +129,8 @@ async def serve(
             services = await operations.start(lanes, group)
             if pretix is not None:
                 services.append(group.create_task(pretix.run()))
+            if replicator is not None:
+                services.append(group.create_task(replicator.run()))
             waiting: list[asyncio.Future[Any]] = [stopper]
             if running:  # a counter has no lanes: it runs until stopped
                 waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended
@@ -92,15 +142,6 @@ async def serve(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        devices: list[ScanSource | Actuator | Printer] = [
-            *scanners.values(),
-            *actuators.values(),
-            *printers.values(),
-        ]
-        for device in devices:
-            try:
-                await device.close()
-            except Exception:
-                _LOGGER.exception("%s: closing failed", device.name)
+        await devices.close()
         await store.close()
         operations.close()

@@ -148,6 +148,8 @@ class Operations:
         self.decisions = DecisionMetrics(self.registry)
         self.identity: DeviceIdentity | None = None
         self.metrics_url: str | None = None
+        # Other services add a section to /health: name -> a function returning its state.
+        self.health: dict[str, Callable[[], Mapping[str, object]]] = {}
 
     def prepare(self) -> None:
         """Load the device key, creating it on first start."""
@@ -267,6 +269,7 @@ class Operations:
                 "status": "ok",
                 "device": self._config.device.name,
                 "uptime_seconds": round(time.time() - self._started, 3),
+                **{name: dict(section()) for name, section in self.health.items()},
             }
         )
 

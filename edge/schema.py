@@ -93,6 +93,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX print_jobs_open ON print_jobs (printer, seq) WHERE state IN ('queued', 'printing');
     """,
+    # 5: passages admitted at other gates, applied once each by (device, seq).
+    """
+    CREATE TABLE remote_passages (
+        device TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (device, seq)
+    ) WITHOUT ROWID;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +85,29 @@ ON CONFLICT (credential_id) DO UPDATE SET
     last_gate = CASE WHEN excluded.last_at > last_at THEN excluded.last_gate ELSE last_gate END
 """
 
+# A passage from another gate: counted once per (device, seq), and it only moves "first" to an
+# earlier entry and "last" to a later passage, so arrival order does not matter.
+_REMOTE_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+SELECT credential_id, entry, CASE WHEN entry THEN at END, CASE WHEN entry THEN gate END,
+       at, direction, gate
+FROM temp.incoming_passages i
+WHERE NOT EXISTS (SELECT 1 FROM remote_passages r WHERE r.device = i.device AND r.seq = i.seq)
+ORDER BY at
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = count + excluded.count,
+    first_gate = CASE WHEN excluded.first_at IS NOT NULL
+        AND (first_at IS NULL OR excluded.first_at < first_at)
+        THEN excluded.first_gate ELSE first_gate END,
+    first_at = CASE WHEN excluded.first_at IS NOT NULL
+        AND (first_at IS NULL OR excluded.first_at < first_at)
+        THEN excluded.first_at ELSE first_at END,
+    last_direction = CASE WHEN excluded.last_at > last_at
+        THEN excluded.last_direction ELSE last_direction END,
+    last_gate = CASE WHEN excluded.last_at > last_at THEN excluded.last_gate ELSE last_gate END,
+    last_at = max(last_at, excluded.last_at)
+"""
+
 
 def to_ms(moment: datetime) -> int:
     """Unix milliseconds of an aware datetime."""
@@ -116,6 +139,32 @@ class JournalRow:
     seq: int
     entry: JournalEntry
     uploaded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePassage:
+    """A passage admitted at another device, as the central system relays it."""
+
+    device: str
+    seq: int  # the journal sequence number on that device: (device, seq) is unique
+    credential_id: int
+    at: datetime
+    gate: str
+    direction: Direction
+
+
+@dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """Synced facts that are applied together, in one transaction (sync, offline bundles)."""
+
+    keys: Sequence[tuple[int, bytes, bool]] = ()
+    credentials: Sequence[Credential] = ()
+    plain_codes: Sequence[tuple[bytes, int]] = ()
+    revoked_codes: Sequence[tuple[bytes, Revocation]] = ()
+    revoked_credentials: Sequence[tuple[int, Revocation]] = ()
+    revoked_products: Sequence[tuple[int, Revocation]] = ()
+    cancelled_events: Sequence[int] = ()
+    passages: Sequence[RemotePassage] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +534,93 @@ class Store:
             ]
         )
 
+    async def apply(self, batch: SyncBatch, cursors: Mapping[str, str]) -> None:
+        """Apply synced facts and move sync cursors in one transaction: all or nothing.
+
+        Every part is idempotent (applying a batch twice leaves the same state), and within
+        a part later items win, so a batch may hold several versions of one credential.
+        """
+        for kid, public, _ in batch.keys:
+            if len(public) != 32 or not 0 <= kid <= 0xFFFF:
+                raise StoreError(f"key {kid}: an Ed25519 public key has 32 bytes, ids 0..65535")
+        async with self._write() as conn:
+            for kid, public, _ in batch.keys:
+                cursor = await conn.execute("SELECT public_key FROM keys WHERE key_id = ?", (kid,))
+                known = await cursor.fetchone()
+                if known is not None and bytes(known[0]) != public:
+                    raise StoreError(f"key {kid} is already trusted with another public key")
+            await conn.executemany(
+                "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
+                " ON CONFLICT (key_id) DO UPDATE SET retired = max(retired, excluded.retired)",
+                [(kid, bytes(public), int(retired)) for kid, public, retired in batch.keys],
+            )
+            await conn.executemany(
+                "INSERT OR REPLACE INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                map(_credential_row, batch.credentials),
+            )
+            await conn.executemany(
+                "INSERT OR REPLACE INTO plain_codes VALUES (?, ?)", batch.plain_codes
+            )
+            # Sorted by hash (stably: a later reason for the same hash still wins).
+            revoked = sorted(
+                ((bytes(h), _REVOCATION_CODES[r]) for h, r in batch.revoked_codes),
+                key=lambda row: row[0],
+            )
+            await conn.executemany("INSERT OR REPLACE INTO revoked_codes VALUES (?, ?)", revoked)
+            await conn.executemany(
+                "INSERT OR REPLACE INTO revoked_credentials VALUES (?, ?)",
+                [(cid, _REVOCATION_CODES[r]) for cid, r in batch.revoked_credentials],
+            )
+            await conn.executemany(
+                "INSERT OR REPLACE INTO revoked_products VALUES (?, ?)",
+                [(pid, _REVOCATION_CODES[r]) for pid, r in batch.revoked_products],
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO cancelled_events VALUES (?)",
+                [(eid,) for eid in batch.cancelled_events],
+            )
+            if batch.passages:
+                await self._apply_passages(conn, batch.passages)
+            await conn.executemany(
+                "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)", list(cursors.items())
+            )
+
+    @staticmethod
+    async def _apply_passages(
+        conn: aiosqlite.Connection, passages: Sequence[RemotePassage]
+    ) -> None:
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_passages (device TEXT, seq INTEGER,"
+            " credential_id INTEGER, at INTEGER, gate TEXT, direction TEXT, entry INTEGER,"
+            " PRIMARY KEY (device, seq))"
+        )
+        await conn.executemany(
+            "INSERT OR IGNORE INTO temp.incoming_passages VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p.device,
+                    p.seq,
+                    p.credential_id,
+                    to_ms(p.at),
+                    p.gate,
+                    p.direction.value,
+                    int(p.direction is Direction.ENTRY),
+                )
+                for p in passages
+            ],
+        )
+        await conn.execute(_REMOTE_ENTRY_SQL)
+        await conn.execute(
+            "INSERT OR IGNORE INTO remote_passages SELECT device, seq FROM temp.incoming_passages"
+        )
+        await conn.execute("DELETE FROM temp.incoming_passages")
+
+    async def mark_uploaded(self, seqs: Iterable[int]) -> None:
+        """Record that journal entries reached their destination (any uploader)."""
+        await self._transaction(
+            [("UPDATE journal SET uploaded = 1 WHERE seq = ?", [(s,) for s in seqs])]
+        )
+
     async def set_cursor(self, name: str, value: str) -> None:
         """Remember a sync position."""
         await self._transaction(
@@ -507,24 +643,6 @@ class Store:
         ).fetchone()
         return row is not None
 
-    def unsent(self, limit: int = 100) -> list[JournalRow]:
-        """The oldest `limit` journal entries not uploaded yet, oldest first."""
-        rows = self._reader.execute(
-            "SELECT seq, at, lane, direction, reason, credential_id, code_hash, code_hint"
-            " FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            JournalRow(
-                seq,
-                JournalEntry(
-                    from_ms(at), lane, Direction(direction), Reason(reason), cid, code_hash, hint
-                ),
-                uploaded=False,
-            )
-            for seq, at, lane, direction, reason, cid, code_hash, hint in rows
-        ]
-
     def reply(self, seq: int) -> tuple[str, str] | None:
         """The central system's answer (status, detail) to an uploaded journal row."""
         row = self._reader.execute(
@@ -532,13 +650,29 @@ class Store:
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
+    def trusted_keys(self) -> dict[int, bytes]:
+        """Public keys by id of every trusted key that is not retired."""
+        rows = self._reader.execute("SELECT key_id, public_key FROM keys WHERE retired = 0")
+        return {int(kid): bytes(public) for kid, public in rows}
+
+    def unsent(self, limit: int = 100) -> list[JournalRow]:
+        """The oldest `limit` journal entries not uploaded yet, oldest first."""
+        return self._journal_rows(
+            "SELECT seq, at, lane, direction, reason, credential_id, code_hash, code_hint, uploaded"
+            " FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
+            limit,
+        )
+
     def recent(self, limit: int = 20) -> list[JournalRow]:
         """The last `limit` journal entries, newest first."""
-        rows = self._reader.execute(
+        return self._journal_rows(
             "SELECT seq, at, lane, direction, reason, credential_id, code_hash, code_hint, uploaded"
             " FROM journal ORDER BY seq DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+            limit,
+        )
+
+    def _journal_rows(self, sql: str, limit: int) -> list[JournalRow]:
+        rows = self._reader.execute(sql, (limit,)).fetchall()
         return [
             JournalRow(
                 seq,

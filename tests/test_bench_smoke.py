@@ -69,3 +69,30 @@ def test_hardware_benchmark_runs_on_few_scans() -> None:
     assert result.returncode == 0, result.stderr
     assert "scan-to-relay latency over" in result.stdout
     assert "sustained scans per lane without a drop" in result.stdout
+
+
+@pytest.mark.slow
+def test_sync_benchmark_runs_at_small_sizes() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "sync.py"),
+            "--gates",
+            "2",
+            "--revocations",
+            "20",
+            "--credentials",
+            "3000",
+            "--entries",
+            "2000",
+            "--rounds",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for figure in ("push-to-enforced latency", "bootstrap of", "upload of", "fault rounds"):
+        assert figure in result.stdout

@@ -46,6 +46,11 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     ("text", "message"),
     [
         ("[device]\n", "edge.toml: device.name: is required"),
+        (
+            GATE + '[sync]\nurl = "http://127.0.0.1:8400"\n[pretix]\nurl = "https://p.example"\n'
+            'organizer = "o"\nevent = "e"\ncheckin_list = 1\ntoken_file = "t"\n',
+            "edge.toml: pretix: a device has one central system: [sync] (edge-central) or [pretix]",
+        ),
         ('[device]\nname = "g"\nlanguage = "it"\n', "device: language must be one of en, de, fr"),
         (
             '[device]\nname = "g"\ncolour = 1\n',
@@ -58,7 +63,7 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
             '[device]\nname = "g"\n[displays]\n',
             (
                 "unknown section 'displays'; allowed: actuators, device, keys, lanes,"
-                " metrics, pretix, printers, scanners, templates"
+                " metrics, pretix, printers, scanners, sync, templates"
             ),
         ),
         ('[device]\nname = "g"\n[printers]\n', "must be an array of tables ([[printers]])"),

@@ -19,10 +19,10 @@ from aiohttp import web
 from edge.decide import Reason
 from edge.errors import SyncError
 from edge.facts import Direction
+from edge.pretix.connector import PretixConnector
+from edge.pretix.resolver import PretixResolver
 from edge.store import JournalEntry, Store
 from sync.pretix.client import PretixClient, PretixSettings
-from sync.pretix.connector import PretixConnector
-from sync.pretix.resolver import PretixResolver
 
 EVENT = "/api/v1/organizers/org/events/ev"
 KEY = (

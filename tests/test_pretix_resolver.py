@@ -14,8 +14,7 @@ from edge.decide import GateRules, Reason
 from edge.errors import SyncError
 from edge.facts import Direction, Revocation
 from edge.gate import Gate
-from edge.store import Store
-from sync.pretix.resolver import (
+from edge.pretix.resolver import (
     KEYS_CURSOR,
     LIST_CURSOR,
     ListState,
@@ -24,6 +23,7 @@ from sync.pretix.resolver import (
     position_credential,
     unknown_position_id,
 )
+from edge.store import Store
 from sync.pretix.secrets import Ticket, raw_key, secret_hash, sign_sig1
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))

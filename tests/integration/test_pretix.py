@@ -33,10 +33,10 @@ from edge.decide import GateRules, Reason
 from edge.facts import Direction
 from edge.gate import Gate
 from edge.lane import LaneResult
+from edge.pretix.connector import PRETIX_REASONS, PretixConnector, UploadStats
+from edge.pretix.resolver import PretixResolver
 from edge.store import Store
 from sync.pretix.client import PretixClient, PretixSettings
-from sync.pretix.connector import PRETIX_REASONS, PretixConnector, UploadStats
-from sync.pretix.resolver import PretixResolver
 from sync.pretix.secrets import Ticket, sign_sig1
 
 PRETIX_VERSION = "2026.8.0"  # the version the secret vectors in test_pretix_secrets come from

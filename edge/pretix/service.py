@@ -9,10 +9,10 @@ import aiohttp
 
 from edge.config import Config, PretixConfig
 from edge.errors import ConfigError
+from edge.pretix.connector import PretixConnector
+from edge.pretix.resolver import PretixResolver
 from edge.store import Store
 from sync.pretix.client import PretixClient, PretixSettings
-from sync.pretix.connector import PretixConnector
-from sync.pretix.resolver import PretixResolver
 
 _LOGGER = logging.getLogger(__name__)
 

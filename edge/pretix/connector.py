@@ -22,9 +22,7 @@ from edge.codes import PlainCode
 from edge.decide import Reason
 from edge.errors import CodeError, EdgeError, SyncError
 from edge.facts import Credential, Direction, EntryState, Revocation
-from edge.store import Store
-from sync.pretix.client import PretixClient
-from sync.pretix.resolver import (
+from edge.pretix.resolver import (
     KEYS_CURSOR,
     LIST_CURSOR,
     ListState,
@@ -33,6 +31,8 @@ from sync.pretix.resolver import (
     position_credential,
     unknown_position_id,
 )
+from edge.store import Store
+from sync.pretix.client import PretixClient
 from sync.pretix.secrets import load_key, looks_sig1, raw_key, secret_hash
 
 _LOGGER = logging.getLogger(__name__)

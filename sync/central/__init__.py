@@ -1,0 +1,1 @@
+"""The reference central system: `edge-central` (docs/protocol.md, README "Sync")."""

@@ -1,0 +1,786 @@
+"""The sync protocol between an edge and the central system (docs/protocol.md).
+
+Pure codecs, no I/O: signed envelopes of changes, the changes themselves, signed device
+requests, journal rows and error bodies, each parsed strictly. Both sides import this
+module; it depends on nothing of the edge but `edge.errors` (public API).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from edge.errors import SyncError
+
+VERSION = 1  # this side's protocol version; a peer speaking another major version is refused
+VERSION_HEADER = "Edge-Protocol"
+DEVICE_HEADER = "Edge-Device"
+TIME_HEADER = "Edge-Time"
+SIGNATURE_HEADER = "Edge-Signature"
+CONTENT_TYPE = "application/msgpack"
+HEADERS = {"Content-Type": CONTENT_TYPE, VERSION_HEADER: str(VERSION)}  # on every answer
+
+# Domain tags: a signature made for one purpose is never valid for another (codes use
+# b"edge-code-v1\x00", docs/codes.md).
+ENVELOPE_DOMAIN = b"edge-sync-v1\x00"
+REQUEST_DOMAIN = b"edge-request-v1\x00"
+ENDORSE_DOMAIN = b"edge-key-v1\x00"
+
+MAX_ENVELOPE_BYTES = 32 << 20  # a snapshot chunk of 50,000 credentials is about 3 MB
+MAX_PUSH_BYTES = 1 << 20  # pushes are small: a few changes
+MAX_REQUEST_BYTES = 16 << 20  # a journal batch of 10,000 rows is about 1 MB
+MAX_CHAIN = 16  # key endorsements carried by one envelope
+REQUEST_MAX_SKEW_MS = 300_000  # a signed request older or newer than this is refused
+MAX_ID = 2**63 - 1
+MAX_TEXT = 200  # lane and device names, error messages are bounded
+
+SNAPSHOT_SECTIONS = (
+    "keys",
+    "credentials",
+    "plain_codes",
+    "revoked_codes",
+    "revoked_credentials",
+    "revoked_products",
+    "cancelled_events",
+    "passages",
+)
+
+
+class Revocation(enum.Enum):
+    """Why a code, credential or product no longer admits (same values as the edge's)."""
+
+    REVOKED = "revoked"
+    REPLACED = "replaced"
+    CANCELLED = "cancelled"
+
+
+class EnvelopeKind(enum.Enum):
+    """What an envelope carries."""
+
+    CHANGES = "changes"  # revisions first+1..last, one change each (pulls and pushes)
+    SNAPSHOT = "snapshot"  # one chunk of the state at a revision (bootstrap)
+    BUNDLE = "bundle"  # like CHANGES, written to a file for `edge import`
+
+
+class ErrorCode(enum.Enum):
+    """The `error` field of an error body."""
+
+    BAD_REQUEST = "bad-request"  # malformed body or parameters
+    UNAUTHENTICATED = "unauthenticated"  # missing or wrong request signature
+    UNKNOWN_DEVICE = "unknown-device"  # the device is not registered
+    CLOCK_SKEW = "clock-skew"  # the request's time is too far from the central clock
+    UNSUPPORTED_PROTOCOL = "unsupported-protocol"
+    TOO_LARGE = "too-large"
+    REVISION_AHEAD = "revision-ahead"  # the edge claims a revision the central never had
+    INTERNAL = "internal"
+
+
+class ProtocolError(SyncError, ValueError):
+    """A body from the peer is malformed, wrongly signed or out of bounds."""
+
+
+class RemoteError(SyncError):
+    """The peer answered with an error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"central system answered {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# -- msgpack with bounds ---------------------------------------------------------------------
+
+
+def pack(value: Any) -> bytes:
+    """msgpack bytes of plain values (bin for bytes, str for text)."""
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes, what: str, limit: int) -> Any:
+    """Decode msgpack strictly: one object, no extension types, bounded sizes."""
+    if len(data) > limit:
+        raise ProtocolError(f"{what}: {len(data)} bytes is larger than allowed ({limit})")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=limit,
+            max_str_len=limit,
+            max_array_len=limit,
+            max_map_len=limit,
+            max_ext_len=0,
+        )
+    except (ValueError, msgpack.UnpackException, TypeError) as err:
+        raise ProtocolError(f"{what}: not valid msgpack ({err})") from err
+
+
+class _Fields:
+    """Typed access to a decoded map; every error names the field."""
+
+    def __init__(self, value: Any, what: str) -> None:
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{what}: must be a map, not {type(value).__name__}")
+        self.map: dict[str, Any] = value
+        self.what = what
+
+    def _get(self, name: str, *, optional: bool) -> Any:
+        if name not in self.map:
+            if optional:
+                return None
+            raise ProtocolError(f"{self.what}: field {name!r} is missing")
+        return self.map[name]
+
+    def integer(
+        self, name: str, low: int = 0, high: int = MAX_ID, *, optional: bool = False
+    ) -> Any:
+        value = self._get(name, optional=optional)
+        if value is None and optional:
+            return None
+        return _int(value, f"{self.what}.{name}", low, high)
+
+    def blob(self, name: str, size: int | None = None, *, optional: bool = False) -> Any:
+        value = self._get(name, optional=optional)
+        if value is None and optional:
+            return None
+        return _bytes(value, f"{self.what}.{name}", size)
+
+    def text(self, name: str, *, optional: bool = False, limit: int = MAX_TEXT) -> Any:
+        value = self._get(name, optional=optional)
+        if value is None and optional:
+            return None
+        return _str(value, f"{self.what}.{name}", limit)
+
+    def array(self, name: str) -> list[Any]:
+        value = self._get(name, optional=False)
+        if not isinstance(value, list):
+            raise ProtocolError(f"{self.what}.{name}: must be a list")
+        return value
+
+
+def _int(value: Any, what: str, low: int = 0, high: int = MAX_ID) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ProtocolError(f"{what}: must be an integer {low}..{high}, not {value!r}")
+    return value
+
+
+def _bytes(value: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, bytes) or (size is not None and len(value) != size):
+        wanted = f"{size} bytes" if size is not None else "bytes"
+        raise ProtocolError(f"{what}: must be {wanted}")
+    return value
+
+
+def _str(value: Any, what: str, limit: int = MAX_TEXT) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+        raise ProtocolError(f"{what}: must be printable text of 1..{limit} characters")
+    return value
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{what}: must be true or false")
+    return value
+
+
+def _revocation(value: Any, what: str) -> Revocation:
+    try:
+        return Revocation(value)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Revocation)
+        raise ProtocolError(f"{what}: reason must be one of {allowed}, not {value!r}") from None
+
+
+# -- changes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """Trust a signing key, or retire one (retiring is final)."""
+
+    key_id: int
+    public_key: bytes
+    retired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialChange:
+    """The facts about a credential; they override what its signed codes state."""
+
+    credential_id: int
+    kind: int  # edge.codes.Kind
+    event_id: int
+    product_id: int
+    policy: int  # edge.codes.PolicyKind
+    uses: int
+    passback_minutes: int
+    valid_from: int | None  # unix seconds, both or neither
+    valid_until: int | None
+    zones: int
+    paid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlainCodeChange:
+    """A plain code (legacy barcode, NFC UID) by hash belongs to a credential."""
+
+    code_hash: bytes
+    credential_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeCode:
+    """One code (by hash) no longer admits."""
+
+    code_hash: bytes
+    reason: Revocation
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeCredential:
+    """No code of a credential admits."""
+
+    credential_id: int
+    reason: Revocation
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeProduct:
+    """No credential of a product admits."""
+
+    product_id: int
+    reason: Revocation
+
+
+@dataclass(frozen=True, slots=True)
+class CancelEvent:
+    """Every ticket of an event is rejected."""
+
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A passage admitted at some gate of the venue: (device, seq) identifies it."""
+
+    device: str
+    seq: int
+    credential_id: int
+    at_ms: int
+    gate: str  # the lane's name
+    entry: bool  # False: an exit
+
+
+Change = (
+    KeyChange
+    | CredentialChange
+    | PlainCodeChange
+    | RevokeCode
+    | RevokeCredential
+    | RevokeProduct
+    | CancelEvent
+    | Passage
+)
+
+_HASH = 16  # code hashes (docs/codes.md, "Hashes")
+_MAX32 = 2**32 - 1
+
+
+def change_to_wire(change: Change) -> list[Any]:
+    """A change as its msgpack array: the operation name first."""
+    match change:
+        case KeyChange():
+            return ["key", change.key_id, change.public_key, change.retired]
+        case CredentialChange():
+            return [
+                "credential",
+                change.credential_id,
+                change.kind,
+                change.event_id,
+                change.product_id,
+                change.policy,
+                change.uses,
+                change.passback_minutes,
+                change.valid_from,
+                change.valid_until,
+                change.zones,
+                change.paid,
+            ]
+        case PlainCodeChange():
+            return ["plain", change.code_hash, change.credential_id]
+        case RevokeCode():
+            return ["revoke-code", change.code_hash, change.reason.value]
+        case RevokeCredential():
+            return ["revoke-credential", change.credential_id, change.reason.value]
+        case RevokeProduct():
+            return ["revoke-product", change.product_id, change.reason.value]
+        case CancelEvent():
+            return ["cancel-event", change.event_id]
+        case Passage():
+            return [
+                "passage",
+                change.device,
+                change.seq,
+                change.credential_id,
+                change.at_ms,
+                change.gate,
+                change.entry,
+            ]
+
+
+def _credential(a: list[Any], w: str) -> CredentialChange:
+    valid_from = None if a[8] is None else _int(a[8], f"{w} valid_from", 0, _MAX32)
+    valid_until = None if a[9] is None else _int(a[9], f"{w} valid_until", 0, _MAX32)
+    if (valid_from is None) != (valid_until is None):
+        raise ProtocolError(f"{w}: valid_from and valid_until go together")
+    if valid_from is not None and valid_until is not None and valid_until < valid_from:
+        raise ProtocolError(f"{w}: validity ends before it starts")
+    policy = _int(a[5], f"{w} policy", 0, 2)
+    uses = _int(a[6], f"{w} uses", 0, 0xFFFF)
+    passback = _int(a[7], f"{w} passback_minutes", 0, 0xFFFF)
+    if (policy, uses, passback) != (0, 1, 0) and not (
+        (policy == 1 and uses >= 2 and passback == 0) or (policy == 2 and uses == 0)
+    ):
+        raise ProtocolError(f"{w}: policy {policy} with {uses} uses and passback is invalid")
+    return CredentialChange(
+        credential_id=_int(a[1], f"{w} credential_id"),
+        kind=_int(a[2], f"{w} kind", 0, 2),
+        event_id=_int(a[3], f"{w} event_id", 0, _MAX32),
+        product_id=_int(a[4], f"{w} product_id", 0, _MAX32),
+        policy=policy,
+        uses=uses,
+        passback_minutes=passback,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        zones=_int(a[10], f"{w} zones", 0, _MAX32),
+        paid=_bool(a[11], f"{w} paid"),
+    )
+
+
+_ARITY = {
+    "key": 4,
+    "credential": 12,
+    "plain": 3,
+    "revoke-code": 3,
+    "revoke-credential": 3,
+    "revoke-product": 3,
+    "cancel-event": 2,
+    "passage": 7,
+}
+
+
+def change_from_wire(value: Any, what: str) -> Change:
+    """Parse one change array, or ProtocolError naming the change and field."""
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        raise ProtocolError(f"{what}: a change is an array starting with its operation")
+    op, w = value[0], f"{what} ({value[0]})"
+    if op not in _ARITY:
+        raise ProtocolError(f"{what}: unknown operation {op[:40]!r}")
+    if len(value) != _ARITY[op]:
+        raise ProtocolError(f"{w}: has {len(value)} items, expected {_ARITY[op]}")
+    a = value
+    if op == "key":
+        return KeyChange(
+            _int(a[1], f"{w} key_id", 0, 0xFFFF),
+            _bytes(a[2], f"{w} public", 32),
+            _bool(a[3], f"{w} retired"),
+        )
+    if op == "credential":
+        return _credential(a, w)
+    if op == "plain":
+        return PlainCodeChange(_bytes(a[1], f"{w} hash", _HASH), _int(a[2], f"{w} credential"))
+    if op == "revoke-code":
+        return RevokeCode(_bytes(a[1], f"{w} hash", _HASH), _revocation(a[2], w))
+    if op == "revoke-credential":
+        return RevokeCredential(_int(a[1], f"{w} credential"), _revocation(a[2], w))
+    if op == "revoke-product":
+        return RevokeProduct(_int(a[1], f"{w} product", 0, _MAX32), _revocation(a[2], w))
+    if op == "cancel-event":
+        return CancelEvent(_int(a[1], f"{w} event", 0, _MAX32))
+    return Passage(
+        device=_str(a[1], f"{w} device"),
+        seq=_int(a[2], f"{w} seq", 1),
+        credential_id=_int(a[3], f"{w} credential"),
+        at_ms=_int(a[4], f"{w} at"),
+        gate=_str(a[5], f"{w} gate"),
+        entry=_bool(a[6], f"{w} entry"),
+    )
+
+
+# -- signing keys and envelopes --------------------------------------------------------------
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte public key of a private key."""
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Endorsement:
+    """A newer key, vouched for by an older one (key rotation)."""
+
+    key_id: int
+    public_key: bytes
+    by: int  # the vouching key: trusted by the reader, or an earlier link of the chain
+    signature: bytes
+
+
+def _endorsed_bytes(link: Endorsement) -> bytes:
+    return ENDORSE_DOMAIN + pack([link.key_id, link.public_key, link.by])
+
+
+def endorse(signer: Ed25519PrivateKey, by: int, key_id: int, public_key: bytes) -> Endorsement:
+    """Key `by` (private `signer`) vouches for a newer key."""
+    link = Endorsement(key_id, public_key, by, b"")
+    return Endorsement(key_id, public_key, by, signer.sign(_endorsed_bytes(link)))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A verified batch from the central system."""
+
+    kind: EnvelopeKind
+    key_id: int  # the key that signed it
+    first: int  # CHANGES/BUNDLE: the revision before the first change; SNAPSHOT: the revision
+    last: int  # CHANGES/BUNDLE: the revision of the last change; SNAPSHOT: same as first
+    at_ms: int  # when the central system signed it
+    changes: tuple[Change, ...]
+    next_cursor: tuple[str, Any] | None = None  # SNAPSHOT: where the next chunk starts
+    chain: tuple[Endorsement, ...] = ()  # how the signing key descends from an older one
+    head: int = 0  # the central system's newest revision when it signed
+
+    def since(self, revision: int) -> tuple[Change, ...]:
+        """The changes after `revision` (CHANGES/BUNDLE with first <= revision <= last)."""
+        return self.changes[revision - self.first :]
+
+
+def seal(
+    kind: EnvelopeKind,
+    key_id: int,
+    key: Ed25519PrivateKey,
+    *,
+    first: int,
+    last: int,
+    at_ms: int,
+    changes: Sequence[Change] | Sequence[list[Any]],
+    next_cursor: tuple[str, Any] | None = None,
+    chain: Sequence[Endorsement] = (),
+    head: int | None = None,
+) -> bytes:
+    """A signed envelope; `changes` may be Change values or their wire arrays already."""
+    wire = [c if isinstance(c, list) else change_to_wire(c) for c in changes]
+    body = pack(
+        {
+            "kind": kind.value,
+            "first": first,
+            "last": last,
+            "head": last if head is None else head,
+            "at": at_ms,
+            "changes": wire,
+            "next": list(next_cursor) if next_cursor is not None else None,
+        }
+    )
+    return pack(
+        {
+            "v": VERSION,
+            "key": key_id,
+            "chain": [[e.key_id, e.public_key, e.by, e.signature] for e in chain],
+            "body": body,
+            "sig": key.sign(ENVELOPE_DOMAIN + body),
+        }
+    )
+
+
+TrustLookup = Callable[[int], "bytes | None"]  # key id -> public key if trusted and not retired
+
+
+def _verifier(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def _check(public_key: bytes, signature: bytes, signed: bytes) -> bool:
+    try:
+        _verifier(public_key).verify(signature, signed)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def open_envelope(
+    data: bytes,
+    trusted: TrustLookup,
+    *,
+    limit: int = MAX_ENVELOPE_BYTES,
+    kinds: tuple[EnvelopeKind, ...] = tuple(EnvelopeKind),
+) -> Envelope:
+    """Verify and parse an envelope, or raise ProtocolError saying what is wrong."""
+    outer = _Fields(unpack(data, "envelope", limit), "envelope")
+    version = outer.integer("v", 0, 1 << 16)
+    if version != VERSION:
+        raise ProtocolError(
+            f"envelope: protocol version {version}; this edge speaks version {VERSION}"
+        )
+    key_id = outer.integer("key", 0, 0xFFFF)
+    body = outer.blob("body")
+    signature = outer.blob("sig", 64)
+    chain_raw = outer.array("chain")
+    if len(chain_raw) > MAX_CHAIN:
+        raise ProtocolError(f"envelope: key chain longer than {MAX_CHAIN}")
+    chain = []
+    for i, link in enumerate(chain_raw):
+        if not isinstance(link, list) or len(link) != 4:
+            raise ProtocolError(f"envelope.chain[{i}]: must be [key_id, public, by, signature]")
+        chain.append(
+            Endorsement(
+                _int(link[0], f"envelope.chain[{i}].key_id", 0, 0xFFFF),
+                _bytes(link[1], f"envelope.chain[{i}].public", 32),
+                _int(link[2], f"envelope.chain[{i}].by", 0, 0xFFFF),
+                _bytes(link[3], f"envelope.chain[{i}].signature", 64),
+            )
+        )
+    public = _signing_key(key_id, chain, trusted)
+    if not _check(public, signature, ENVELOPE_DOMAIN + body):
+        raise ProtocolError(f"envelope: the signature does not verify with key {key_id}")
+    fields = _Fields(unpack(body, "envelope body", limit), "envelope body")
+    try:
+        kind = EnvelopeKind(fields.map.get("kind"))
+    except ValueError:
+        raise ProtocolError(f"envelope body: unknown kind {fields.map.get('kind')!r}") from None
+    if kind not in kinds:
+        raise ProtocolError(f"envelope body: a {kind.value} envelope is not accepted here")
+    first = fields.integer("first")
+    last = fields.integer("last")
+    head = fields.integer("head")
+    at_ms = fields.integer("at")
+    raw_changes = fields.array("changes")
+    changes = tuple(
+        change_from_wire(c, f"envelope change {i + 1}") for i, c in enumerate(raw_changes)
+    )
+    next_cursor = None
+    if kind is EnvelopeKind.SNAPSHOT:
+        if first != last:
+            raise ProtocolError("envelope body: a snapshot chunk has first == last")
+        raw_next = fields.map.get("next")
+        if raw_next is not None:
+            next_cursor = snapshot_cursor(raw_next, "envelope body.next")
+    elif last - first != len(changes):
+        raise ProtocolError(
+            f"envelope body: revisions {first + 1}..{last} but {len(changes)} changes"
+        )
+    if head < last:
+        raise ProtocolError("envelope body: head revision is older than the last change")
+    return Envelope(kind, key_id, first, last, at_ms, changes, next_cursor, tuple(chain), head)
+
+
+def _signing_key(key_id: int, chain: list[Endorsement], trusted: TrustLookup) -> bytes:
+    """The public key of `key_id`: trusted directly, or endorsed by a chain from a trusted key."""
+    known = trusted(key_id)
+    if known is not None:
+        return known
+    endorsed: dict[int, bytes] = {}
+    for i, link in enumerate(chain):
+        voucher = endorsed.get(link.by)
+        if voucher is None:
+            voucher = trusted(link.by)
+        if voucher is None or not _check(voucher, link.signature, _endorsed_bytes(link)):
+            raise ProtocolError(
+                f"envelope.chain[{i}]: key {link.key_id} is not vouched for by a trusted key"
+            )
+        endorsed[link.key_id] = link.public_key
+    if key_id in endorsed:
+        return endorsed[key_id]
+    raise ProtocolError(f"envelope: signed with key {key_id}, which this edge does not trust")
+
+
+def snapshot_cursor(value: Any, what: str) -> tuple[str, Any]:
+    """A snapshot position: [section, last key] (int or 16-byte hash or None)."""
+    if not isinstance(value, list) or len(value) != 2 or value[0] not in SNAPSHOT_SECTIONS:
+        raise ProtocolError(f"{what}: must be [section, after] with a known section")
+    after = value[1]
+    if after is not None and not isinstance(after, int | bytes | list):
+        raise ProtocolError(f"{what}: position must be an integer, bytes or a pair")
+    if isinstance(after, list) and (len(after) != 2 or not isinstance(after[0], str)):
+        raise ProtocolError(f"{what}: a passage position is [device, seq]")
+    return (value[0], after)
+
+
+# -- device requests -------------------------------------------------------------------------
+
+
+def request_signed_bytes(method: str, path: str, time_ms: int, device: str, body: bytes) -> bytes:
+    """What a device signs for one request."""
+    digest = hashlib.sha256(body).digest()
+    line = f"{method.upper()}\n{path}\n{time_ms}\n{device}\n".encode()
+    return REQUEST_DOMAIN + line + digest
+
+
+def sign_request(
+    key: Ed25519PrivateKey, device: str, *, method: str, path: str, time_ms: int, body: bytes
+) -> dict[str, str]:
+    """The headers that authenticate a device's request."""
+    signature = key.sign(request_signed_bytes(method, path, time_ms, device, body))
+    return {
+        VERSION_HEADER: str(VERSION),
+        DEVICE_HEADER: device,
+        TIME_HEADER: str(time_ms),
+        SIGNATURE_HEADER: base64.b64encode(signature).decode("ascii"),
+        "Content-Type": CONTENT_TYPE,
+    }
+
+
+def verify_request(
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    now_ms: int,
+    public_key_of: Callable[[str], bytes | None],
+) -> str:
+    """The authenticated device name, or RequestRejectedError saying why not."""
+    version = headers.get(VERSION_HEADER)
+    if version != str(VERSION):
+        raise RequestRejectedError(
+            ErrorCode.UNSUPPORTED_PROTOCOL,
+            f"this central system speaks protocol version {VERSION}, the request {version!r}",
+        )
+    device = headers.get(DEVICE_HEADER, "")
+    time_text = headers.get(TIME_HEADER, "")
+    signature_text = headers.get(SIGNATURE_HEADER, "")
+    if not device or not time_text.isdigit() or not signature_text:
+        raise RequestRejectedError(
+            ErrorCode.UNAUTHENTICATED,
+            f"requests carry {DEVICE_HEADER}, {TIME_HEADER} and {SIGNATURE_HEADER}",
+        )
+    public = public_key_of(device)
+    if public is None:
+        raise RequestRejectedError(
+            ErrorCode.UNKNOWN_DEVICE, f"device {device[:60]!r} is not registered"
+        )
+    time_ms = int(time_text)
+    if abs(time_ms - now_ms) > REQUEST_MAX_SKEW_MS:
+        raise RequestRejectedError(
+            ErrorCode.CLOCK_SKEW,
+            f"request time is {(time_ms - now_ms) / 1000:+.0f} s from the central clock",
+        )
+    try:
+        signature = base64.b64decode(signature_text, validate=True)
+    except binascii.Error:
+        signature = b""
+    signed = request_signed_bytes(method, path, time_ms, device, body)
+    if len(signature) != 64 or not _check(public, signature, signed):
+        raise RequestRejectedError(
+            ErrorCode.UNAUTHENTICATED, "the request signature does not verify"
+        )
+    return device
+
+
+class RequestRejectedError(SyncError):
+    """A request the central system refuses; becomes an error body."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def error_body(code: ErrorCode, message: str) -> bytes:
+    """An error body: what went wrong, for programs (code) and people (message)."""
+    return pack({"error": code.value, "message": message[:1000], "protocol": VERSION})
+
+
+def parse_error(status: int, data: bytes) -> RemoteError:
+    """The error a non-2xx answer stands for (bodies that are not error bodies included)."""
+    try:
+        fields = _Fields(unpack(data, "error body", 1 << 16), "error body")
+        return RemoteError(
+            status, fields.text("error", limit=40), fields.text("message", limit=1000)
+        )
+    except ProtocolError:
+        return RemoteError(status, "http", f"{len(data)} bytes that are not an error body")
+
+
+# -- journal upload --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One journal row as uploaded; (device, seq) is its idempotency key."""
+
+    seq: int
+    at_ms: int
+    lane: str
+    direction: str  # "entry" or "exit"
+    reason: str
+    admitted: bool
+    code_hash: bytes | None
+    credential_id: int | None
+
+
+MAX_JOURNAL_BATCH = 10_000
+
+
+def journal_to_wire(records: Sequence[JournalRecord]) -> bytes:
+    """A journal upload body."""
+    return pack(
+        {
+            "entries": [
+                [
+                    r.seq,
+                    r.at_ms,
+                    r.lane,
+                    r.direction,
+                    r.reason,
+                    r.admitted,
+                    r.code_hash,
+                    r.credential_id,
+                ]
+                for r in records
+            ]
+        }
+    )
+
+
+def journal_from_wire(data: bytes) -> list[JournalRecord]:
+    """Parse a journal upload body strictly."""
+    fields = _Fields(unpack(data, "journal", MAX_REQUEST_BYTES), "journal")
+    rows = fields.array("entries")
+    if len(rows) > MAX_JOURNAL_BATCH:
+        raise ProtocolError(f"journal: {len(rows)} entries, at most {MAX_JOURNAL_BATCH} a batch")
+    out = []
+    for i, row in enumerate(rows):
+        w = f"journal.entries[{i}]"
+        if not isinstance(row, list) or len(row) != 8:
+            raise ProtocolError(f"{w}: must be an array of 8 items")
+        direction = _str(row[3], f"{w}.direction")
+        if direction not in ("entry", "exit"):
+            raise ProtocolError(f"{w}.direction: must be entry or exit")
+        out.append(
+            JournalRecord(
+                seq=_int(row[0], f"{w}.seq", 1),
+                at_ms=_int(row[1], f"{w}.at"),
+                lane=_str(row[2], f"{w}.lane"),
+                direction=direction,
+                reason=_str(row[4], f"{w}.reason", 40),
+                admitted=_bool(row[5], f"{w}.admitted"),
+                code_hash=None if row[6] is None else _bytes(row[6], f"{w}.code_hash", _HASH),
+                credential_id=None if row[7] is None else _int(row[7], f"{w}.credential_id"),
+            )
+        )
+    return out
+
+
+def fields(data: bytes, what: str, limit: int = 1 << 16) -> _Fields:
+    """A small msgpack map body with typed, named access (hello, changes requests)."""
+    return _Fields(unpack(data, what, limit), what)

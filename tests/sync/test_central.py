@@ -1,0 +1,243 @@
+"""The reference central system: workflow operations, journal ingest, snapshots, its HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.codes import EntryPolicy, Kind, parse
+from sync import protocol
+from sync.central.cli import main
+from sync.central.db import CentralDB, CentralError
+from sync.central.server import serve
+from sync.protocol import (
+    CredentialChange,
+    EnvelopeKind,
+    JournalRecord,
+    KeyChange,
+    Revocation,
+    RevokeCode,
+    RevokeCredential,
+)
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[CentralDB]:
+    central = CentralDB(tmp_path / "central.db")
+    central.add_key()
+    try:
+        yield central
+    finally:
+        central.close()
+
+
+def changes(db: CentralDB, since: int = 0) -> list[protocol.Change]:
+    _, wire, _ = db.changes_since(since, 10_000)
+    return [protocol.change_from_wire(c, "test") for c in wire]
+
+
+def test_replace_revokes_the_old_code_and_keeps_name_and_validity(db: CentralDB) -> None:
+    annual = db.add_product("Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(10), days=365)
+    _, (card,) = db.sell(annual, holder="Ada", valid_from=START)
+    head = db.head()
+    new = db.replace(card.credential_id)
+    assert new != card.code
+    old, fresh = parse(card.code.encode()), parse(new.encode())
+    assert fresh.claims.credential_id == old.claims.credential_id  # type: ignore[union-attr]
+    assert fresh.claims.validity == old.claims.validity  # type: ignore[union-attr]
+    assert fresh.claims.reissue == 1  # type: ignore[union-attr]
+    revoke, facts = changes(db, head)
+    assert revoke == RevokeCode(old.hash, Revocation.REPLACED)
+    assert isinstance(facts, CredentialChange)
+    assert db.credential_code(card.credential_id) == new
+
+
+def test_extend_adds_the_original_duration_and_keeps_the_code(db: CentralDB) -> None:
+    annual = db.add_product("Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(), days=30)
+    _, (card,) = db.sell(annual, valid_from=START)
+    assert db.extend(card.credential_id) == START + timedelta(days=60, seconds=-1)
+    assert db.extend(card.credential_id) == START + timedelta(days=90, seconds=-1)
+    (last,) = changes(db, db.head() - 1)
+    assert isinstance(last, CredentialChange)
+    assert last.valid_until == int((START + timedelta(days=90)).timestamp()) - 1
+    assert db.credential_code(card.credential_id) == card.code
+
+
+def test_season_renewal_dry_run_reports_and_changes_nothing(db: CentralDB) -> None:
+    season = db.add_product("Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(), days=300)
+    _, sold = db.sell(season, count=5, season=2025, valid_from=START)
+    sale, (gone,) = db.sell(season, season=2025, valid_from=START)
+    db.cancel_sale(sale)
+    head = db.head()
+    report = db.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=True)
+    assert (len(report.renewed), report.batches, report.dry_run) == (5, 3, True)
+    assert report.skipped == [(gone.credential_id, "cancelled, not renewed")]
+    assert db.head() == head
+
+    done = db.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=False)
+    assert [old for old, _ in done.renewed] == [s.credential_id for s in sold]
+    renewed = changes(db, head)
+    assert len(renewed) == 5
+    assert all(isinstance(c, CredentialChange) and not c.paid for c in renewed)
+    again = db.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=True)
+    assert again.renewed == []  # every holder is renewed already
+    with pytest.raises(CentralError, match="no credentials in season 1999"):
+        db.renew_season(1999, 2000, batch_size=2, valid_from=START, dry_run=True)
+
+
+def test_cancel_sale_and_event_and_refusals_change_nothing(db: CentralDB) -> None:
+    event = db.add_event("Gala")
+    ticket = db.add_product("Ticket")
+    sale, sold = db.sell(ticket, event_id=event, count=2)
+    head = db.head()
+    assert db.cancel_sale(sale) == [s.credential_id for s in sold]
+    assert changes(db, head) == [
+        RevokeCredential(s.credential_id, Revocation.CANCELLED) for s in sold
+    ]
+    db.cancel_event(event)
+    head = db.head()
+    for refused in (
+        lambda: db.cancel_sale(sale),
+        lambda: db.cancel_event(event),
+        lambda: db.extend(sold[0].credential_id),
+        lambda: db.sell(ticket, event_id=999),
+        lambda: db.retire_key(1),
+        lambda: db.revoke_code("EDGE:!!"),
+    ):
+        with pytest.raises(CentralError):
+            refused()
+    assert db.head() == head
+
+
+def test_key_rotation_is_endorsed_and_retiring_is_published(db: CentralDB) -> None:
+    second = db.add_key()
+    key_id, key, chain = db.signer()
+    assert key_id == second
+    db.retire_key(1)
+    assert changes(db)[-1] == KeyChange(1, db.signing_keys()[0][1], retired=True)
+    first_public = db.signing_keys()[0][1]
+    data = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=0, last=0, at_ms=1, changes=[],
+                         chain=chain)  # fmt: skip
+    envelope = protocol.open_envelope(data, {1: first_public}.get)  # an edge that missed it
+    assert envelope.key_id == second
+
+
+def test_journal_rows_are_stored_once_and_double_entries_reported(db: CentralDB) -> None:
+    ticket = db.add_product("Ticket")
+    _, (sold,) = db.sell(ticket)
+    code_hash = parse(sold.code.encode()).hash
+
+    def row(seq: int) -> JournalRecord:
+        return JournalRecord(
+            seq, 1000 + seq, "L", "entry", "admitted", admitted=True, code_hash=code_hash,
+            credential_id=sold.credential_id,
+        )  # fmt: skip
+
+    assert db.ingest("north", [row(1)]) == (1, 0)
+    assert db.ingest("north", [row(1)]) == (0, 1)  # a retried batch
+    assert db.double_entries() == []
+    assert db.ingest("south", [row(1)]) == (1, 0)  # the same ticket at a cut-off gate
+    (double,) = db.double_entries()
+    assert (double.device, double.entries, double.allowed) == ("south", 2, 1)
+    assert db.journal_count() == 2
+
+
+def test_snapshot_chunks_cover_the_state_once_and_resume_at_a_cursor(db: CentralDB) -> None:
+    ticket = db.add_product("Ticket")
+    _, sold = db.sell(ticket, count=7, plain_codes=[f"BAR{i}" for i in range(7)])
+    for item in sold[:3]:
+        db.revoke_code(item.code)
+    everything: list[list[object]] = []
+    cursor = None
+    while True:
+        chunk, cursor = db.snapshot_chunk(cursor, 4)
+        assert len(chunk) <= 4
+        everything += chunk
+        if cursor is None:
+            break
+    kinds = [c[0] for c in everything]
+    assert (kinds.count("key"), kinds.count("credential"), kinds.count("plain")) == (1, 7, 7)
+    assert kinds.count("revoke-code") == 3
+    assert len(everything) == 18
+
+
+def test_admin_cli_drives_the_workflows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "c.db")
+
+    def run(*args: str) -> str:
+        assert main(["--db", path, *args]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    run("key", "add")
+    assert run("event", "add", "Gala") == "event 1\n"
+    assert run("product", "add", "Pass", "--kind", "pass", "--unlimited", "5", "--days", "365")
+    sold = run("sell", "1", "--season", "2025", "--count", "2", "--unpaid").split("\n")[1]
+    cid, code = sold.split()
+    assert run("paid", cid) == f"credential {cid} paid\n"
+    assert "valid until" in run("extend", cid)
+    assert run("replace", cid).startswith("EDGE:")
+    assert "revoked" in run("revoke", code)
+    assert "would renew 2 in 1 batches" in run("renew", "2025", "2026", "--valid-from",
+                                               "2026-01-01", "--dry-run")  # fmt: skip
+    assert "0 double entries" in run("doubles")
+    assert "wrote" in run("bundle", "--out", str(tmp_path / "b.bundle"))
+    assert main(["--db", path, "extend", "999"]) == 1
+    assert "no credential 999" in capsys.readouterr().err
+
+
+@pytest.fixture
+async def server(db: CentralDB) -> AsyncIterator[str]:
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(db, "127.0.0.1", 0, ready.set_result))
+    url = await ready
+    try:
+        yield url
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_the_api_answers_bad_requests_with_error_bodies(db: CentralDB, server: str) -> None:
+    device = Ed25519PrivateKey.generate()
+    db.add_device("gate-1", protocol.public_bytes(device))
+    head = db.head()
+
+    async def post(path: str, body: bytes, key: Ed25519PrivateKey = device) -> tuple[int, object]:
+        headers = protocol.sign_request(key, "gate-1", method="POST", path=path,
+                                        time_ms=int(datetime.now(UTC).timestamp() * 1000),
+                                        body=body)  # fmt: skip
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(server + path, data=body, headers=headers) as response,
+        ):
+            assert response.headers["Edge-Protocol"] == "1"  # errors included
+            return response.status, protocol.unpack(await response.read(), "answer", 1 << 24)
+
+    status, answer = await post("/v1/hello", protocol.pack({"revision": 0}))
+    assert status == 200
+    assert answer["head"] == head  # type: ignore[index]
+    cases = [
+        ("/v1/hello", b"\xc1", device, 400, "bad-request"),
+        ("/v1/changes", protocol.pack({"since": "zero"}), device, 400, "bad-request"),
+        ("/v1/changes", protocol.pack({"since": head + 5}), device, 409, "revision-ahead"),
+        ("/v1/journal", protocol.pack({"entries": [[1]]}), device, 400, "bad-request"),
+        ("/v1/hello", protocol.pack({"revision": 0}), Ed25519PrivateKey.generate(), 401,
+         "unauthenticated"),
+    ]  # fmt: skip
+    for path, body, key, want_status, code in cases:
+        status, answer = await post(path, body, key)
+        assert (status, answer["error"]) == (want_status, code), answer  # type: ignore[index]
+    assert db.journal_count() == 0
+    assert db.head() == head
+    db.remove_device("gate-1")
+    status, answer = await post("/v1/hello", protocol.pack({"revision": 0}))
+    assert (status, answer["error"]) == (403, "unknown-device")  # type: ignore[index]

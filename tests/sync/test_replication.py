@@ -1,0 +1,287 @@
+"""The edge's sync client against hostile pushes, replays and gaps, with a real store and port."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.cli import main
+from edge.codes import parse
+from edge.config import SyncConfig
+from edge.decide import GateRules, Reason
+from edge.facts import Direction
+from edge.gate import Gate
+from edge.replication import REVISION_CURSOR, Replicator, import_bundle
+from edge.store import Store
+from sync import protocol
+from sync.central.db import CentralDB
+from sync.central.server import serve
+from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
+from tests.conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
+
+RULES = GateRules(gate="lane-1")
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def envelope(changes: list[object], first: int, key: Ed25519PrivateKey = PRIVATE) -> bytes:
+    return protocol.seal(
+        EnvelopeKind.CHANGES, KEY_ID, key, first=first, last=first + len(changes), at_ms=1,
+        changes=changes,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def replicator(store: Store) -> AsyncIterator[Replicator]:
+    """A running client whose central system is unreachable: only pushes arrive."""
+    await store.set_cursor(REVISION_CURSOR, "0")
+    settings = SyncConfig(url="http://127.0.0.1:9", push_port=0, timeout_seconds=0.5)
+    client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
+    task = asyncio.create_task(client.run())
+    for _ in range(500):
+        if client.listening_url:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield client
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def push(client: Replicator, body: bytes) -> tuple[int, dict[str, object]]:
+    assert client.listening_url
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(client.listening_url, data=body) as r,
+    ):
+        assert r.headers["Edge-Protocol"] == "1"
+        return r.status, protocol.unpack(await r.read(), "answer", 1 << 16)
+
+
+def decision(store: Store, code: str) -> Reason:
+    return (
+        Gate(store, clock=lambda: NOW).check(code.encode(), RULES, Direction.ENTRY).decision.reason
+    )
+
+
+async def test_pushes_apply_in_order_and_replays_change_nothing(
+    store: Store, replicator: Replicator
+) -> None:
+    code = mint_code(ticket(1))
+    revoke = RevokeCode(parse(code.encode()).hash, Revocation.REVOKED)
+    assert decision(store, code) is Reason.ADMITTED
+    status, answer = await push(replicator, envelope([revoke], 0))
+    assert (status, answer) == (200, {"revision": 1, "status": "applied"})
+    assert decision(store, code) is Reason.REVOKED
+    assert store.cursor(REVISION_CURSOR) == "1"
+
+    before = store.stats()
+    status, answer = await push(replicator, envelope([revoke], 0))
+    assert answer == {"revision": 1, "status": "stale"}
+    assert store.stats() == before
+
+    # Revisions 3..: revision 2 is missing, so nothing is applied and a pull is wanted.
+    status, answer = await push(replicator, envelope([CancelEvent(42)], 2))
+    assert answer == {"revision": 1, "status": "gap"}
+    assert decision(store, mint_code(ticket(2))) is Reason.ADMITTED
+
+    # An envelope overlapping what the store has applies only the new part.
+    status, answer = await push(replicator, envelope([revoke, CancelEvent(42)], 0))
+    assert answer == {"revision": 2, "status": "applied"}
+    assert decision(store, mint_code(ticket(2))) is Reason.EVENT_CANCELLED
+    assert replicator.state.pushes == {"applied": 2, "stale": 1, "gap": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"", 400, "not valid msgpack"),
+        (b"\x93\x01\x02\x03", 400, "envelope: must be a map"),
+        (envelope([CancelEvent(42)], 0, Ed25519PrivateKey.generate()), 400, "does not verify"),
+        (envelope([CancelEvent(42)], 0)[:-3], 400, "not valid msgpack"),
+        (b"\x00" * (protocol.MAX_PUSH_BYTES + 1), 413, "too large"),
+        (
+            protocol.seal(
+                EnvelopeKind.BUNDLE,
+                KEY_ID,
+                PRIVATE,
+                first=0,
+                last=1,
+                at_ms=1,
+                changes=[CancelEvent(42)],
+            ),
+            400,
+            "bundle envelope is not accepted here",
+        ),
+    ],
+)
+async def test_bad_pushes_are_refused_with_an_error_body_and_change_nothing(
+    store: Store, replicator: Replicator, body: bytes, status: int, message: str
+) -> None:
+    before = store.stats()
+    got, answer = await push(replicator, body)
+    assert got == status
+    assert message in str(answer["message"])
+    assert store.stats() == before
+    assert store.cursor(REVISION_CURSOR) == "0"
+    assert decision(store, mint_code(ticket(3))) is Reason.ADMITTED  # scanning still works
+
+
+async def test_passages_from_other_gates_count_once_and_our_own_not_at_all(
+    store: Store, replicator: Replicator
+) -> None:
+    at = int(NOW.timestamp() * 1000) - 60_000
+    theirs = Passage("gate-2", 5, 1, at, "South", entry=True)
+    ours = Passage("gate-1", 9, 2, at, "North", entry=True)
+    await push(replicator, envelope([theirs, ours], 0))
+    await push(replicator, envelope([theirs], 2))  # the same passage again, as a new revision
+    assert decision(store, mint_code(ticket(1))) is Reason.ALREADY_USED
+    assert decision(store, mint_code(ticket(2))) is Reason.ADMITTED
+
+
+async def test_scanning_goes_on_while_the_central_system_is_unreachable(
+    store: Store, replicator: Replicator
+) -> None:
+    gate = Gate(store, clock=lambda: NOW)
+    check = await gate.admit(mint_code(ticket(7)).encode(), RULES, Direction.ENTRY)
+    assert check.decision.reason is Reason.ADMITTED
+    replicator.journal_changed()
+    assert store.journal_backlog() == 1  # still queued: nothing acknowledged it
+
+
+async def test_bundles_apply_with_the_checks_of_a_push(store: Store, tmp_path: Path) -> None:
+    code = mint_code(ticket(4))
+    bundle = protocol.seal(
+        EnvelopeKind.BUNDLE, KEY_ID, PRIVATE, first=0, last=1, at_ms=1, changes=[CancelEvent(42)]
+    )
+    assert await import_bundle(store, bundle, device="gate-1") == ("applied", 0, 1)
+    assert decision(store, code) is Reason.EVENT_CANCELLED
+    assert await import_bundle(store, bundle, device="gate-1") == ("stale", 1, 1)
+    later = protocol.seal(
+        EnvelopeKind.BUNDLE, KEY_ID, PRIVATE, first=5, last=6, at_ms=1, changes=[CancelEvent(43)]
+    )
+    with pytest.raises(protocol.SyncError, match="write a bundle with --since 1 or less"):
+        await import_bundle(store, later, device="gate-1")
+
+
+def test_edge_import_rejects_a_damaged_bundle_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        f'[device]\nname = "g"\n[[keys]]\nid = {KEY_ID}\n'
+        f'public = "{base64.b64encode(public_bytes(PRIVATE)).decode()}"\n'
+    )
+    good = protocol.seal(
+        EnvelopeKind.BUNDLE, KEY_ID, PRIVATE, first=0, last=1, at_ms=1, changes=[CancelEvent(42)]
+    )
+    damaged = tmp_path / "damaged.bundle"
+    damaged.write_bytes(good[:-10] + bytes(10))
+    assert main(["import", str(damaged), "--config", str(config)]) == 1
+    assert "signature does not verify" in capsys.readouterr().err
+
+    async def revision() -> str | None:
+        store = await Store.open(tmp_path / "edge.db")
+        try:
+            return store.cursor(REVISION_CURSOR)
+        finally:
+            await store.close()
+
+    assert asyncio.run(revision()) is None
+    fine = tmp_path / "fine.bundle"
+    fine.write_bytes(good)
+    assert main(["import", str(fine), "--config", str(config)]) == 0
+    assert "applied revisions 1..1" in capsys.readouterr().out
+    assert asyncio.run(revision()) == "1"
+
+
+async def test_a_central_system_that_never_answers_does_not_hold_up_scans(store: Store) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        del request
+        entered.set()
+        await release.wait()  # answers only once the test is over
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/v1/hello", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = SyncConfig(url=f"http://127.0.0.1:{port}", push_port=0, timeout_seconds=60)
+    client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
+    task = asyncio.create_task(client.run())
+    try:
+        await asyncio.wait_for(entered.wait(), 10)  # the hello is hanging now
+        gate = Gate(store, clock=lambda: NOW)
+        for credential in range(10, 20):
+            check = await gate.admit(mint_code(ticket(credential)).encode(), RULES, Direction.ENTRY)
+            assert check.decision.reason is Reason.ADMITTED
+        assert not task.done()
+        assert store.journal_backlog() == 10
+    finally:
+        release.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
+    store: Store, tmp_path: Path
+) -> None:
+    db = CentralDB(tmp_path / "central.db")
+    db.add_key()
+    identity = Ed25519PrivateKey.generate()
+    db.add_device("gate-1", protocol.public_bytes(identity))
+    product = db.add_product("Ticket")
+    _, sold = db.sell(product, count=3)
+    await store.put_keys([(k, public, retired) for k, public, retired in db.signing_keys()])
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(serve(db, "127.0.0.1", 0, ready.set_result))
+    # The central system's own pushes go nowhere, and no periodic pull comes soon: only the
+    # gap in the push below can make the edge fetch what it missed.
+    settings = SyncConfig(url=await ready, push_port=0, push_url="http://127.0.0.1:9/v1/push",
+                          pull_interval_seconds=3600)  # fmt: skip
+    client = Replicator(settings, store, device="gate-1", identity=identity)
+    task = asyncio.create_task(client.run())
+    try:
+        start = db.head()
+        await _until(lambda: client.state.revision == start, "the bootstrap")
+        db.revoke_code(sold[0].code)
+        db.revoke_code(sold[1].code)
+        key_id, key, _ = db.signer()
+        _, (change,), _ = db.changes_since(start + 1, 1)
+        gap = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=start + 1,
+                            last=start + 2, at_ms=1, changes=[change])  # fmt: skip
+        status, answer = await push(client, gap)
+        assert (status, answer) == (200, {"revision": start, "status": "gap"})
+        await _until(lambda: client.state.revision == start + 2, "the pull after the gap")
+        assert decision(store, sold[0].code) is Reason.REVOKED
+        assert decision(store, sold[1].code) is Reason.REVOKED
+        assert decision(store, sold[2].code) is Reason.ADMITTED
+    finally:
+        for running in (task, server):
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        db.close()
