@@ -139,7 +139,7 @@ def test_gates_cut_off_from_each_other_admit_twice_and_the_central_reports_it(
         report = _command("sync.central.cli", "--db", str(central.db_path), "doubles")
         assert f"credential {sold.credential_id}: entry 2 of 1 allowed" in report.stdout
         # Each gate now knows both entries.
-        wait_for(lambda: all(g.entries(sold.credential_id) == 2 for g in gates), 10, "entries")
+        wait_for(lambda: all(g.entries(sold.credential_id) == 2 for g in gates), 30, "entries")
     finally:
         for gate in gates:
             gate.kill()
