@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import ipaddress
 import tomllib
-import types
-import typing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +20,7 @@ from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 from edge.decide import GateRules
 from edge.errors import ConfigError
 from edge.messages import LANGUAGES
+from edge.tables import build
 
 T = TypeVar("T")
 
@@ -215,63 +213,6 @@ class Config:
             products=frozenset(lane.products) if lane.products is not None else None,
             clock_skew=timedelta(seconds=self.device.clock_skew_seconds),
         )
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
-
-
-def _value(tp: Any, value: Any, key: str, path: str) -> Any:
-    """`value` converted to `tp`, or ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _value(options[0], value, key, path)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"must be {_type_name(tp)}", path=path, key=key)
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(_value(item, v, f"{key}[{i}]", path) for i, v in enumerate(value))
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, tp) and not isinstance(value, bool)
-    if not ok:
-        raise ConfigError(
-            f"must be {_type_name(tp)}, not {type(value).__name__} {value!r}", path=path, key=key
-        )
-    return float(value) if tp is float else value
-
-
-def build(cls: type[T], table: Any, where: str, path: str) -> T:
-    """An instance of the dataclass `cls` from a TOML table; every error names the key."""
-    if not isinstance(table, dict):
-        raise ConfigError("must be a table", path=path, key=where)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r}; allowed: {', '.join(fields)}", path=path, key=where
-        )
-    values = {}
-    for name, f in fields.items():
-        key = f"{where}.{name}"
-        if name in table:
-            values[name] = _value(hints[name], table[name], key, path)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError("is required", path=path, key=key)
-    try:
-        return cls(**values)
-    except ValueError as err:
-        raise ConfigError(str(err), path=path, key=where) from err
 
 
 def _drivers(

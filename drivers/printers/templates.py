@@ -14,7 +14,6 @@ import enum
 import functools
 import io
 import string
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from drivers.printers import code128, fgl
 from drivers.printers.fglrender import render as render_fgl
 from edge.errors import ConfigError, PrinterError
+from edge.tables import build
 
 MAX_IMAGE_BYTES = 4 << 20  # a logo or photo file larger than this is not meant for a ticket
 MAX_IMAGE_PIXELS = 4096 * 4096  # decompression bombs stop here, before Pillow allocates them
@@ -143,34 +143,16 @@ _ROTATIONS = {
     "up": fgl.Rotation.UP,
     "left": fgl.Rotation.LEFT,
 }
-_TYPE_NAMES = {int: "an integer", str: "a string", bool: "a boolean"}
 
 
-def _build(cls: type[Any], table: Mapping[str, Any], where: str, path: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r}; allowed: {', '.join(fields)}", path=path, key=where
-        )
-    values = {}
-    for name, f in fields.items():
-        if name not in table:
-            if f.default is dataclasses.MISSING:
-                raise ConfigError("is required", path=path, key=f"{where}.{name}")
-            continue
-        value, tp = table[name], hints[name]
-        if type(value) is not tp:
-            raise ConfigError(
-                f"must be {_TYPE_NAMES.get(tp, tp)}, not {value!r}",
-                path=path,
-                key=f"{where}.{name}",
-            )
-        if tp is int and not -fgl.MAX_DOTS <= value <= fgl.MAX_DOTS:
-            raise ConfigError(f"{value} is out of range", path=path, key=f"{where}.{name}")
-        values[name] = value
-    return cls(**values)
+def _item(cls: type[Any], table: dict[str, Any], where: str, path: str) -> Any:
+    """A template item from its table; coordinates and sizes must fit a page."""
+    item = build(cls, table, where, path)
+    for f in dataclasses.fields(item):
+        value = getattr(item, f.name)
+        if type(value) is int and not -fgl.MAX_DOTS <= value <= fgl.MAX_DOTS:
+            raise ConfigError(f"{value} is out of range", path=path, key=f"{where}.{f.name}")
+    return item
 
 
 def _placeholders(text: str, where: str, path: str) -> set[str]:
@@ -336,7 +318,7 @@ class Template:
                     path=path,
                     key=key,
                 )
-            item = _build(ITEM_TYPES[kind_name], settings, key, path)
+            item = _item(ITEM_TYPES[kind_name], settings, key, path)
             logos.append(None)
             if isinstance(item, TextItem):
                 used |= _placeholders(item.text, f"{key}.text", path)

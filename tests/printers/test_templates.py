@@ -148,7 +148,10 @@ def test_a_card_renders_an_image_whose_codes_read_back(tmp_path: Path) -> None:
         ({"fields": ["event", "code"]}, r"placeholder \{date\} is not in fields"),
         ({"items": [{"type": "banner", "x": 1, "y": 1}]}, "type 'banner' is unknown"),
         ({"items": [{"type": "text", "x": 1, "y": 1, "txt": "a"}]}, "unknown key 'txt'"),
-        ({"items": [{"type": "text", "x": "1", "y": 1, "text": "a"}]}, "must be an integer"),
+        (
+            {"items": [{"type": "text", "x": "1", "y": 1, "text": "a"}]},
+            "x: must be integer, not str '1'",
+        ),
         ({"items": [{"type": "text", "x": 1, "y": 1, "text": "{a.b}"}]}, "plain"),
         ({"items": [{"type": "text", "x": 1, "y": 1, "text": "a", "font": "F99"}]}, "font"),
         ({"items": [{"type": "text", "x": 5000, "y": 1, "text": "a"}]}, "does not fit"),
