@@ -227,6 +227,20 @@ class PrintQueue:
             counts[str(printer)] = int(count)
         return counts
 
+    async def abandon(self, job_id: str, why: str) -> bool:
+        """Fail a job still waiting in the queue (its caller gave up); False if it is past that."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
+                " WHERE job_id = ? AND state = 'queued'",
+                (why, to_ms(datetime.now(UTC)), job_id),
+            )
+            abandoned = cursor.rowcount == 1
+        if abandoned:
+            _LOGGER.info("job %s abandoned: %s", job_id, why)
+            self._on_change()
+        return abandoned
+
     # -- printing ------------------------------------------------------------------------------
 
     async def recover(self) -> int:

@@ -1,0 +1,162 @@
+"""The counter's local device API: each attack of docs/security.md is refused, and the
+WebSocket carries a real scanner's reads (a `lines` scanner on a FIFO) to a client with the
+token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from drivers.scanners.lines import LineScanner, LineScannerSettings
+from edge.config import CounterConfig, parse
+from edge.deviceapi import DeviceAPI, device_status, load_token
+from edge.errors import ConfigError
+from edge.printqueue import PrintQueue
+from edge.store import Store
+
+APP = "https://tickets.example.org"
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[DeviceAPI, str, Path]]:
+    store = await Store.open(tmp_path / "edge.db")
+    queue = PrintQueue(store, {}, {})
+    fifo = tmp_path / "scans"
+    os.mkfifo(fifo)
+    scanner = LineScanner("desk-scanner", LineScannerSettings(path=str(fifo)))
+    settings = CounterConfig(port=0, allowed_origins=(APP,))
+    token = load_token(tmp_path / "api.token")
+    api = DeviceAPI(
+        settings,
+        token,
+        queue=queue,
+        desk=None,
+        scanners={"desk-scanner": scanner},
+        status=lambda: device_status("desk-1", store, None, queue),
+    )
+    started = asyncio.Event()
+    task = asyncio.create_task(api.run(started))
+    await started.wait()
+    try:
+        yield api, token, fifo
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await scanner.close()
+        await store.close()
+
+
+async def get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return response.status, dict(response.headers), await response.text()
+
+
+async def test_every_call_needs_the_token_in_a_header(api: tuple[DeviceAPI, str, Path]) -> None:
+    server, token, _ = api
+    url = f"{server.url}/api/v1/status"
+    assert (await get(url))[0] == 401
+    assert (await get(url, Authorization="Bearer wrong-token-of-some-length"))[0] == 401
+    status, _, body = await get(f"{url}?token={token}")
+    assert status == 400
+    assert "never put the token in a URL" in body
+    status, _, body = await get(url, Authorization=f"Bearer {token}")
+    assert status == 200
+    assert json.loads(body)["device"] == "desk-1"
+
+
+async def test_a_rebound_host_name_is_refused(api: tuple[DeviceAPI, str, Path]) -> None:
+    server, token, _ = api
+    status, _, body = await get(
+        f"{server.url}/api/v1/status", Host="evil.example", Authorization=f"Bearer {token}"
+    )
+    assert status == 421
+    assert "DNS rebinding" in body
+    assert (await get(f"{server.url}/desk", Host="evil.example"))[0] == 421
+
+
+async def test_only_allowed_origins_get_cors(api: tuple[DeviceAPI, str, Path]) -> None:
+    server, token, _ = api
+    url = f"{server.url}/api/v1/status"
+    status, headers, _ = await get(
+        url, Origin="https://evil.example", Authorization=f"Bearer {token}"
+    )
+    assert status == 403
+    assert "Access-Control-Allow-Origin" not in headers
+    status, headers, _ = await get(url, Origin=APP, Authorization=f"Bearer {token}")
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == APP
+    assert "Access-Control-Allow-Credentials" not in headers
+    async with (
+        aiohttp.ClientSession() as session,
+        session.options(
+            url, headers={"Origin": APP, "Access-Control-Request-Headers": "authorization"}
+        ) as response,
+    ):
+        assert response.status == 204
+        assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+
+
+async def test_scans_reach_a_websocket_with_the_token(api: tuple[DeviceAPI, str, Path]) -> None:
+    server, token, fifo = api
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{server.url}/api/v1/scans") as socket:
+            await socket.send_str(json.dumps({"token": "wrong-token-of-some-length"}))
+            await socket.receive()
+            assert socket.close_code == 4401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(
+                f"{server.url}/api/v1/scans", headers={"Origin": "https://evil.example"}
+            )
+        assert refused.value.status == 403
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{server.url}/api/v1/scans") as socket,
+    ):
+        await socket.send_str(json.dumps({"token": token}))
+        ready = await socket.receive_json(timeout=10)
+        assert ready == {"type": "ready", "scanners": ["desk-scanner"]}
+        writer = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)
+        try:
+            os.write(writer, b"EDGE:VOUCHER1\n")
+            scan = await socket.receive_json(timeout=10)
+        finally:
+            os.close(writer)
+    assert (scan["type"], scan["scanner"], scan["code"]) == (
+        "scan",
+        "desk-scanner",
+        "EDGE:VOUCHER1",
+    )
+
+
+def test_the_token_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "api.token"
+    token = load_token(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(token) >= 40
+    assert load_token(path) == token
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_token(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('allowed_origins = ["https://a.example/path"]', "scheme and host, no path"),
+        ('address = "localhost"', "must be an IP address"),
+        ('card_template = "nope"', "is not a card template"),
+        ("port = 70000", "port must be 0..65535"),
+    ],
+)
+def test_counter_configuration_errors(tmp_path: Path, section: str, message: str) -> None:
+    text = f'[device]\nname = "desk"\n[counter]\n{section}\n'
+    with pytest.raises(ConfigError, match=message):
+        parse(text, tmp_path / "edge.toml")
