@@ -10,6 +10,7 @@ import pytest
 
 from edge.codes import EntryPolicy, Kind, plain_hash
 from sync import protocol
+from sync.central.cli import main
 from sync.central.db import CentralDB, CentralError, IssueRequest, Person
 from sync.central.server import Central
 from sync.protocol import PlainCodeChange, Revocation, RevokeCode, RevokeCredential
@@ -114,3 +115,31 @@ def test_every_central_route_is_documented(db: CentralDB) -> None:
     doc = (Path(__file__).parent.parent.parent / "docs" / "protocol.md").read_text("utf-8")
     paths = {r.resource.canonical for r in Central(db).app().router.routes() if r.resource}
     assert {p for p in paths if p.startswith("/v1/")} <= {p for p in paths if f"| `{p}` |" in doc}
+
+
+def test_the_till_sells_vouchers_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "central.db")
+    assert main(["--db", path, "key", "add"]) == 0
+    assert main(["--db", path, "product", "add", "Annual", "--kind", "pass", "--days", "365"]) == 0
+    assert main(["--db", path, "voucher", "product", "Annual voucher", "--pass", "1"]) == 0
+    capsys.readouterr()
+    assert (
+        main(["--db", path, "voucher", "sell", "2", "--surname", "Li", "--first-name", "Mo"]) == 0
+    )
+    cid, code = capsys.readouterr().out.split()
+    db = CentralDB(path)
+    try:
+        shown = db.desk_lookup(code)
+    finally:
+        db.close()
+    assert (shown["credential"], shown["kind"], shown["buyer"]) == (
+        int(cid),
+        "voucher",
+        ["Li", "Mo", "n.a."],
+    )
+    assert (
+        main(["--db", path, "voucher", "sell", "1", "--surname", "Li", "--first-name", "Mo"]) == 1
+    )
+    assert "not a pass voucher" in capsys.readouterr().err
