@@ -195,6 +195,7 @@ class CounterConfig:
     allowed_origins: tuple[str, ...] = ()  # web apps that may call the API from a browser
     allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost, 127.0.0.1 and [::1]
     card_template: str = ""  # the pass desk's card layout (a [[templates]] name, kind card)
+    ticket_template: str = ""  # the desk's BOCA ticket for a voucher or day ticket (kind ticket)
     offline_pass_days: int = 365  # validity the desk prints for a pass issued offline
 
     def __post_init__(self) -> None:
@@ -400,13 +401,15 @@ def parse(text: str, path: Path) -> Config:
     counter = None
     if "counter" in document:
         counter = build(CounterConfig, document["counter"], "counter", where)
-        card = {t.name: t for t in templates}.get(counter.card_template)
-        if counter.card_template and (card is None or card.kind.value != "card"):
-            raise ConfigError(
-                f"{counter.card_template!r} is not a card template in [[templates]]",
-                path=where,
-                key="counter.card_template",
-            )
+        for key, kind in (("card_template", "card"), ("ticket_template", "ticket")):
+            name = getattr(counter, key)
+            template = {t.name: t for t in templates}.get(name)
+            if name and (template is None or template.kind.value != kind):
+                raise ConfigError(
+                    f"{name!r} is not a {kind} template in [[templates]]",
+                    path=where,
+                    key=f"counter.{key}",
+                )
     return Config(
         path,
         device,

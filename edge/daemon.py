@@ -79,11 +79,12 @@ def _counter(
     if settings is None:
         return None
     token = load_token(config.path.parent / settings.token_file)
-    card = {t.name: t for t in config.templates}.get(settings.card_template)
+    templates = {t.name: t for t in config.templates}
     desk = Desk(
         store,
         queue,
-        card_template=card,
+        card_template=templates.get(settings.card_template),
+        ticket_template=templates.get(settings.ticket_template),
         central=replicator.request if replicator is not None else None,
         offline_pass_days=settings.offline_pass_days,
     )

@@ -144,6 +144,7 @@ class Desk:
         queue: PrintQueue,
         *,
         card_template: Template | None,
+        ticket_template: Template | None = None,
         central: Central | None,
         offline_pass_days: int = 365,
         clock: Callable[[], float] = time.time,
@@ -152,6 +153,7 @@ class Desk:
         self._store = store
         self._queue = queue
         self._card = card_template
+        self._ticket = ticket_template
         self._central = central
         self._offline_days = offline_pass_days
         self._clock = clock
@@ -393,6 +395,37 @@ class Desk:
         key = uuid.uuid4().hex
         state = await self._record(key, "cancel", {"key": key, "credential": credential}, None)
         return {"key": key, "state": state.value}
+
+    async def print_ticket(self, code: str) -> dict[str, Any]:
+        """Print a BOCA ticket for a voucher or day ticket that is still valid."""
+        if self._ticket is None:
+            raise DeskError("No ticket template is configured ([counter] ticket_template)")
+        sale = await self.lookup(code)
+        if sale["kind"] not in ("voucher", "ticket"):
+            raise DeskError(
+                f"This code is a {sale['kind']}; tickets are for vouchers and day tickets"
+            )
+        if sale["state"] != "active":
+            raise DeskError(f"This {sale['kind']} is {sale['state']}; no ticket printed")
+        values = {
+            "code": code.strip(),
+            "product": str(sale.get("product") or sale["kind"]),
+            "event": str(sale.get("product") or sale["kind"]),
+            "holder": str(sale.get("holder") or ""),
+            "number": str(sale["credential"]),
+            "date": _day(sale.get("valid_from")) or datetime.now(UTC).date().isoformat(),
+            "price": "",
+        }
+        missing = [f for f in self._ticket.fields if f not in values]
+        if missing:
+            raise DeskError(f"The ticket template needs field {missing[0]!r}, which the desk lacks")
+        job_id = f"desk-ticket-{uuid.uuid4().hex}"
+        fields = {name: values[name] for name in self._ticket.fields}
+        try:
+            record = await self._queue.submit(PrintJob(job_id, self._ticket.name, fields))
+        except PrinterError as err:
+            raise DeskError(f"The ticket cannot be printed: {err}") from err
+        return {"job_id": record.job_id, "printer": record.printer, "state": record.state.value}
 
     async def _print_card(self, key: str, values: Mapping[str, str]) -> None:
         """Print one card and wait for it; DeskError (nothing half done) if it fails."""

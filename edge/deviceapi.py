@@ -196,6 +196,7 @@ class DeviceAPI:
         app.router.add_post("/api/v1/desk/extend", self._desk_extend)
         app.router.add_post("/api/v1/desk/replace", self._desk_replace)
         app.router.add_post("/api/v1/desk/cancel", self._desk_cancel)
+        app.router.add_post("/api/v1/desk/ticket", self._desk_ticket)
         return app
 
     async def run(self, started: asyncio.Event | None = None) -> None:
@@ -428,6 +429,12 @@ class DeviceAPI:
     async def _desk_cancel(self, request: web.Request) -> web.Response:
         body = await self._json(request)
         return web.json_response(await self._the_desk().cancel(self._credential(body)))
+
+    async def _desk_ticket(self, request: web.Request) -> web.Response:
+        code = (await self._json(request)).get("code")
+        if not isinstance(code, str):
+            raise DeskError("Scan a voucher or day ticket", field="code")
+        return web.json_response(await self._the_desk().print_ticket(code), status=202)
 
 
 def device_status(

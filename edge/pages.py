@@ -121,6 +121,7 @@ DESK_PAGE = (
 <label><input type="radio" name="shipping" value="pickup" id="pickup" checked> pickup</label>
 <label><input type="radio" name="shipping" value="post" id="post"> post</label>
 <button type="submit" id="print-card">Print card and issue</button></fieldset></form>
+<div id="ticket-actions" class="hidden"><button id="print-ticket">Print BOCA ticket</button></div>
 <div id="pass-actions" class="hidden"><button id="extend">Extend</button>
 <button id="replace">Lost card: replace</button><button id="cancel">Cancel sale</button></div>
 <script>"""
@@ -138,6 +139,7 @@ function show(sale) {
   const voucher = sale.kind === "voucher" && sale.state === "active";
   $("issue").classList.toggle("hidden", !voucher);
   $("pass-actions").classList.toggle("hidden", sale.kind !== "pass" || sale.state !== "active");
+  $("ticket-actions").classList.toggle("hidden", sale.kind === "pass" || sale.state !== "active");
   if (voucher && sale.buyer) { [$("surname").value, $("first_name").value, $("address").value] = sale.buyer; }
   if (voucher && !$("valid_from").value) { $("valid_from").value = new Date().toISOString().slice(0, 10); }
   if (sale.kind === "voucher" && sale.state !== "active") say("This voucher is " + sale.state + " already", "error");
@@ -146,7 +148,7 @@ function show(sale) {
 function day(seconds) { return seconds ? new Date(seconds * 1000).toISOString().slice(0, 10) : ""; }
 async function lookup() {
   const code = $("code").value.trim(), number = $("number").value.trim();
-  $("sale").classList.add("hidden"); $("issue").classList.add("hidden"); $("pass-actions").classList.add("hidden");
+  for (const id of ["sale", "issue", "pass-actions", "ticket-actions"]) $(id).classList.add("hidden");
   try { show(await api("/api/v1/desk/lookup", number && !code ? { number: Number(number) } : { code })); }
   catch (err) { say(err.message, "error"); }
 }
@@ -172,6 +174,8 @@ $("extend").addEventListener("click", () => act("/api/v1/desk/extend",
   (r) => "Extended until " + r.valid_until + (r.reprinted ? "; card reprinted" : "") + (r.note ? "; " + r.note : "") + " (" + r.state + ")"));
 $("replace").addEventListener("click", () => act("/api/v1/desk/replace", { credential: current.credential },
   (r) => "Replaced: new card " + r.card + " (" + r.state + "); the old card no longer opens gates"));
+$("print-ticket").addEventListener("click", () => act("/api/v1/desk/ticket", { code: current.code_text },
+  (r) => "Ticket sent to printer " + r.printer + " (job " + r.job_id + ")"));
 $("cancel").addEventListener("click", () => act("/api/v1/desk/cancel", { credential: current.credential },
   (r) => "Sale cancelled (" + r.state + ")"));
 const realShow = show;

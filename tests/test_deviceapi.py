@@ -9,23 +9,36 @@ import json
 import os
 import stat
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import pytest
 
 from drivers.scanners.lines import LineScanner, LineScannerSettings
 from edge.config import CounterConfig, parse
+from edge.decide import Reason
 from edge.deviceapi import DeviceAPI, device_status, load_token
 from edge.errors import ConfigError
+from edge.facts import Direction
 from edge.printqueue import PrintQueue
-from edge.store import Store
+from edge.store import JournalEntry, Store
 
 APP = "https://tickets.example.org"
 
 
+class Running(NamedTuple):
+    """A device API serving on 127.0.0.1, its token, its scanner's FIFO and its store."""
+
+    server: DeviceAPI
+    token: str
+    fifo: Path
+    store: Store
+
+
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[DeviceAPI, str, Path]]:
+async def api(tmp_path: Path) -> AsyncIterator[Running]:
     store = await Store.open(tmp_path / "edge.db")
     queue = PrintQueue(store, {}, {})
     fifo = tmp_path / "scans"
@@ -45,7 +58,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[DeviceAPI, str, Path]]:
     task = asyncio.create_task(api.run(started))
     await started.wait()
     try:
-        yield api, token, fifo
+        yield Running(api, token, fifo, store)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -59,8 +72,8 @@ async def get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
         return response.status, dict(response.headers), await response.text()
 
 
-async def test_every_call_needs_the_token_in_a_header(api: tuple[DeviceAPI, str, Path]) -> None:
-    server, token, _ = api
+async def test_every_call_needs_the_token_in_a_header(api: Running) -> None:
+    server, token = api.server, api.token
     url = f"{server.url}/api/v1/status"
     assert (await get(url))[0] == 401
     assert (await get(url, Authorization="Bearer wrong-token-of-some-length"))[0] == 401
@@ -72,8 +85,30 @@ async def test_every_call_needs_the_token_in_a_header(api: tuple[DeviceAPI, str,
     assert json.loads(body)["device"] == "desk-1"
 
 
-async def test_a_rebound_host_name_is_refused(api: tuple[DeviceAPI, str, Path]) -> None:
-    server, token, _ = api
+async def test_the_status_shows_the_last_decisions(api: Running) -> None:
+    server, token, _, store = api
+    entry = JournalEntry(
+        datetime.now(UTC),
+        "north-1",
+        Direction.ENTRY,
+        Reason.REPLACED,
+        7,
+        b"\x01" * 16,
+        "EDGE:…WXYZ",
+    )
+    await store.record(entry)
+    status, _, body = await get(f"{server.url}/api/v1/status", Authorization=f"Bearer {token}")
+    assert status == 200
+    (decision,) = json.loads(body)["decisions"]
+    assert (decision["lane"], decision["reason"], decision["code"]) == (
+        "north-1",
+        "replaced",
+        "EDGE:…WXYZ",
+    )
+
+
+async def test_a_rebound_host_name_is_refused(api: Running) -> None:
+    server, token = api.server, api.token
     status, _, body = await get(
         f"{server.url}/api/v1/status", Host="evil.example", Authorization=f"Bearer {token}"
     )
@@ -82,8 +117,8 @@ async def test_a_rebound_host_name_is_refused(api: tuple[DeviceAPI, str, Path]) 
     assert (await get(f"{server.url}/desk", Host="evil.example"))[0] == 421
 
 
-async def test_only_allowed_origins_get_cors(api: tuple[DeviceAPI, str, Path]) -> None:
-    server, token, _ = api
+async def test_only_allowed_origins_get_cors(api: Running) -> None:
+    server, token = api.server, api.token
     url = f"{server.url}/api/v1/status"
     status, headers, _ = await get(
         url, Origin="https://evil.example", Authorization=f"Bearer {token}"
@@ -104,8 +139,8 @@ async def test_only_allowed_origins_get_cors(api: tuple[DeviceAPI, str, Path]) -
         assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
 
 
-async def test_scans_reach_a_websocket_with_the_token(api: tuple[DeviceAPI, str, Path]) -> None:
-    server, token, fifo = api
+async def test_scans_reach_a_websocket_with_the_token(api: Running) -> None:
+    server, token, fifo, _ = api
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(f"{server.url}/api/v1/scans") as socket:
             await socket.send_str(json.dumps({"token": "wrong-token-of-some-length"}))

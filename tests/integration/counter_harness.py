@@ -23,6 +23,7 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
+from drivers.printers.fglrender import render
 from edge import identity
 from edge.codes import EntryPolicy, Kind
 from sync.central.db import Person
@@ -56,6 +57,27 @@ x = 40
 y = 220
 data = "{code}"
 module = 8
+"""
+
+TICKET_TEMPLATE = """
+[[templates]]
+name = "voucher-ticket"
+kind = "ticket"
+fields = ["product", "code"]
+
+[[templates.items]]
+type = "text"
+x = 30
+y = 30
+text = "{product}"
+font = "F3"
+
+[[templates.items]]
+type = "qr"
+x = 820
+y = 80
+data = "{code}"
+module = 6
 """
 
 
@@ -100,6 +122,7 @@ class CounterProcess:
         self.cards = directory / "cards"
         self.cards.mkdir()
         self.fail_flag = directory / "printer-jammed"
+        self.tickets = directory / "tickets.fgl"
         self.fifo = directory / "scans"
         os.mkfifo(self.fifo)
         self.store_path = directory / "edge.db"
@@ -141,6 +164,11 @@ type = "lines"
 path = "{self.fifo}"
 
 [[printers]]
+name = "tickets"
+type = "boca"
+connection = "file:{self.tickets}"
+
+[[printers]]
 name = "cards"
 type = "cups"
 queue = "Evolis"
@@ -159,7 +187,8 @@ timeout_seconds = 2.0
 port = 0
 token_file = "api.token"
 card_template = "annual-pass"
-{CARD_TEMPLATE}""",
+ticket_template = "voucher-ticket"
+{CARD_TEMPLATE}{TICKET_TEMPLATE}""",
             encoding="utf-8",
         )
         return path
@@ -236,6 +265,12 @@ card_template = "annual-pass"
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(20)
         self.process = None
+
+
+def read_tickets(path: Path) -> list[str]:
+    """The QR codes on every BOCA ticket printed to `path`."""
+    tickets = render(path.read_bytes(), 384, 1100) if path.exists() else []
+    return [r.text for image in tickets for r in zxingcpp.read_barcodes(image)]
 
 
 def read_card(path: Path) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.counter_harness import CounterProcess, Venue, read_card
+from tests.integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
+from tests.integration.sync_harness import wait_for
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # the tests run as root in CI containers
@@ -95,6 +96,10 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
         desk.scan(voucher)  # the scanner's line reaches the page over the WebSocket
         message(page, "Found a voucher (central)", "ok")
         expect(page.locator("#surname")).to_have_value("Smith")  # the buyer, to start from
+
+        page.click("#print-ticket")  # a BOCA ticket for the voucher, from the same desk
+        message(page, "Ticket sent to printer tickets", "ok")
+        wait_for(lambda: read_tickets(desk.tickets) == [voucher], 20, "the voucher's ticket")
 
         page.fill("#surname", "")
         page.click("#print-card")

@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.integration.counter_harness import CounterProcess, Venue, read_card
+from edge.codes import Claims, Kind, mint
+from tests.integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
 from tests.integration.sync_harness import free_port, wait_for
 
 START = datetime.now(UTC).date().isoformat()
+# A voucher sold by another venue: the same key id, another key.
+FOREIGN = mint(Claims(key_id=1, credential_id=1, kind=Kind.VOUCHER), Ed25519PrivateKey.generate())
 FORM = {
     "surname": "Jones",
     "first_name": "Bo",
@@ -48,6 +52,15 @@ def test_issue_extend_replace_cancel_online(venue: Venue, tmp_path: Path) -> Non
         assert status == 200, sale
         assert (sale["source"], sale["kind"], sale["state"]) == ("central", "voucher", "active")
         assert sale["buyer"] == ["Smith", "Ann", "1 High St, Bath"]
+
+        # A BOCA ticket for the voucher, from the same desk.
+        status, ticket = desk.call("/api/v1/desk/ticket", {"code": voucher})
+        assert status == 202, ticket
+        wait_for(lambda: read_tickets(desk.tickets) == [voucher], 20, "the voucher's ticket")
+
+        status, error = desk.call("/api/v1/desk/issue", {**FORM, "voucher": FOREIGN})
+        assert status == 422, error
+        assert "not a code of this venue" in error["error"]
 
         # Bad input: a clear message naming the field, nothing printed, nothing queued.
         status, error = desk.call("/api/v1/desk/issue", {**FORM, "voucher": voucher, "surname": ""})
@@ -143,6 +156,9 @@ def test_an_offline_issue_reaches_the_central_system_once(venue: Venue, tmp_path
         status, sale = desk.call("/api/v1/desk/lookup", {"code": voucher})
         assert status == 200, sale
         assert (sale["source"], sale["kind"], sale["state"]) == ("synced copy", "voucher", "active")
+        status, error = desk.call("/api/v1/desk/lookup", {"code": FOREIGN})
+        assert status == 422, error
+        assert "Not a code of this venue" in error["error"]
         status, issued = desk.call("/api/v1/desk/issue", {**FORM, "voucher": voucher})
         assert status == 200, issued
         assert issued["state"] == "queued"
