@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.protocols import ScanSource
 from edge.codes import scan_text
@@ -48,6 +48,7 @@ STATUS_TIMEOUT = 2.0  # seconds for a printer to answer a status request
 SCAN_BACKLOG = 100  # scans buffered per WebSocket client before the oldest are dropped
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 WS_CLOSE_UNAUTHORIZED = 4401
+SHUTDOWN_TIMEOUT = 2.0  # seconds open requests get when the daemon stops
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -177,6 +178,7 @@ class DeviceAPI:
         self._hosts = LOCAL_HOSTS | {h.lower() for h in settings.allowed_hosts}
         self._origins = frozenset(o.rstrip("/").lower() for o in settings.allowed_origins)
         self.url: str | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -197,11 +199,18 @@ class DeviceAPI:
         app.router.add_post("/api/v1/desk/replace", self._desk_replace)
         app.router.add_post("/api/v1/desk/cancel", self._desk_cancel)
         app.router.add_post("/api/v1/desk/ticket", self._desk_ticket)
+        app.on_shutdown.append(self._close_sockets)
         return app
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        """Close open WebSockets on shutdown, so stopping never waits for a browser."""
+        del app
+        for socket in list(self._sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"the edge is stopping")
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Serve until cancelled, feeding the scanners it owns into the WebSocket hub."""
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._settings.address, self._settings.port)
@@ -364,6 +373,7 @@ class DeviceAPI:
             await socket.close(code=WS_CLOSE_UNAUTHORIZED, message=b"missing or wrong API token")
             return socket
         queue = self.hub.subscribe()
+        self._sockets.add(socket)
         await socket.send_str(json.dumps({"type": "ready", "scanners": list(self._scanners)}))
         reader = asyncio.ensure_future(socket.receive())
         try:
@@ -379,6 +389,7 @@ class DeviceAPI:
                     reader = asyncio.ensure_future(socket.receive())
         finally:
             reader.cancel()
+            self._sockets.discard(socket)
             self.hub.unsubscribe(queue)
             await socket.close()
         return socket

@@ -35,6 +35,7 @@ class Running(NamedTuple):
     token: str
     fifo: Path
     store: Store
+    task: asyncio.Task[None]
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Running]:
     task = asyncio.create_task(api.run(started))
     await started.wait()
     try:
-        yield Running(api, token, fifo, store)
+        yield Running(api, token, fifo, store, task)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -86,7 +87,7 @@ async def test_every_call_needs_the_token_in_a_header(api: Running) -> None:
 
 
 async def test_the_status_shows_the_last_decisions(api: Running) -> None:
-    server, token, _, store = api
+    server, token, store = api.server, api.token, api.store
     entry = JournalEntry(
         datetime.now(UTC),
         "north-1",
@@ -140,7 +141,7 @@ async def test_only_allowed_origins_get_cors(api: Running) -> None:
 
 
 async def test_scans_reach_a_websocket_with_the_token(api: Running) -> None:
-    server, token, fifo, _ = api
+    server, token, fifo = api.server, api.token, api.fifo
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(f"{server.url}/api/v1/scans") as socket:
             await socket.send_str(json.dumps({"token": "wrong-token-of-some-length"}))
@@ -195,3 +196,18 @@ def test_counter_configuration_errors(tmp_path: Path, section: str, message: str
     text = f'[device]\nname = "desk"\n[counter]\n{section}\n'
     with pytest.raises(ConfigError, match=message):
         parse(text, tmp_path / "edge.toml")
+
+
+async def test_stopping_does_not_wait_for_an_open_websocket(api: Running) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{api.server.url}/api/v1/scans") as socket,
+    ):
+        await socket.send_str(json.dumps({"token": api.token}))
+        assert (await socket.receive_json(timeout=10))["type"] == "ready"
+        api.task.cancel()
+        async with asyncio.timeout(10):  # aiohttp's default would be 60 s
+            with pytest.raises(asyncio.CancelledError):
+                await api.task
+        closing = await socket.receive(timeout=10)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
 from tests.integration.sync_harness import wait_for
+from tests.integration.test_counter_desk import FOREIGN
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # the tests run as root in CI containers
@@ -112,6 +113,12 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
         page.click("#no-address")
         expect(page.locator("#address")).to_have_value("n.a.")
         page.check("#post")
+        desk.fail_flag.touch()  # the card printer jams
+        page.click("#print-card")
+        message(page, "lp: card jam in the feeder", "error")
+        message(page, "The pass was not issued", "error")
+        assert desk.printed() == []
+        desk.fail_flag.unlink()
         page.click("#print-card")
         message(page, "Pass issued (confirmed by the central system)", "ok")
         (card,) = desk.printed()
@@ -122,6 +129,8 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
 
         desk.scan(voucher)
         message(page, "This voucher is redeemed already", "error")
+        desk.scan(FOREIGN)
+        message(page, "not a code of this venue", "error")
 
         desk.scan(code)
         message(page, "Found a pass (central)", "ok")
