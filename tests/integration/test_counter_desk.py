@@ -174,6 +174,26 @@ def test_an_offline_issue_reaches_the_central_system_once(venue: Venue, tmp_path
         assert db._all("SELECT count(*) FROM passes")[0][0] == 1
         venue.gate_current()
         assert venue.gate.scan(code) == "admitted"
+
+        # Offline again: the card is in the synced copy now, so it can be extended (and,
+        # since the card shows its validity, reprinted); the extension is sent once later.
+        head = db.head()
+        wait_for(lambda: desk.call("/api/v1/status")[1]["sync"]["revision"] >= head, 20, "sync")
+        venue.central.kill()
+        status, card = desk.call("/api/v1/desk/lookup", {"code": code})
+        assert (status, card["source"], card["kind"]) == (200, "synced copy", "pass"), card
+        status, extended = desk.call(
+            "/api/v1/desk/extend", {"credential": card["credential"], "code": code}
+        )
+        assert status == 200, extended
+        assert (extended["state"], extended["valid_until"]) == ("queued", until(730))
+        assert read_card(desk.printed()[-1]) == code
+        venue.central.start(port)
+        wait_for(lambda: desk.desk_operations()[-1] == ("extend", "sent"), 30, "the extension")
+        (valid_until,) = db._all(
+            "SELECT valid_until FROM credentials WHERE credential_id = ?", card["credential"]
+        )[0]
+        assert datetime.fromtimestamp(valid_until, UTC).date().isoformat() == until(730)
     finally:
         desk.stop()
         venue.gate.kill(signal.SIGTERM)
