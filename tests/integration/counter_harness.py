@@ -81,6 +81,31 @@ module = 6
 """
 
 
+class GateWithPages(GateProcess):
+    """A gate that also serves the status page ([counter] without a desk)."""
+
+    def config(
+        self, central_url: str, pull_interval: float, push_port: int = 0, push_url: str = ""
+    ) -> Path:
+        """The gate's configuration with a [counter] section."""
+        path = super().config(central_url, pull_interval, push_port, push_url)
+        with path.open("a", encoding="utf-8") as file:
+            file.write('\n[counter]\nport = 0\ntoken_file = "api.token"\n')
+        return path
+
+    @property
+    def url(self) -> str:
+        """Where its pages are (from its log)."""
+        match = re.search(r"device API and pages on (\S+)", self.log.read_text())
+        assert match, self.log.read_text()[-2000:]
+        return match.group(1)
+
+    @property
+    def token(self) -> str:
+        """Its API token."""
+        return (self.directory / "api.token").read_text().strip()
+
+
 class Venue:
     """The central system with an annual pass, its voucher, and a gate."""
 
@@ -94,7 +119,7 @@ class Venue:
         self.voucher_product = db.add_voucher_product("Annual pass voucher", self.annual)
         key_id, public, _ = db.signing_keys()[0]
         self.key_id, self.public_b64 = key_id, base64.b64encode(public).decode()
-        self.gate = GateProcess(directory / "gate", "gate-1", key_id, self.public_b64)
+        self.gate = GateWithPages(directory / "gate", "gate-1", key_id, self.public_b64)
         db.add_device("gate-1", self.gate.public_key)
 
     def sell_voucher(self) -> str:

@@ -148,5 +148,14 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
         expect(page.locator("#printers")).to_contain_text("cards")
         expect(page.locator("#scanners")).to_contain_text("desk-scanner")
         expect(page.locator("#desk")).to_contain_text("replace")
+
+        page.goto(venue.gate.url + "/status")  # the gate's own page: its last decisions
+        page.fill("#token", venue.gate.token)
+        page.click("text=Use token")
+        expect(page.locator("#device")).to_have_text("gate-1")
+        decisions = page.locator("#decisions")
+        expect(decisions).to_contain_text("replaced")
+        expect(decisions).to_contain_text("admitted")
+        expect(decisions).to_contain_text("gate-1-lane")
     finally:
         desk.stop()
