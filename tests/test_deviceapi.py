@@ -5,6 +5,7 @@ token."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import stat
@@ -211,3 +212,10 @@ async def test_stopping_does_not_wait_for_an_open_websocket(api: Running) -> Non
                 await api.task
         closing = await socket.receive(timeout=10)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+def test_every_counter_key_is_documented() -> None:
+    readme = (Path(__file__).parent.parent / "config" / "README.md").read_text("utf-8")
+    section = readme.split("## `[counter]`", 1)[1].split("\n## ", 1)[0]
+    for field in dataclasses.fields(CounterConfig):
+        assert f"| `{field.name}` |" in section, field.name

@@ -169,6 +169,7 @@ class CounterProcess:
         ident = identity.ensure(identity.path_for(self.store_path))
         venue.central.db.add_device(name, base64.b64decode(ident.public_b64))
         self.venue = venue
+        self.allowed_origins: list[str] = []  # [counter] allowed_origins
 
     def config(self, central_url: str) -> Path:
         """Write the counter's configuration."""
@@ -213,6 +214,7 @@ port = 0
 token_file = "api.token"
 card_template = "annual-pass"
 ticket_template = "voucher-ticket"
+allowed_origins = {json.dumps(self.allowed_origins)}
 {CARD_TEMPLATE}{TICKET_TEMPLATE}""",
             encoding="utf-8",
         )

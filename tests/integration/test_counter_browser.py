@@ -8,8 +8,10 @@ so there a missing browser fails instead of skipping.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,5 +159,75 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
         expect(decisions).to_contain_text("replaced")
         expect(decisions).to_contain_text("admitted")
         expect(decisions).to_contain_text("gate-1-lane")
+    finally:
+        desk.stop()
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    """Serves one empty page: the origin a web app (or an attacker) runs in."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>web app</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        del format, args
+
+
+@pytest.fixture
+def origins() -> Iterator[tuple[str, str]]:
+    """Two web origins on loopback: (the counter's web app, a foreign page)."""
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield tuple(f"http://127.0.0.1:{s.server_address[1]}" for s in servers)  # type: ignore[misc]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+FETCH = """async ([url, token]) => {
+  try {
+    const headers = { Authorization: "Bearer " + token };
+    const r = await fetch(url + "/api/v1/printers", { headers });
+    return r.status + " " + (await r.text());
+  } catch (err) { return "blocked: " + err; }
+}"""
+SOCKET = """([url, token]) => new Promise((resolve) => {
+  const ws = new WebSocket(url.replace("http", "ws") + "/api/v1/scans");
+  ws.onopen = () => ws.send(JSON.stringify({ token }));
+  ws.onmessage = (e) => resolve("message " + e.data);
+  ws.onerror = () => resolve("error");
+})"""
+
+
+@pytest.mark.slow
+def test_only_the_allowed_web_app_reaches_the_counter_from_a_browser(
+    venue: Venue, tmp_path: Path, page: Any, origins: tuple[str, str]
+) -> None:
+    app, foreign = origins
+    desk = CounterProcess(tmp_path / "desk", venue)
+    desk.allowed_origins = [app]
+    desk.start("http://127.0.0.1:9")  # no central system: the API works without one
+    try:
+        page.goto(app)
+        answer = page.evaluate(FETCH, [desk.url, desk.token])
+        assert answer.startswith("200 "), answer
+        assert '"name": "cards"' in answer
+        assert page.evaluate(SOCKET, [desk.url, desk.token]).startswith('message {"type": "ready"')
+        answer = page.evaluate(FETCH, [desk.url, "guessed-token-of-some-length"])
+        assert answer.startswith("401 "), answer  # the allowed app still needs the token
+
+        # A page the counter's browser happens to visit. Browsers do not apply CORS to
+        # WebSockets: refusing this one is the device API's own Origin check.
+        page.goto(foreign)
+        assert page.evaluate(FETCH, [desk.url, desk.token]).startswith("blocked: TypeError")
+        assert page.evaluate(SOCKET, [desk.url, desk.token]) == "error"
     finally:
         desk.stop()
