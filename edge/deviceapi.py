@@ -61,6 +61,12 @@ def load_token(path: Path) -> str:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass  # another process created it just now: read theirs
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create the API token file {path}: {err.strerror}; point "
+                "token_file at a writable place such as /var/lib/edge/api.token",
+                key="counter.token_file",
+            ) from err
         else:
             with os.fdopen(fd, "w") as file:
                 file.write(token + "\n")

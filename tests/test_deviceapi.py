@@ -182,6 +182,8 @@ def test_the_token_file_is_private(tmp_path: Path) -> None:
     path.chmod(0o640)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_token(path)
+    with pytest.raises(ConfigError, match="cannot create the API token file"):
+        load_token(tmp_path / "missing-directory" / "api.token")
 
 
 @pytest.mark.parametrize(
