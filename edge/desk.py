@@ -221,11 +221,36 @@ class Desk:
                 answer["state"] = "redeemed"
             return answer
         if code is None:
-            raise DeskError(
-                "The central system cannot be reached: scan the card or voucher instead",
-                field="code",
-            )
+            return self._offline_number(int(number or 0))
         return self._offline(code)
+
+    def _offline_number(self, number: int) -> dict[str, Any]:
+        """A pass by its number from the synced copy (a lost card has nothing to scan)."""
+        rows = self._store.query(
+            "SELECT kind, valid_from, valid_until FROM credentials WHERE credential_id = ?",
+            (number,),
+        )
+        if not rows:
+            raise DeskError(
+                f"Pass number {number} is not in this counter's copy and the central system "
+                "cannot be reached",
+                field="number",
+            )
+        kind, start, end = rows[0]
+        revoked = self._store.query(
+            "SELECT 1 FROM revoked_credentials WHERE credential_id = ?", (number,)
+        )
+        return {
+            "source": "synced copy",
+            "credential": number,
+            "kind": Kind(kind).name.lower(),
+            "state": "revoked" if revoked else "active",
+            "valid_from": start,
+            "valid_until": end,
+            "days": self._offline_days,
+            "pass": None,
+            "buyer": None,
+        }
 
     @staticmethod
     def _parse(code: str) -> SignedCode | PlainCode:

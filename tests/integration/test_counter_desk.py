@@ -194,6 +194,20 @@ def test_an_offline_issue_reaches_the_central_system_once(venue: Venue, tmp_path
             "SELECT valid_until FROM credentials WHERE credential_id = ?", card["credential"]
         )[0]
         assert datetime.fromtimestamp(valid_until, UTC).date().isoformat() == until(730)
+
+        # The card is lost while the central system is down: replaced by its number from the
+        # synced copy; the old card stops opening gates once the replacement arrives.
+        venue.central.kill()
+        status, replaced = desk.call("/api/v1/desk/replace", {"credential": card["credential"]})
+        assert status == 200, replaced
+        assert replaced["state"] == "queued"
+        new = read_card(desk.printed()[-1])
+        assert new == replaced["card"] != code
+        venue.central.start(port)
+        wait_for(lambda: desk.desk_operations()[-1] == ("replace", "sent"), 30, "the replacement")
+        venue.gate_current()
+        assert venue.gate.scan(code) == "replaced"
+        assert venue.gate.scan(new) == "admitted"
     finally:
         desk.stop()
         venue.gate.kill(signal.SIGTERM)
