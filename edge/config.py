@@ -184,6 +184,42 @@ class SyncConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CounterConfig:
+    """[counter]: the local API for web apps at the counter, operator pages, the pass desk."""
+
+    address: str = "127.0.0.1"  # an IP address; anything but loopback needs a firewall
+    port: int = 8480  # 0 picks a free port (tests); the chosen one is logged
+    token_file: str = "api.token"  # noqa: S105 - a file name; the file is created mode 0600
+    allowed_origins: tuple[str, ...] = ()  # web apps that may call the API from a browser
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost, 127.0.0.1 and [::1]
+    card_template: str = ""  # the pass desk's card layout (a [[templates]] name, kind card)
+    ticket_template: str = ""  # the desk's BOCA ticket for a voucher or day ticket (kind ticket)
+    offline_pass_days: int = 365  # validity the desk prints for a pass issued offline
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            raise ValueError(f"address must be an IP address, not {self.address!r}") from None
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
+        if not self.token_file.strip():
+            raise ValueError("token_file must name a file")
+        for origin in self.allowed_origins:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(
+                    f"allowed_origins: {origin!r} is not an origin such as "
+                    '"https://central.example.org" (scheme and host, no path)'
+                )
+        for host in self.allowed_hosts:
+            if not host or not all(c.isalnum() or c in ".-:[]" for c in host):
+                raise ValueError(f"allowed_hosts: {host!r} is not a host name")
+        if not 1 <= self.offline_pass_days <= 3660:
+            raise ValueError("offline_pass_days must be 1..3660")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -198,6 +234,7 @@ class Config:
     printers: tuple[DriverConfig, ...] = ()  # [[printers]]: ticket and card printers
     templates: tuple[Template, ...] = ()  # [[templates]]: ticket and card layouts
     sync: SyncConfig | None = None
+    counter: CounterConfig | None = None
 
     @property
     def store_path(self) -> Path:
@@ -263,6 +300,7 @@ def parse(text: str, path: Path) -> Config:
         "sync",
         "printers",
         "templates",
+        "counter",
     }
     unknown = sorted(set(document) - allowed)
     if unknown:
@@ -301,6 +339,18 @@ def parse(text: str, path: Path) -> Config:
             path=where,
             key="pretix",
         )
+    counter = None
+    if "counter" in document:
+        counter = build(CounterConfig, document["counter"], "counter", where)
+        for key, kind in (("card_template", "card"), ("ticket_template", "ticket")):
+            name = getattr(counter, key)
+            template = {t.name: t for t in templates}.get(name)
+            if name and (template is None or template.kind.value != kind):
+                raise ConfigError(
+                    f"{name!r} is not a {kind} template in [[templates]]",
+                    path=where,
+                    key=f"counter.{key}",
+                )
     return Config(
         path,
         device,
@@ -313,6 +363,7 @@ def parse(text: str, path: Path) -> Config:
         printers=printers,
         templates=templates,
         sync=sync,
+        counter=counter,
     )
 
 

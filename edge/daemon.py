@@ -12,6 +12,8 @@ from typing import Any
 from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
 from edge.config import Config
+from edge.desk import Desk
+from edge.deviceapi import DeviceAPI, device_status, load_token
 from edge.facts import Direction
 from edge.gate import Gate
 from edge.lane import Lane, LaneResult
@@ -65,7 +67,39 @@ class _Devices:
                 _LOGGER.exception("%s: closing failed", device.name)
 
 
-async def serve(
+def _counter(
+    config: Config,
+    store: Store,
+    queue: PrintQueue,
+    replicator: Replicator | None,
+    scanners: dict[str, ScanSource],
+) -> DeviceAPI | None:
+    """The [counter] device API with its pass desk; its scanners are those no lane uses."""
+    settings = config.counter
+    if settings is None:
+        return None
+    token = load_token(config.path.parent / settings.token_file)
+    templates = {t.name: t for t in config.templates}
+    desk = Desk(
+        store,
+        queue,
+        card_template=templates.get(settings.card_template),
+        ticket_template=templates.get(settings.ticket_template),
+        central=replicator.request if replicator is not None else None,
+        offline_pass_days=settings.offline_pass_days,
+    )
+    fed = {name for lane in config.lanes for name in (*lane.entry, *lane.exit)}
+    return DeviceAPI(
+        settings,
+        token,
+        queue=queue,
+        desk=desk,
+        scanners={name: s for name, s in scanners.items() if name not in fed},
+        status=lambda: device_status(config.device.name, store, replicator, queue),
+    )
+
+
+async def serve(  # noqa: PLR0915 - one linear start-up sequence
     config: Config,
     *,
     stop: asyncio.Event | None = None,
@@ -99,6 +133,7 @@ async def serve(
         devices.build(config)
         scanners, actuators, printers = devices.scanners, devices.actuators, devices.printers
         queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
+        counter = _counter(config, store, queue, replicator, scanners)
         lanes = [
             Lane(
                 rules=config.rules(lane),
@@ -131,6 +166,10 @@ async def serve(
                 services.append(group.create_task(pretix.run()))
             if replicator is not None:
                 services.append(group.create_task(replicator.run()))
+            if counter is not None:
+                services.append(group.create_task(counter.run()))
+                if counter.desk is not None:
+                    services.append(group.create_task(counter.desk.run()))
             waiting: list[asyncio.Future[Any]] = [stopper]
             if running:  # a counter has no lanes: it runs until stopped
                 waiting.append(group.create_task(asyncio.wait(running)))  # all lanes ended

@@ -227,6 +227,20 @@ class PrintQueue:
             counts[str(printer)] = int(count)
         return counts
 
+    async def abandon(self, job_id: str, why: str) -> bool:
+        """Fail a job still waiting in the queue (its caller gave up); False if it is past that."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
+                " WHERE job_id = ? AND state = 'queued'",
+                (why, to_ms(datetime.now(UTC)), job_id),
+            )
+            abandoned = cursor.rowcount == 1
+        if abandoned:
+            _LOGGER.info("job %s abandoned: %s", job_id, why)
+            self._on_change()
+        return abandoned
+
     # -- printing ------------------------------------------------------------------------------
 
     async def recover(self) -> int:
@@ -279,6 +293,18 @@ class PrintQueue:
             )
         self._on_change()
 
+    async def _claim(self, job_id: str, attempts: int) -> bool:
+        """Mark a queued job printing; False if it is no longer queued (abandoned)."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'printing', attempts = ?, error = NULL"
+                " WHERE job_id = ? AND state = 'queued'",
+                (attempts, job_id),
+            )
+            claimed = cursor.rowcount == 1
+        self._on_change()
+        return claimed
+
     def _next(self, printer: str) -> tuple[str, bytes, int] | None:
         rows = self._store.query(
             "SELECT job_id, document, attempts FROM print_jobs"
@@ -320,7 +346,8 @@ class PrintQueue:
 
     async def _print(self, name: str, job_id: str, document: bytes, attempts: int) -> None:
         printer = self.printers[name]
-        await self._set(job_id, JobState.PRINTING, attempts + 1, None)
+        if not await self._claim(job_id, attempts + 1):
+            return  # abandoned since it was read: never print it
         started = time.monotonic()
         try:
             await printer.print(document)

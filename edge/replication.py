@@ -338,6 +338,10 @@ class Replicator:
         self._contact()
         return data
 
+    async def request(self, path: str, body: bytes) -> bytes:
+        """A signed request to another endpoint of the central system (the pass desk's)."""
+        return await self._post(path, body)
+
     async def hello(self) -> None:
         """Tell the central system where pushes go; learn its head and clock."""
         sent = self._clock()

@@ -101,6 +101,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (device, seq)
     ) WITHOUT ROWID;
     """,
+    # 6: the pass desk's operations for the central system, sent once each by their key
+    # (docs/protocol.md, "Counter operations"), and kept after sending for the status page.
+    """
+    CREATE TABLE desk_operations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        operation TEXT NOT NULL,
+        body BLOB NOT NULL,  -- the msgpack request body, key included
+        voucher_hash BLOB,  -- issue: the voucher's code hash ("redeemed here" while offline)
+        state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'rejected')),
+        detail TEXT,  -- the central system's answer or refusal
+        created_at INTEGER NOT NULL,  -- unix milliseconds
+        sent_at INTEGER
+    );
+    CREATE INDEX desk_operations_queued ON desk_operations (seq) WHERE state = 'queued';
+    """,
 )
 
 VERSION = len(MIGRATIONS)

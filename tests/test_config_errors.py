@@ -62,7 +62,7 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
         (
             '[device]\nname = "g"\n[displays]\n',
             (
-                "unknown section 'displays'; allowed: actuators, device, keys, lanes,"
+                "unknown section 'displays'; allowed: actuators, counter, device, keys, lanes,"
                 " metrics, pretix, printers, scanners, sync, templates"
             ),
         ),

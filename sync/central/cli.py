@@ -18,10 +18,11 @@ from typing import Any
 from edge.codes import EntryPolicy, Kind
 from edge.errors import EdgeError
 from sync.central import bundle
-from sync.central.db import CentralDB
+from sync.central.db import CentralDB, Person
 from sync.central.server import serve
 
 EXIT_ERROR = 1
+NO_ADDRESS = "n.a."  # what a desk records where a buyer has no address
 
 
 def _moment(value: str) -> datetime:
@@ -91,7 +92,31 @@ def _parser() -> argparse.ArgumentParser:
     add_product.add_argument("--zones", type=int, default=0, help="zone bitmask")
 
     _workflow_parsers(sub)
+    _voucher_parsers(sub)
     return parser
+
+
+def _voucher_parsers(sub: Any) -> None:
+    voucher = sub.add_parser("voucher", help="annual-pass vouchers the till sells").add_subparsers(
+        dest="action", required=True
+    )
+    product = voucher.add_parser("product", help="a voucher product, redeemed for a pass")
+    product.add_argument("name")
+    product.add_argument("--pass", dest="pass_product", type=int, required=True)
+    sell = voucher.add_parser("sell", help="sell one voucher; prints its id and code")
+    sell.add_argument("product", type=int)
+    sell.add_argument("--surname", required=True)
+    sell.add_argument("--first-name", required=True)
+    sell.add_argument("--address", default=NO_ADDRESS, help='default "n.a."')
+
+
+def _voucher(db: CentralDB, args: argparse.Namespace) -> None:
+    if args.action == "product":
+        print(f"product {db.add_voucher_product(args.name, args.pass_product)}")
+    else:
+        buyer = Person(args.surname, args.first_name, args.address)
+        sold = db.sell_voucher(args.product, buyer)
+        print(f"{sold.credential_id} {sold.code}")
 
 
 def _workflow_parsers(sub: Any) -> None:
@@ -147,7 +172,9 @@ def _run(db: CentralDB, args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(db, args.address, args.port, ready))
         return 0
-    if command in ("key", "device", "event", "product"):
+    if command == "voucher":
+        _voucher(db, args)
+    elif command in ("key", "device", "event", "product"):
         _catalogue(db, args, (command, action))
     else:
         _workflow(db, args)

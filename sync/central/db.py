@@ -127,6 +127,33 @@ CREATE TABLE IF NOT EXISTS double_entries (
     allowed INTEGER NOT NULL,
     PRIMARY KEY (device, seq)
 ) WITHOUT ROWID;
+-- The annual-pass desk (docs/protocol.md, "Counter operations").
+CREATE TABLE IF NOT EXISTS voucher_products (
+    product_id INTEGER PRIMARY KEY,     -- a product of kind voucher
+    pass_product INTEGER NOT NULL       -- the pass it is redeemed for
+);
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id INTEGER PRIMARY KEY,
+    surname TEXT NOT NULL,
+    first_name TEXT NOT NULL,
+    address TEXT NOT NULL               -- "n.a." where none is recorded
+);
+CREATE TABLE IF NOT EXISTS sale_buyers (sale_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS passes (
+    credential_id INTEGER PRIMARY KEY,  -- the pass
+    voucher_id INTEGER NOT NULL UNIQUE, -- the voucher it was issued for
+    customer_id INTEGER NOT NULL,       -- the holder
+    shipping TEXT NOT NULL,             -- post or pickup
+    device TEXT NOT NULL,               -- the desk that issued it
+    issued_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS desk_operations (
+    device TEXT NOT NULL,
+    key TEXT NOT NULL,                  -- the desk's idempotency key
+    operation TEXT NOT NULL,
+    answer BLOB NOT NULL,               -- msgpack, answered again to a repeat
+    PRIMARY KEY (device, key)
+) WITHOUT ROWID;
 """
 
 # Snapshot sections in order, with the table and key columns each pages through.
@@ -830,3 +857,332 @@ class CentralDB:
             int(r[0])
             for r in self._all("SELECT seq FROM journal WHERE device = ? ORDER BY seq", device)
         ]
+
+    # -- the annual-pass desk ----------------------------------------------------------------
+
+    def add_voucher_product(self, name: str, pass_product: int) -> int:
+        """A voucher product, redeemed at a pass desk for a pass of `pass_product`."""
+        with self._tx() as conn:
+            kind, *_ = self._product(conn, pass_product)
+            if kind != int(Kind.PASS):
+                raise CentralError(f"product {pass_product} is not a pass")
+            cursor = conn.execute(
+                "INSERT INTO products (name, kind, policy, uses, passback_minutes)"
+                " VALUES (?, ?, ?, 1, 0)",
+                (name, int(Kind.VOUCHER), int(PolicyKind.SINGLE)),
+            )
+            product = int(cursor.lastrowid or 0)
+            conn.execute("INSERT INTO voucher_products VALUES (?, ?)", (product, pass_product))
+        return product
+
+    def sell_voucher(self, product_id: int, buyer: Person) -> Sold:
+        """Sell one pass voucher to `buyer` (the till); returns the voucher and its code."""
+        if self._one("SELECT 1 FROM voucher_products WHERE product_id = ?", product_id) is None:
+            raise CentralError(f"product {product_id} is not a pass voucher")
+        sale, (sold,) = self.sell(product_id, holder=buyer.name)
+        with self._tx() as conn:
+            customer = self._customer(conn, buyer)
+            conn.execute("INSERT INTO sale_buyers VALUES (?, ?)", (sale, customer))
+        return sold
+
+    @staticmethod
+    def _customer(conn: sqlite3.Connection, person: Person) -> int:
+        row = conn.execute(
+            "SELECT customer_id FROM customers WHERE surname = ? AND first_name = ?"
+            " AND address = ?",
+            (person.surname, person.first_name, person.address),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = conn.execute(
+            "INSERT INTO customers (surname, first_name, address) VALUES (?, ?, ?)",
+            (person.surname, person.first_name, person.address),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def _find(self, conn: sqlite3.Connection, code: str | None, number: int | None) -> int:
+        """The credential a desk names by a scanned code or by a pass number."""
+        if number is not None:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM credentials WHERE credential_id = ?", (number,)
+                ).fetchone()
+                is None
+            ):
+                raise CentralError(f"no pass or voucher number {number}")
+            return number
+        if not code:
+            raise CentralError("give a code or a number")
+        try:
+            parse_code(code.encode("ascii", "replace"))
+        except CodeError as err:
+            raise CentralError(f"not a code: {err}") from err
+        text = code.upper() if code.upper().startswith("EDGE:") else code
+        row = conn.execute(
+            "SELECT credential_id FROM credentials WHERE code = ?", (text,)
+        ).fetchone()
+        if row is None:
+            old = conn.execute(
+                "SELECT 1 FROM view_revoked_codes WHERE key = ?",
+                (parse_code(code.encode("ascii", "replace")).hash,),
+            ).fetchone()
+            if old is not None:
+                raise CentralError("this card was replaced or revoked; scan the current card")
+            raise CentralError("not a code of this venue (no sale has it)")
+        return int(row[0])
+
+    def desk_lookup(self, code: str | None = None, number: int | None = None) -> dict[str, Any]:
+        """What a desk shows for a scanned voucher or pass (or a pass number)."""
+        with self._lock:
+            conn = self._conn
+            cid = self._find(conn, code, number)
+            row = conn.execute(
+                "SELECT c.sale_id, c.product_id, c.state, c.valid_from, c.valid_until, c.holder,"
+                " p.kind, p.name, p.days FROM credentials c JOIN products p USING (product_id)"
+                " WHERE c.credential_id = ?",
+                (cid,),
+            ).fetchone()
+            sale, product, state, start, end, holder, kind, name, days = row
+            answer: dict[str, Any] = {
+                "credential": cid,
+                "sale": sale,
+                "kind": Kind(kind).name.lower(),
+                "product": name,
+                "state": state,
+                "holder": holder,
+                "valid_from": start,
+                "valid_until": end,
+            }
+            buyer = conn.execute(
+                "SELECT surname, first_name, address FROM sale_buyers JOIN customers"
+                " USING (customer_id) WHERE sale_id = ?",
+                (sale,),
+            ).fetchone()
+            answer["buyer"] = list(buyer) if buyer else None
+            if kind == int(Kind.VOUCHER):
+                target = conn.execute(
+                    "SELECT v.pass_product, p.name, p.days FROM voucher_products v"
+                    " JOIN products p ON p.product_id = v.pass_product WHERE v.product_id = ?",
+                    (product,),
+                ).fetchone()
+                if target is None:
+                    raise CentralError("this voucher is not for an annual pass")
+                answer["pass_product"], answer["pass_name"], answer["days"] = target
+                issued = conn.execute(
+                    "SELECT credential_id FROM passes WHERE voucher_id = ?", (cid,)
+                ).fetchone()
+                answer["pass"] = None if issued is None else int(issued[0])
+                if issued is not None:
+                    answer["state"] = "redeemed"
+            else:
+                answer["days"] = days
+                holder_row = conn.execute(
+                    "SELECT surname, first_name, address, shipping FROM passes"
+                    " JOIN customers USING (customer_id) WHERE credential_id = ?",
+                    (cid,),
+                ).fetchone()
+                answer["holder_details"] = list(holder_row) if holder_row else None
+        return answer
+
+    @contextmanager
+    def _desk(
+        self, device: str, key: str, operation: str
+    ) -> Iterator[tuple[sqlite3.Connection, dict[str, Any]]]:
+        """One desk operation: done once per (device, key); a repeat gets the first answer."""
+        if not 1 <= len(key) <= 100 or not key.isprintable():
+            raise CentralError("key: 1..100 printable characters")
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT operation, answer FROM desk_operations WHERE device = ? AND key = ?",
+                (device, key),
+            ).fetchone()
+            if row is not None:
+                if row[0] != operation:
+                    raise CentralError(f"key {key!r} was used for a {row[0]} already")
+                answer = protocol.unpack(bytes(row[1]), "desk answer", 1 << 16)
+                answer["duplicate"] = True
+                yield conn, answer
+                return
+            answer = {}
+            yield conn, answer
+            answer["duplicate"] = False
+            conn.execute(
+                "INSERT INTO desk_operations VALUES (?, ?, ?, ?)",
+                (device, key, operation, protocol.pack(answer)),
+            )
+
+    def desk_issue(self, device: str, key: str, request: IssueRequest) -> dict[str, Any]:
+        """Personalise and issue the pass a voucher was sold for; its card shows `card_code`."""
+        with self._desk(device, key, "issue") as (conn, answer):
+            if "credential" in answer:
+                return answer
+            voucher = self._find(conn, request.voucher, None)
+            row = conn.execute(
+                "SELECT c.sale_id, c.state, c.event_id, v.pass_product, p.days"
+                " FROM credentials c JOIN voucher_products v USING (product_id)"
+                " JOIN products p ON p.product_id = v.pass_product WHERE c.credential_id = ?",
+                (voucher,),
+            ).fetchone()
+            if row is None:
+                raise CentralError("this code is not a pass voucher")
+            sale, state, event, pass_product, days = row
+            if conn.execute("SELECT 1 FROM passes WHERE voucher_id = ?", (voucher,)).fetchone():
+                raise CentralError("this voucher was redeemed already")
+            if state != "active":
+                raise CentralError(f"this voucher is {state}")
+            card = _card_code(request.card_code)
+            customer = self._customer(conn, request.holder)
+            duration = days * 86400
+            cursor = conn.execute(
+                "INSERT INTO credentials (product_id, event_id, sale_id, holder, paid,"
+                " valid_from, valid_until, duration, code) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                (
+                    pass_product,
+                    event,
+                    sale,
+                    request.holder.name,
+                    request.valid_from,
+                    request.valid_from + duration - 1,
+                    duration,
+                    card,
+                ),
+            )
+            cid = int(cursor.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO passes VALUES (?, ?, ?, ?, ?, ?)",
+                (cid, voucher, customer, request.shipping, device, now_ms()),
+            )
+            conn.execute(
+                "UPDATE credentials SET state = 'revoked' WHERE credential_id = ?", (voucher,)
+            )
+            _, facts = self._code(conn, cid)
+            self._emit(
+                conn,
+                [
+                    facts,
+                    PlainCodeChange(plain_hash(card), cid),
+                    RevokeCredential(voucher, Revocation.REVOKED),
+                ],
+            )
+            answer.update(
+                credential=cid,
+                sale=sale,
+                valid_from=request.valid_from,
+                valid_until=request.valid_from + duration - 1,
+            )
+        return answer
+
+    def desk_extend(self, device: str, key: str, cid: int) -> dict[str, Any]:
+        """Extend a pass by its original duration, once per key; the code stays."""
+        with self._desk(device, key, "extend") as (conn, answer):
+            if "valid_until" in answer:
+                return answer
+            state, _, _, end, duration, _ = self._credential(conn, cid)
+            if state != "active" or duration is None:
+                raise CentralError(f"pass {cid} is {state} or has no validity to extend")
+            end += duration
+            conn.execute(
+                "UPDATE credentials SET valid_until = ? WHERE credential_id = ?", (end, cid)
+            )
+            _, facts = self._code(conn, cid)
+            self._emit(conn, [facts])
+            answer.update(credential=cid, valid_until=end)
+        return answer
+
+    def desk_replace(self, device: str, key: str, cid: int, card_code: str) -> dict[str, Any]:
+        """A lost card: revoke the pass's current code, its new card shows `card_code`."""
+        with self._desk(device, key, "replace") as (conn, answer):
+            if "credential" in answer:
+                return answer
+            state, old, *_ = self._credential(conn, cid)
+            if state != "active":
+                raise CentralError(f"pass {cid} is {state}")
+            card = _card_code(card_code)
+            conn.execute("UPDATE credentials SET code = ? WHERE credential_id = ?", (card, cid))
+            old_hash = parse_code(str(old).encode("ascii")).hash
+            self._emit(
+                conn,
+                [RevokeCode(old_hash, Revocation.REPLACED), PlainCodeChange(plain_hash(card), cid)],
+            )
+            answer.update(credential=cid)
+        return answer
+
+    def desk_cancel(self, device: str, key: str, cid: int) -> dict[str, Any]:
+        """Cancel the sale of a pass (or voucher): every code of it is revoked."""
+        with self._desk(device, key, "cancel") as (conn, answer):
+            if "cancelled" in answer:
+                return answer
+            row = conn.execute(
+                "SELECT sale_id FROM credentials WHERE credential_id = ?", (cid,)
+            ).fetchone()
+            if row is None:
+                raise CentralError(f"no pass or voucher number {cid}")
+            rows = conn.execute(
+                "SELECT credential_id FROM credentials WHERE sale_id = ? AND state = 'active'",
+                (row[0],),
+            ).fetchall()
+            if not rows:
+                raise CentralError(f"sale {row[0]} has nothing active to cancel")
+            cids = [int(r[0]) for r in rows]
+            conn.executemany(
+                "UPDATE credentials SET state = 'cancelled' WHERE credential_id = ?",
+                [(c,) for c in cids],
+            )
+            self._emit(conn, [RevokeCredential(c, Revocation.CANCELLED) for c in cids])
+            answer.update(cancelled=cids)
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A customer as a desk records them."""
+
+    surname: str
+    first_name: str
+    address: str  # "n.a." where none is recorded
+
+    def __post_init__(self) -> None:
+        for field, value in (
+            ("surname", self.surname),
+            ("first_name", self.first_name),
+            ("address", self.address),
+        ):
+            if not value.strip():
+                raise CentralError(f'{field} is required (address: "n.a." if none)')
+            if len(value) > MAX_PERSON_FIELD or not value.replace("\n", " ").isprintable():
+                raise CentralError(f"{field}: at most {MAX_PERSON_FIELD} printable characters")
+
+    @property
+    def name(self) -> str:
+        """First name and surname, as a card shows them."""
+        return f"{self.first_name} {self.surname}"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRequest:
+    """A desk's personalisation of the pass a voucher was sold for."""
+
+    voucher: str  # the scanned voucher code
+    holder: Person
+    valid_from: int  # unix seconds
+    shipping: str  # post or pickup
+    card_code: str  # the plain code printed on the card
+
+    def __post_init__(self) -> None:
+        if self.shipping not in SHIPPING:
+            raise CentralError(f"shipping must be one of {', '.join(SHIPPING)}")
+        if not 0 < self.valid_from < 1 << 32:
+            raise CentralError("valid_from must be unix seconds")
+
+
+SHIPPING = ("post", "pickup")
+MAX_PERSON_FIELD = 200
+CARD_CODE_LENGTH = (12, 64)
+
+
+def _card_code(text: str) -> str:
+    """A desk-chosen card code: plain (never the signed prefix), URL-safe characters."""
+    low, high = CARD_CODE_LENGTH
+    if not low <= len(text) <= high or not text.isascii() or not text.isalnum():
+        raise CentralError(f"card_code must be {low}..{high} ASCII letters and digits")
+    return text

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from sync import protocol
 from sync.central.db import CentralDB, CentralError, now_ms
+from sync.central.deskapi import DeskAPI
 from sync.protocol import EnvelopeKind, ErrorCode, RequestRejectedError
 
 _LOGGER = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class Central:
         app.router.add_post("/v1/changes", self._changes)
         app.router.add_post("/v1/snapshot", self._snapshot)
         app.router.add_post("/v1/journal", self._journal)
+        DeskAPI(self).add_routes(app)
         app.cleanup_ctx.append(self._background)
         return app
 

@@ -1,0 +1,84 @@
+"""The reference central system's counter operations: device-signed desk requests.
+
+Every operation but the lookup carries the desk's idempotency key: the first request does
+it, a repeat (a lost answer, a queue sent again after a restart) gets the first answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from sync import protocol
+from sync.central.db import IssueRequest, Person
+
+KEY_LIMIT = 100
+TEXT_LIMIT = 200
+CODE_LIMIT = 200
+
+
+class DeskAPI:
+    """Routes under /v1/desk; `central` is the running sync.central.server.Central."""
+
+    def __init__(self, central: Any) -> None:
+        self._central = central
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the desk endpoints."""
+        app.router.add_post("/v1/desk/lookup", self._lookup)
+        app.router.add_post("/v1/desk/issue", self._issue)
+        app.router.add_post("/v1/desk/extend", self._extend)
+        app.router.add_post("/v1/desk/replace", self._replace)
+        app.router.add_post("/v1/desk/cancel", self._cancel)
+
+    async def _request(self, request: web.Request, what: str) -> tuple[str, Any]:
+        device, body = await self._central._device(request)
+        return device, protocol.fields(body, what)
+
+    def _done(self, answer: dict[str, Any]) -> web.Response:
+        if not answer.get("duplicate"):
+            self._central.moved()
+        return web.Response(body=protocol.pack(answer), headers=protocol.HEADERS)
+
+    async def _lookup(self, request: web.Request) -> web.Response:
+        _, fields = await self._request(request, "desk lookup")
+        code = fields.text("code", optional=True, limit=CODE_LIMIT)
+        number = fields.integer("number", optional=True)
+        answer = await asyncio.to_thread(self._central.db.desk_lookup, code, number)
+        return web.Response(body=protocol.pack(answer), headers=protocol.HEADERS)
+
+    async def _issue(self, request: web.Request) -> web.Response:
+        device, fields = await self._request(request, "desk issue")
+        holder = Person(
+            fields.text("surname", limit=TEXT_LIMIT),
+            fields.text("first_name", limit=TEXT_LIMIT),
+            fields.text("address", limit=TEXT_LIMIT),
+        )
+        issue = IssueRequest(
+            voucher=fields.text("voucher", limit=CODE_LIMIT),
+            holder=holder,
+            valid_from=fields.integer("valid_from"),
+            shipping=fields.text("shipping", limit=20),
+            card_code=fields.text("card_code", limit=CODE_LIMIT),
+        )
+        key = fields.text("key", limit=KEY_LIMIT)
+        return self._done(await asyncio.to_thread(self._central.db.desk_issue, device, key, issue))
+
+    async def _extend(self, request: web.Request) -> web.Response:
+        device, fields = await self._request(request, "desk extend")
+        key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
+        return self._done(await asyncio.to_thread(self._central.db.desk_extend, device, key, cid))
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        device, fields = await self._request(request, "desk replace")
+        key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
+        card = fields.text("card_code", limit=CODE_LIMIT)
+        answer = await asyncio.to_thread(self._central.db.desk_replace, device, key, cid, card)
+        return self._done(answer)
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        device, fields = await self._request(request, "desk cancel")
+        key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
+        return self._done(await asyncio.to_thread(self._central.db.desk_cancel, device, key, cid))
