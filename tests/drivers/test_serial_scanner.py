@@ -251,6 +251,9 @@ async def test_socket_url_reads_from_a_network_bridge() -> None:
     scans = scanner.scans()
     pending = asyncio.ensure_future(take(scans, 2))
     await connected.wait()
+    # pyserial's socket:// open() empties the socket after connecting: bytes sent before it
+    # returns are dropped, so write only once the scanner reads (this hung under disk load).
+    await scanner.ready.wait()
     writers[0].write(b"OVER-THE-NET\r\nSECOND")
     writers[0].write(b"\r\n")
     await writers[0].drain()
