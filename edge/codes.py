@@ -295,9 +295,8 @@ def decode_payload(payload: bytes) -> Claims:
     )
 
 
-def _varint(value: int, what: str, maximum: int) -> bytes:
-    if not 0 <= value <= maximum:
-        raise CodeError(f"{what} must be 0..{maximum}, not {value}")
+def varint(value: int) -> bytes:
+    """LEB128 bytes of a non-negative integer (7 bits a byte, low first; protobuf's varint)."""
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -307,6 +306,12 @@ def _varint(value: int, what: str, maximum: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def _varint(value: int, what: str, maximum: int) -> bytes:
+    if not 0 <= value <= maximum:
+        raise CodeError(f"{what} must be 0..{maximum}, not {value}")
+    return varint(value)
 
 
 def _epoch(moment: datetime) -> int:

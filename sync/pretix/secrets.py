@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from edge.codes import code_hash
+from edge.codes import code_hash, varint
 from edge.errors import CodeError
 
 SIG1_VERSION = 0x01  # first byte of a pretix_sig1 secret
@@ -213,16 +213,7 @@ def decode_ticket(payload: bytes) -> Ticket:
 
 
 def _varint(value: int) -> bytes:
-    value &= _INT64 - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return varint(value & (_INT64 - 1))  # protobuf writes negative int64s as 10-byte varints
 
 
 def encode_ticket(ticket: Ticket) -> bytes:
