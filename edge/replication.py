@@ -271,6 +271,9 @@ class Replicator:
     async def _pull_loop(self) -> None:
         backoff = BACKOFF_MIN
         while True:
+            # Cleared before the pull, not after: a gap a push reports while this pull runs
+            # may lie beyond what the pull fetches, and its request must not be lost.
+            self._pull_wanted.clear()
             try:
                 await self.hello()
                 if self.state.revision is None:
@@ -282,7 +285,6 @@ class Replicator:
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            self._pull_wanted.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._pull_wanted.wait(), self._settings.pull_interval_seconds
