@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +19,7 @@ from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 from edge.decide import GateRules
 from edge.errors import ConfigError
 from edge.messages import LANGUAGES
-from edge.tables import build
+from edge.tables import build, check_listener
 
 T = TypeVar("T")
 
@@ -116,14 +115,7 @@ class MetricsConfig:
     port: int = 9101  # 0 picks a free port (tests); the chosen one is logged
 
     def __post_init__(self) -> None:
-        try:
-            ipaddress.ip_address(self.address)
-        except ValueError:
-            raise ValueError(
-                f"address must be an IP address such as 127.0.0.1 or ::1, not {self.address!r}"
-            ) from None
-        if not 0 <= self.port <= 65535:
-            raise ValueError("port must be 0..65535")
+        check_listener(self.address, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +159,7 @@ class SyncConfig:
                 raise ValueError(f"{key} must be an http:// or https:// URL, not {url!r}")
         if not self.url:
             raise ValueError("url must name the central system")
-        try:
-            ipaddress.ip_address(self.push_address)
-        except ValueError:
-            raise ValueError(
-                f"push_address must be an IP address, not {self.push_address!r}"
-            ) from None
-        if not 0 <= self.push_port <= 65535:
-            raise ValueError("push_port must be 0..65535")
+        check_listener(self.push_address, self.push_port, "push_")
         if not 0.1 <= self.pull_interval_seconds <= 86400:
             raise ValueError("pull_interval_seconds must be 0.1..86400")
         if not 1 <= self.upload_batch <= 10_000:
@@ -197,12 +182,7 @@ class CounterConfig:
     offline_pass_days: int = 365  # validity the desk prints for a pass issued offline
 
     def __post_init__(self) -> None:
-        try:
-            ipaddress.ip_address(self.address)
-        except ValueError:
-            raise ValueError(f"address must be an IP address, not {self.address!r}") from None
-        if not 0 <= self.port <= 65535:
-            raise ValueError("port must be 0..65535")
+        check_listener(self.address, self.port)
         if not self.token_file.strip():
             raise ValueError("token_file must name a file")
         for origin in self.allowed_origins:

@@ -7,6 +7,7 @@ templates) use it, so drivers never see an unchecked value.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import types
 import typing
 from typing import Any, TypeVar
@@ -71,3 +72,15 @@ def build(cls: type[T], table: Any, where: str, path: str) -> T:
         return cls(**values)
     except ValueError as err:
         raise ConfigError(str(err), path=path, key=where) from err
+
+
+def check_listener(address: str, port: int, prefix: str = "") -> None:
+    """ValueError unless `address` is an IP address and `port` 0..65535 (keys `{prefix}address`)."""
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(
+            f"{prefix}address must be an IP address such as 127.0.0.1 or ::1, not {address!r}"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{prefix}port must be 0..65535")

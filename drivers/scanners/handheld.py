@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -29,6 +28,7 @@ from aiohttp import web
 
 from drivers.protocols import MAX_SCAN_BYTES, DeviceState, Outcome, ScanEvent
 from edge.errors import ScannerError
+from edge.tables import check_listener
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,12 +52,7 @@ class HandheldSettings:
                 f"token must be at least {MIN_TOKEN_CHARS} ASCII characters without spaces "
                 "(e.g. from `openssl rand -base64 32`)"
             )
-        try:
-            ipaddress.ip_address(self.address)
-        except ValueError:
-            raise ValueError(f"address must be an IP address, not {self.address!r}") from None
-        if not 0 <= self.port <= 65535:
-            raise ValueError("port must be 0..65535")
+        check_listener(self.address, self.port)
 
 
 class HandheldScanner:
