@@ -26,11 +26,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import keys
-from edge.codes import Claims, EntryPolicy, Kind, Validity, mint, plain_hash
-from edge.decide import GateRules
-from edge.facts import Credential, Direction, Revocation
-from edge.gate import Gate
-from edge.store import Store
+from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, plain_hash
+from edge.core.decide import GateRules
+from edge.core.facts import Credential, Direction, Revocation
+from edge.gate.gate import Gate
+from edge.store.database import Store
 
 CHUNK = 100_000
 SAMPLES = 5_000

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from drivers.gates.lcus import RelayCommand
 from edge import keys
-from edge.codes import Claims, Kind, mint
+from edge.core.codes import Claims, Kind, mint
 
 RELAY_ON = RelayCommand(1, on=True).to_bytes()
 RATES = (250, 500, 1000, 2000, 4000)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from drivers.printers.boca import BocaPrinter
 from drivers.printers.card import evolis_job
-from drivers.printers.templates import Template
 from drivers.printers.transports import FileTransport
-from edge.printqueue import JobRecord, PrintJob, PrintQueue
-from edge.store import Store
+from edge.counter.printqueue import JobRecord, PrintJob, PrintQueue
+from edge.counter.templates import Template
+from edge.store.database import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

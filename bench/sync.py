@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the process harness lives with the tests
 
-from edge.codes import Claims, Kind, mint, parse  # noqa: E402
+from edge.core.codes import Claims, Kind, mint, parse  # noqa: E402
 from edge.keys import SigningKey  # noqa: E402
 from sync.protocol import CredentialChange, Revocation, RevokeCode  # noqa: E402
 from tests.integration import fault_rounds  # noqa: E402

@@ -10,15 +10,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import __version__, keys, logs, printcli
-from edge.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
+from edge import __version__, keys, printcli
 from edge.config import EXIT_CONFIG, load
-from edge.errors import CodeError, ConfigError, EdgeError
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.messages import LANGUAGES, text
-from edge.pretix.resolver import PretixResolver
-from edge.store import Store
+from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
+from edge.core.errors import CodeError, ConfigError, EdgeError
+from edge.core.facts import Direction
+from edge.core.messages import LANGUAGES, text
+from edge.gate.gate import Gate
+from edge.ops import logs
+from edge.store.database import Store
+from sync.pretix.resolver import PretixResolver
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -195,8 +196,8 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from edge import replication  # noqa: PLC0415 - aiohttp and msgpack load only when needed
     from sync import protocol  # noqa: PLC0415
+    from sync.client import replicator as replication  # noqa: PLC0415 - aiohttp and msgpack load only when needed
 
     config = load(args.config)
     try:

@@ -14,12 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from drivers.printers.templates import Template
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
-from edge.decide import GateRules
-from edge.errors import ConfigError
-from edge.messages import LANGUAGES
-from edge.tables import build, check_listener
+from edge.core.decide import GateRules
+from edge.core.errors import ConfigError
+from edge.core.messages import LANGUAGES
+from edge.core.tables import build, check_listener
+from edge.counter.templates import Template
 
 T = TypeVar("T")
 

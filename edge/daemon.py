@@ -12,16 +12,16 @@ from typing import Any
 from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
 from edge.config import Config
-from edge.desk import Desk
-from edge.deviceapi import DeviceAPI, device_status, load_token
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.lane import Lane, LaneResult
-from edge.operations import Operations
-from edge.pretix.service import PretixService
-from edge.printqueue import PrintQueue
-from edge.replication import Replicator, health, register_metrics
-from edge.store import Store
+from edge.core.facts import Direction
+from edge.counter.desk import Desk
+from edge.counter.deviceapi import DeviceAPI, device_status, load_token
+from edge.counter.printqueue import PrintQueue
+from edge.gate.gate import Gate
+from edge.gate.lane import Lane, LaneResult
+from edge.ops.health import Operations
+from edge.store.database import Store
+from sync.client.replicator import Replicator, health, register_metrics
+from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)
 

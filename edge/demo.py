@@ -12,12 +12,12 @@ from pathlib import Path
 from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
 from drivers.scanners.lines import LineScanner, LineScannerSettings
 from edge import keys
-from edge.codes import Claims, EntryPolicy, Kind, Validity, mint, parse, plain_hash
-from edge.decide import GateRules
-from edge.facts import Credential, Direction, Revocation
-from edge.gate import Gate
-from edge.lane import Lane, LaneResult
-from edge.store import Store
+from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, parse, plain_hash
+from edge.core.decide import GateRules
+from edge.core.facts import Credential, Direction, Revocation
+from edge.gate.gate import Gate
+from edge.gate.lane import Lane, LaneResult
+from edge.store.database import Store
 
 LANE = "demo-1"
 ZONE = 1

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,13 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drivers.printers.templates import Kind, Template
 from drivers.protocols import Printer
 from drivers.registry import PRINTERS
 from edge.config import Config, load
-from edge.errors import ConfigError, PrinterError
-from edge.printqueue import PrintJob, PrintQueue
-from edge.store import Store
+from edge.core.errors import ConfigError, PrinterError
+from edge.counter.printqueue import PrintJob, PrintQueue
+from edge.counter.templates import Kind, Template
+from edge.store.database import Store
 
 TEST_TICKET = {
     "name": "test-ticket",

@@ -2,7 +2,7 @@
 
 Pure codecs, no I/O: signed envelopes of changes, the changes themselves, signed device
 requests, journal rows and error bodies, each parsed strictly. Both sides import this
-module; it depends on nothing of the edge but `edge.errors` (public API).
+module; it depends on nothing of the edge but `edge.core.errors` (public API).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge.errors import SyncError
+from edge.core.errors import SyncError
 
 VERSION = 1  # this side's protocol version; a peer speaking another major version is refused
 VERSION_HEADER = "Edge-Protocol"
@@ -219,10 +219,10 @@ class CredentialChange:
     """The facts about a credential; they override what its signed codes state."""
 
     credential_id: int
-    kind: int  # edge.codes.Kind
+    kind: int  # edge.core.codes.Kind
     event_id: int
     product_id: int
-    policy: int  # edge.codes.PolicyKind
+    policy: int  # edge.core.codes.PolicyKind
     uses: int
     passback_minutes: int
     valid_from: int | None  # unix seconds, both or neither

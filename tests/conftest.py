@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge.codes import Claims, Kind, mint
-from edge.facts import TrustedKey
-from edge.store import Store
+from edge.core.codes import Claims, Kind, mint
+from edge.core.facts import TrustedKey
+from edge.store.database import Store
 
 # Fixed seeds: failures reproduce, and generating keys per hypothesis example would be slow.
 KEY_ID = 7

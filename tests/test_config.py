@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import MAX_CONFIG_BYTES, Config, load, parse
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
 PUBLIC = base64.b64encode(bytes(range(32))).decode()

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import daemon
 from edge.config import PretixConfig, load, parse
-from edge.errors import ConfigError
-from edge.pretix.resolver import KEYS_CURSOR, LIST_CURSOR, ListState, keys_to_json
-from edge.pretix.service import PretixService, read_token
-from edge.store import Store
+from edge.core.errors import ConfigError
+from edge.store.database import Store
+from sync.pretix.resolver import KEYS_CURSOR, LIST_CURSOR, ListState, keys_to_json
 from sync.pretix.secrets import Ticket, raw_key, sign_sig1
+from sync.pretix.service import PretixService, read_token
 
 DEVICE = '[device]\nname = "g"\nstore = "edge.db"\n[metrics]\nenabled = false\n'
 PRETIX = """

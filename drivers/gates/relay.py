@@ -22,7 +22,7 @@ from drivers.gates.lcus import MAX_CHANNELS, RelayCommand
 from drivers.gates.signals import SignalSettings, Switch, timeline
 from drivers.protocols import DeviceState, Outcome
 from drivers.serialport import SerialPort
-from edge.errors import ActuatorError
+from edge.core.errors import ActuatorError
 
 _LOGGER = logging.getLogger(__name__)
 

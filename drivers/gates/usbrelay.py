@@ -20,7 +20,7 @@ import usb.util
 from drivers.gates.relay import RelayActuator, gate_inputs
 from drivers.gates.signals import SignalSettings
 from drivers.protocols import DeviceState
-from edge.errors import ActuatorError
+from edge.core.errors import ActuatorError
 
 _LOGGER = logging.getLogger(__name__)
 

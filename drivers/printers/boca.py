@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from drivers.printers import fgl
 from drivers.printers.transports import Transport, parse_connection
 from drivers.protocols import PrinterState
-from edge.errors import (
+from edge.core.errors import (
     PaperOutError,
     PrinterAttentionError,
     PrinterError,

@@ -1,10 +1,10 @@
 """Card printers: an Evolis printer driven by its escape commands, and any printer via CUPS.
 
-A card side arrives as a PNG (templates.py renders it). The Evolis driver turns it into the
-command stream Evolis's black-panel printing uses (docs/card-printers.md lists each command and
-where it is documented): ribbon, card feeder, contrast, sequence start, the front side as a
-1-bit raster of 648-dot lines (the card turned a quarter clockwise), sequence end. The CUPS
-driver hands the PNG to `lp` for printers that have a CUPS driver.
+A card side arrives as a PNG (edge.counter.templates renders it). The Evolis driver turns it
+into the command stream Evolis's black-panel printing uses (docs/card-printers.md lists each
+command and where it is documented): ribbon, card feeder, contrast, sequence start, the front
+side as a 1-bit raster of 648-dot lines (the card turned a quarter clockwise), sequence end.
+The CUPS driver hands the PNG to `lp` for printers that have a CUPS driver.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from drivers.printers.templates import CARD_HEIGHT, CARD_WIDTH, open_image
+from drivers.printers.images import CARD_HEIGHT, CARD_WIDTH, open_image
 from drivers.printers.transports import Transport, parse_connection
 from drivers.protocols import PrinterState
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
 
 _LOGGER = logging.getLogger(__name__)
 

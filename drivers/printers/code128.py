@@ -7,7 +7,7 @@ and zxing-cpp (a test dependency) checks every symbol this module draws.
 
 from __future__ import annotations
 
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
 
 # Bar/space widths of symbol values 0..106 (103..105 start A/B/C, 106 stop with its final bar).
 _PATTERNS = (

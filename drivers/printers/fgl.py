@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drivers.protocols import PrinterState
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
 
 ESC = b"\x1b"
 

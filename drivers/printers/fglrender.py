@@ -18,7 +18,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from drivers.printers import code128
 from drivers.printers.fgl import FONTS, QrLevel
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
 
 ESC = 0x1B
 BARCODE_MODULE_DOTS = 2  # narrow bar width the interpreter assumes for <OP>/<OL> (docs/fgl.md)

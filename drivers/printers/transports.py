@@ -18,7 +18,7 @@ import serial
 import usb.core
 import usb.util
 
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from drivers.protocols import MAX_SCAN_BYTES, DeviceState, Outcome, ScanEvent
-from edge.errors import ScannerError
-from edge.tables import check_listener
+from edge.core.errors import ScannerError
+from edge.core.tables import check_listener
 
 _LOGGER = logging.getLogger(__name__)
 

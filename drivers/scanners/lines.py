@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from drivers.protocols import MAX_SCAN_BYTES, ScanEvent
-from edge.errors import ScannerError
+from edge.core.errors import ScannerError
 
 _LOGGER = logging.getLogger(__name__)
 

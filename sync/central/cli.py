@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.codes import EntryPolicy, Kind
-from edge.errors import EdgeError
+from edge.core.codes import EntryPolicy, Kind
+from edge.core.errors import EdgeError
 from sync.central import bundle
 from sync.central.db import CentralDB, Person
 from sync.central.server import serve

@@ -2,7 +2,7 @@
 
 Every workflow operation writes its business rows and appends its changes to the log in one
 transaction, and keeps `view_*` tables equal to what an edge holds after applying the whole
-log: the bootstrap snapshot pages through them. Codes are minted with `edge.codes` (the code
+log: the bootstrap snapshot pages through them. Codes are minted with `edge.core.codes` (the code
 format is public API, docs/codes.md); nothing else of the edge is used.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.codes import Claims, EntryPolicy, Kind, PolicyKind, Validity, mint, plain_hash
-from edge.codes import parse as parse_code
-from edge.errors import CodeError, SyncError
+from edge.core.codes import Claims, EntryPolicy, Kind, PolicyKind, Validity, mint, plain_hash
+from edge.core.codes import parse as parse_code
+from edge.core.errors import CodeError, SyncError
 from sync import protocol
 from sync.protocol import (
     CancelEvent,

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from edge.errors import SyncError
+from edge.core.errors import SyncError
 
 _LOGGER = logging.getLogger(__name__)
 

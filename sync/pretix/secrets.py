@@ -39,14 +39,14 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from edge.codes import code_hash, varint
-from edge.errors import CodeError
+from edge.core.codes import code_hash, varint
+from edge.core.errors import CodeError
 
 SIG1_VERSION = 0x01  # first byte of a pretix_sig1 secret
 HEADER_SIZE = 5  # version, payload length, signature length
 SIGNATURE_SIZE = 64  # Ed25519
 MAX_PAYLOAD = 1024  # pretix's payload is ~30 bytes; a scanner cannot read much more anyway
-MAX_SECRET_LENGTH = 512  # the scan path's bound on any code (edge.codes.MAX_SCAN_TEXT)
+MAX_SECRET_LENGTH = 512  # the scan path's bound on any code (edge.core.codes.MAX_SCAN_TEXT)
 MAX_KEY_TEXT = 4096  # base64 of a PEM public key is ~150 characters
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 _MAX_VARINT_BYTES = 10

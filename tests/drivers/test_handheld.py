@@ -16,13 +16,13 @@ from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from drivers.gates.null import NullActuator, NullActuatorSettings
 from drivers.scanners.handheld import HandheldScanner, HandheldSettings
 from edge.config import parse
+from edge.core.decide import GateRules
+from edge.core.errors import ScannerError
+from edge.core.facts import Direction
 from edge.daemon import serve
-from edge.decide import GateRules
-from edge.errors import ScannerError
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.lane import Lane
-from edge.store import Store
+from edge.gate.gate import Gate
+from edge.gate.lane import Lane
+from edge.store.database import Store
 
 TOKEN = "k3Jx9-handheld-test-token-0123456789"
 

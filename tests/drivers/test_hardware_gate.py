@@ -20,15 +20,15 @@ from drivers.registry import ACTUATORS, SCANNERS
 from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.serialline import SerialScanner
 from edge.config import parse
+from edge.core.decide import GateRules, Reason
+from edge.core.errors import ConfigError
+from edge.core.facts import Direction
 from edge.daemon import serve
-from edge.decide import GateRules, Reason
-from edge.errors import ConfigError
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.lane import Lane, LaneResult
-from edge.metrics import Registry
-from edge.operations import _lane_metrics
-from edge.store import Store
+from edge.gate.gate import Gate
+from edge.gate.lane import Lane, LaneResult
+from edge.ops.health import _lane_metrics
+from edge.ops.metrics import Registry
+from edge.store.database import Store
 
 
 def gate_config(tmp_path: Path, scanner: str, relay: str) -> str:

@@ -15,7 +15,7 @@ from drivers.gates.lcus import RelayCommand
 from drivers.gates.relay import RelayActuator, SerialRelaySettings, serial_relay
 from drivers.gates.signals import SignalSettings, Switch, timeline
 from drivers.protocols import DeviceState, Outcome
-from edge.errors import ActuatorError
+from edge.core.errors import ActuatorError
 
 # The command table of the LCUS-1 module documentation (not re-captured from a board here).
 FRAMES = [

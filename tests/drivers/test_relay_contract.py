@@ -17,7 +17,7 @@ from usbsim import RelayBackend, SimBoard
 from drivers.gates.relay import RelayBoard, SerialRelayBoard
 from drivers.gates.usbrelay import HidRelayBoard
 from drivers.protocols import DeviceState
-from edge.errors import ActuatorError
+from edge.core.errors import ActuatorError
 
 
 @dataclass

@@ -16,11 +16,11 @@ from drivers.gates.null import NullActuator, NullActuatorSettings
 from drivers.protocols import UNREADABLE, DeviceState, ScanEvent
 from drivers.scanners.framing import OVERFLOW, Framing, LineEnd, LineFramer
 from drivers.scanners.serialline import SerialScanner, SerialScannerSettings
-from edge.decide import GateRules
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.lane import Lane, LaneResult
-from edge.store import Store
+from edge.core.decide import GateRules
+from edge.core.facts import Direction
+from edge.gate.gate import Gate
+from edge.gate.lane import Lane, LaneResult
+from edge.store.database import Store
 
 
 @pytest.fixture

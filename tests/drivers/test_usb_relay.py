@@ -7,7 +7,7 @@ from usbsim import RelayBackend, SimBoard
 
 from drivers.gates.usbrelay import BoardState, HidRelayBoard, HidRelaySettings, command, hid_relay
 from drivers.protocols import DeviceState, Outcome
-from edge.errors import ActuatorError
+from edge.core.errors import ActuatorError
 
 
 def test_reports() -> None:

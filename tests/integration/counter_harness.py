@@ -24,8 +24,8 @@ import zxingcpp
 from PIL import Image
 
 from drivers.printers.fglrender import render
-from edge import identity
-from edge.codes import EntryPolicy, Kind
+from edge.core.codes import EntryPolicy, Kind
+from edge.ops import identity
 from sync.central.db import Person
 from tests.integration.sync_harness import STARTUP_TIMEOUT, CentralProcess, GateProcess, wait_for
 

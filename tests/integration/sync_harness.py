@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from edge import identity
+from edge.ops import identity
 from sync.central.db import CentralDB
 
 STARTUP_TIMEOUT = 30.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.codes import Claims, Kind, mint
+from edge.core.codes import Claims, Kind, mint
 from tests.integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
 from tests.integration.sync_harness import free_port, wait_for
 

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import keys
-from edge.codes import Claims, Kind, mint, parse
-from edge.store import Store
+from edge.core.codes import Claims, Kind, mint, parse
+from edge.store.database import Store
 
 IN_FLIGHT = 8  # scans written ahead of the reports: below the lane's queue, so none is dropped
 ROUNDS = 3

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import keys
-from edge.codes import Claims, Kind, mint
+from edge.core.codes import Claims, Kind, mint
 
 WATCHDOG_USEC = 100_000  # pings every 50 ms: many pings would arrive while the loop is stalled
 SILENCE_SECONDS = 1.0  # 20 ping intervals with no ping while stalled

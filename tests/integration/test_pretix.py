@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import daemon
 from edge.config import parse
-from edge.decide import GateRules, Reason
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.lane import LaneResult
-from edge.pretix.connector import PRETIX_REASONS, PretixConnector, UploadStats
-from edge.pretix.resolver import PretixResolver
-from edge.store import Store
+from edge.core.decide import GateRules, Reason
+from edge.core.facts import Direction
+from edge.gate.gate import Gate
+from edge.gate.lane import LaneResult
+from edge.store.database import Store
 from sync.pretix.client import PretixClient, PretixSettings
+from sync.pretix.connector import PRETIX_REASONS, PretixConnector, UploadStats
+from sync.pretix.resolver import PretixResolver
 from sync.pretix.secrets import Ticket, sign_sig1
 
 PRETIX_VERSION = "2026.8.0"  # the version the secret vectors in test_pretix_secrets come from

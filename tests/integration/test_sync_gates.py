@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.codes import EntryPolicy, Kind
+from edge.core.codes import EntryPolicy, Kind
 from sync.protocol import Revocation, RevokeCode
 from tests.integration.sync_harness import CentralProcess, GateProcess, wait_for
 

@@ -19,7 +19,7 @@ from drivers.printers.transports import (
     parse_connection,
 )
 from drivers.protocols import PrinterState
-from edge.errors import PaperOutError, PrinterAttentionError, PrinterError, PrintUncertainError
+from edge.core.errors import PaperOutError, PrinterAttentionError, PrinterError, PrintUncertainError
 from printers.sim import PRODUCT, VENDOR, BocaSimulator, PtyPrinter, TcpPrinter, UsbPrinterBackend
 
 FAST = {"status_timeout": 1.0, "print_timeout": 2.0, "busy_timeout": 1.0}  # generous: shared CPUs

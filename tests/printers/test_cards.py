@@ -11,9 +11,9 @@ import pytest
 import zxingcpp
 
 from drivers.printers.card import CupsPrinter, EvolisPrinter, command, evolis_job
-from drivers.printers.templates import Template
 from drivers.printers.transports import UsbTransport
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
+from edge.counter.templates import Template
 from printers.sim import EvolisSimulator, UsbPrinterBackend
 
 EVOLIS_VENDOR = 0x0F49

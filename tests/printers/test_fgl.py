@@ -11,7 +11,7 @@ from PIL import Image
 from drivers.printers import code128, fgl
 from drivers.printers.fglrender import render
 from drivers.protocols import PrinterState
-from edge.errors import PrinterError
+from edge.core.errors import PrinterError
 
 
 def codes(image: Image.Image) -> list[tuple[str, str]]:

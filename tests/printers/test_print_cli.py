@@ -13,9 +13,9 @@ from drivers.printers.boca import BocaPrinter
 from drivers.printers.fglrender import render
 from drivers.printers.transports import FileTransport
 from edge.config import EXIT_CONFIG, load
-from edge.operations import Operations
-from edge.printqueue import PrintJob, PrintQueue
-from edge.store import Store
+from edge.counter.printqueue import PrintJob, PrintQueue
+from edge.ops.health import Operations
+from edge.store.database import Store
 
 CONFIG = """
 [device]

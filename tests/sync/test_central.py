@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.codes import EntryPolicy, Kind, parse
+from edge.core.codes import EntryPolicy, Kind, parse
 from sync import protocol
 from sync.central.cli import main
 from sync.central.db import CentralDB, CentralError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.codes import EntryPolicy, Kind, plain_hash
+from edge.core.codes import EntryPolicy, Kind, plain_hash
 from sync import protocol
 from sync.central.cli import main
 from sync.central.db import CentralDB, CentralError, IssueRequest, Person

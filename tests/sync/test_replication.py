@@ -14,16 +14,16 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.cli import main
-from edge.codes import parse
 from edge.config import SyncConfig
-from edge.decide import GateRules, Reason
-from edge.facts import Direction
-from edge.gate import Gate
-from edge.replication import REVISION_CURSOR, Replicator, import_bundle
-from edge.store import Store
+from edge.core.codes import parse
+from edge.core.decide import GateRules, Reason
+from edge.core.facts import Direction
+from edge.gate.gate import Gate
+from edge.store.database import Store
 from sync import protocol
 from sync.central.db import CentralDB
 from sync.central.server import serve
+from sync.client.replicator import REVISION_CURSOR, Replicator, import_bundle
 from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
 from tests.conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 

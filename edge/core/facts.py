@@ -1,0 +1,96 @@
+"""What the store knows about a scanned code: the inputs `decide` needs besides the code."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.core.codes import Claims, EntryPolicy, Kind, Validity
+
+
+class Direction(enum.Enum):
+    """Which way a person passes a lane."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+
+
+class Revocation(enum.Enum):
+    """Why a code, credential or product no longer admits."""
+
+    REVOKED = "revoked"  # withdrawn by the central system, no further detail
+    REPLACED = "replaced"  # a lost card was replaced; the new code admits, this one not
+    CANCELLED = "cancelled"  # the sale was cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """A public key the central system signs codes with."""
+
+    key_id: int
+    public_key: Ed25519PublicKey
+    retired: bool = False  # codes signed with a retired key no longer admit
+
+    def verify(self, signed: bytes, signature: bytes) -> bool:
+        """True if `signature` is this key's signature of `signed`."""
+        try:
+            self.public_key.verify(signature, signed)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """The facts about a credential; synced facts override what a signed code says."""
+
+    credential_id: int
+    kind: Kind
+    event_id: int = 0
+    product_id: int = 0
+    policy: EntryPolicy = field(default_factory=EntryPolicy.single)
+    validity: Validity | None = None
+    zones: int = 0  # bitmask; 0: every zone
+    paid: bool = True
+
+    @classmethod
+    def from_claims(cls, claims: Claims) -> Credential:
+        """The facts a signed code states, for a credential the store has no record of."""
+        return cls(
+            credential_id=claims.credential_id,
+            kind=claims.kind,
+            event_id=claims.event_id,
+            product_id=claims.product_id,
+            policy=claims.policy,
+            validity=claims.validity,
+            zones=claims.zones,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryState:
+    """A credential's passages so far, at any gate of the venue."""
+
+    count: int  # entries (not exits)
+    first_at: datetime | None  # first entry
+    first_gate: str | None
+    last_at: datetime  # last passage, entry or exit
+    last_direction: Direction
+    last_gate: str
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything the store knows that bears on one code."""
+
+    key: TrustedKey | None = None  # the key named by a signed code, if trusted
+    credential: Credential | None = None  # synced facts (required for plain codes)
+    code_revoked: Revocation | None = None  # this code (by hash)
+    credential_revoked: Revocation | None = None  # every code of the credential
+    event_cancelled: bool = False
+    product_revoked: Revocation | None = None
+    entries: EntryState | None = None

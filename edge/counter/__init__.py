@@ -1,0 +1,1 @@
+"""The counter: pass desk, device API, operator pages, print queue, ticket and card templates."""

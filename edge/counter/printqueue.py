@@ -1,0 +1,402 @@
+"""The durable print queue: every accepted job is printed once or marked failed.
+
+`submit` validates and renders a job before it is stored (bad input never reaches a printer)
+and returns the stored record; submitting the same job id again stores and prints nothing.
+One worker per printer takes the oldest queued job, marks it `printing` in the store, sends it
+and marks it `done`. Errors decide what happens next:
+
+- paper out or a printer that needs staff (jam, head open): the printer had not printed the
+  job (or dropped it, in purge mode); it goes back to `queued`, the printer is paused and
+  polled until it is ready, then the queue resumes in order;
+- a printer that could not be reached or refused before the job was sent: retried with
+  backoff, up to MAX_ATTEMPTS, then `failed`;
+- a job sent but not confirmed: `failed` at once, because sending it again could print it
+  twice. A restart finds such jobs still `printing` and fails them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from drivers.protocols import Printer, PrinterState
+from edge.core.errors import (
+    DeviceError,
+    PaperOutError,
+    PrinterAttentionError,
+    PrinterError,
+    PrintUncertainError,
+    StoreError,
+)
+from edge.counter.templates import Template
+from edge.store.database import Store, from_ms, to_ms
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5  # sends of one job that failed before it reached the printer
+RETRY_DELAY = 2.0  # seconds before the first retry; doubles per attempt
+MAX_RETRY_DELAY = 60.0
+PAUSE_POLL = 5.0  # seconds between status polls of a paused printer
+IDLE_POLL = 2.0  # seconds between looks for jobs another process (`edge print submit`) stored
+STATUS_INTERVAL = 30.0  # seconds between status requests to an idle printer (for metrics)
+MAX_JOB_ID = 128
+INTERRUPTED = (
+    "interrupted while printing (the edge stopped): it may have printed; "
+    "check the printer and submit again under a new job id if it did not"
+)
+
+
+class JobState(enum.Enum):
+    """Where a job is."""
+
+    QUEUED = "queued"  # stored, waiting for its printer
+    PRINTING = "printing"  # being sent; on restart this means "may have printed"
+    DONE = "done"  # the printer confirmed it (or took it, on a one-way connection)
+    FAILED = "failed"  # will not be printed; `error` says why
+
+
+@dataclass(frozen=True, slots=True)
+class PrintJob:
+    """A request to print one ticket or card (the local API and the CLI build these)."""
+
+    job_id: str  # chosen by the caller; resubmitting the same id prints nothing new
+    template: str
+    fields: Mapping[str, str]
+    images: Mapping[str, bytes] = field(default_factory=dict)  # e.g. a card's photo
+    printer: str | None = None  # default: the first printer for the template's kind
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as the store keeps it."""
+
+    job_id: str
+    printer: str
+    template: str
+    state: JobState
+    attempts: int
+    error: str | None
+    submitted_at: datetime
+    finished_at: datetime | None
+    duplicate: bool = False  # this submission found the job already stored
+
+
+_SELECT = (
+    "SELECT job_id, printer, template, state, attempts, error, submitted_at, finished_at"
+    " FROM print_jobs"
+)
+
+
+def _record(row: tuple[Any, ...], *, duplicate: bool = False) -> JobRecord:
+    job_id, printer, template, state, attempts, error, submitted, finished = row
+    return JobRecord(
+        str(job_id),
+        str(printer),
+        str(template),
+        JobState(state),
+        int(attempts),
+        None if error is None else str(error),
+        from_ms(int(submitted)),
+        None if finished is None else from_ms(int(finished)),
+        duplicate,
+    )
+
+
+class PrintQueue:
+    """Jobs in the store, and one worker per printer."""
+
+    def __init__(
+        self,
+        store: Store,
+        printers: Mapping[str, Printer],
+        templates: Mapping[str, Template],
+        *,
+        retry_delay: float = RETRY_DELAY,
+        max_attempts: int = MAX_ATTEMPTS,
+        pause_poll: float = PAUSE_POLL,
+        idle_poll: float = IDLE_POLL,
+        status_interval: float = STATUS_INTERVAL,
+        on_finished: Callable[[JobRecord], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self.printers = dict(printers)
+        self.templates = dict(templates)
+        self._retry_delay = retry_delay
+        self._max_attempts = max_attempts
+        self._pause_poll = pause_poll
+        self._idle_poll = idle_poll
+        self._status_interval = status_interval
+        self._on_finished = on_finished
+        self._on_change = on_change or (lambda: None)  # any job or pause changed (tests, UI)
+        self._wake = {name: asyncio.Event() for name in self.printers}
+        self.paused: dict[str, str] = {}  # printer name -> why it is paused
+        self.finished: dict[tuple[str, str], int] = {}  # (printer, done|failed) -> count
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def _printer_for(self, job: PrintJob, template: Template) -> str:
+        if job.printer is not None:
+            printer = self.printers.get(job.printer)
+            if printer is None:
+                raise PrinterError(
+                    f"no printer {job.printer!r}; printers: {', '.join(self.printers) or 'none'}"
+                )
+            if printer.kind != template.kind.value:
+                raise PrinterError(
+                    f"printer {job.printer!r} prints {printer.kind}s, template "
+                    f"{template.name!r} is a {template.kind.value}"
+                )
+            return job.printer
+        for name, printer in self.printers.items():
+            if printer.kind == template.kind.value:
+                return name
+        raise PrinterError(f"no printer for {template.kind.value}s is configured")
+
+    async def submit(self, job: PrintJob) -> JobRecord:
+        """Validate, render and store a job; PrinterError (nothing stored) if it is bad."""
+        if not 1 <= len(job.job_id) <= MAX_JOB_ID or not job.job_id.isprintable():
+            raise PrinterError(f"a job id is 1..{MAX_JOB_ID} printable characters")
+        template = self.templates.get(job.template)
+        if template is None:
+            raise PrinterError(
+                f"no template {job.template!r}; templates: {', '.join(self.templates) or 'none'}"
+            )
+        printer = self._printer_for(job, template)
+        # Rendering draws images (Pillow): off the loop.
+        document = await asyncio.to_thread(template.render, job.fields, job.images)
+        digest = hashlib.sha256(document).digest()
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO print_jobs (job_id, printer, template, document, digest, state,"
+                " submitted_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)"
+                " ON CONFLICT (job_id) DO NOTHING",
+                (job.job_id, printer, template.name, document, digest, to_ms(datetime.now(UTC))),
+            )
+            inserted = cursor.rowcount == 1
+            if not inserted:
+                cursor = await conn.execute(
+                    "SELECT digest FROM print_jobs WHERE job_id = ?", (job.job_id,)
+                )
+                row = await cursor.fetchone()
+                if row is not None and bytes(row[0]) != digest:
+                    raise PrinterError(
+                        f"job id {job.job_id!r} was already used for a different job; "
+                        "nothing was printed for this one"
+                    )
+        record = self.job(job.job_id)
+        if record is None:  # committed just above
+            raise StoreError(f"job {job.job_id!r} vanished after it was stored")
+        if inserted:
+            _LOGGER.info("%s: job %s queued (%s)", printer, job.job_id, template.name)
+            self._wake[printer].set()
+            return record
+        _LOGGER.info("%s: job %s was submitted again; nothing new", printer, job.job_id)
+        return dataclasses.replace(record, duplicate=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobRecord | None:
+        """A job's record."""
+        rows = self._store.query(f"{_SELECT} WHERE job_id = ?", (job_id,))
+        return _record(rows[0]) if rows else None
+
+    def jobs(self, limit: int = 50) -> list[JobRecord]:
+        """The latest jobs, newest first."""
+        rows = self._store.query(f"{_SELECT} ORDER BY seq DESC LIMIT ?", (limit,))
+        return [_record(row) for row in rows]
+
+    def pending(self) -> dict[str, int]:
+        """Jobs queued or printing, per printer."""
+        counts = dict.fromkeys(self.printers, 0)
+        rows = self._store.query(
+            "SELECT printer, count(*) FROM print_jobs WHERE state IN ('queued', 'printing')"
+            " GROUP BY printer"
+        )
+        for printer, count in rows:
+            counts[str(printer)] = int(count)
+        return counts
+
+    async def abandon(self, job_id: str, why: str) -> bool:
+        """Fail a job still waiting in the queue (its caller gave up); False if it is past that."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
+                " WHERE job_id = ? AND state = 'queued'",
+                (why, to_ms(datetime.now(UTC)), job_id),
+            )
+            abandoned = cursor.rowcount == 1
+        if abandoned:
+            _LOGGER.info("job %s abandoned: %s", job_id, why)
+            self._on_change()
+        return abandoned
+
+    # -- printing ------------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Fail jobs a previous run left `printing` or sent to a printer no longer configured."""
+        now = to_ms(datetime.now(UTC))
+        marks = ", ".join("?" for _ in self.printers) or "''"
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
+                " WHERE state = 'printing'",
+                (INTERRUPTED, now),
+            )
+            interrupted = cursor.rowcount
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'failed', error = 'its printer ' || printer ||"
+                f" ' is no longer configured', finished_at = ? WHERE state = 'queued'"
+                f" AND printer NOT IN ({marks})",
+                (now, *self.printers),
+            )
+            orphaned = cursor.rowcount
+        if interrupted or orphaned:
+            _LOGGER.warning(
+                "print queue: %d jobs interrupted by a restart and %d for removed printers "
+                "marked failed",
+                interrupted,
+                orphaned,
+            )
+        return int(interrupted + orphaned)
+
+    async def run(self) -> None:
+        """Recover, then print until cancelled (one worker per printer)."""
+        await self.recover()
+        async with asyncio.TaskGroup() as group:
+            for name in self.printers:
+                group.create_task(self._worker(name))
+
+    async def _set(self, job_id: str, state: JobState, attempts: int, error: str | None) -> None:
+        final = state in (JobState.DONE, JobState.FAILED)
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "UPDATE print_jobs SET state = ?, attempts = ?, error = ?, finished_at = ?"
+                " WHERE job_id = ?",
+                (
+                    state.value,
+                    attempts,
+                    error,
+                    to_ms(datetime.now(UTC)) if final else None,
+                    job_id,
+                ),
+            )
+        self._on_change()
+
+    async def _claim(self, job_id: str, attempts: int) -> bool:
+        """Mark a queued job printing; False if it is no longer queued (abandoned)."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE print_jobs SET state = 'printing', attempts = ?, error = NULL"
+                " WHERE job_id = ? AND state = 'queued'",
+                (attempts, job_id),
+            )
+            claimed = cursor.rowcount == 1
+        self._on_change()
+        return claimed
+
+    def _next(self, printer: str) -> tuple[str, bytes, int] | None:
+        rows = self._store.query(
+            "SELECT job_id, document, attempts FROM print_jobs"
+            " WHERE printer = ? AND state = 'queued' ORDER BY seq LIMIT 1",
+            (printer,),
+        )
+        if not rows:
+            return None
+        job_id, document, attempts = rows[0]
+        return str(job_id), bytes(document), int(attempts)
+
+    def _finish(self, printer: str, job_id: str, outcome: str) -> None:
+        key = (printer, outcome)
+        self.finished[key] = self.finished.get(key, 0) + 1
+        record = self.job(job_id)
+        if self._on_finished is not None and record is not None:
+            self._on_finished(record)
+
+    async def _worker(self, name: str) -> None:
+        wake = self._wake[name]
+        asked = -math.inf
+        while True:
+            try:
+                job = self._next(name)
+                if job is None:
+                    if time.monotonic() - asked >= self._status_interval:
+                        # An idle printer's state (paper out, unplugged) shows before a job.
+                        await self.printers[name].status()
+                        asked = time.monotonic()
+                        self._on_change()
+                    wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self._idle_poll)
+                    continue
+                await self._print(name, *job)
+            except StoreError as err:
+                _LOGGER.error("%s: print queue cannot use the store: %s", name, err)
+                await asyncio.sleep(self._retry_delay)
+
+    async def _print(self, name: str, job_id: str, document: bytes, attempts: int) -> None:
+        printer = self.printers[name]
+        if not await self._claim(job_id, attempts + 1):
+            return  # abandoned since it was read: never print it
+        started = time.monotonic()
+        try:
+            await printer.print(document)
+        except (PaperOutError, PrinterAttentionError) as err:
+            # Not printed (or dropped by the printer): back in line, first when it resumes.
+            await self._set(job_id, JobState.QUEUED, attempts, str(err))
+            await self._pause(name, printer, str(err))
+        except PrintUncertainError as err:
+            await self._set(job_id, JobState.FAILED, attempts + 1, str(err))
+            _LOGGER.error("%s: job %s failed: %s", name, job_id, err)
+            self._finish(name, job_id, "failed")
+        except (PrinterError, DeviceError) as err:
+            await self._retry_or_fail(name, job_id, attempts, err)
+        except Exception as err:  # a driver bug must not take the gate lanes down with it
+            _LOGGER.exception("%s: job %s: the driver failed unexpectedly", name, job_id)
+            await self._set(job_id, JobState.FAILED, attempts + 1, f"internal error: {err!r}")
+            self._finish(name, job_id, "failed")
+        else:
+            await self._set(job_id, JobState.DONE, attempts + 1, None)
+            _LOGGER.info(
+                "%s: job %s printed in %.0f ms", name, job_id, (time.monotonic() - started) * 1000
+            )
+            self._finish(name, job_id, "done")
+
+    async def _retry_or_fail(
+        self, name: str, job_id: str, attempts: int, err: PrinterError | DeviceError
+    ) -> None:
+        """Back in line after a delay, or failed after MAX_ATTEMPTS sends."""
+        if attempts + 1 >= self._max_attempts:
+            await self._set(job_id, JobState.FAILED, attempts + 1, str(err))
+            _LOGGER.error(
+                "%s: job %s failed after %d attempts: %s", name, job_id, attempts + 1, err
+            )
+            self._finish(name, job_id, "failed")
+            return
+        await self._set(job_id, JobState.QUEUED, attempts + 1, str(err))
+        delay = min(MAX_RETRY_DELAY, self._retry_delay * 2**attempts)
+        _LOGGER.warning("%s: job %s not sent (%s); retry in %.0f s", name, job_id, err, delay)
+        await asyncio.sleep(delay)
+
+    async def _pause(self, name: str, printer: Printer, why: str) -> None:
+        self.paused[name] = why
+        self._on_change()
+        _LOGGER.warning("%s: paused: %s", name, why)
+        while True:
+            await asyncio.sleep(self._pause_poll)
+            state = await printer.status()
+            if state in (PrinterState.READY, PrinterState.UNKNOWN):
+                break
+        del self.paused[name]
+        self._on_change()
+        _LOGGER.info("%s: ready again; resuming", name)

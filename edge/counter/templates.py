@@ -1,0 +1,594 @@
+"""Ticket and card layouts described in data, and the documents they render to.
+
+A template comes from a `[[templates]]` table of the configuration: its kind (`ticket` for BOCA
+FGL, `card` for a card printer's image), its size in dots, the fields a job must fill, and
+items (text, box, line, qr, code128, logo, photo) placed by x (column) and y (row). Everything
+that can be wrong with a template is found when it is loaded; everything that can be wrong with
+a job's values is found by `render`, before a byte goes to a printer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import io
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import segno
+from PIL import Image, ImageDraw, ImageFont
+
+from drivers.printers import code128, fgl
+from drivers.printers.fglrender import render as render_fgl
+from drivers.printers.images import CARD_HEIGHT, CARD_WIDTH, open_image
+from edge.core.errors import ConfigError, PrinterError
+from edge.core.tables import build
+
+MAX_FIELD_CHARS = 200
+MAX_ITEMS = 100
+
+
+class Kind(enum.Enum):
+    """What a template prints on."""
+
+    TICKET = "ticket"  # a BOCA ticket, rendered to FGL
+    CARD = "card"  # a plastic card side, rendered to an image
+
+
+# -- items -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextItem:
+    """Text, with {field} placeholders."""
+
+    x: int
+    y: int
+    text: str
+    font: str = "F3"  # ticket: a resident FGL font
+    size: int = 32  # card: text height in pixels
+    height: int = 1  # ticket: height multiple
+    width: int = 1  # ticket: width multiple
+    rotation: str = "none"  # ticket: none, right, up, left
+    max_width: int = 0  # dots the text may take; 0: up to the edge
+
+
+@dataclass(frozen=True, slots=True)
+class BoxItem:
+    """A rectangle outline."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    thickness: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    """A horizontal or vertical line."""
+
+    x: int
+    y: int
+    length: int
+    vertical: bool = False
+    thickness: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class QrItem:
+    """A QR code of `data` (with placeholders); `module` dots per module."""
+
+    x: int
+    y: int
+    data: str
+    module: int = 6
+    level: str = "M"
+    rotation: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Code128Item:
+    """A Code 128 barcode of `data`; bars `height` dots long."""
+
+    x: int
+    y: int
+    data: str
+    height: int = 64
+    module: int = 3  # card: narrow bar width in pixels (tickets use the printer's)
+    readable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogoItem:
+    """An image file (path relative to the configuration), converted to black and white."""
+
+    x: int
+    y: int
+    path: str
+    threshold: int = 128
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoItem:
+    """A card holder's photo from the job's images, fitted into width x height."""
+
+    x: int
+    y: int
+    field: str
+    width: int
+    height: int
+
+
+Item = TextItem | BoxItem | LineItem | QrItem | Code128Item | LogoItem | PhotoItem
+ITEM_TYPES: dict[str, type[Any]] = {
+    "text": TextItem,
+    "box": BoxItem,
+    "line": LineItem,
+    "qr": QrItem,
+    "code128": Code128Item,
+    "logo": LogoItem,
+    "photo": PhotoItem,
+}
+_ROTATIONS = {
+    "none": fgl.Rotation.NONE,
+    "right": fgl.Rotation.RIGHT,
+    "up": fgl.Rotation.UP,
+    "left": fgl.Rotation.LEFT,
+}
+
+
+def _item(cls: type[Any], table: dict[str, Any], where: str, path: str) -> Any:
+    """A template item from its table; coordinates and sizes must fit a page."""
+    item = build(cls, table, where, path)
+    for f in dataclasses.fields(item):
+        value = getattr(item, f.name)
+        if type(value) is int and not -fgl.MAX_DOTS <= value <= fgl.MAX_DOTS:
+            raise ConfigError(f"{value} is out of range", path=path, key=f"{where}.{f.name}")
+    return item
+
+
+def _placeholders(text: str, where: str, path: str) -> set[str]:
+    names = set()
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise ConfigError(f"bad placeholder in {text!r}: {err}", path=path, key=where) from err
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ConfigError(
+                f"placeholders are plain {{field}} names, not {{{name}}}", path=path, key=where
+            )
+        names.add(name)
+    return names
+
+
+# -- fonts and images --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def card_font(size: int, path: str = "") -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The card font at `size` pixels: a TrueType file, or Pillow's built-in font."""
+    if path:
+        return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size=size)
+
+
+@functools.lru_cache(maxsize=64)
+def _notdef(size: int, path: str) -> bytes:
+    font = card_font(size, path)
+    return bytes(font.getmask("\ue000"))  # a private-use character: no font draws it
+
+
+def missing_glyph(text: str, size: int, font_path: str = "") -> str | None:
+    """The first character of `text` the card font has no glyph for, if any."""
+    font = card_font(size, font_path)
+    notdef = _notdef(size, font_path)
+    for char in dict.fromkeys(text):
+        if char.isspace():
+            continue
+        if not char.isprintable() or bytes(font.getmask(char)) == notdef:
+            return char
+    return None
+
+
+def _bitmap(image: Image.Image, threshold: int) -> list[list[bool]]:
+    dots = [value < threshold for value in image.tobytes()]
+    return [dots[y * image.width : (y + 1) * image.width] for y in range(image.height)]
+
+
+# -- templates ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A validated layout."""
+
+    name: str
+    kind: Kind
+    width: int  # dots across (ticket columns, card pixels)
+    height: int  # dots down (ticket rows, card pixels)
+    fields: tuple[str, ...]  # text fields a job must fill, no more, no less
+    images: tuple[str, ...]  # image fields (photos) a job may fill
+    items: tuple[Item, ...]
+    logos: tuple[tuple[tuple[bool, ...], ...] | None, ...]  # per item: a logo's bitmap
+    cut: bool = True
+    font_path: str = ""  # card text font (TrueType); empty: Pillow's built-in
+
+    @classmethod
+    def from_table(  # noqa: PLR0915 - flat checks, one per key
+        cls, table: Any, where: str, path: str
+    ) -> Template:
+        """A template from its TOML table; ConfigError names the key of any problem."""
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", path=path, key=where)
+        allowed = {"name", "kind", "width", "height", "fields", "items", "cut", "font"}
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+                path=path,
+                key=where,
+            )
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("needs a name (a non-empty string)", path=path, key=f"{where}.name")
+        try:
+            kind = Kind(table.get("kind"))
+        except ValueError:
+            raise ConfigError(
+                "kind must be 'ticket' or 'card'", path=path, key=f"{where}.kind"
+            ) from None
+        default = (CARD_WIDTH, CARD_HEIGHT) if kind is Kind.CARD else (1100, 384)
+        width, height = table.get("width", default[0]), table.get("height", default[1])
+        for key, value in (("width", width), ("height", height)):
+            if type(value) is not int or not 8 <= value <= fgl.MAX_DOTS:
+                raise ConfigError(
+                    f"must be 8..{fgl.MAX_DOTS} dots", path=path, key=f"{where}.{key}"
+                )
+        fields = table.get("fields", [])
+        if not isinstance(fields, list) or not all(
+            isinstance(f, str) and f.isidentifier() for f in fields
+        ):
+            raise ConfigError(
+                "must be a list of field names (letters, digits, _)",
+                path=path,
+                key=f"{where}.fields",
+            )
+        cut = table.get("cut", True)
+        if type(cut) is not bool:
+            raise ConfigError("must be a boolean", path=path, key=f"{where}.cut")
+        font_path = table.get("font", "")
+        if not isinstance(font_path, str):
+            raise ConfigError("must be a path to a TrueType font", path=path, key=f"{where}.font")
+        if font_path:
+            font_path = str(Path(path).parent / font_path)
+            try:
+                card_font(20, font_path)
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot load font {font_path}: {err}", path=path, key=f"{where}.font"
+                ) from err
+        raw_items = table.get("items", [])
+        if not isinstance(raw_items, list) or not raw_items or len(raw_items) > MAX_ITEMS:
+            raise ConfigError(
+                f"needs 1..{MAX_ITEMS} items ([[templates.items]])",
+                path=path,
+                key=f"{where}.items",
+            )
+        items: list[Item] = []
+        logos: list[tuple[tuple[bool, ...], ...] | None] = []
+        used: set[str] = set()
+        images: list[str] = []
+        for i, raw in enumerate(raw_items):
+            key = f"{where}.items[{i}]"
+            if not isinstance(raw, dict):
+                raise ConfigError("must be a table", path=path, key=key)
+            settings = dict(raw)
+            kind_name = settings.pop("type", None)
+            if kind_name not in ITEM_TYPES:
+                raise ConfigError(
+                    f"type {kind_name!r} is unknown; allowed: {', '.join(ITEM_TYPES)}",
+                    path=path,
+                    key=key,
+                )
+            item = _item(ITEM_TYPES[kind_name], settings, key, path)
+            logos.append(None)
+            if isinstance(item, TextItem):
+                used |= _placeholders(item.text, f"{key}.text", path)
+            elif isinstance(item, QrItem | Code128Item):
+                used |= _placeholders(item.data, f"{key}.data", path)
+            elif isinstance(item, PhotoItem):
+                if kind is not Kind.CARD:
+                    raise ConfigError("photos go on cards only", path=path, key=key)
+                images.append(item.field)
+            elif isinstance(item, LogoItem):
+                logos[-1] = _load_logo(item, key, path, width, height)
+            items.append(item)
+        missing = sorted(used - set(fields))
+        if missing:
+            raise ConfigError(
+                f"placeholder {{{missing[0]}}} is not in fields", path=path, key=f"{where}.fields"
+            )
+        template = cls(
+            name,
+            kind,
+            width,
+            height,
+            tuple(fields),
+            tuple(images),
+            tuple(items),
+            tuple(logos),
+            cut,
+            font_path,
+        )
+        # Render once with sample values: a layout that cannot print fails at load time.
+        try:
+            template.check_static()
+        except PrinterError as err:
+            raise ConfigError(str(err), path=path, key=where) from err
+        return template
+
+    def check_static(self) -> None:
+        """Check what does not depend on a job's values: items inside the page, sizes, fonts."""
+        for i, item in enumerate(self.items):
+            what = f"items[{i}]"
+            if isinstance(item, TextItem):
+                if self.kind is Kind.TICKET and item.font not in fgl.FONTS:
+                    raise PrinterError(
+                        f"{what}: unknown font {item.font!r}; FGL fonts: {', '.join(fgl.FONTS)}"
+                    )
+                fixed = "".join(part for part, *_ in string.Formatter().parse(item.text))
+                if self.kind is Kind.TICKET:
+                    fgl.check_text(fixed, fgl.TEXT_CHARACTERS, f"{what} text")
+                elif 6 <= item.size <= 300:
+                    lacking = missing_glyph(fixed, item.size, self.font_path)
+                    if lacking is not None:
+                        raise PrinterError(
+                            f"{what}: the card font has no character {lacking!r} "
+                            f"(U+{ord(lacking):04X}); set the template's font to a TrueType "
+                            "file that has it"
+                        )
+                if item.rotation not in _ROTATIONS:
+                    raise PrinterError(f"{what}: rotation is one of {', '.join(_ROTATIONS)}")
+                if not 6 <= item.size <= 300:
+                    raise PrinterError(f"{what}: size is 6..300 pixels")
+            elif isinstance(item, QrItem):
+                if item.level not in ("L", "M", "Q", "H"):
+                    raise PrinterError(f"{what}: level is one of L, M, Q, H")
+                if item.rotation not in _ROTATIONS:
+                    raise PrinterError(f"{what}: rotation is one of {', '.join(_ROTATIONS)}")
+            self._inside(what, item.x, item.y, 1, 1)
+
+    def _inside(self, what: str, x: int, y: int, width: int, height: int) -> None:
+        if x < 0 or y < 0 or x + width > self.width or y + height > self.height:
+            raise PrinterError(
+                f"{what} does not fit: it spans x {x}..{x + width}, y {y}..{y + height} on a "
+                f"{self.width}x{self.height} {self.kind.value}"
+            )
+
+    # -- a job's values ------------------------------------------------------------------------
+
+    def values(self, fields: Mapping[str, str], images: Mapping[str, bytes]) -> dict[str, str]:
+        """The job's field values checked against the template."""
+        unknown = sorted(set(fields) - set(self.fields))
+        if unknown:
+            raise PrinterError(
+                f"template {self.name!r} has no field {unknown[0]!r}; its fields: "
+                f"{', '.join(self.fields) or 'none'}"
+            )
+        missing = [f for f in self.fields if f not in fields]
+        if missing:
+            raise PrinterError(f"template {self.name!r} needs field {missing[0]!r}")
+        unknown = sorted(set(images) - set(self.images))
+        if unknown:
+            raise PrinterError(f"template {self.name!r} has no image field {unknown[0]!r}")
+        for name, data in images.items():
+            if not isinstance(data, bytes):
+                raise PrinterError(f"image {name!r} must be the bytes of an image file")
+        for name, value in fields.items():
+            if not isinstance(value, str):
+                raise PrinterError(f"field {name!r} must be text")
+            if len(value) > MAX_FIELD_CHARS:
+                raise PrinterError(f"field {name!r} is longer than {MAX_FIELD_CHARS} characters")
+        return dict(fields)
+
+    def render(self, fields: Mapping[str, str], images: Mapping[str, bytes] | None = None) -> bytes:
+        """The document to print: FGL for a ticket, a PNG for a card; PrinterError if bad."""
+        images = images or {}
+        values = self.values(fields, images)
+        if self.kind is Kind.TICKET:
+            return self._ticket(values)
+        buffer = io.BytesIO()
+        self._card(values, images).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    def preview(
+        self, fields: Mapping[str, str], images: Mapping[str, bytes] | None = None
+    ) -> Image.Image:
+        """What the job would print, as an image (a ticket goes through the FGL interpreter)."""
+        document = self.render(fields, images)
+        if self.kind is Kind.TICKET:
+            return render_fgl(document, self.height, self.width)[0]
+        return Image.open(io.BytesIO(document))
+
+    def _ticket(self, values: Mapping[str, str]) -> bytes:
+        elements: list[fgl.Element] = []
+        downloads: list[bytes] = []
+        for i, item in enumerate(self.items):
+            what = f"items[{i}]"
+            if isinstance(item, TextItem):
+                text = item.text.format_map(values)
+                fgl.check_text(text, fgl.TEXT_CHARACTERS, f"{what} text {text!r}")
+                font = fgl.FONTS[item.font]
+                along = len(text) * font.width * item.width
+                across = font.height * item.height
+                rotation = _ROTATIONS[item.rotation]
+                if item.max_width and along > item.max_width:
+                    raise PrinterError(
+                        f"{what}: text {text!r} is {along} dots long, more than its max_width "
+                        f"{item.max_width}"
+                    )
+                w, h = (
+                    (along, across)
+                    if rotation in (fgl.Rotation.NONE, fgl.Rotation.UP)
+                    else (
+                        across,
+                        along,
+                    )
+                )
+                self._inside(f"{what} text {text!r}", item.x, item.y, w, h)
+                elements.append(
+                    fgl.Text(item.y, item.x, text, item.font, item.height, item.width, rotation)
+                )
+            elif isinstance(item, BoxItem):
+                self._inside(what, item.x, item.y, item.width, item.height)
+                elements.append(fgl.Box(item.y, item.x, item.height, item.width, item.thickness))
+            elif isinstance(item, LineItem):
+                w, h = (
+                    (item.thickness, item.length)
+                    if item.vertical
+                    else (item.length, item.thickness)
+                )
+                self._inside(what, item.x, item.y, w, h)
+                elements.append(
+                    fgl.Line(item.y, item.x, item.length, item.vertical, item.thickness)
+                )
+            elif isinstance(item, QrItem):
+                data = item.data.format_map(values)
+                fgl.check_text(data, fgl.QR_CHARACTERS, f"{what} QR data")
+                side = _qr_side(data, item.level) * item.module
+                self._inside(f"{what} QR code", item.x, item.y, side, side)
+                elements.append(
+                    fgl.QrCode(
+                        item.y,
+                        item.x,
+                        data,
+                        item.module,
+                        fgl.QrLevel[item.level],
+                        _ROTATIONS[item.rotation],
+                    )
+                )
+            elif isinstance(item, Code128Item):
+                data = item.data.format_map(values)
+                fgl.check_text(data, fgl.TEXT_CHARACTERS, f"{what} barcode data")
+                length = len(code128.modules(data)) * 2  # the printer's 2-dot narrow bar
+                self._inside(f"{what} barcode", item.x, item.y, length, item.height)
+                elements.append(
+                    fgl.Code128(item.y, item.x, data, max(1, -(-item.height // 8)), item.readable)
+                )
+            elif isinstance(item, LogoItem):
+                bitmap = self.logos[i]
+                assert bitmap is not None
+                number = len(downloads) + 1
+                downloads.append(fgl.logo_download(number, bitmap))
+                elements.append(fgl.Logo(item.y, item.x, number))
+        return b"".join(downloads) + fgl.ticket(elements, cut=self.cut)
+
+    def _card(  # noqa: PLR0915 - one branch per item type
+        self, values: Mapping[str, str], images: Mapping[str, bytes]
+    ) -> Image.Image:
+        card = Image.new("L", (self.width, self.height), 255)
+        draw = ImageDraw.Draw(card)
+        for i, item in enumerate(self.items):
+            what = f"items[{i}]"
+            if isinstance(item, TextItem):
+                text = item.text.format_map(values)
+                lacking = missing_glyph(text, item.size, self.font_path)
+                if lacking is not None:
+                    raise PrinterError(
+                        f"{what}: the card font has no character {lacking!r} "
+                        f"(U+{ord(lacking):04X}) in {text!r}"
+                    )
+                font = card_font(item.size, self.font_path)
+                length = int(font.getlength(text))
+                if item.max_width and length > item.max_width:
+                    raise PrinterError(
+                        f"{what}: text {text!r} is {length} pixels wide, more than its "
+                        f"max_width {item.max_width}"
+                    )
+                self._inside(f"{what} text {text!r}", item.x, item.y, length, item.size)
+                draw.text((item.x, item.y), text, font=font, fill=0)
+            elif isinstance(item, BoxItem):
+                self._inside(what, item.x, item.y, item.width, item.height)
+                draw.rectangle(
+                    (item.x, item.y, item.x + item.width - 1, item.y + item.height - 1),
+                    outline=0,
+                    width=item.thickness,
+                )
+            elif isinstance(item, LineItem):
+                w, h = (
+                    (item.thickness, item.length)
+                    if item.vertical
+                    else (item.length, item.thickness)
+                )
+                self._inside(what, item.x, item.y, w, h)
+                draw.rectangle((item.x, item.y, item.x + w - 1, item.y + h - 1), fill=0)
+            elif isinstance(item, QrItem):
+                data = item.data.format_map(values)
+                qr = segno.make(data, error=item.level.lower(), micro=False, boost_error=False)
+                buffer = io.BytesIO()
+                qr.save(buffer, kind="png", scale=item.module, border=0)
+                image = Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+                self._inside(f"{what} QR code", item.x, item.y, image.width, image.height)
+                card.paste(image, (item.x, item.y))
+            elif isinstance(item, Code128Item):
+                data = item.data.format_map(values)
+                bars = code128.modules(data)
+                length = len(bars) * item.module
+                self._inside(f"{what} barcode", item.x, item.y, length, item.height)
+                for b, bar in enumerate(bars):
+                    if bar:
+                        x = item.x + b * item.module
+                        draw.rectangle(
+                            (x, item.y, x + item.module - 1, item.y + item.height - 1), fill=0
+                        )
+            elif isinstance(item, LogoItem):
+                bitmap = self.logos[i]
+                assert bitmap is not None
+                logo = Image.new("L", (len(bitmap[0]), len(bitmap)), 255)
+                logo.putdata([0 if dot else 255 for row in bitmap for dot in row])
+                card.paste(logo, (item.x, item.y))
+            elif isinstance(item, PhotoItem):
+                self._inside(what, item.x, item.y, item.width, item.height)
+                supplied = images.get(item.field)
+                if supplied is None:
+                    continue  # the photo is optional
+                photo = open_image(supplied, f"image {item.field!r}")
+                photo.thumbnail((item.width, item.height))
+                card.paste(photo, (item.x, item.y))
+        return card
+
+
+@functools.lru_cache(maxsize=1024)
+def _qr_side(data: str, level: str) -> int:
+    qr = segno.make(data, error=level.lower(), mode="byte", micro=False, boost_error=False)
+    return int(qr.symbol_size(border=0)[0])
+
+
+def _load_logo(
+    item: LogoItem, key: str, path: str, width: int, height: int
+) -> tuple[tuple[bool, ...], ...]:
+    file = Path(path).parent / item.path
+    try:
+        data = file.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read logo {file}: {err.strerror}", path=path, key=key) from err
+    try:
+        image = open_image(data, f"logo {file}")
+    except PrinterError as err:
+        raise ConfigError(str(err), path=path, key=key) from err
+    if item.x + image.width > width or item.y + image.height > height:
+        raise ConfigError(
+            f"logo {file} is {image.width}x{image.height} dots and does not fit at "
+            f"x {item.x}, y {item.y} on a {width}x{height} page",
+            path=path,
+            key=key,
+        )
+    return tuple(tuple(row) for row in _bitmap(image, item.threshold))

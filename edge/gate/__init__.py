@@ -1,0 +1,1 @@
+"""The gate: parse, facts, decide, journal (gate), and scanners to actuator (lane)."""

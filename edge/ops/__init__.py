@@ -1,0 +1,1 @@
+"""Running on a device: metrics, systemd notify, logs, device identity, health."""

@@ -1,0 +1,293 @@
+"""What a device runs besides its lanes: systemd readiness and watchdog, metrics, identity.
+
+The daemon creates one Operations, reports every LaneResult through it, calls `start` once
+the lanes run (it binds the metrics endpoint, then sends READY=1) and `stopping` on shutdown.
+Other services (sync, printers) register their metrics on `registry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from aiohttp import web
+
+from drivers.protocols import DeviceState
+from edge import __version__
+from edge.config import Config
+from edge.counter.printqueue import PrintQueue
+from edge.gate.lane import Lane, LaneResult
+from edge.ops import identity
+from edge.ops.identity import DeviceIdentity
+from edge.ops.metrics import CONTENT_TYPE, Registry
+from edge.ops.notify import Notifier
+from edge.store.database import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+# Test-only hook (docs/operations.md): with this variable naming a FIFO, SIGUSR2 blocks the
+# event loop until the FIFO's writer closes it, which shows that a stuck loop stops the
+# watchdog pings. The unit file never sets it.
+STALL_FIFO_ENV = "EDGE_DEBUG_STALL_FIFO"
+
+
+class DecisionMetrics:
+    """Counters and the latency histogram fed by the lanes' on_result callback."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.decisions = registry.counter(
+            "edge_decisions_total",
+            "Decisions by lane, direction and reason (repeat reads not included).",
+            ("lane", "direction", "reason"),
+        )
+        self.repeats = registry.counter(
+            "edge_repeat_reads_total", "Scanner re-reads within the repeat window.", ("lane",)
+        )
+        self.journal_failures = registry.counter(
+            "edge_journal_failures_total",
+            "Scans rejected because the decision could not be journaled.",
+            ("lane",),
+        )
+        self.actuator_failures = registry.counter(
+            "edge_actuator_failures_total", "Outcomes the actuator failed to carry out.", ("lane",)
+        )
+        self.latency = registry.histogram(
+            "edge_decision_seconds", "Time to decide and journal one scan.", ("lane",)
+        )
+
+    def record(self, result: LaneResult) -> None:
+        """Count one lane result."""
+        if result.repeat:
+            self.repeats.inc(result.lane)
+            return
+        if result.check is None:
+            self.journal_failures.inc(result.lane)
+        else:
+            decision = result.check.decision
+            self.decisions.inc(result.lane, decision.direction.value, decision.reason.value)
+            self.latency.observe(result.seconds, result.lane)
+        if not result.actuated:
+            self.actuator_failures.inc(result.lane)
+
+
+def _lane_metrics(registry: Registry, lanes: Sequence[Lane], store: Store) -> None:
+    registry.gauge(
+        "edge_lane_queue_length",
+        "Scans waiting for their lane.",
+        ("lane",),
+        collect=lambda: {(lane.name,): lane.queued for lane in lanes},
+    )
+    registry.counter(
+        "edge_lane_dropped_scans_total",
+        "Scans dropped because the lane's queue was full.",
+        ("lane",),
+        collect=lambda: {(lane.name,): lane.dropped for lane in lanes},
+    )
+    registry.gauge(
+        "edge_device_up",
+        "1 while a scanner or actuator is open and working, 0 while absent or failing.",
+        ("device", "kind"),
+        collect=lambda: _device_states(lanes),
+    )
+    registry.counter(
+        "edge_device_disconnects_total",
+        "Times a scanner went away while it was being read.",
+        ("device",),
+        collect=lambda: {
+            (device.name,): float(getattr(device, "unplugged", 0))
+            for lane in lanes
+            for kind, device in lane.devices
+            if kind == "scanner" and hasattr(device, "unplugged")
+        },
+    )
+    registry.gauge(
+        "edge_journal_unsent",
+        "Journal entries not yet uploaded to the central system.",
+        collect=lambda: {(): store.journal_backlog()},
+    )
+
+
+def _device_states(lanes: Sequence[Lane]) -> dict[tuple[str, ...], float]:
+    """Hardware drivers expose a DeviceState; demo devices (console, lines) have none."""
+    states: dict[tuple[str, ...], float] = {}
+    for lane in lanes:
+        for kind, device in lane.devices:
+            state = getattr(device, "state", None)
+            if isinstance(state, DeviceState):
+                states[(device.name, kind)] = float(state is DeviceState.READY)
+    return states
+
+
+def _stall_hook(loop: asyncio.AbstractEventLoop, fifo: str) -> None:
+    def stall() -> None:
+        _LOGGER.warning("debug: event loop stalled on %s (test hook)", fifo)
+        # Blocking on purpose: this is the stuck loop the watchdog must notice.
+        with open(fifo, "rb") as pipe:  # noqa: PTH123
+            while pipe.read(1024):
+                pass
+        _LOGGER.warning("debug: event loop released")
+
+    loop.add_signal_handler(signal.SIGUSR2, stall)
+
+
+class Operations:
+    """Readiness, watchdog, metrics endpoint and device identity of one daemon."""
+
+    def __init__(
+        self, config: Config, store: Store, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._environ = os.environ if environ is None else environ
+        self._started = time.time()
+        self.registry = Registry()
+        self.notifier = Notifier(self._environ)
+        self.decisions = DecisionMetrics(self.registry)
+        self.identity: DeviceIdentity | None = None
+        self.metrics_url: str | None = None
+        # Other services add a section to /health: name -> a function returning its state.
+        self.health: dict[str, Callable[[], Mapping[str, object]]] = {}
+
+    def prepare(self) -> None:
+        """Load the device key, creating it on first start."""
+        path = identity.path_for(self._config.store_path)
+        self.identity = identity.ensure(path)
+        _LOGGER.info(
+            "%s: device key %s (public %s)",
+            self._config.device.name,
+            path,
+            self.identity.public_b64,
+        )
+
+    def watch_printing(self, queue: PrintQueue) -> None:
+        """Export printer states, queue lengths and finished jobs."""
+        self.registry.gauge(
+            "edge_printer_state",
+            "1 for the state each printer is in (ready, paper-out, jam, offline, ...).",
+            ("printer", "state"),
+            collect=lambda: {
+                (name, printer.state.value): 1 for name, printer in queue.printers.items()
+            },
+        )
+        self.registry.gauge(
+            "edge_printer_paused",
+            "1 while a printer's queue waits for staff (paper out, jam).",
+            ("printer",),
+            collect=lambda: {(name,): int(name in queue.paused) for name in queue.printers},
+        )
+        self.registry.gauge(
+            "edge_print_queue_length",
+            "Print jobs queued or printing.",
+            ("printer",),
+            collect=lambda: {(name,): count for name, count in queue.pending().items()},
+        )
+        self.registry.counter(
+            "edge_print_jobs_total",
+            "Print jobs finished since start, by outcome (done, failed).",
+            ("printer", "outcome"),
+            collect=lambda: {key: float(count) for key, count in queue.finished.items()},
+        )
+
+    def reporter(self, also: Callable[[LaneResult], None] | None) -> Callable[[LaneResult], None]:
+        """The on_result callback for lanes: metrics first, then `also`."""
+        record = self.decisions.record
+        if also is None:
+            return record
+
+        def report(result: LaneResult) -> None:
+            record(result)
+            also(result)
+
+        return report
+
+    async def start(
+        self, lanes: Sequence[Lane], group: asyncio.TaskGroup
+    ) -> list[asyncio.Task[None]]:
+        """Serve metrics, send READY=1, feed the watchdog; the tasks to cancel on shutdown."""
+        device = self._config.device.name
+        _lane_metrics(self.registry, lanes, self._store)
+        self.registry.gauge(
+            "edge_info", "Constant 1, labelled with the device and version.", ("device", "version")
+        ).set(1, device, __version__)
+        self.registry.gauge("edge_start_time_seconds", "Daemon start, Unix time.").set(
+            self._started
+        )
+        tasks = []
+        runner = await self._serve_metrics()
+        if runner is not None:
+            tasks.append(group.create_task(_hold(runner)))
+        fifo = self._environ.get(STALL_FIFO_ENV)
+        if fifo:
+            _stall_hook(asyncio.get_running_loop(), fifo)
+        await asyncio.sleep(0)  # the lanes' tasks run up to their first read
+        status = f"{device}: {len(lanes)} lanes ready"
+        if self.metrics_url:
+            status += f"; metrics on {self.metrics_url}"
+        self.notifier.ready(status)
+        tasks.append(group.create_task(self.notifier.watchdog()))
+        return tasks
+
+    async def _serve_metrics(self) -> web.AppRunner | None:
+        settings = self._config.metrics
+        if not settings.enabled:
+            return None
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/health", self._health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.address, settings.port).start()
+        except OSError as err:
+            # The gate works without metrics; a restart loop over a busy port would not.
+            _LOGGER.error(
+                "%s: metrics cannot listen on %s port %d: %s; running without them",
+                self._config.device.name,
+                settings.address,
+                settings.port,
+                err.strerror,
+            )
+            await runner.cleanup()
+            return None
+        host, port = runner.addresses[0][:2]
+        self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+        _LOGGER.info("%s: metrics on %s", self._config.device.name, self.metrics_url)
+        return runner
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        del request
+        body = self.registry.render().encode()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        del request
+        return web.json_response(
+            {
+                "status": "ok",
+                "device": self._config.device.name,
+                "uptime_seconds": round(time.time() - self._started, 3),
+                **{name: dict(section()) for name, section in self.health.items()},
+            }
+        )
+
+    def stopping(self) -> None:
+        """Tell systemd that shutdown has begun."""
+        self.notifier.stopping()
+
+    def close(self) -> None:
+        """Release the notify socket and the debug hook."""
+        if self._environ.get(STALL_FIFO_ENV):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
+        self.notifier.close()
+
+
+async def _hold(runner: web.AppRunner) -> None:
+    """Keep the metrics endpoint up until cancelled."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await runner.cleanup()

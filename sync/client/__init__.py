@@ -1,0 +1,1 @@
+"""The edge's sync client: bootstrap, pull, pushes, journal upload, bundle import."""

@@ -1,0 +1,602 @@
+"""The edge's side of sync: bootstrap, pull, signed pushes, journal upload, offline bundles.
+
+Scanning never waits for any of this: lanes read the store synchronously, and everything
+here writes through the store's own transactions. A central system that is slow, down or
+answering nonsense only makes the sync state (metrics, /health) look worse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.config import SyncConfig
+from edge.core.codes import EntryPolicy, Kind, PolicyKind, Validity
+from edge.core.errors import CodeError, StoreError, SyncError
+from edge.core.facts import Credential, Direction, Revocation
+from edge.ops.metrics import Registry
+from edge.store.database import RemotePassage, Store, SyncBatch, from_ms
+from sync import protocol
+from sync.protocol import (
+    CancelEvent,
+    Change,
+    CredentialChange,
+    Endorsement,
+    Envelope,
+    EnvelopeKind,
+    KeyChange,
+    Passage,
+    PlainCodeChange,
+    RevokeCode,
+    RevokeCredential,
+    RevokeProduct,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
+BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
+BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
+BACKOFF_MAX = 30.0
+SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
+# A chunk is written in parts of this many items, each its own transaction, so a lane's
+# journal write never waits long for the store's write lock; only the last part moves the
+# bootstrap cursor (a crash in between re-applies the chunk, which is harmless).
+APPLY_PART = 2_000
+CHANGES_LIMIT = 5_000
+PUSH_PATH = "/v1/push"
+CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
+
+_REVOCATIONS = {r.value: r for r in Revocation}
+
+
+class Status(enum.Enum):
+    """Where the sync client stands."""
+
+    STARTING = "starting"  # no contact yet since start
+    BOOTSTRAPPING = "bootstrapping"  # loading the snapshot
+    CURRENT = "current"  # last pull reached the central system's head
+    BEHIND = "behind"  # a pull is due (a gap was seen) or running
+    OFFLINE = "offline"  # the last request failed; retrying with backoff
+
+
+@dataclass(slots=True)
+class SyncState:
+    """What the metrics and /health show about sync."""
+
+    status: Status = Status.STARTING
+    revision: int | None = None  # None: never bootstrapped
+    head: int = 0  # the central system's newest revision, as last heard
+    last_contact: float | None = None  # unix time of the last successful exchange
+    clock_offset: float = 0.0  # central clock minus ours, seconds (from hello)
+    uploaded: int = 0
+    pushes: dict[str, int] = field(default_factory=dict)  # by outcome
+    last_error: str = ""
+
+    @property
+    def lag(self) -> int:
+        """Revisions the store is behind the central system."""
+        return max(0, self.head - (self.revision or 0))
+
+
+_POLICIES: dict[tuple[int, int, int], EntryPolicy] = {}  # few distinct ones; bootstrap is hot
+
+
+def _policy(kind: int, uses: int, passback: int) -> EntryPolicy:
+    policy = _POLICIES.get((kind, uses, passback))
+    if policy is None:
+        policy = EntryPolicy(PolicyKind(kind), uses, passback)
+        if len(_POLICIES) < 1024:
+            _POLICIES[(kind, uses, passback)] = policy
+    return policy
+
+
+def _credential(change: CredentialChange) -> Credential:
+    validity = None
+    if change.valid_from is not None and change.valid_until is not None:
+        validity = Validity(
+            datetime.fromtimestamp(change.valid_from, UTC),
+            datetime.fromtimestamp(change.valid_until, UTC),
+        )
+    return Credential(
+        credential_id=change.credential_id,
+        kind=Kind(change.kind),
+        event_id=change.event_id,
+        product_id=change.product_id,
+        policy=_policy(change.policy, change.uses, change.passback_minutes),
+        validity=validity,
+        zones=change.zones,
+        paid=change.paid,
+    )
+
+
+def to_batch(
+    changes: Sequence[Change], device: str, chain_keys: Sequence[Endorsement]
+) -> SyncBatch:
+    """The store batch for protocol changes; our own passages are already counted locally."""
+    keys: list[tuple[int, bytes, bool]] = [(k.key_id, k.public_key, False) for k in chain_keys]
+    credentials, plain, codes, creds, products, events, passages = [], [], [], [], [], [], []
+    try:
+        for change in changes:
+            match change:
+                case KeyChange():
+                    keys.append((change.key_id, change.public_key, change.retired))
+                case CredentialChange():
+                    credentials.append(_credential(change))
+                case PlainCodeChange():
+                    plain.append((change.code_hash, change.credential_id))
+                case RevokeCode():
+                    codes.append((change.code_hash, _REVOCATIONS[change.reason.value]))
+                case RevokeCredential():
+                    creds.append((change.credential_id, _REVOCATIONS[change.reason.value]))
+                case RevokeProduct():
+                    products.append((change.product_id, _REVOCATIONS[change.reason.value]))
+                case CancelEvent():
+                    events.append(change.event_id)
+                case Passage():
+                    if change.device != device:
+                        passages.append(
+                            RemotePassage(
+                                change.device,
+                                change.seq,
+                                change.credential_id,
+                                from_ms(change.at_ms),
+                                change.gate,
+                                Direction.ENTRY if change.entry else Direction.EXIT,
+                            )
+                        )
+    except (CodeError, ValueError, OverflowError) as err:
+        raise protocol.ProtocolError(
+            f"a change does not describe a valid credential: {err}"
+        ) from err
+    return SyncBatch(keys, credentials, plain, codes, creds, products, events, passages)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ProtocolError once it grows beyond `limit`."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise protocol.ProtocolError(f"answer larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _encode_cursor(pinned: int, cursor: tuple[str, Any] | None) -> str:
+    return base64.b64encode(protocol.pack([pinned, list(cursor) if cursor else None])).decode()
+
+
+def _decode_cursor(text: str) -> tuple[int, tuple[str, Any] | None]:
+    value = protocol.unpack(base64.b64decode(text), "bootstrap cursor", 1 << 12)
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int):
+        raise SyncError(f"the stored bootstrap position is damaged: {value!r}")
+    cursor = None if value[1] is None else protocol.snapshot_cursor(value[1], "bootstrap cursor")
+    return value[0], cursor
+
+
+class Replicator:
+    """Keeps one store in step with the central system and uploads its journal."""
+
+    def __init__(
+        self,
+        settings: SyncConfig,
+        store: Store,
+        *,
+        device: str,
+        identity: Ed25519PrivateKey,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._device = device
+        self._identity = identity
+        self._clock = clock
+        self.state = SyncState()
+        revision = store.cursor(REVISION_CURSOR)
+        self.state.revision = int(revision) if revision else None
+        self._apply_lock = asyncio.Lock()
+        self._pull_wanted = asyncio.Event()
+        self._upload_wanted = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self.push_url: str | None = None  # announced to the central system
+        self.listening_url: str | None = None  # where the push server is bound
+
+    # -- running -----------------------------------------------------------------------------
+
+    def queue_length(self) -> int:
+        """Journal entries waiting for upload."""
+        return self._store.journal_backlog()
+
+    def journal_changed(self) -> None:
+        """A lane journaled a decision: upload soon."""
+        self._upload_wanted.set()
+
+    async def run(self) -> None:
+        """Serve pushes, pull and upload until cancelled."""
+        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        runner = await self._serve_pushes()
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                self._session = session
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._pull_loop())
+                    group.create_task(self._upload_loop())
+        finally:
+            self._session = None
+            if runner is not None:
+                await runner.cleanup()
+
+    async def _serve_pushes(self) -> web.AppRunner | None:
+        app = web.Application(client_max_size=protocol.MAX_PUSH_BYTES)
+        app.router.add_post(PUSH_PATH, self._push)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        settings = self._settings
+        try:
+            await web.TCPSite(runner, settings.push_address, settings.push_port).start()
+        except OSError as err:
+            # Pulls still keep the gate current, only slower; a restart loop would not help.
+            _LOGGER.error(
+                "%s: cannot take pushes on %s port %d: %s; pulling only",
+                self._device,
+                settings.push_address,
+                settings.push_port,
+                err.strerror,
+            )
+            await runner.cleanup()
+            return None
+        host, port = runner.addresses[0][:2]
+        self.listening_url = f"http://{f'[{host}]' if ':' in host else host}:{port}{PUSH_PATH}"
+        self.push_url = settings.push_url or self.listening_url
+        _LOGGER.info(
+            "%s: taking pushes on %s (announced as %s)",
+            self._device, self.listening_url, self.push_url,
+        )  # fmt: skip
+        return runner
+
+    async def _pull_loop(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            # Cleared before the pull, not after: a gap a push reports while this pull runs
+            # may lie beyond what the pull fetches, and its request must not be lost.
+            self._pull_wanted.clear()
+            try:
+                await self.hello()
+                if self.state.revision is None:
+                    await self.bootstrap()
+                await self.pull()
+                backoff = BACKOFF_MIN
+            except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
+                self._failed(err)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._pull_wanted.wait(), self._settings.pull_interval_seconds
+                )
+
+    async def _upload_loop(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                sent = await self.upload_once()
+                backoff = BACKOFF_MIN
+            except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
+                self._failed(err)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            if not sent:
+                self._upload_wanted.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._upload_wanted.wait(), self._settings.pull_interval_seconds
+                    )
+
+    def _failed(self, err: BaseException) -> None:
+        message = str(err) or type(err).__name__
+        if message != self.state.last_error:
+            _LOGGER.warning("%s: sync: %s", self._device, message)
+        self.state.last_error = message
+        self.state.status = Status.OFFLINE
+
+    def _contact(self) -> None:
+        self.state.last_contact = self._clock()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _post(self, path: str, body: bytes) -> bytes:
+        if self._session is None:
+            raise SyncError("the sync client is not running")
+        headers = protocol.sign_request(
+            self._identity,
+            self._device,
+            method="POST",
+            path=path,
+            time_ms=int(self._clock() * 1000),
+            body=body,
+        )
+        async with self._session.post(
+            self._settings.url.rstrip("/") + path, data=body, headers=headers
+        ) as response:
+            data = await _read_bounded(response, protocol.MAX_ENVELOPE_BYTES)
+            if response.status != 200:
+                raise protocol.parse_error(response.status, data)
+        self._contact()
+        return data
+
+    async def request(self, path: str, body: bytes) -> bytes:
+        """A signed request to another endpoint of the central system (the pass desk's)."""
+        return await self._post(path, body)
+
+    async def hello(self) -> None:
+        """Tell the central system where pushes go; learn its head and clock."""
+        sent = self._clock()
+        body = protocol.pack({"revision": self.state.revision or 0, "push_url": self.push_url})
+        answer = protocol.fields(await self._post("/v1/hello", body), "hello answer")
+        received = self._clock()
+        self.state.head = answer.integer("head")
+        self.state.clock_offset = answer.integer("time") / 1000 - (sent + received) / 2
+        if abs(self.state.clock_offset) > CLOCK_WARNING_SECONDS:
+            _LOGGER.warning(
+                "%s: this clock is %+.0f s off the central system's; validity checks use it",
+                self._device,
+                -self.state.clock_offset,
+            )
+
+    async def _snapshot_chunk(
+        self, pinned: int | None, cursor: tuple[str, Any] | None
+    ) -> tuple[Envelope, list[SyncBatch]]:
+        request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
+                   "limit": SNAPSHOT_LIMIT}  # fmt: skip
+        data = await self._post("/v1/snapshot", protocol.pack(request))
+        trusted = self._store.trusted_keys()
+
+        def parse() -> tuple[Envelope, list[SyncBatch]]:
+            envelope = protocol.open_envelope(data, trusted.get, kinds=(EnvelopeKind.SNAPSHOT,))
+            changes, chain = envelope.changes, list(envelope.chain)
+            parts = range(0, max(len(changes), 1), APPLY_PART)
+            return envelope, [
+                to_batch(changes[i : i + APPLY_PART], self._device, chain) for i in parts
+            ]
+
+        return await asyncio.to_thread(parse)
+
+    async def bootstrap(self) -> None:
+        """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was."""
+        self.state.status = Status.BOOTSTRAPPING
+        saved = self._store.cursor(BOOTSTRAP_CURSOR)
+        pinned, cursor = _decode_cursor(saved) if saved else (None, None)
+        started, items = time.monotonic(), 0
+        # The next chunk is fetched and parsed while the store writes this one.
+        fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
+        try:
+            while True:
+                envelope, parts = await fetch
+                if pinned is not None and envelope.first != pinned:
+                    raise protocol.ProtocolError(
+                        f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
+                    )
+                pinned = envelope.first
+                if envelope.next_cursor is None:
+                    cursors = {REVISION_CURSOR: str(pinned), BOOTSTRAP_CURSOR: ""}
+                else:
+                    cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, envelope.next_cursor)}
+                    fetch = asyncio.ensure_future(
+                        self._snapshot_chunk(pinned, envelope.next_cursor)
+                    )
+                items += len(envelope.changes)
+                async with self._apply_lock:
+                    for part in parts[:-1]:
+                        await self._store.apply(part, {})
+                    await self._store.apply(parts[-1], cursors)
+                self.state.head = max(self.state.head, envelope.head)
+                if envelope.next_cursor is None:
+                    self.state.revision = pinned
+                    _LOGGER.info(
+                        "%s: bootstrapped %d items at revision %d in %.1f s",
+                        self._device, items, pinned, time.monotonic() - started,
+                    )  # fmt: skip
+                    return
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
+                    await fetch
+
+    async def pull(self) -> None:
+        """Fetch and apply changes until the store is at the central system's head."""
+        while True:
+            revision = self.state.revision or 0
+            self.state.status = Status.BEHIND
+            body = protocol.pack({"since": revision, "limit": CHANGES_LIMIT})
+            try:
+                data = await self._post("/v1/changes", body)
+            except protocol.RemoteError as err:
+                if err.code == protocol.ErrorCode.REVISION_AHEAD.value:
+                    # The central system lost revisions we have (restored from a backup):
+                    # load its state again; applying facts twice is harmless.
+                    _LOGGER.warning("%s: %s; bootstrapping again", self._device, err.message)
+                    await self._store.set_cursor(BOOTSTRAP_CURSOR, "")
+                    self.state.revision = None
+                    await self.bootstrap()
+                    continue
+                raise
+            trusted = self._store.trusted_keys()
+            envelope = await asyncio.to_thread(
+                protocol.open_envelope, data, trusted.get, kinds=(EnvelopeKind.CHANGES,)
+            )
+            await self.apply(envelope)
+            if (self.state.revision or 0) >= envelope.head or not envelope.changes:
+                self.state.status = Status.CURRENT
+                return
+
+    async def apply(self, envelope: Envelope) -> str:
+        """Apply a verified envelope in revision order: 'applied', 'stale' or 'gap'."""
+        if self.state.revision is None:  # bootstrapping: do not wait for its lock
+            self._pull_wanted.set()
+            return "gap"
+        async with self._apply_lock:
+            revision = self.state.revision
+            self.state.head = max(self.state.head, envelope.head)
+            if revision is None or envelope.first > revision:
+                self._pull_wanted.set()  # we miss revisions before this envelope
+                return "gap"
+            if envelope.last <= revision:
+                return "stale"  # a replay or an old envelope: nothing changes
+            batch = to_batch(envelope.since(revision), self._device, list(envelope.chain))
+            await self._store.apply(batch, {REVISION_CURSOR: str(envelope.last)})
+            self.state.revision = envelope.last
+            if envelope.last >= self.state.head:
+                self.state.status = Status.CURRENT
+            return "applied"
+
+    async def _push(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.read()
+            envelope = protocol.open_envelope(
+                data,
+                self._store.trusted_keys().get,
+                limit=protocol.MAX_PUSH_BYTES,
+                kinds=(EnvelopeKind.CHANGES,),
+            )
+            outcome = await self.apply(envelope)
+        except web.HTTPRequestEntityTooLarge:
+            return self._push_error(413, protocol.ErrorCode.TOO_LARGE, "push body too large")
+        except protocol.ProtocolError as err:
+            _LOGGER.warning("%s: push rejected: %s", self._device, err)
+            return self._push_error(400, protocol.ErrorCode.BAD_REQUEST, str(err))
+        except StoreError as err:
+            return self._push_error(500, protocol.ErrorCode.INTERNAL, str(err))
+        self._contact()
+        self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
+        return web.Response(
+            body=protocol.pack({"revision": self.state.revision or 0, "status": outcome}),
+            headers=protocol.HEADERS,
+        )
+
+    def _push_error(self, status: int, code: protocol.ErrorCode, message: str) -> web.Response:
+        self.state.pushes["rejected"] = self.state.pushes.get("rejected", 0) + 1
+        return web.Response(
+            status=status,
+            body=protocol.error_body(code, message),
+            headers=protocol.HEADERS,
+        )
+
+    async def upload_once(self) -> int:
+        """Upload one batch of unsent journal entries; returns how many were acknowledged."""
+        rows = self._store.unsent(self._settings.upload_batch)
+        if not rows:
+            return 0
+        records = [
+            protocol.JournalRecord(
+                seq=row.seq,
+                at_ms=int(row.entry.at.timestamp() * 1000),
+                lane=row.entry.lane,
+                direction=row.entry.direction.value,
+                reason=row.entry.reason.value,
+                admitted=row.entry.reason.admits,
+                code_hash=row.entry.code_hash,
+                credential_id=row.entry.credential_id,
+            )
+            for row in rows
+        ]
+        answer = protocol.fields(
+            await self._post("/v1/journal", protocol.journal_to_wire(records)), "journal answer"
+        )
+        through = answer.integer("through")
+        if through != rows[-1].seq:
+            raise protocol.ProtocolError(
+                f"journal answer acknowledges up to {through}, not {rows[-1].seq}"
+            )
+        await self._store.mark_uploaded(row.seq for row in rows)
+        self.state.uploaded += len(rows)
+        return len(rows)
+
+
+async def import_bundle(store: Store, data: bytes, *, device: str) -> tuple[str, int, int]:
+    """Apply an offline bundle with the checks of a push: (outcome, from, to)."""
+    envelope = protocol.open_envelope(
+        data, store.trusted_keys().get, kinds=(EnvelopeKind.BUNDLE, EnvelopeKind.CHANGES)
+    )
+    saved = store.cursor(REVISION_CURSOR)
+    revision = int(saved) if saved else 0
+    if envelope.last <= revision and envelope.changes:
+        return "stale", revision, revision
+    if envelope.first > revision:
+        raise SyncError(
+            f"the bundle holds revisions {envelope.first + 1}..{envelope.last} but this gate is"
+            f" at {revision}; write a bundle with --since {revision} or less"
+        )
+    batch = to_batch(envelope.since(revision), device, list(envelope.chain))
+    await store.apply(batch, {REVISION_CURSOR: str(envelope.last)})
+    return "applied", revision, envelope.last
+
+
+def register_metrics(registry: Registry, replicator: Replicator) -> None:
+    """Sync state on /metrics: revision, lag, last contact, pushes, uploads."""
+    state = replicator.state
+    registry.gauge(
+        "edge_sync_revision",
+        "Revision of the central system's changes the store holds (-1: not bootstrapped).",
+        collect=lambda: {(): -1 if state.revision is None else state.revision},
+    )
+    registry.gauge(
+        "edge_sync_lag_revisions",
+        "Revisions the store is behind the central system's head as last heard.",
+        collect=lambda: {(): state.lag},
+    )
+    registry.gauge(
+        "edge_sync_last_contact_seconds",
+        "Unix time of the last successful exchange with the central system (0: none).",
+        collect=lambda: {(): state.last_contact or 0.0},
+    )
+    registry.gauge(
+        "edge_sync_clock_offset_seconds",
+        "The central system's clock minus this device's, from the last hello.",
+        collect=lambda: {(): state.clock_offset},
+    )
+    registry.gauge(
+        "edge_sync_up",
+        "1 when the last exchange with the central system succeeded.",
+        collect=lambda: {(): 0 if state.status in (Status.OFFLINE, Status.STARTING) else 1},
+    )
+    registry.counter(
+        "edge_sync_pushes_total",
+        "Pushes received, by outcome (applied, stale, gap, rejected).",
+        ("outcome",),
+        collect=lambda: {(outcome,): n for outcome, n in state.pushes.items()},
+    )
+    registry.counter(
+        "edge_sync_uploaded_total",
+        "Journal entries acknowledged by the central system since start.",
+        collect=lambda: {(): state.uploaded},
+    )
+
+
+def health(replicator: Replicator) -> dict[str, object]:
+    """Sync state for /health."""
+    state = replicator.state
+    return {
+        "status": state.status.value,
+        "revision": state.revision,
+        "lag": state.lag,
+        "last_contact": state.last_contact,
+        "queue": replicator.queue_length(),
+        "last_error": state.last_error or None,
+    }

@@ -1,0 +1,76 @@
+"""The pretix connector as a daemon service: the gate's resolver and the sync loop."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+
+from edge.config import Config, PretixConfig
+from edge.core.errors import ConfigError
+from edge.store.database import Store
+from sync.pretix.client import PretixClient, PretixSettings
+from sync.pretix.connector import PretixConnector
+from sync.pretix.resolver import PretixResolver
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES = 4096  # pretix tokens are 64 characters
+
+
+def read_token(path: Path) -> str:
+    """The API token from its file; ConfigError naming the file if it is missing or odd."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_TOKEN_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read the token: {err.strerror}", path=str(path)) from err
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not token or len(raw) > MAX_TOKEN_BYTES or not token.isalnum():
+        raise ConfigError("must hold one pretix API or device token", path=str(path))
+    return token
+
+
+class PretixService:
+    """Decides pretix tickets on the scan path and keeps the store in sync with pretix."""
+
+    def __init__(self, store: Store, settings: PretixSettings, *, interval: float) -> None:
+        self.settings = settings
+        self.interval = interval
+        self._store = store
+        self.resolver = PretixResolver(store)
+
+    @classmethod
+    def from_config(cls, config: Config, store: Store) -> PretixService:
+        """The service the [pretix] section describes (it must be present)."""
+        section: PretixConfig | None = config.pretix
+        if section is None:
+            raise ConfigError("no [pretix] section", path=str(config.path))
+        token = read_token(config.path.parent / section.token_file)
+        settings = PretixSettings(
+            url=section.url,
+            organizer=section.organizer,
+            event=section.event,
+            checkin_list=section.checkin_list,
+            token=token,
+            device=section.device_token,
+        )
+        return cls(store, settings, interval=section.sync_interval_seconds)
+
+    async def run(self) -> None:
+        """Pull and upload until cancelled."""
+        _LOGGER.info(
+            "pretix: syncing %s/%s list %d from %s every %.0f s",
+            self.settings.organizer,
+            self.settings.event,
+            self.settings.checkin_list,
+            self.settings.url,
+            self.interval,
+        )
+        async with aiohttp.ClientSession() as session:
+            client = PretixClient(self.settings, session=session)
+            await PretixConnector(self._store, client, self.resolver).run(self.interval)

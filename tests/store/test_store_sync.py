@@ -1,0 +1,89 @@
+"""Store.apply: one transaction, idempotent, remote passages counted once, bad keys refused."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.core.codes import Kind
+from edge.core.errors import StoreError
+from edge.core.facts import Credential, Direction, Revocation
+from edge.store.database import RemotePassage, Store, SyncBatch
+from tests.conftest import KEY_ID
+
+T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
+_EXAMPLES = itertools.count()  # tmp_path is shared by hypothesis examples: one store each
+
+passages = st.lists(
+    st.builds(
+        RemotePassage,
+        device=st.sampled_from(["north", "south"]),
+        seq=st.integers(1, 6),
+        credential_id=st.integers(1, 3),
+        at=st.integers(0, 3600).map(lambda s: T0 + timedelta(seconds=s)),
+        gate=st.sampled_from(["N1", "S1"]),
+        direction=st.sampled_from(list(Direction)),
+    ),
+    max_size=12,
+    unique_by=lambda p: (p.device, p.seq),
+)
+
+
+def _entries(store: Store) -> list[tuple[object, ...]]:
+    return store._reader.execute("SELECT * FROM entries ORDER BY credential_id").fetchall()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=passages, split=st.integers(0, 12))
+async def test_passages_count_once_whatever_the_repeats_and_order(
+    tmp_path: Path, batch: list[RemotePassage], split: int
+) -> None:
+    store = await Store.open(tmp_path / f"example-{next(_EXAMPLES)}.db")
+    try:
+        await store.apply(SyncBatch(passages=batch), {})
+        once = _entries(store)
+        # The same passages again, in two parts and reversed: nothing changes.
+        await store.apply(SyncBatch(passages=batch[split:][::-1]), {})
+        await store.apply(SyncBatch(passages=batch[:split]), {})
+        assert _entries(store) == once
+        for cid in {p.credential_id for p in batch}:
+            mine = [p for p in batch if p.credential_id == cid]
+            row = store._reader.execute(
+                "SELECT count, first_at, last_at FROM entries WHERE credential_id = ?", (cid,)
+            ).fetchone()
+            assert row[0] == sum(p.direction is Direction.ENTRY for p in mine)
+            assert row[2] == max(int(p.at.timestamp() * 1000) for p in mine)
+    finally:
+        await store.close()
+
+
+async def test_apply_is_all_or_nothing(store: Store) -> None:
+    before = store.stats()
+    batch = SyncBatch(
+        credentials=[Credential(5, Kind.TICKET)],
+        revoked_codes=[(b"\x01" * 16, Revocation.REVOKED)],
+        keys=[(KEY_ID, b"\x02" * 32, False)],  # another public key for a trusted id
+    )
+    with pytest.raises(StoreError, match="already trusted with another public key"):
+        await store.apply(batch, {"sync.revision": "9"})
+    assert store.stats() == before
+    assert store.cursor("sync.revision") is None
+
+
+async def test_apply_moves_cursors_with_the_facts(store: Store) -> None:
+    await store.apply(
+        SyncBatch(
+            revoked_codes=[(b"\x01" * 16, Revocation.REVOKED), (b"\x01" * 16, Revocation.REPLACED)]
+        ),
+        {"sync.revision": "2"},
+    )
+    assert store.cursor("sync.revision") == "2"
+    row = store._reader.execute("SELECT reason FROM revoked_codes").fetchall()
+    assert row == [(2,)]  # the later reason for the same code wins
