@@ -33,13 +33,13 @@ from tests.integration.sync_harness import CentralProcess, GateProcess, wait_for
 
 def _venue(directory: Path, gates: int) -> tuple[CentralProcess, list[GateProcess]]:
     central = CentralProcess(directory / "central")
-    key_id = central.db.add_key()
-    public_b64 = base64.b64encode(central.db.signing_keys()[0][1]).decode()
+    key_id = central.db.keys.add()
+    public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
     fleet = [
         GateProcess(directory / f"gate{i}", f"gate-{i}", key_id, public_b64) for i in range(gates)
     ]
     for gate in fleet:
-        central.db.add_device(gate.name, gate.public_key)
+        central.db.devices.add(gate.name, gate.public_key)
     return central, fleet
 
 
@@ -52,11 +52,11 @@ def latency(directory: Path, gates: int, revocations: int) -> None:
     central, fleet = _venue(directory, gates)
     url = central.start()
     try:
-        product = central.db.add_product("Ticket")
-        _, sold = central.db.sell(product, count=revocations)
+        product = central.db.catalogue.add_product("Ticket")
+        _, sold = central.db.sales.sell(product, count=revocations)
         for gate in fleet:
             gate.start(url, pull_interval=30.0)
-        head = central.db.head()
+        head = central.db.log.head()
         wait_for(lambda: all((g.revision() or 0) >= head for g in fleet), 60, "bootstrap")
         readers = [_revision_reader(g) for g in fleet]
         query = "SELECT value FROM sync_cursors WHERE name = 'sync.revision'"
@@ -64,8 +64,8 @@ def latency(directory: Path, gates: int, revocations: int) -> None:
         slowest: list[float] = []
         for item in sold:
             started = time.perf_counter()
-            central.db.revoke_code(item.code)
-            target = central.db.head()
+            central.db.workflows.revoke_code(item.code)
+            target = central.db.log.head()
             pending = set(range(len(fleet)))
             while pending:
                 for i in list(pending):
@@ -88,13 +88,13 @@ def latency(directory: Path, gates: int, revocations: int) -> None:
         for reader in readers:
             reader.close()
         # The same path ending in real scans: one gate scans the code until it rejects it.
-        _, fresh = central.db.sell(product, count=100)
-        head = central.db.head()
+        _, fresh = central.db.sales.sell(product, count=100)
+        head = central.db.log.head()
         wait_for(lambda: all((g.revision() or 0) >= head for g in fleet), 60, "the new sales")
         scanned: list[float] = []
         for item in fresh:
             started = time.perf_counter()
-            central.db.revoke_code(item.code)
+            central.db.workflows.revoke_code(item.code)
             while fleet[0].scan(item.code) != "revoked":
                 if time.perf_counter() - started > 10:
                     raise SystemExit("a revoked code still scanned as valid after 10 s")
@@ -118,14 +118,14 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
     started = time.perf_counter()
     batch = 100_000
     for first in range(1, credentials + 1, batch):
-        central.db.publish(
+        central.db.log.publish(
             [
                 CredentialChange(cid, 0, 7, 10, 0, 1, 0, None, None, 0, paid=True)
                 for cid in range(first, min(first + batch, credentials + 1))
             ]
         )
     for first in range(0, revocations, batch):
-        central.db.publish(
+        central.db.log.publish(
             [
                 RevokeCode(os.urandom(16), Revocation.REVOKED)
                 for _ in range(min(batch, revocations - first))
@@ -137,8 +137,8 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
     )
     url = central.start()
     try:
-        head = central.db.head()
-        key_id, key, _ = central.db.signer()
+        head = central.db.log.head()
+        key_id, key, _ = central.db.keys.signer()
         code = mint(Claims(key_id, 10**9, Kind.TICKET), key)
         started = time.perf_counter()
         gate.start(url, pull_interval=600.0)
@@ -177,7 +177,7 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
 def upload(directory: Path, entries: int) -> None:
     """A gate reconnects with `entries` journal rows queued; time until all are acknowledged."""
     central, (gate,) = _venue(directory, 1)
-    key = SigningKey(1, central.db.signer()[1])
+    key = SigningKey(1, central.db.keys.signer()[1])
     # The store gets its queue before the daemon starts: one bulk transaction, as if the
     # gate had been scanning offline for a long day.
     gate.start("http://127.0.0.1:9", pull_interval=600.0)  # creates and migrates the store
@@ -204,7 +204,7 @@ def upload(directory: Path, entries: int) -> None:
         gate.start(url, pull_interval=600.0)
         took = wait_for(lambda: gate.unsent() == 0, 600, "upload")
         took = time.perf_counter() - started
-        held = central.db.journal_count(gate.name)
+        held = central.db.journals.count(gate.name)
         print(
             f"upload of {entries:,} queued journal entries: {took:.1f} s from gate start"
             f" ({entries / took:,.0f}/s; {held:,} held by the central system; target <= 10 s)"

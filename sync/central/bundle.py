@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from sync import protocol
-from sync.central.db import CentralDB, CentralError, now_ms
+from sync.central.changelog import now_ms
+from sync.central.db import CentralDB
+from sync.central.errors import CentralError
 from sync.protocol import EnvelopeKind
 
 MAX_BUNDLE_CHANGES = 2_000_000  # a bundle must fit protocol.MAX_ENVELOPE_BYTES
@@ -14,10 +16,10 @@ MAX_BUNDLE_CHANGES = 2_000_000  # a bundle must fit protocol.MAX_ENVELOPE_BYTES
 
 def write(db: CentralDB, path: Path, since: int = 0) -> tuple[int, int]:
     """Write a BUNDLE envelope of the changes after `since`; returns (first, last) revisions."""
-    first, changes, head = db.changes_since(since, MAX_BUNDLE_CHANGES)
+    first, changes, head = db.log.changes_since(since, MAX_BUNDLE_CHANGES)
     if first + len(changes) != head:
         raise CentralError(f"more than {MAX_BUNDLE_CHANGES} changes; write bundles in steps")
-    key_id, key, chain = db.signer()
+    key_id, key, chain = db.keys.signer()
     data = protocol.seal(
         EnvelopeKind.BUNDLE,
         key_id,

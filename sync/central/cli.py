@@ -18,7 +18,8 @@ from typing import Any
 from edge.core.codes import EntryPolicy, Kind
 from edge.core.errors import EdgeError
 from sync.central import bundle
-from sync.central.db import CentralDB, Person
+from sync.central.db import CentralDB
+from sync.central.desk import Person
 from sync.central.server import serve
 
 EXIT_ERROR = 1
@@ -112,10 +113,10 @@ def _voucher_parsers(sub: Any) -> None:
 
 def _voucher(db: CentralDB, args: argparse.Namespace) -> None:
     if args.action == "product":
-        print(f"product {db.add_voucher_product(args.name, args.pass_product)}")
+        print(f"product {db.desk.add_voucher_product(args.name, args.pass_product)}")
     else:
         buyer = Person(args.surname, args.first_name, args.address)
-        sold = db.sell_voucher(args.product, buyer)
+        sold = db.desk.sell_voucher(args.product, buyer)
         print(f"{sold.credential_id} {sold.code}")
 
 
@@ -183,31 +184,31 @@ def _run(db: CentralDB, args: argparse.Namespace) -> int:
 
 def _catalogue(db: CentralDB, args: argparse.Namespace, what: tuple[str, str | None]) -> None:
     if what == ("key", "add"):
-        print(f"key {db.add_key()}")
+        print(f"key {db.keys.add()}")
     elif what == ("key", "retire"):
-        db.retire_key(args.key_id)
+        db.keys.retire(args.key_id)
         print(f"key {args.key_id} retired")
     elif what == ("key", "list"):
-        for key_id, public, retired in db.signing_keys():
+        for key_id, public, retired in db.keys.public_keys():
             state = "retired" if retired else "active"
             print(f"{key_id}  {base64.b64encode(public).decode()}  {state}")
     elif what == ("device", "add"):
-        db.add_device(args.name, args.public)
+        db.devices.add(args.name, args.public)
         print(f"device {args.name} registered")
     elif what == ("device", "remove"):
-        db.remove_device(args.name)
+        db.devices.remove(args.name)
         print(f"device {args.name} removed")
     elif what == ("device", "list"):
-        for name, url, revision, seen in db.devices():
+        for name, url, revision, seen in db.devices.registered():
             when = datetime.fromtimestamp(seen / 1000, UTC).isoformat() if seen else "never"
             print(f"{name}  revision {revision}  push {url or '-'}  last seen {when}")
     elif what == ("event", "add"):
-        print(f"event {db.add_event(args.name, args.id)}")
+        print(f"event {db.catalogue.add_event(args.name, args.id)}")
     elif what == ("event", "cancel"):
-        db.cancel_event(args.event_id)
+        db.workflows.cancel_event(args.event_id)
         print(f"event {args.event_id} cancelled")
     elif what == ("product", "add"):
-        product = db.add_product(
+        product = db.catalogue.add_product(
             args.name,
             kind=Kind[args.kind.upper()],
             policy=_policy(args),
@@ -221,7 +222,7 @@ def _catalogue(db: CentralDB, args: argparse.Namespace, what: tuple[str, str | N
 def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
     command = args.command
     if command == "sell":
-        sale, sold = db.sell(
+        sale, sold = db.sales.sell(
             args.product,
             event_id=args.event,
             count=args.count,
@@ -235,18 +236,18 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
         for item in sold:
             print(f"{item.credential_id} {item.code}")
     elif command == "revoke":
-        print(f"revoked (credential {db.revoke_code(args.code) or 'unknown'})")
+        print(f"revoked (credential {db.workflows.revoke_code(args.code) or 'unknown'})")
     elif command == "cancel-sale":
-        print(f"cancelled credentials {', '.join(map(str, db.cancel_sale(args.sale)))}")
+        print(f"cancelled credentials {', '.join(map(str, db.workflows.cancel_sale(args.sale)))}")
     elif command == "extend":
-        print(f"valid until {db.extend(args.credential).isoformat()}")
+        print(f"valid until {db.workflows.extend(args.credential).isoformat()}")
     elif command == "replace":
-        print(db.replace(args.credential))
+        print(db.workflows.replace(args.credential))
     elif command == "paid":
-        db.mark_paid(args.credential)
+        db.workflows.mark_paid(args.credential)
         print(f"credential {args.credential} paid")
     elif command == "renew":
-        report = db.renew_season(
+        report = db.workflows.renew_season(
             args.season,
             args.new_season,
             batch_size=args.batch,
@@ -261,7 +262,7 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
         for cid, why in report.skipped:
             print(f"  {cid} skipped: {why}")
     elif command == "doubles":
-        doubles = db.double_entries()
+        doubles = db.journals.double_entries()
         for d in doubles:
             when = datetime.fromtimestamp(d.at_ms / 1000, UTC).isoformat()
             print(
@@ -270,8 +271,8 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
             )
         print(f"{len(doubles)} double entries")
     elif command == "status":
-        print(f"revision {db.head()}, journal {db.journal_count()} rows")
-        for name, url, revision, _ in db.devices():
+        print(f"revision {db.log.head()}, journal {db.journals.count()} rows")
+        for name, url, revision, _ in db.devices.registered():
             print(f"  {name}: revision {revision}, push {url or '-'}")
     elif command == "bundle":
         first, last = bundle.write(db, args.out, args.since)

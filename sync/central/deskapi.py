@@ -7,23 +7,34 @@ it, a repeat (a lost answer, a queue sent again after a restart) gets the first 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from sync import protocol
-from sync.central.db import IssueRequest, Person
+from sync.central.desk import MAX_KEY_LENGTH, IssueRequest, PassDesk, Person
 
-KEY_LIMIT = 100
+KEY_LIMIT = MAX_KEY_LENGTH
 TEXT_LIMIT = 200
 CODE_LIMIT = 200
 
 
-class DeskAPI:
-    """Routes under /v1/desk; `central` is the running sync.central.server.Central."""
+Authenticate = Callable[[web.Request], Awaitable[tuple[str, bytes]]]
 
-    def __init__(self, central: Any) -> None:
-        self._central = central
+
+class DeskAPI:
+    """Routes under /v1/desk, served from `desk`.
+
+    `authenticate` checks a request's device signature and returns (device, body); `moved`
+    is called after an operation that may have moved the head (not after a repeat).
+    """
+
+    def __init__(
+        self, desk: PassDesk, *, authenticate: Authenticate, moved: Callable[[], None]
+    ) -> None:
+        self._desk = desk
+        self._authenticate = authenticate
+        self._moved = moved
 
     def add_routes(self, app: web.Application) -> None:
         """Register the desk endpoints."""
@@ -33,24 +44,22 @@ class DeskAPI:
         app.router.add_post("/v1/desk/replace", self._replace)
         app.router.add_post("/v1/desk/cancel", self._cancel)
 
-    async def _request(self, request: web.Request, what: str) -> tuple[str, Any]:
-        device, body = await self._central._device(request)
-        return device, protocol.fields(body, what)
-
-    def _done(self, answer: dict[str, Any]) -> web.Response:
+    def _done(self, answer: Mapping[str, object]) -> web.Response:
         if not answer.get("duplicate"):
-            self._central.moved()
+            self._moved()
         return web.Response(body=protocol.pack(answer), headers=protocol.HEADERS)
 
     async def _lookup(self, request: web.Request) -> web.Response:
-        _, fields = await self._request(request, "desk lookup")
+        _, body = await self._authenticate(request)
+        fields = protocol.fields(body, "desk lookup")
         code = fields.text("code", optional=True, limit=CODE_LIMIT)
         number = fields.integer("number", optional=True)
-        answer = await asyncio.to_thread(self._central.db.desk_lookup, code, number)
+        answer = await asyncio.to_thread(self._desk.lookup, code, number)
         return web.Response(body=protocol.pack(answer), headers=protocol.HEADERS)
 
     async def _issue(self, request: web.Request) -> web.Response:
-        device, fields = await self._request(request, "desk issue")
+        device, body = await self._authenticate(request)
+        fields = protocol.fields(body, "desk issue")
         holder = Person(
             fields.text("surname", limit=TEXT_LIMIT),
             fields.text("first_name", limit=TEXT_LIMIT),
@@ -64,21 +73,24 @@ class DeskAPI:
             card_code=fields.text("card_code", limit=CODE_LIMIT),
         )
         key = fields.text("key", limit=KEY_LIMIT)
-        return self._done(await asyncio.to_thread(self._central.db.desk_issue, device, key, issue))
+        return self._done(await asyncio.to_thread(self._desk.issue, device, key, issue))
 
     async def _extend(self, request: web.Request) -> web.Response:
-        device, fields = await self._request(request, "desk extend")
+        device, body = await self._authenticate(request)
+        fields = protocol.fields(body, "desk extend")
         key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
-        return self._done(await asyncio.to_thread(self._central.db.desk_extend, device, key, cid))
+        return self._done(await asyncio.to_thread(self._desk.extend, device, key, cid))
 
     async def _replace(self, request: web.Request) -> web.Response:
-        device, fields = await self._request(request, "desk replace")
+        device, body = await self._authenticate(request)
+        fields = protocol.fields(body, "desk replace")
         key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
         card = fields.text("card_code", limit=CODE_LIMIT)
-        answer = await asyncio.to_thread(self._central.db.desk_replace, device, key, cid, card)
+        answer = await asyncio.to_thread(self._desk.replace, device, key, cid, card)
         return self._done(answer)
 
     async def _cancel(self, request: web.Request) -> web.Response:
-        device, fields = await self._request(request, "desk cancel")
+        device, body = await self._authenticate(request)
+        fields = protocol.fields(body, "desk cancel")
         key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
-        return self._done(await asyncio.to_thread(self._central.db.desk_cancel, device, key, cid))
+        return self._done(await asyncio.to_thread(self._desk.cancel, device, key, cid))

@@ -15,8 +15,10 @@ import aiohttp
 from aiohttp import web
 
 from sync import protocol
-from sync.central.db import CentralDB, CentralError, now_ms
+from sync.central.changelog import now_ms
+from sync.central.db import CentralDB
 from sync.central.deskapi import DeskAPI
+from sync.central.errors import CentralError
 from sync.protocol import EnvelopeKind, ErrorCode, RequestRejectedError
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class Pusher:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self._central.db.device_key(self.device) is None:
+            if self._central.db.devices.public_key(self.device) is None:
                 _LOGGER.info("%s: removed; no more pushes", self.device)
                 return
             while self.revision < self._central.head:
@@ -112,10 +114,10 @@ class Central:
 
     def __init__(self, db: CentralDB) -> None:
         self.db = db
-        self.head = db.head()
+        self.head = db.log.head()
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
         self.session: aiohttp.ClientSession
-        self._version = db.data_version()
+        self._version = db.log.data_version()
 
     def app(self) -> web.Application:
         """The aiohttp application (routes under /v1)."""
@@ -126,14 +128,14 @@ class Central:
         app.router.add_post("/v1/changes", self._changes)
         app.router.add_post("/v1/snapshot", self._snapshot)
         app.router.add_post("/v1/journal", self._journal)
-        DeskAPI(self).add_routes(app)
+        DeskAPI(self.db.desk, authenticate=self._device, moved=self.moved).add_routes(app)
         app.cleanup_ctx.append(self._background)
         return app
 
     async def _background(self, app: web.Application) -> Any:
         del app
         self.session = aiohttp.ClientSession()
-        for name, url, revision, _ in self.db.devices():
+        for name, url, revision, _ in self.db.devices.registered():
             if url:
                 self._pusher(name, url, revision)
         watcher = asyncio.create_task(self._watch())
@@ -162,7 +164,7 @@ class Central:
 
     def moved(self) -> None:
         """The head may have moved: wake every pusher."""
-        head = self.db.head()
+        head = self.db.log.head()
         if head != self.head:
             self.head = head
             for pusher, _ in self.pushers.values():
@@ -172,7 +174,7 @@ class Central:
         """Notice commits by other processes (the admin CLI) and push them."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            version = self.db.data_version()
+            version = self.db.log.data_version()
             if version != self._version:
                 self._version = version
                 self.moved()
@@ -181,8 +183,8 @@ class Central:
         """A signed CHANGES envelope with up to `limit` changes after `revision`."""
 
         def build() -> bytes:
-            first, changes, head = self.db.changes_since(revision, limit)
-            key_id, key, chain = self.db.signer()
+            first, changes, head = self.db.log.changes_since(revision, limit)
+            key_id, key, chain = self.db.keys.signer()
             return protocol.seal(
                 EnvelopeKind.CHANGES,
                 key_id,
@@ -222,7 +224,7 @@ class Central:
             path=request.path_qs,
             body=body,
             now_ms=now_ms(),
-            public_key_of=self.db.device_key,
+            public_key_of=self.db.devices.public_key,
         )
         return device, body
 
@@ -242,12 +244,12 @@ class Central:
             parts = urlsplit(push_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise protocol.ProtocolError("hello.push_url: must be an http(s) URL")
-        await asyncio.to_thread(self.db.seen, device, revision=revision, push_url=push_url)
+        await asyncio.to_thread(self.db.devices.seen, device, revision=revision, push_url=push_url)
         if push_url:
             self._pusher(device, push_url, revision)
         _LOGGER.info("%s: hello at revision %d (head %d)", device, revision, self.head)
         return self._answer(
-            {"protocol": protocol.VERSION, "time": now_ms(), "head": self.db.head()}
+            {"protocol": protocol.VERSION, "time": now_ms(), "head": self.db.log.head()}
         )
 
     async def _changes(self, request: web.Request) -> web.Response:
@@ -258,7 +260,7 @@ class Central:
             fields.integer("limit", 1, CHANGES_LIMIT, optional=True) or CHANGES_LIMIT, CHANGES_LIMIT
         )
         envelope = await self.envelope_since(since, limit)
-        await asyncio.to_thread(self.db.seen, device, revision=since)
+        await asyncio.to_thread(self.db.devices.seen, device, revision=since)
         pusher = self.pushers.get(device)
         if pusher is not None:
             pusher[0].revision = max(pusher[0].revision, since)
@@ -280,9 +282,9 @@ class Central:
             # The first chunk pins the revision; later chunks may show newer state, which
             # is harmless: the edge then pulls every change after the pinned revision, and
             # applying a change twice leaves the same state.
-            pinned = self.db.head() if revision is None else revision
-            changes, next_cursor = self.db.snapshot_chunk(cursor, limit)
-            key_id, key, chain = self.db.signer()
+            pinned = self.db.log.head() if revision is None else revision
+            changes, next_cursor = self.db.log.snapshot_chunk(cursor, limit)
+            key_id, key, chain = self.db.keys.signer()
             return protocol.seal(
                 EnvelopeKind.SNAPSHOT,
                 key_id,
@@ -293,7 +295,7 @@ class Central:
                 changes=changes,
                 next_cursor=next_cursor,
                 chain=chain,
-                head=max(pinned, self.db.head()),
+                head=max(pinned, self.db.log.head()),
             )
 
         return web.Response(body=await asyncio.to_thread(build), headers=protocol.HEADERS)
@@ -302,7 +304,7 @@ class Central:
         device, body = await self._device(request)
         records = protocol.journal_from_wire(body)
         started = time.monotonic()
-        new, duplicates = await asyncio.to_thread(self.db.ingest, device, records)
+        new, duplicates = await asyncio.to_thread(self.db.journals.ingest, device, records)
         if new:
             self.moved()
         _LOGGER.debug(

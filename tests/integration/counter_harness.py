@@ -26,7 +26,7 @@ from PIL import Image
 from drivers.printers.fglrender import render
 from edge.core.codes import EntryPolicy, Kind
 from edge.ops import identity
-from sync.central.db import Person
+from sync.central.desk import Person
 from tests.integration.sync_harness import STARTUP_TIMEOUT, CentralProcess, GateProcess, wait_for
 
 BUYER = Person("Smith", "Ann", "1 High St, Bath")
@@ -112,23 +112,23 @@ class Venue:
     def __init__(self, directory: Path) -> None:
         self.central = CentralProcess(directory / "central")
         db = self.central.db
-        db.add_key()
-        self.annual = db.add_product(
+        db.keys.add()
+        self.annual = db.catalogue.add_product(
             "Annual pass", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=365
         )
-        self.voucher_product = db.add_voucher_product("Annual pass voucher", self.annual)
-        key_id, public, _ = db.signing_keys()[0]
+        self.voucher_product = db.desk.add_voucher_product("Annual pass voucher", self.annual)
+        key_id, public, _ = db.keys.public_keys()[0]
         self.key_id, self.public_b64 = key_id, base64.b64encode(public).decode()
         self.gate = GateWithPages(directory / "gate", "gate-1", key_id, self.public_b64)
-        db.add_device("gate-1", self.gate.public_key)
+        db.devices.add("gate-1", self.gate.public_key)
 
     def sell_voucher(self) -> str:
         """A voucher sold at the till; its code."""
-        return self.central.db.sell_voucher(self.voucher_product, BUYER).code
+        return self.central.db.desk.sell_voucher(self.voucher_product, BUYER).code
 
     def gate_current(self, timeout: float = 20.0) -> None:
         """Wait until the gate holds the central system's head."""
-        head = self.central.db.head()
+        head = self.central.db.log.head()
         wait_for(lambda: (self.gate.revision() or 0) >= head, timeout, "the gate to catch up")
 
     def close(self) -> None:
@@ -167,7 +167,7 @@ class CounterProcess:
         lp.chmod(0o755)
         self.lp = lp
         ident = identity.ensure(identity.path_for(self.store_path))
-        venue.central.db.add_device(name, base64.b64decode(ident.public_b64))
+        venue.central.db.devices.add(name, base64.b64decode(ident.public_b64))
         self.venue = venue
         self.allowed_origins: list[str] = []  # [counter] allowed_origins
 

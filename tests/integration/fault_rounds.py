@@ -56,11 +56,11 @@ def run(
     rng = random.Random(seed)
     report = FaultReport()
     central = CentralProcess(directory / "central")
-    key_id = central.db.add_key()
-    public_b64 = base64.b64encode(central.db.signing_keys()[0][1]).decode()
-    event = central.db.add_event("Fault rounds")
-    product = central.db.add_product("Ticket")
-    _, sold = central.db.sell(product, event_id=event, count=max(20, rounds * 2))
+    key_id = central.db.keys.add()
+    public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
+    event = central.db.catalogue.add_event("Fault rounds")
+    product = central.db.catalogue.add_product("Ticket")
+    _, sold = central.db.sales.sell(product, event_id=event, count=max(20, rounds * 2))
     codes = [s.code for s in sold]
 
     central_port = free_port()
@@ -71,7 +71,7 @@ def run(
     fleet = []
     for i in range(gates):
         gate = GateProcess(directory / f"gate{i}", f"gate-{i}", key_id, public_b64)
-        central.db.add_device(gate.name, gate.public_key)
+        central.db.devices.add(gate.name, gate.public_key)
         push_port = free_port()
         proxy = FaultProxy(push_port, rate=rate, seed=seed + i + 1)
         proxy.start()
@@ -83,9 +83,9 @@ def run(
         for _ in range(rounds):
             report.rounds += 1
             if rng.random() < 0.5:
-                central.db.revoke_code(rng.choice(codes))
+                central.db.workflows.revoke_code(rng.choice(codes))
             else:
-                _, (new,) = central.db.sell(product, event_id=event)
+                _, (new,) = central.db.sales.sell(product, event_id=event)
                 codes.append(new.code)
             report.changes += 1
             for _ in range(rng.randint(1, 4)):
@@ -105,14 +105,14 @@ def run(
         for proxy in proxies:
             proxy.rate = 0.0
         started = time.monotonic()
-        head = central.db.head()
+        head = central.db.log.head()
 
         def settled() -> bool:
             nonlocal head
-            head = central.db.head()
+            head = central.db.log.head()
             return (
                 all(g.unsent() == 0 and (g.revision() or 0) >= head for g, _, _ in fleet)
-                and central.db.head() == head
+                and central.db.log.head() == head
             )
 
         try:
@@ -127,12 +127,12 @@ def run(
         for gate, _, _ in fleet:
             rows = gate.last_seq()
             report.journal_rows += rows
-            held = central.db.journal_seqs(gate.name)
+            held = central.db.journals.seqs(gate.name)
             report.lost += len(set(range(1, rows + 1)) - set(held))
             report.duplicated += (
                 len(held) - len(set(held)) + len(set(held) - set(range(1, rows + 1)))
             )
-        for cid, count in central.db.admitted_entries().items():
+        for cid, count in central.db.journals.admitted_entries().items():
             venue[cid] = count
         for gate, _, _ in fleet:
             counts = _entries(gate.store_path)

@@ -170,14 +170,14 @@ def test_an_offline_issue_reaches_the_central_system_once(venue: Venue, tmp_path
         desk.start(url)
         wait_for(lambda: desk.desk_operations() == [("issue", "sent")], 30, "the queued issue")
         db = venue.central.db
-        assert db._all("SELECT count(*) FROM desk_operations")[0][0] == 1
-        assert db._all("SELECT count(*) FROM passes")[0][0] == 1
+        assert db.desk.operation_count() == 1
+        assert db.desk.pass_count() == 1
         venue.gate_current()
         assert venue.gate.scan(code) == "admitted"
 
         # Offline again: the card is in the synced copy now, so it can be extended (and,
         # since the card shows its validity, reprinted); the extension is sent once later.
-        head = db.head()
+        head = db.log.head()
         wait_for(lambda: desk.call("/api/v1/status")[1]["sync"]["revision"] >= head, 20, "sync")
         venue.central.kill()
         status, card = desk.call("/api/v1/desk/lookup", {"code": code})
@@ -190,9 +190,7 @@ def test_an_offline_issue_reaches_the_central_system_once(venue: Venue, tmp_path
         assert read_card(desk.printed()[-1]) == code
         venue.central.start(port)
         wait_for(lambda: desk.desk_operations()[-1] == ("extend", "sent"), 30, "the extension")
-        (valid_until,) = db._all(
-            "SELECT valid_until FROM credentials WHERE credential_id = ?", card["credential"]
-        )[0]
+        valid_until = db.desk.lookup(number=card["credential"])["valid_until"]
         assert datetime.fromtimestamp(valid_until, UTC).date().isoformat() == until(730)
 
         # The card is lost while the central system is down: replaced by its number from the

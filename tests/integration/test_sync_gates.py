@@ -26,12 +26,12 @@ PUSH_WAIT = 20.0
 @pytest.fixture
 def venue(tmp_path: Path) -> Iterator[tuple[CentralProcess, list[GateProcess]]]:
     central = CentralProcess(tmp_path / "central")
-    key_id = central.db.add_key()
-    (_, public, _) = central.db.signing_keys()[0]
+    key_id = central.db.keys.add()
+    (_, public, _) = central.db.keys.public_keys()[0]
     public_b64 = base64.b64encode(public).decode()
     gates = [GateProcess(tmp_path / f"g{i}", f"gate-{i}", key_id, public_b64) for i in range(3)]
     for gate in gates:
-        central.db.add_device(gate.name, gate.public_key)
+        central.db.devices.add(gate.name, gate.public_key)
     url = central.start()
     try:
         for gate in gates:
@@ -45,7 +45,7 @@ def venue(tmp_path: Path) -> Iterator[tuple[CentralProcess, list[GateProcess]]]:
 
 def _reached(central: CentralProcess, gates: list[GateProcess]) -> None:
     """Wait until every gate holds the central system's newest revision; print how long."""
-    head = central.db.head()
+    head = central.db.log.head()
     took = wait_for(
         lambda: all((g.revision() or 0) >= head for g in gates),
         PUSH_WAIT,
@@ -55,7 +55,7 @@ def _reached(central: CentralProcess, gates: list[GateProcess]) -> None:
 
 
 def _converged(central: CentralProcess, gates: list[GateProcess], timeout: float = 20.0) -> None:
-    head = central.db.head()
+    head = central.db.log.head()
     wait_for(
         lambda: all((g.revision() or 0) >= head for g in gates),
         timeout,
@@ -69,58 +69,64 @@ def test_workflows_reach_every_gate(
 ) -> None:
     central, gates = venue
     db = central.db
-    event = db.add_event("Concert")
-    other_event = db.add_event("Matinee")
-    ticket = db.add_product("Ticket")
-    annual = db.add_product(
+    event = db.catalogue.add_event("Concert")
+    other_event = db.catalogue.add_event("Matinee")
+    ticket = db.catalogue.add_product("Ticket")
+    annual = db.catalogue.add_product(
         "Annual pass", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=365
     )
-    _, tickets = db.sell(ticket, event_id=event, count=6)
-    _, matinee = db.sell(ticket, event_id=other_event, count=2)
-    _, (card,) = db.sell(annual, holder="A. Holder")
-    _, (unpaid,) = db.sell(ticket, event_id=event, paid=False)
+    _, tickets = db.sales.sell(ticket, event_id=event, count=6)
+    _, matinee = db.sales.sell(ticket, event_id=other_event, count=2)
+    _, (card,) = db.sales.sell(annual, holder="A. Holder")
+    _, (unpaid,) = db.sales.sell(ticket, event_id=event, paid=False)
     _converged(central, gates)
 
     # Revoke a code: every gate gets it pushed, and rejects it.
-    db.revoke_code(tickets[0].code)
+    db.workflows.revoke_code(tickets[0].code)
     _reached(central, gates)
     assert [g.scan(tickets[0].code) for g in gates] == ["revoked"] * 3
 
     # Cancel a sale (one credential sold alone).
-    sale, (sold,) = db.sell(ticket, event_id=event)
-    db.cancel_sale(sale)
+    sale, (sold,) = db.sales.sell(ticket, event_id=event)
+    db.workflows.cancel_sale(sale)
     _reached(central, gates)
     assert [g.scan(sold.code) for g in gates] == ["cancelled"] * 3
 
     # Cancel an event: all its tickets, at every gate.
-    db.cancel_event(other_event)
+    db.workflows.cancel_event(other_event)
     _reached(central, gates)
     assert {g.scan(item.code) for g in gates for item in matinee} == {"event-cancelled"}
 
     # Unpaid tickets stay shut until paid.
     assert gates[0].scan(unpaid.code) == "unpaid"
-    db.mark_paid(unpaid.credential_id)
+    db.workflows.mark_paid(unpaid.credential_id)
     _reached(central, gates)
     assert gates[0].scan(unpaid.code) == "admitted"
 
     # Lost card: invalidate and replace; the old code is rejected, the new one admits.
-    new_code = db.replace(card.credential_id)
+    new_code = db.workflows.replace(card.credential_id)
     _reached(central, gates)
     assert gates[1].scan(card.code) == "replaced"
     assert gates[1].scan(new_code) == "admitted"
 
     # Season renewal: a dry run changes nothing; renewed passes stay shut until paid.
-    season = db.add_product("Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=200)
-    db.sell(season, count=3, season=2026)
+    season = db.catalogue.add_product(
+        "Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=200
+    )
+    db.sales.sell(season, count=3, season=2026)
     _reached(central, gates)
-    head = db.head()
-    dry = db.renew_season(2026, 2027, batch_size=2, valid_from=datetime.now(UTC), dry_run=True)
-    assert (len(dry.renewed), db.head()) == (3, head)
-    done = db.renew_season(2026, 2027, batch_size=2, valid_from=datetime.now(UTC), dry_run=False)
+    head = db.log.head()
+    dry = db.workflows.renew_season(
+        2026, 2027, batch_size=2, valid_from=datetime.now(UTC), dry_run=True
+    )
+    assert (len(dry.renewed), db.log.head()) == (3, head)
+    done = db.workflows.renew_season(
+        2026, 2027, batch_size=2, valid_from=datetime.now(UTC), dry_run=False
+    )
     _reached(central, gates)
-    renewed = [db.credential_code(new) for _, new in done.renewed]
+    renewed = [db.sales.credential_code(new) for _, new in done.renewed]
     assert [g.scan(renewed[0]) for g in gates] == ["unpaid"] * 3
-    db.mark_paid(done.renewed[0][1])
+    db.workflows.mark_paid(done.renewed[0][1])
     _reached(central, gates)
     assert gates[2].scan(renewed[0]) == "admitted"
 
@@ -136,9 +142,9 @@ def test_workflows_reach_every_gate(
     # Every decision reaches the central system exactly once.
     for gate in gates:
         wait_for(lambda g=gate: g.unsent() == 0, 30.0, f"{gate.name} journal uploaded")
-        seqs = db.journal_seqs(gate.name)
+        seqs = db.journals.seqs(gate.name)
         assert seqs == list(range(1, gate.last_seq() + 1))
-    assert db.double_entries() == []
+    assert db.journals.double_entries() == []
 
 
 @pytest.mark.slow
@@ -147,15 +153,17 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
 ) -> None:
     central, gates = venue
     db = central.db
-    annual = db.add_product("Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=30)
+    annual = db.catalogue.add_product(
+        "Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=30
+    )
     start = datetime.now(UTC) - timedelta(days=40)  # expired ten days ago
-    _, (card,) = db.sell(annual, valid_from=start)
+    _, (card,) = db.sales.sell(annual, valid_from=start)
     _converged(central, gates)
     assert gates[2].scan(card.code) == "expired"
-    db.extend(card.credential_id)  # by the original 30 days: valid until 20 days from now
+    db.workflows.extend(card.credential_id)  # by the original 30 days: valid until 20 days from now
     _reached(central, gates)
     assert gates[2].scan(card.code) == "admitted"
-    assert db.credential_code(card.credential_id) == card.code  # the code did not change
+    assert db.sales.credential_code(card.credential_id) == card.code  # the code did not change
 
     wait_for(lambda: gates[2].unsent() == 0, 30.0, "journal uploaded")
     _converged(central, gates)  # the admitted passage came back as a change
@@ -164,12 +172,12 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
     assert match, log
     with urllib.request.urlopen(match.group(1) + "/health", timeout=5) as response:
         health = json.load(response)
-    assert health["sync"]["revision"] == db.head()
+    assert health["sync"]["revision"] == db.log.head()
     assert health["sync"]["status"] == "current"
     assert health["sync"]["lag"] == 0
     with urllib.request.urlopen(match.group(1) + "/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    assert f"edge_sync_revision {db.head()}" in metrics
+    assert f"edge_sync_revision {db.log.head()}" in metrics
     assert "edge_sync_up 1" in metrics
     offset = re.search(r"^edge_sync_clock_offset_seconds (\S+)$", metrics, re.MULTILINE)
     assert offset, metrics
@@ -179,18 +187,18 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
          str(gates[2].directory / "gate.toml")],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert re.search(rf"sync revision\s+{db.head()}\s", status.stdout), status.stdout
+    assert re.search(rf"sync revision\s+{db.log.head()}\s", status.stdout), status.stdout
 
 
 @pytest.mark.slow
 def test_bootstrap_comes_in_chunks_and_resumes_after_sigkill(tmp_path: Path) -> None:
     central = CentralProcess(tmp_path / "central")
-    key_id = central.db.add_key()
-    public_b64 = base64.b64encode(central.db.signing_keys()[0][1]).decode()
+    key_id = central.db.keys.add()
+    public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
     gate = GateProcess(tmp_path / "gate", "gate-0", key_id, public_b64)
-    central.db.add_device(gate.name, gate.public_key)
+    central.db.devices.add(gate.name, gate.public_key)
     hashes = [bytes([i % 256, i // 256 % 256, i // 65536]) + bytes(13) for i in range(300_000)]
-    central.db.publish([RevokeCode(h, Revocation.REVOKED) for h in hashes])
+    central.db.log.publish([RevokeCode(h, Revocation.REVOKED) for h in hashes])
     url = central.start()
     try:
         gate.start(url)

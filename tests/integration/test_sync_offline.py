@@ -24,12 +24,12 @@ def _command(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_gate_without_network_imports_bundles_from_a_usb_stick(tmp_path: Path) -> None:
     db_path = tmp_path / "central.db"
     central = CentralProcess(tmp_path)  # administered only: no server, no network
-    central.db.add_key()
-    public = base64.b64encode(central.db.signing_keys()[0][1]).decode()
-    event = central.db.add_event("Gala")
-    product = central.db.add_product("Ticket")
-    _, (revoked, kept) = central.db.sell(product, event_id=event, count=2)
-    central.db.revoke_code(revoked.code)
+    central.db.keys.add()
+    public = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
+    event = central.db.catalogue.add_event("Gala")
+    product = central.db.catalogue.add_product("Ticket")
+    _, (revoked, kept) = central.db.sales.sell(product, event_id=event, count=2)
+    central.db.workflows.revoke_code(revoked.code)
     gate = tmp_path / "gate.toml"
     gate.write_text(
         f'[device]\nname = "offline-gate"\nstore = "gate.db"\n'
@@ -44,7 +44,7 @@ def test_a_gate_without_network_imports_bundles_from_a_usb_stick(tmp_path: Path)
     first = _command("sync.central.cli", "--db", str(db_path), "bundle", "--out",
                      str(stick / "all.bundle"))  # fmt: skip
     assert first.returncode == 0, first.stderr
-    head = central.db.head()
+    head = central.db.log.head()
 
     imported = _command("edge.cli", "import", str(stick / "all.bundle"), "--config", str(gate))
     assert imported.returncode == 0, imported.stderr
@@ -60,7 +60,7 @@ def test_a_gate_without_network_imports_bundles_from_a_usb_stick(tmp_path: Path)
     assert "not valid msgpack" in damaged.stderr
 
     # Later: only what changed since, and the event is cancelled everywhere it arrives.
-    central.db.cancel_event(event)
+    central.db.workflows.cancel_event(event)
     later = _command("sync.central.cli", "--db", str(db_path), "bundle", "--since", str(head),
                      "--out", str(stick / "later.bundle"))  # fmt: skip
     assert later.returncode == 0, later.stderr
@@ -78,13 +78,13 @@ def test_a_central_system_restored_from_a_backup_makes_gates_bootstrap_again(
     tmp_path: Path,
 ) -> None:
     central = CentralProcess(tmp_path / "central")
-    key_id = central.db.add_key()
-    public = base64.b64encode(central.db.signing_keys()[0][1]).decode()
+    key_id = central.db.keys.add()
+    public = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
     gate = GateProcess(tmp_path / "gate", "gate-0", key_id, public)
-    central.db.add_device(gate.name, gate.public_key)
-    product = central.db.add_product("Ticket")
-    central.db.sell(product, count=2)
-    backup_head = central.db.head()
+    central.db.devices.add(gate.name, gate.public_key)
+    product = central.db.catalogue.add_product("Ticket")
+    central.db.sales.sell(product, count=2)
+    backup_head = central.db.log.head()
     backup = tmp_path / "backup.db"
     with sqlite3.connect(backup) as target:
         sqlite3.connect(central.db_path).backup(target)
@@ -92,8 +92,8 @@ def test_a_central_system_restored_from_a_backup_makes_gates_bootstrap_again(
     url = central.start(port)
     try:
         gate.start(url, pull_interval=0.5)
-        central.db.sell(product, count=3)
-        head = central.db.head()
+        central.db.sales.sell(product, count=3)
+        head = central.db.log.head()
         wait_for(lambda: gate.revision() == head, 20, f"gate at revision {head}")
 
         central.close()
@@ -114,25 +114,25 @@ def test_gates_cut_off_from_each_other_admit_twice_and_the_central_reports_it(
     tmp_path: Path,
 ) -> None:
     central = CentralProcess(tmp_path / "central")
-    key_id = central.db.add_key()
-    public = base64.b64encode(central.db.signing_keys()[0][1]).decode()
+    key_id = central.db.keys.add()
+    public = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
     gates = [GateProcess(tmp_path / f"g{i}", f"gate-{i}", key_id, public) for i in range(2)]
     for gate in gates:
-        central.db.add_device(gate.name, gate.public_key)
-    product = central.db.add_product("Ticket")
-    _, (sold,) = central.db.sell(product)
+        central.db.devices.add(gate.name, gate.public_key)
+    product = central.db.catalogue.add_product("Ticket")
+    _, (sold,) = central.db.sales.sell(product)
     port = free_port()
     url = central.start(port)
     try:
         for gate in gates:
             gate.start(url, pull_interval=0.5)
-        head = central.db.head()
+        head = central.db.log.head()
         wait_for(lambda: all(g.revision() == head for g in gates), 20, "bootstrap")
         central.kill()  # the network is gone: each gate decides alone
         assert [g.scan(sold.code) for g in gates] == ["admitted", "admitted"]
         central.start(port)
         wait_for(lambda: all(g.unsent() == 0 for g in gates), 60, "journals uploaded")
-        (double,) = central.db.double_entries()
+        (double,) = central.db.journals.double_entries()
         assert (double.credential_id, double.entries, double.allowed) == (
             sold.credential_id, 2, 1,
         )  # fmt: skip

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.core.codes import EntryPolicy, Kind, parse
 from sync import protocol
 from sync.central.cli import main
-from sync.central.db import CentralDB, CentralError
+from sync.central.db import CentralDB
+from sync.central.errors import CentralError
 from sync.central.server import serve
 from sync.protocol import (
     CredentialChange,
@@ -32,7 +33,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[CentralDB]:
     central = CentralDB(tmp_path / "central.db")
-    central.add_key()
+    central.keys.add()
     try:
         yield central
     finally:
@@ -40,15 +41,17 @@ def db(tmp_path: Path) -> Iterator[CentralDB]:
 
 
 def changes(db: CentralDB, since: int = 0) -> list[protocol.Change]:
-    _, wire, _ = db.changes_since(since, 10_000)
+    _, wire, _ = db.log.changes_since(since, 10_000)
     return [protocol.change_from_wire(c, "test") for c in wire]
 
 
 def test_replace_revokes_the_old_code_and_keeps_name_and_validity(db: CentralDB) -> None:
-    annual = db.add_product("Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(10), days=365)
-    _, (card,) = db.sell(annual, holder="Ada", valid_from=START)
-    head = db.head()
-    new = db.replace(card.credential_id)
+    annual = db.catalogue.add_product(
+        "Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(10), days=365
+    )
+    _, (card,) = db.sales.sell(annual, holder="Ada", valid_from=START)
+    head = db.log.head()
+    new = db.workflows.replace(card.credential_id)
     assert new != card.code
     old, fresh = parse(card.code.encode()), parse(new.encode())
     assert fresh.claims.credential_id == old.claims.credential_id  # type: ignore[union-attr]
@@ -57,73 +60,77 @@ def test_replace_revokes_the_old_code_and_keeps_name_and_validity(db: CentralDB)
     revoke, facts = changes(db, head)
     assert revoke == RevokeCode(old.hash, Revocation.REPLACED)
     assert isinstance(facts, CredentialChange)
-    assert db.credential_code(card.credential_id) == new
+    assert db.sales.credential_code(card.credential_id) == new
 
 
 def test_extend_adds_the_original_duration_and_keeps_the_code(db: CentralDB) -> None:
-    annual = db.add_product("Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(), days=30)
-    _, (card,) = db.sell(annual, valid_from=START)
-    assert db.extend(card.credential_id) == START + timedelta(days=60, seconds=-1)
-    assert db.extend(card.credential_id) == START + timedelta(days=90, seconds=-1)
-    (last,) = changes(db, db.head() - 1)
+    annual = db.catalogue.add_product(
+        "Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(), days=30
+    )
+    _, (card,) = db.sales.sell(annual, valid_from=START)
+    assert db.workflows.extend(card.credential_id) == START + timedelta(days=60, seconds=-1)
+    assert db.workflows.extend(card.credential_id) == START + timedelta(days=90, seconds=-1)
+    (last,) = changes(db, db.log.head() - 1)
     assert isinstance(last, CredentialChange)
     assert last.valid_until == int((START + timedelta(days=90)).timestamp()) - 1
-    assert db.credential_code(card.credential_id) == card.code
+    assert db.sales.credential_code(card.credential_id) == card.code
 
 
 def test_season_renewal_dry_run_reports_and_changes_nothing(db: CentralDB) -> None:
-    season = db.add_product("Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(), days=300)
-    _, sold = db.sell(season, count=5, season=2025, valid_from=START)
-    sale, (gone,) = db.sell(season, season=2025, valid_from=START)
-    db.cancel_sale(sale)
-    head = db.head()
-    report = db.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=True)
+    season = db.catalogue.add_product(
+        "Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(), days=300
+    )
+    _, sold = db.sales.sell(season, count=5, season=2025, valid_from=START)
+    sale, (gone,) = db.sales.sell(season, season=2025, valid_from=START)
+    db.workflows.cancel_sale(sale)
+    head = db.log.head()
+    report = db.workflows.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=True)
     assert (len(report.renewed), report.batches, report.dry_run) == (5, 3, True)
     assert report.skipped == [(gone.credential_id, "cancelled, not renewed")]
-    assert db.head() == head
+    assert db.log.head() == head
 
-    done = db.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=False)
+    done = db.workflows.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=False)
     assert [old for old, _ in done.renewed] == [s.credential_id for s in sold]
     renewed = changes(db, head)
     assert len(renewed) == 5
     assert all(isinstance(c, CredentialChange) and not c.paid for c in renewed)
-    again = db.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=True)
+    again = db.workflows.renew_season(2025, 2026, batch_size=2, valid_from=START, dry_run=True)
     assert again.renewed == []  # every holder is renewed already
     with pytest.raises(CentralError, match="no credentials in season 1999"):
-        db.renew_season(1999, 2000, batch_size=2, valid_from=START, dry_run=True)
+        db.workflows.renew_season(1999, 2000, batch_size=2, valid_from=START, dry_run=True)
 
 
 def test_cancel_sale_and_event_and_refusals_change_nothing(db: CentralDB) -> None:
-    event = db.add_event("Gala")
-    ticket = db.add_product("Ticket")
-    sale, sold = db.sell(ticket, event_id=event, count=2)
-    head = db.head()
-    assert db.cancel_sale(sale) == [s.credential_id for s in sold]
+    event = db.catalogue.add_event("Gala")
+    ticket = db.catalogue.add_product("Ticket")
+    sale, sold = db.sales.sell(ticket, event_id=event, count=2)
+    head = db.log.head()
+    assert db.workflows.cancel_sale(sale) == [s.credential_id for s in sold]
     assert changes(db, head) == [
         RevokeCredential(s.credential_id, Revocation.CANCELLED) for s in sold
     ]
-    db.cancel_event(event)
-    head = db.head()
+    db.workflows.cancel_event(event)
+    head = db.log.head()
     for refused in (
-        lambda: db.cancel_sale(sale),
-        lambda: db.cancel_event(event),
-        lambda: db.extend(sold[0].credential_id),
-        lambda: db.sell(ticket, event_id=999),
-        lambda: db.retire_key(1),
-        lambda: db.revoke_code("EDGE:!!"),
+        lambda: db.workflows.cancel_sale(sale),
+        lambda: db.workflows.cancel_event(event),
+        lambda: db.workflows.extend(sold[0].credential_id),
+        lambda: db.sales.sell(ticket, event_id=999),
+        lambda: db.keys.retire(1),
+        lambda: db.workflows.revoke_code("EDGE:!!"),
     ):
         with pytest.raises(CentralError):
             refused()
-    assert db.head() == head
+    assert db.log.head() == head
 
 
 def test_key_rotation_is_endorsed_and_retiring_is_published(db: CentralDB) -> None:
-    second = db.add_key()
-    key_id, key, chain = db.signer()
+    second = db.keys.add()
+    key_id, key, chain = db.keys.signer()
     assert key_id == second
-    db.retire_key(1)
-    assert changes(db)[-1] == KeyChange(1, db.signing_keys()[0][1], retired=True)
-    first_public = db.signing_keys()[0][1]
+    db.keys.retire(1)
+    assert changes(db)[-1] == KeyChange(1, db.keys.public_keys()[0][1], retired=True)
+    first_public = db.keys.public_keys()[0][1]
     data = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=0, last=0, at_ms=1, changes=[],
                          chain=chain)  # fmt: skip
     envelope = protocol.open_envelope(data, {1: first_public}.get)  # an edge that missed it
@@ -131,8 +138,8 @@ def test_key_rotation_is_endorsed_and_retiring_is_published(db: CentralDB) -> No
 
 
 def test_journal_rows_are_stored_once_and_double_entries_reported(db: CentralDB) -> None:
-    ticket = db.add_product("Ticket")
-    _, (sold,) = db.sell(ticket)
+    ticket = db.catalogue.add_product("Ticket")
+    _, (sold,) = db.sales.sell(ticket)
     code_hash = parse(sold.code.encode()).hash
 
     def row(seq: int) -> JournalRecord:
@@ -141,24 +148,24 @@ def test_journal_rows_are_stored_once_and_double_entries_reported(db: CentralDB)
             credential_id=sold.credential_id,
         )  # fmt: skip
 
-    assert db.ingest("north", [row(1)]) == (1, 0)
-    assert db.ingest("north", [row(1)]) == (0, 1)  # a retried batch
-    assert db.double_entries() == []
-    assert db.ingest("south", [row(1)]) == (1, 0)  # the same ticket at a cut-off gate
-    (double,) = db.double_entries()
+    assert db.journals.ingest("north", [row(1)]) == (1, 0)
+    assert db.journals.ingest("north", [row(1)]) == (0, 1)  # a retried batch
+    assert db.journals.double_entries() == []
+    assert db.journals.ingest("south", [row(1)]) == (1, 0)  # the same ticket at a cut-off gate
+    (double,) = db.journals.double_entries()
     assert (double.device, double.entries, double.allowed) == ("south", 2, 1)
-    assert db.journal_count() == 2
+    assert db.journals.count() == 2
 
 
 def test_snapshot_chunks_cover_the_state_once_and_resume_at_a_cursor(db: CentralDB) -> None:
-    ticket = db.add_product("Ticket")
-    _, sold = db.sell(ticket, count=7, plain_codes=[f"BAR{i}" for i in range(7)])
+    ticket = db.catalogue.add_product("Ticket")
+    _, sold = db.sales.sell(ticket, count=7, plain_codes=[f"BAR{i}" for i in range(7)])
     for item in sold[:3]:
-        db.revoke_code(item.code)
+        db.workflows.revoke_code(item.code)
     everything: list[list[object]] = []
     cursor = None
     while True:
-        chunk, cursor = db.snapshot_chunk(cursor, 4)
+        chunk, cursor = db.log.snapshot_chunk(cursor, 4)
         assert len(chunk) <= 4
         everything += chunk
         if cursor is None:
@@ -208,8 +215,8 @@ async def server(db: CentralDB) -> AsyncIterator[str]:
 
 async def test_the_api_answers_bad_requests_with_error_bodies(db: CentralDB, server: str) -> None:
     device = Ed25519PrivateKey.generate()
-    db.add_device("gate-1", protocol.public_bytes(device))
-    head = db.head()
+    db.devices.add("gate-1", protocol.public_bytes(device))
+    head = db.log.head()
 
     async def post(path: str, body: bytes, key: Ed25519PrivateKey = device) -> tuple[int, object]:
         headers = protocol.sign_request(key, "gate-1", method="POST", path=path,
@@ -236,8 +243,8 @@ async def test_the_api_answers_bad_requests_with_error_bodies(db: CentralDB, ser
     for path, body, key, want_status, code in cases:
         status, answer = await post(path, body, key)
         assert (status, answer["error"]) == (want_status, code), answer  # type: ignore[index]
-    assert db.journal_count() == 0
-    assert db.head() == head
-    db.remove_device("gate-1")
+    assert db.journals.count() == 0
+    assert db.log.head() == head
+    db.devices.remove("gate-1")
     status, answer = await post("/v1/hello", protocol.pack({"revision": 0}))
     assert (status, answer["error"]) == (403, "unknown-device")  # type: ignore[index]

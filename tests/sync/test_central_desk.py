@@ -11,7 +11,9 @@ import pytest
 from edge.core.codes import EntryPolicy, Kind, plain_hash
 from sync import protocol
 from sync.central.cli import main
-from sync.central.db import CentralDB, CentralError, IssueRequest, Person
+from sync.central.db import CentralDB
+from sync.central.desk import IssueRequest, Person
+from sync.central.errors import CentralError
 from sync.central.server import Central
 from sync.protocol import PlainCodeChange, Revocation, RevokeCode, RevokeCredential
 
@@ -22,7 +24,7 @@ BUYER = Person("Smith", "Ann", "1 High St, Bath")
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[CentralDB]:
     central = CentralDB(tmp_path / "central.db")
-    central.add_key()
+    central.keys.add()
     try:
         yield central
     finally:
@@ -30,9 +32,11 @@ def db(tmp_path: Path) -> Iterator[CentralDB]:
 
 
 def voucher(db: CentralDB) -> str:
-    annual = db.add_product("Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(10), days=365)
-    product = db.add_voucher_product("Annual pass voucher", annual)
-    return db.sell_voucher(product, BUYER).code
+    annual = db.catalogue.add_product(
+        "Annual", kind=Kind.PASS, policy=EntryPolicy.unlimited(10), days=365
+    )
+    product = db.desk.add_voucher_product("Annual pass voucher", annual)
+    return db.desk.sell_voucher(product, BUYER).code
 
 
 def issue(code: str, card: str = "AP0000000001", **holder: str) -> IssueRequest:
@@ -41,22 +45,22 @@ def issue(code: str, card: str = "AP0000000001", **holder: str) -> IssueRequest:
 
 
 def changes(db: CentralDB, since: int) -> list[protocol.Change]:
-    _, wire, _ = db.changes_since(since, 10_000)
+    _, wire, _ = db.log.changes_since(since, 10_000)
     return [protocol.change_from_wire(c, "test") for c in wire]
 
 
 def test_a_voucher_is_issued_once_per_key_for_a_new_holder(db: CentralDB) -> None:
     code = voucher(db)
-    shown = db.desk_lookup(code)
+    shown = db.desk.lookup(code)
     assert (shown["kind"], shown["state"], shown["buyer"]) == (
         "voucher",
         "active",
         ["Smith", "Ann", "1 High St, Bath"],
     )
     assert (shown["pass_name"], shown["days"], shown["pass"]) == ("Annual", 365, None)
-    head = db.head()
-    first = db.desk_issue("desk-1", "k1", issue(code))
-    again = db.desk_issue("desk-1", "k1", issue(code))
+    head = db.log.head()
+    first = db.desk.issue("desk-1", "k1", issue(code))
+    again = db.desk.issue("desk-1", "k1", issue(code))
     assert first["duplicate"] is False
     assert again["duplicate"] is True
     assert again["credential"] == first["credential"]
@@ -64,20 +68,20 @@ def test_a_voucher_is_issued_once_per_key_for_a_new_holder(db: CentralDB) -> Non
     _, plain, revoked = changes(db, head)
     assert plain == PlainCodeChange(plain_hash("AP0000000001"), first["credential"])
     assert revoked == RevokeCredential(shown["credential"], Revocation.REVOKED)
-    assert db.head() == head + 3  # the repeat published nothing
-    assert db.desk_lookup(code)["state"] == "redeemed"
-    card = db.desk_lookup("AP0000000001")
+    assert db.log.head() == head + 3  # the repeat published nothing
+    assert db.desk.lookup(code)["state"] == "redeemed"
+    card = db.desk.lookup("AP0000000001")
     assert card["holder_details"] == ["Jones", "Bo", "n.a.", "pickup"]
     assert card["buyer"] == ["Smith", "Ann", "1 High St, Bath"]
 
 
 def test_a_redeemed_voucher_is_refused_under_a_new_key(db: CentralDB) -> None:
     code = voucher(db)
-    db.desk_issue("desk-1", "k1", issue(code))
-    head = db.head()
+    db.desk.issue("desk-1", "k1", issue(code))
+    head = db.log.head()
     with pytest.raises(CentralError, match="redeemed already"):
-        db.desk_issue("desk-2", "k2", issue(code, card="AP0000000002"))
-    assert db.head() == head
+        db.desk.issue("desk-2", "k2", issue(code, card="AP0000000002"))
+    assert db.log.head() == head
 
 
 @pytest.mark.parametrize(
@@ -91,24 +95,24 @@ def test_missing_holder_fields_are_named(holder: dict[str, str], message: str) -
 
 def test_extend_replace_and_cancel(db: CentralDB) -> None:
     code = voucher(db)
-    cid = db.desk_issue("desk-1", "k1", issue(code))["credential"]
-    extended = db.desk_extend("desk-1", "k2", cid)
+    cid = db.desk.issue("desk-1", "k1", issue(code))["credential"]
+    extended = db.desk.extend("desk-1", "k2", cid)
     assert extended["valid_until"] == START + 2 * 365 * 86400 - 1
-    assert db.desk_extend("desk-1", "k2", cid) == {**extended, "duplicate": True}
-    head = db.head()
-    db.desk_replace("desk-1", "k3", cid, "AP0000000009")
+    assert db.desk.extend("desk-1", "k2", cid) == {**extended, "duplicate": True}
+    head = db.log.head()
+    db.desk.replace("desk-1", "k3", cid, "AP0000000009")
     assert changes(db, head) == [
         RevokeCode(plain_hash("AP0000000001"), Revocation.REPLACED),
         PlainCodeChange(plain_hash("AP0000000009"), cid),
     ]
     with pytest.raises(CentralError, match="replaced or revoked"):
-        db.desk_lookup("AP0000000001")
-    assert db.desk_lookup("AP0000000009")["credential"] == cid
-    head = db.head()
-    assert db.desk_cancel("desk-1", "k4", cid)["cancelled"] == [cid]
+        db.desk.lookup("AP0000000001")
+    assert db.desk.lookup("AP0000000009")["credential"] == cid
+    head = db.log.head()
+    assert db.desk.cancel("desk-1", "k4", cid)["cancelled"] == [cid]
     assert changes(db, head) == [RevokeCredential(cid, Revocation.CANCELLED)]
     with pytest.raises(CentralError, match="used for a cancel"):
-        db.desk_extend("desk-1", "k4", cid)
+        db.desk.extend("desk-1", "k4", cid)
 
 
 def test_every_central_route_is_documented(db: CentralDB) -> None:
@@ -131,7 +135,7 @@ def test_the_till_sells_vouchers_from_the_command_line(
     cid, code = capsys.readouterr().out.split()
     db = CentralDB(path)
     try:
-        shown = db.desk_lookup(code)
+        shown = db.desk.lookup(code)
     finally:
         db.close()
     assert (shown["credential"], shown["kind"], shown["buyer"]) == (

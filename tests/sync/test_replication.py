@@ -250,12 +250,12 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
     store: Store, tmp_path: Path
 ) -> None:
     db = CentralDB(tmp_path / "central.db")
-    db.add_key()
+    db.keys.add()
     identity = Ed25519PrivateKey.generate()
-    db.add_device("gate-1", protocol.public_bytes(identity))
-    product = db.add_product("Ticket")
-    _, sold = db.sell(product, count=3)
-    await store.put_keys([(k, public, retired) for k, public, retired in db.signing_keys()])
+    db.devices.add("gate-1", protocol.public_bytes(identity))
+    product = db.catalogue.add_product("Ticket")
+    _, sold = db.sales.sell(product, count=3)
+    await store.put_keys([(k, public, retired) for k, public, retired in db.keys.public_keys()])
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(serve(db, "127.0.0.1", 0, ready.set_result))
     # The central system's own pushes go nowhere, and no periodic pull comes soon: only the
@@ -265,12 +265,12 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
     client = Replicator(settings, store, device="gate-1", identity=identity)
     task = asyncio.create_task(client.run())
     try:
-        start = db.head()
+        start = db.log.head()
         await _until(lambda: client.state.revision == start, "the bootstrap")
-        db.revoke_code(sold[0].code)
-        db.revoke_code(sold[1].code)
-        key_id, key, _ = db.signer()
-        _, (change,), _ = db.changes_since(start + 1, 1)
+        db.workflows.revoke_code(sold[0].code)
+        db.workflows.revoke_code(sold[1].code)
+        key_id, key, _ = db.keys.signer()
+        _, (change,), _ = db.log.changes_since(start + 1, 1)
         gap = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=start + 1,
                             last=start + 2, at_ms=1, changes=[change])  # fmt: skip
         status, answer = await push(client, gap)

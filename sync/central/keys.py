@@ -1,0 +1,103 @@
+"""The central system's signing keys: rotation by endorsement, retirement."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sync import protocol
+from sync.central.changelog import ChangeLog
+from sync.central.connection import Connection
+from sync.central.errors import CentralError
+from sync.protocol import Endorsement, KeyChange
+
+MAX_KEY_ID = 0xFFFF  # key ids are 16 bits in codes and envelopes
+
+
+class SigningKeys:
+    """The keys codes and envelopes are signed with; the newest active one signs."""
+
+    def __init__(self, connection: Connection, log: ChangeLog) -> None:
+        self._connection = connection
+        self._log = log
+
+    def add(self) -> int:
+        """A new signing key; the newest active key vouches for it. Returns its id."""
+        private = Ed25519PrivateKey.generate()
+        public = protocol.public_bytes(private)
+        with self._connection.transaction() as conn:
+            (newest,) = conn.execute("SELECT coalesce(max(key_id), 0) FROM signing_keys").fetchone()
+            key_id = newest + 1
+            if key_id > MAX_KEY_ID:
+                raise CentralError("all 65536 key ids are used")
+            endorsement = None
+            signer = self.active(conn)
+            if signer is not None:
+                endorsement = protocol.endorse(signer[1], signer[0], key_id, public).signature
+            conn.execute(
+                "INSERT INTO signing_keys VALUES (?, ?, ?, 0, ?, ?)",
+                (
+                    key_id,
+                    private.private_bytes_raw(),
+                    public,
+                    signer[0] if signer else None,
+                    endorsement,
+                ),
+            )
+            self._log.append(conn, [KeyChange(key_id, public, retired=False)])
+        return int(key_id)
+
+    def retire(self, key_id: int) -> None:
+        """Retire a key: codes and envelopes it signed no longer count. Final."""
+        with self._connection.transaction() as conn:
+            row = conn.execute(
+                "SELECT public, retired FROM signing_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+            if row is None:
+                raise CentralError(f"no key {key_id}")
+            if row[1]:
+                raise CentralError(f"key {key_id} is retired already")
+            active = conn.execute(
+                "SELECT count(*) FROM signing_keys WHERE retired = 0 AND key_id != ?", (key_id,)
+            ).fetchone()[0]
+            if not active:
+                raise CentralError(f"key {key_id} is the last active key; add a new key first")
+            conn.execute("UPDATE signing_keys SET retired = 1 WHERE key_id = ?", (key_id,))
+            self._log.append(conn, [KeyChange(key_id, bytes(row[0]), retired=True)])
+
+    def public_keys(self) -> list[tuple[int, bytes, bool]]:
+        """(id, public key, retired) of every key."""
+        rows = self._connection.rows(
+            "SELECT key_id, public, retired FROM signing_keys ORDER BY key_id"
+        )
+        return [(k, bytes(p), bool(r)) for k, p, r in rows]
+
+    @staticmethod
+    def active(conn: sqlite3.Connection) -> tuple[int, Ed25519PrivateKey] | None:
+        """The newest active key (id, private key), or None if there is none."""
+        row = conn.execute(
+            "SELECT key_id, private FROM signing_keys WHERE retired = 0 ORDER BY key_id DESC"
+        ).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), Ed25519PrivateKey.from_private_bytes(bytes(row[1]))
+
+    def current(self, conn: sqlite3.Connection) -> tuple[int, Ed25519PrivateKey]:
+        """The newest active key (id, private key); CentralError if there is none."""
+        active = self.active(conn)
+        if active is None:
+            raise CentralError("no signing key; run `edge-central key add`")
+        return active
+
+    def signer(self) -> tuple[int, Ed25519PrivateKey, tuple[Endorsement, ...]]:
+        """The key envelopes are signed with, and the endorsements that lead to it."""
+        with self._connection.reading() as conn:
+            key_id, key = self.current(conn)
+            rows = conn.execute(
+                "SELECT key_id, public, endorsed_by, endorsement FROM signing_keys"
+                " WHERE endorsed_by IS NOT NULL AND key_id <= ? ORDER BY key_id",
+                (key_id,),
+            ).fetchall()
+        chain = tuple(Endorsement(k, bytes(p), b, bytes(s)) for k, p, b, s in rows)
+        return key_id, key, chain[-protocol.MAX_CHAIN :]
