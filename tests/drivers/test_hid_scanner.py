@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from conftest import until
 from keyboards import FakeKeyDevice, keystrokes
 
 from drivers.protocols import UNREADABLE, DeviceState, ScanEvent
@@ -92,7 +93,10 @@ async def test_enter_scanner_drops_unfinished_scan_after_pause() -> None:
     scans = scanner.scans()
     device.send(keystrokes(US, "CUT", end=0, start=1000.0))
     pending = asyncio.ensure_future(anext(scans))
-    await asyncio.sleep(0.05)  # real time passes beyond the timeout; the reader's timer fires
+    # Real time passes beyond the timeout: the reader reads "CUT", then its timer drops it.
+    decoder = scanner._decoder
+    await until(lambda: decoder.pending, "the reader to read the unfinished scan")
+    await until(lambda: not decoder.pending, "the reader's timer to drop it")
     # Event times continue as if no pause happened: only the timer can have dropped "CUT".
     device.send(keystrokes(US, "NEXT", start=1000.02))
     assert (await pending).data == b"NEXT"

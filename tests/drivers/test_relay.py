@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import until
 from relays import LcusSimulator
 
 from drivers.gates.lcus import RelayCommand
@@ -174,7 +175,8 @@ async def test_pulse_end_is_retried_until_the_relay_opens(board: LcusSimulator) 
     await gate.signal(Outcome.ADMIT_ENTRY, "Welcome")
     assert await board.commands_until(1) == [RelayCommand(1, on=True)]
     board.unplug()
-    await asyncio.sleep(0.1)  # the pulse ends while the board is away; the "off" fails
+    # The pulse ends while the board is away; the "off" fails.
+    await until(lambda: gate.failures >= 1, "the pulse end to fail")
     assert gate.failures >= 1
     board.plug()
     assert await board.commands_until(1) == [RelayCommand(1, on=False)]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import mint_code, ticket
+from conftest import mint_code, ticket, until
 from hypothesis import given
 from hypothesis import strategies as st
 from ptys import PtyDevice
@@ -114,12 +114,14 @@ async def test_reads_codes_byte_by_byte(device: PtyDevice) -> None:
     assert await anext(scans, None) is None
 
 
-async def test_absent_unplugged_mid_line_and_replugged(device: PtyDevice) -> None:
+async def test_absent_unplugged_mid_line_and_replugged(
+    device: PtyDevice, caplog: pytest.LogCaptureFixture
+) -> None:
     device.unplug()
     scanner = SerialScanner("s", SerialScannerSettings(url=device.url), poll_seconds=0.005)
     scans = scanner.scans()
     pending = asyncio.ensure_future(take(scans, 1))
-    await asyncio.sleep(0.02)
+    await until(lambda: "waiting for it" in caplog.text, "the scanner to look for the port")
     assert scanner.state is DeviceState.ABSENT
     device.plug()
     await scanner.ready.wait()
@@ -127,9 +129,9 @@ async def test_absent_unplugged_mid_line_and_replugged(device: PtyDevice) -> Non
     assert await pending == [b"FIRST"]
     pending = asyncio.ensure_future(take(scans, 1))
     device.send(b"HALF-")
-    await asyncio.sleep(0.05)  # the driver reads the half line
+    await until(lambda: scanner.framer.pending, "the driver to read the half line")
     device.unplug()
-    await asyncio.sleep(0.05)  # and notices the device is gone
+    await until(lambda: scanner.unplugged == 1, "the driver to notice the device is gone")
     device.plug()
     await scanner.ready.wait()
     device.send(b"WHOLE\r")
@@ -138,14 +140,16 @@ async def test_absent_unplugged_mid_line_and_replugged(device: PtyDevice) -> Non
     await scanner.close()
 
 
-async def test_line_cut_off_by_silence_is_dropped(device: PtyDevice) -> None:
+async def test_line_cut_off_by_silence_is_dropped(
+    device: PtyDevice, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = SerialScannerSettings(url=device.url, timeout_ms=20)
     scanner = SerialScanner("s", settings)
     scans = scanner.scans()
     pending = asyncio.ensure_future(take(scans, 1))
     await scanner.ready.wait()
     device.send(b"CUT-OFF")
-    await asyncio.sleep(0.1)
+    await until(lambda: "dropped a line cut off" in caplog.text, "the silence to drop the line")
     device.send(b"NEXT\n")
     assert await pending == [b"NEXT"]
     await scanner.close()

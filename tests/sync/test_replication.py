@@ -45,11 +45,8 @@ async def replicator(store: Store) -> AsyncIterator[Replicator]:
     settings = SyncConfig(url="http://127.0.0.1:9", push_port=0, timeout_seconds=0.5)
     client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
     task = asyncio.create_task(client.run())
-    for _ in range(500):
-        if client.listening_url:
-            break
-        await asyncio.sleep(0.01)
     try:
+        await _until(lambda: client.listening_url is not None, "the push server to listen")
         yield client
     finally:
         task.cancel()
