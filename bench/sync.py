@@ -22,13 +22,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the process harness lives with the tests
+# The repository first (so `sync` is the package, not this script), then tests/ for the
+# process harness, imported by the names the tests themselves use.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from edge.core.codes import Claims, Kind, mint, parse  # noqa: E402
 from edge.keys import SigningKey  # noqa: E402
+from integration import fault_rounds  # noqa: E402
+from integration.sync_harness import CentralProcess, GateProcess, wait_for  # noqa: E402
 from sync.protocol import CredentialChange, Revocation, RevokeCode  # noqa: E402
-from tests.integration import fault_rounds  # noqa: E402
-from tests.integration.sync_harness import CentralProcess, GateProcess, wait_for  # noqa: E402
 
 
 def _venue(directory: Path, gates: int) -> tuple[CentralProcess, list[GateProcess]]:

@@ -13,10 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from edge.core.codes import EntryPolicy, Kind
+from integration.sync_harness import CentralProcess, GateProcess, wait_for
 from sync.protocol import Revocation, RevokeCode
-from tests.integration.sync_harness import CentralProcess, GateProcess, wait_for
 
 # Pushes take tens of milliseconds (bench/sync.py measures them); tests wait far longer so a
 # loaded machine cannot fail them, and print what it took. Timings are figures, not asserts.

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from edge.cli import main
 from edge.config import SyncConfig
 from edge.core.codes import parse
@@ -25,7 +25,6 @@ from sync.central.db import CentralDB
 from sync.central.server import serve
 from sync.client.replicator import REVISION_CURSOR, Replicator, import_bundle
 from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
-from tests.conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 
 RULES = GateRules(gate="lane-1")
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
