@@ -26,7 +26,9 @@ def public_bytes(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def trusted(key: Ed25519PrivateKey = PRIVATE, key_id: int = KEY_ID, *, retired: bool = False):
+def trusted(
+    key: Ed25519PrivateKey = PRIVATE, key_id: int = KEY_ID, *, retired: bool = False
+) -> TrustedKey:
     """A TrustedKey for a private key."""
     return TrustedKey(key_id, key.public_key(), retired)
 

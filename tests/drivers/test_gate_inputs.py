@@ -72,8 +72,8 @@ async def test_door_held_open_is_reported(
     gate = _gate(board, sensors, door_held_ms=1000)
     sensors.send(key(e.KEY_F2, 1))
     # door_held_ms cannot be below 1000 and the actuator's timer takes no clock: real time.
+    # (until fails the test if the door is not reported held within its deadline.)
     await until(lambda: gate.door_held, "the door to count as held open")
-    assert gate.door_held
     assert "door held open" in caplog.text
     sensors.send(key(e.KEY_F2, 0))
     await until(lambda: not gate.door_held, "the door to count as closed")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import until
@@ -141,7 +143,7 @@ async def test_grab_refused_is_retried() -> None:
     await scanner.close()
 
 
-def test_missing_evdev_device_is_absent(tmp_path) -> None:
+def test_missing_evdev_device_is_absent(tmp_path: Path) -> None:
     assert open_evdev(HidScannerSettings(path=str(tmp_path / "no-such-event"))) is None
     # No input device of this vendor/product on a test machine.
     assert open_evdev(HidScannerSettings(vendor="ffff", product="fffe")) is None
@@ -160,6 +162,6 @@ def test_missing_evdev_device_is_absent(tmp_path) -> None:
         ({"path": "/x", "max_length": 0}, "max_length"),
     ],
 )
-def test_bad_settings(settings: dict, message: str) -> None:
+def test_bad_settings(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HidScannerSettings(**settings)

@@ -7,6 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import until
@@ -89,7 +90,7 @@ def test_timelines() -> None:
         ({"buzzer_reject": (5,)}, "buzzer_reject"),
     ],
 )
-def test_bad_signal_settings(settings: dict, message: str) -> None:
+def test_bad_signal_settings(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SignalSettings(**settings)
 

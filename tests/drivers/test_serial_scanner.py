@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import mint_code, ticket, until
@@ -50,7 +51,9 @@ CODE = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-/", min_size=1, max_size=6
     ends=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n"]), min_size=10, max_size=10),
     cuts=st.lists(st.integers(0, 700), max_size=20),
 )
-def test_any_split_of_the_stream_gives_the_same_codes(codes, ends, cuts) -> None:
+def test_any_split_of_the_stream_gives_the_same_codes(
+    codes: list[str], ends: list[bytes], cuts: list[int]
+) -> None:
     stream = b"".join(c.encode() + ends[i] for i, c in enumerate(codes))
     points = sorted({min(c, len(stream)) for c in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
@@ -193,7 +196,7 @@ async def test_flood_of_ten_thousand_lines_loses_none(device: PtyDevice) -> None
         ({"url": "/dev/x", "uid": "bcd"}, "uid must be"),
     ],
 )
-def test_bad_settings(settings: dict, message: str) -> None:
+def test_bad_settings(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SerialScannerSettings(**settings)
 

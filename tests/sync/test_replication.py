@@ -13,10 +13,12 @@ import pytest
 from aiohttp import web
 from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from edge.cli import main
 from edge.config import SyncConfig
 from edge.core.codes import parse
 from edge.core.decide import GateRules, Reason
+from edge.core.errors import SyncError
 from edge.core.facts import Direction
 from edge.gate.gate import Gate
 from edge.store.database import Store
@@ -165,7 +167,7 @@ async def test_bundles_apply_with_the_checks_of_a_push(store: Store, tmp_path: P
     later = protocol.seal(
         EnvelopeKind.BUNDLE, KEY_ID, PRIVATE, first=5, last=6, at_ms=1, changes=[CancelEvent(43)]
     )
-    with pytest.raises(protocol.SyncError, match="write a bundle with --since 1 or less"):
+    with pytest.raises(SyncError, match="write a bundle with --since 1 or less"):
         await import_bundle(store, later, device="gate-1")
 
 
