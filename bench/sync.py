@@ -19,16 +19,20 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the process harness lives with the tests
+# The repository first (so `sync` is the package, not this script), then tests/ for the
+# process harness, imported by the names the tests themselves use.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from integration import fault_rounds  # noqa: E402
+from integration.sync_harness import CentralProcess, GateProcess, wait_for  # noqa: E402
 
 from edge.core.codes import Claims, Kind, mint, parse  # noqa: E402
 from edge.keys import SigningKey  # noqa: E402
 from sync.protocol import CredentialChange, Revocation, RevokeCode  # noqa: E402
-from tests.integration import fault_rounds  # noqa: E402
-from tests.integration.sync_harness import CentralProcess, GateProcess, wait_for  # noqa: E402
 
 
 def _venue(directory: Path, gates: int) -> tuple[CentralProcess, list[GateProcess]]:
@@ -247,7 +251,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="fault rounds")
     args = parser.parse_args()
     size = args.credentials or (1_000_000 if args.full else 200_000)
-    figures = {
+    figures: dict[str, Callable[[Path], None]] = {
         "latency": lambda d: latency(d, args.gates, args.revocations or 1000),
         "bootstrap": lambda d: bootstrap(d, size, size),
         "upload": lambda d: upload(d, args.entries),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ def public_bytes(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def trusted(key: Ed25519PrivateKey = PRIVATE, key_id: int = KEY_ID, *, retired: bool = False):
+def trusted(
+    key: Ed25519PrivateKey = PRIVATE, key_id: int = KEY_ID, *, retired: bool = False
+) -> TrustedKey:
     """A TrustedKey for a private key."""
     return TrustedKey(key_id, key.public_key(), retired)
 
@@ -46,6 +49,22 @@ def ticket(credential_id: int = 1001, **fields: object) -> Claims:
 def mint_code(claims: Claims, key: Ed25519PrivateKey = PRIVATE) -> str:
     """The text of a signed code."""
     return mint(claims, key)
+
+
+async def until(
+    condition: Callable[[], object], what: str, *, seconds: float = 10.0, step: float = 0.001
+) -> None:
+    """Return as soon as `condition()` holds, checked every `step` s; fail after `seconds`.
+
+    For state the code under test exposes no event for; the deadline is generous because it
+    only matters when the test fails.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        await asyncio.sleep(step)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import ConfigError, parse
+from edge.config import parse
+from edge.core.errors import ConfigError
 
 DEVICE = '[device]\nname = "g"\n'
 

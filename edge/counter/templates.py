@@ -484,16 +484,20 @@ class Template:
                     fgl.Code128(item.y, item.x, data, max(1, -(-item.height // 8)), item.readable)
                 )
             elif isinstance(item, LogoItem):
-                bitmap = self.logos[i]
-                assert bitmap is not None
+                bitmap = self._logo(i, what)
                 number = len(downloads) + 1
                 downloads.append(fgl.logo_download(number, bitmap))
                 elements.append(fgl.Logo(item.y, item.x, number))
         return b"".join(downloads) + fgl.ticket(elements, cut=self.cut)
 
-    def _card(  # noqa: PLR0915 - one branch per item type
-        self, values: Mapping[str, str], images: Mapping[str, bytes]
-    ) -> Image.Image:
+    def _logo(self, i: int, what: str) -> tuple[tuple[bool, ...], ...]:
+        """The bitmap loaded for the logo at items[i]; PrinterError if there is none."""
+        bitmap = self.logos[i] if i < len(self.logos) else None
+        if bitmap is None:
+            raise PrinterError(f"{what}: the template has no bitmap loaded for this logo")
+        return bitmap
+
+    def _card(self, values: Mapping[str, str], images: Mapping[str, bytes]) -> Image.Image:
         card = Image.new("L", (self.width, self.height), 255)
         draw = ImageDraw.Draw(card)
         for i, item in enumerate(self.items):
@@ -550,8 +554,7 @@ class Template:
                             (x, item.y, x + item.module - 1, item.y + item.height - 1), fill=0
                         )
             elif isinstance(item, LogoItem):
-                bitmap = self.logos[i]
-                assert bitmap is not None
+                bitmap = self._logo(i, what)
                 logo = Image.new("L", (len(bitmap[0]), len(bitmap)), 255)
                 logo.putdata([0 if dot else 255 for row in bitmap for dot in row])
                 card.paste(logo, (item.x, item.y))

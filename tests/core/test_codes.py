@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -202,7 +203,9 @@ def test_mint_refuses_values_the_format_cannot_carry(claims: Claims, message: st
         (lambda: Validity(datetime(2026, 1, 1), NOW), "timezone-aware"),  # noqa: DTZ001
     ],
 )
-def test_invalid_policies_and_windows_are_code_errors(build, message: str) -> None:
+def test_invalid_policies_and_windows_are_code_errors(
+    build: Callable[[], object], message: str
+) -> None:
     with pytest.raises(CodeError, match=message):
         build()
 
@@ -430,6 +433,7 @@ def test_codes_fit_small_qr_codes(claims: Claims, expected_max_version: int) -> 
     qr = segno.make(text, error="m", boost_error=False)
     assert qr.mode == "alphanumeric"
     assert qr.error == "M"
+    assert isinstance(qr.version, int)  # a QR code, not a Micro QR ("M4")
     assert qr.version <= expected_max_version <= 7
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from conftest import KEY_ID, OTHER_PRIVATE, PRIVATE, mint_code, ticket, trusted
@@ -468,7 +470,7 @@ def test_priority_order_of_reasons() -> None:
         entries=_entries(1, NOW - timedelta(minutes=1)),
     )
     rules = GateRules(GATE, zone=0, events=frozenset({43}))
-    steps = [
+    steps: list[tuple[Reason, Callable[[Facts], Facts] | None]] = [
         (Reason.UNKNOWN_KEY, lambda f: dataclasses.replace(f, key=trusted(retired=True))),
         (Reason.KEY_RETIRED, lambda f: dataclasses.replace(f, key=trusted(OTHER_PRIVATE))),
         (Reason.BAD_SIGNATURE, lambda f: dataclasses.replace(f, key=KEY)),
@@ -496,7 +498,7 @@ def test_priority_order_of_reasons() -> None:
             facts = repair(facts)
 
 
-def _credential(facts: Facts, **changes: object) -> Facts:
+def _credential(facts: Facts, **changes: Any) -> Facts:
     assert facts.credential is not None
     return dataclasses.replace(facts, credential=dataclasses.replace(facts.credential, **changes))
 

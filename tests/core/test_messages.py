@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -30,7 +31,7 @@ def _bare(reason: Reason) -> Decision:
 @pytest.mark.parametrize("reason", list(Reason))
 @pytest.mark.parametrize("build", [_full, _bare], ids=["full", "bare"])
 def test_every_reason_has_a_filled_text_in_every_language(
-    reason: Reason, language: str, build
+    reason: Reason, language: str, build: Callable[[Reason], Decision]
 ) -> None:
     message = text(build(reason), language, UTC)
     assert message.strip()

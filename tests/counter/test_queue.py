@@ -158,7 +158,7 @@ async def test_paper_out_mid_batch_pauses_and_resumes_in_order(
     sim = BocaSimulator(paper=3)
     server = TcpPrinter(sim)
     port = await server.start()
-    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)  # type: ignore[arg-type]
+    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)
     async with running(store, {"box": printer}, tmp_path) as (queue, events):
         for n in range(1, 6):
             await queue.submit(job(n))
@@ -181,7 +181,7 @@ async def test_an_unplugged_printer_is_retried_then_prints(store: Store, tmp_pat
     sim = BocaSimulator()
     backend = UsbPrinterBackend(sim)
     backend.plugged = False
-    printer = BocaPrinter("box", UsbTransport(VENDOR, PRODUCT, backend=backend), **FAST)  # type: ignore[arg-type]
+    printer = BocaPrinter("box", UsbTransport(VENDOR, PRODUCT, backend=backend), **FAST)
     async with running(store, {"box": printer}, tmp_path, max_attempts=1000) as (queue, events):
         await queue.submit(job(1))
 
@@ -205,7 +205,7 @@ async def test_a_printer_gone_for_good_fails_the_job_with_the_reason(
 ) -> None:
     backend = UsbPrinterBackend(BocaSimulator())
     backend.plugged = False
-    printer = BocaPrinter("box", UsbTransport(VENDOR, PRODUCT, backend=backend), **FAST)  # type: ignore[arg-type]
+    printer = BocaPrinter("box", UsbTransport(VENDOR, PRODUCT, backend=backend), **FAST)
     async with running(store, {"box": printer}, tmp_path, max_attempts=3) as (queue, events):
         await queue.submit(job(1))
         (failed,) = await events.next()
@@ -226,7 +226,7 @@ async def test_an_unconfirmed_job_fails_and_is_never_resent(store: Store, tmp_pa
     sim = SilentAfterTicket()
     server = TcpPrinter(sim)
     port = await server.start()
-    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)  # type: ignore[arg-type]
+    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)
     async with running(store, {"box": printer}, tmp_path) as (queue, events):
         await queue.submit(job(1))
         (failed,) = await events.next()
@@ -270,7 +270,7 @@ async def test_an_idle_printer_is_asked_for_its_state(store: Store, tmp_path: Pa
     server = TcpPrinter(sim)
     port = await server.start()
     sim.fault = 0x18  # out of tickets before any job
-    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)  # type: ignore[arg-type]
+    printer = BocaPrinter("box", TcpTransport("127.0.0.1", port), **FAST)
     options = {"status_interval": 0.0, "idle_poll": 0.05}
     async with running(store, {"box": printer}, tmp_path, **options) as (queue, events):
         await events.until(lambda: printer.state is PrinterState.OFFLINE)  # silent: no X-ON
@@ -284,6 +284,7 @@ async def test_an_idle_printer_is_asked_for_its_state(store: Store, tmp_path: Pa
 class BrokenPrinter:
     """A driver with a bug on its first job."""
 
+    name = "box"
     kind = "ticket"
     state = PrinterState.UNKNOWN
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tomllib
 from pathlib import Path
@@ -202,6 +203,18 @@ def test_bad_card_jobs_fail_before_any_byte(tmp_path: Path) -> None:
         template.render(good, {"photo": b"GIF89a-but-not-really"})
     with pytest.raises(PrinterError, match="no image field 'selfie'"):
         template.render(good, {"selfie": photo()})
+
+
+def test_a_logo_without_its_bitmap_is_a_printer_error(tmp_path: Path) -> None:
+    """A Template built without from_table's loaded logos fails with a reason, not an assert."""
+    template = load(TICKET, tmp_path)
+    bare = dataclasses.replace(template, logos=(None,) * len(template.items))
+    values = {"event": "X", "date": "d", "code": "c"}
+    with pytest.raises(PrinterError, match=r"items\[0\]: the template has no bitmap"):
+        bare.render(values)
+    card = dataclasses.replace(bare, kind=Kind.CARD, width=1000, height=600)
+    with pytest.raises(PrinterError, match=r"items\[0\]: the template has no bitmap"):
+        card.render(values)
 
 
 def code_text(longest: int) -> st.SearchStrategy[str]:

@@ -8,6 +8,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,7 +45,7 @@ async def endpoint(store: Store) -> AsyncIterator[tuple[HandheldScanner, Lane]]:
     await running
 
 
-async def post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict]:
+async def post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import until
 from keyboards import FakeKeyDevice, keystrokes
 
 from drivers.protocols import UNREADABLE, DeviceState, ScanEvent
@@ -92,7 +95,10 @@ async def test_enter_scanner_drops_unfinished_scan_after_pause() -> None:
     scans = scanner.scans()
     device.send(keystrokes(US, "CUT", end=0, start=1000.0))
     pending = asyncio.ensure_future(anext(scans))
-    await asyncio.sleep(0.05)  # real time passes beyond the timeout; the reader's timer fires
+    # Real time passes beyond the timeout: the reader reads "CUT", then its timer drops it.
+    decoder = scanner._decoder
+    await until(lambda: decoder.pending, "the reader to read the unfinished scan")
+    await until(lambda: not decoder.pending, "the reader's timer to drop it")
     # Event times continue as if no pause happened: only the timer can have dropped "CUT".
     device.send(keystrokes(US, "NEXT", start=1000.02))
     assert (await pending).data == b"NEXT"
@@ -137,7 +143,7 @@ async def test_grab_refused_is_retried() -> None:
     await scanner.close()
 
 
-def test_missing_evdev_device_is_absent(tmp_path) -> None:
+def test_missing_evdev_device_is_absent(tmp_path: Path) -> None:
     assert open_evdev(HidScannerSettings(path=str(tmp_path / "no-such-event"))) is None
     # No input device of this vendor/product on a test machine.
     assert open_evdev(HidScannerSettings(vendor="ffff", product="fffe")) is None
@@ -156,6 +162,6 @@ def test_missing_evdev_device_is_absent(tmp_path) -> None:
         ({"path": "/x", "max_length": 0}, "max_length"),
     ],
 )
-def test_bad_settings(settings: dict, message: str) -> None:
+def test_bad_settings(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HidScannerSettings(**settings)

@@ -7,8 +7,10 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import until
 from relays import LcusSimulator
 
 from drivers.gates.lcus import RelayCommand
@@ -88,7 +90,7 @@ def test_timelines() -> None:
         ({"buzzer_reject": (5,)}, "buzzer_reject"),
     ],
 )
-def test_bad_signal_settings(settings: dict, message: str) -> None:
+def test_bad_signal_settings(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SignalSettings(**settings)
 
@@ -174,7 +176,8 @@ async def test_pulse_end_is_retried_until_the_relay_opens(board: LcusSimulator) 
     await gate.signal(Outcome.ADMIT_ENTRY, "Welcome")
     assert await board.commands_until(1) == [RelayCommand(1, on=True)]
     board.unplug()
-    await asyncio.sleep(0.1)  # the pulse ends while the board is away; the "off" fails
+    # The pulse ends while the board is away; the "off" fails.
+    await until(lambda: gate.failures >= 1, "the pulse end to fail")
     assert gate.failures >= 1
     board.plug()
     assert await board.commands_until(1) == [RelayCommand(1, on=False)]

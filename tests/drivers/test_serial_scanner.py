@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import mint_code, ticket
+from conftest import mint_code, ticket, until
 from hypothesis import given
 from hypothesis import strategies as st
 from ptys import PtyDevice
@@ -50,7 +51,9 @@ CODE = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-/", min_size=1, max_size=6
     ends=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n"]), min_size=10, max_size=10),
     cuts=st.lists(st.integers(0, 700), max_size=20),
 )
-def test_any_split_of_the_stream_gives_the_same_codes(codes, ends, cuts) -> None:
+def test_any_split_of_the_stream_gives_the_same_codes(
+    codes: list[str], ends: list[bytes], cuts: list[int]
+) -> None:
     stream = b"".join(c.encode() + ends[i] for i, c in enumerate(codes))
     points = sorted({min(c, len(stream)) for c in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
@@ -114,12 +117,14 @@ async def test_reads_codes_byte_by_byte(device: PtyDevice) -> None:
     assert await anext(scans, None) is None
 
 
-async def test_absent_unplugged_mid_line_and_replugged(device: PtyDevice) -> None:
+async def test_absent_unplugged_mid_line_and_replugged(
+    device: PtyDevice, caplog: pytest.LogCaptureFixture
+) -> None:
     device.unplug()
     scanner = SerialScanner("s", SerialScannerSettings(url=device.url), poll_seconds=0.005)
     scans = scanner.scans()
     pending = asyncio.ensure_future(take(scans, 1))
-    await asyncio.sleep(0.02)
+    await until(lambda: "waiting for it" in caplog.text, "the scanner to look for the port")
     assert scanner.state is DeviceState.ABSENT
     device.plug()
     await scanner.ready.wait()
@@ -127,9 +132,9 @@ async def test_absent_unplugged_mid_line_and_replugged(device: PtyDevice) -> Non
     assert await pending == [b"FIRST"]
     pending = asyncio.ensure_future(take(scans, 1))
     device.send(b"HALF-")
-    await asyncio.sleep(0.05)  # the driver reads the half line
+    await until(lambda: scanner.framer.pending, "the driver to read the half line")
     device.unplug()
-    await asyncio.sleep(0.05)  # and notices the device is gone
+    await until(lambda: scanner.unplugged == 1, "the driver to notice the device is gone")
     device.plug()
     await scanner.ready.wait()
     device.send(b"WHOLE\r")
@@ -138,14 +143,16 @@ async def test_absent_unplugged_mid_line_and_replugged(device: PtyDevice) -> Non
     await scanner.close()
 
 
-async def test_line_cut_off_by_silence_is_dropped(device: PtyDevice) -> None:
+async def test_line_cut_off_by_silence_is_dropped(
+    device: PtyDevice, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = SerialScannerSettings(url=device.url, timeout_ms=20)
     scanner = SerialScanner("s", settings)
     scans = scanner.scans()
     pending = asyncio.ensure_future(take(scans, 1))
     await scanner.ready.wait()
     device.send(b"CUT-OFF")
-    await asyncio.sleep(0.1)
+    await until(lambda: "dropped a line cut off" in caplog.text, "the silence to drop the line")
     device.send(b"NEXT\n")
     assert await pending == [b"NEXT"]
     await scanner.close()
@@ -189,7 +196,7 @@ async def test_flood_of_ten_thousand_lines_loses_none(device: PtyDevice) -> None
         ({"url": "/dev/x", "uid": "bcd"}, "uid must be"),
     ],
 )
-def test_bad_settings(settings: dict, message: str) -> None:
+def test_bad_settings(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SerialScannerSettings(**settings)
 

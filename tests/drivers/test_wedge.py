@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from evdev import InputEvent
 from evdev import ecodes as e
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,7 +37,7 @@ DE_SCAN = [
 ]  # fmt: skip
 
 
-def decode(layout: Layout, events: list, **settings: object) -> list[bytes]:
+def decode(layout: Layout, events: list[InputEvent], **settings: object) -> list[bytes]:
     decoder = WedgeDecoder(layout, WedgeSettings(**settings))  # type: ignore[arg-type]
     out = []
     for ev in events:

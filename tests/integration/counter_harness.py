@@ -26,8 +26,8 @@ from PIL import Image
 from drivers.printers.fglrender import render
 from edge.core.codes import EntryPolicy, Kind
 from edge.ops import identity
+from integration.sync_harness import STARTUP_TIMEOUT, CentralProcess, GateProcess, wait_for
 from sync.central.desk import Person
-from tests.integration.sync_harness import STARTUP_TIMEOUT, CentralProcess, GateProcess, wait_for
 
 BUYER = Person("Smith", "Ann", "1 High St, Bath")
 

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.fault_proxy import FaultProxy
-from tests.integration.sync_harness import CentralProcess, GateProcess, free_port, wait_for
+from integration.fault_proxy import FaultProxy
+from integration.sync_harness import CentralProcess, GateProcess, free_port, wait_for
 
 CONVERGE_TIMEOUT = 90.0
 

@@ -33,7 +33,7 @@ from pretix.base.models import (  # noqa: E402
 )
 
 
-@scopes_disabled()
+@scopes_disabled()  # type: ignore[untyped-decorator]  # django-scopes is not installed here
 def seed() -> dict[str, object]:
     """Create the organizer, event, products, quota, check-in list and a team token."""
     organizer = Organizer.objects.create(name="Edge Test Venue", slug="edgetest")

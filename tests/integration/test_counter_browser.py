@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
-from tests.integration.sync_harness import wait_for
-from tests.integration.test_counter_desk import FOREIGN
+from integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
+from integration.sync_harness import wait_for
+from integration.test_counter_desk import FOREIGN
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # the tests run as root in CI containers

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.core.codes import Claims, Kind, mint
-from tests.integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
-from tests.integration.sync_harness import free_port, wait_for
+from integration.counter_harness import CounterProcess, Venue, read_card, read_tickets
+from integration.sync_harness import free_port, wait_for
 
 START = datetime.now(UTC).date().isoformat()
 # A voucher sold by another venue: the same key id, another key.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import fault_rounds
+from integration import fault_rounds
 
 ROUNDS = int(os.environ.get("EDGE_FAULT_ROUNDS", "15"))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sync_harness import CentralProcess, GateProcess, free_port, wait_for
+from integration.sync_harness import CentralProcess, GateProcess, free_port, wait_for
 
 
 def _command(*args: str) -> subprocess.CompletedProcess[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
+
+import pytest
 
 from edge.ops.notify import Notifier, watchdog_interval
 
@@ -44,10 +47,16 @@ def test_without_a_notify_socket_nothing_is_sent_and_nothing_fails() -> None:
     notifier.close()
 
 
-def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path) -> None:
+def test_a_vanished_socket_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
-    notifier.ready("ready")  # ENOENT: logged
+    with caplog.at_level(logging.WARNING, logger="edge.ops.notify"):
+        notifier.ready("ready")  # ENOENT: logged
     notifier.close()
+    assert [(r.name, r.levelno) for r in caplog.records] == [("edge.ops.notify", logging.WARNING)]
+    assert "cannot send to the service manager" in caplog.text
+    assert "No such file or directory" in caplog.text
 
 
 def test_watchdog_interval_honours_usec_and_pid() -> None:

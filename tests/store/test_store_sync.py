@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import KEY_ID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,6 @@ from edge.core.codes import Kind
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, Revocation
 from edge.store.database import RemotePassage, Store, SyncBatch
-from tests.conftest import KEY_ID
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 _EXAMPLES = itertools.count()  # tmp_path is shared by hypothesis examples: one store each

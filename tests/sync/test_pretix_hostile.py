@@ -29,12 +29,12 @@ KEY = (
     "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0KTUNvd0JRWURLMlZ3QXlFQUtheTY0VUc4eXZDeUxocVUwMDBMeHpZ"
     "ZVVtMEwvaExJbDVTOGt5S1diZGM9Ci0tLS0tRU5EIFBVQkxJQyBLRVktLS0tLQo="
 )
-EMPTY_PAGE = {"count": 0, "next": None, "previous": None, "results": []}
+EMPTY_PAGE: dict[str, Any] = {"count": 0, "next": None, "previous": None, "results": []}
 
 
 def _good() -> dict[str, tuple[int, Any]]:
     """Answers of a well-behaved pretix with one position (random secret)."""
-    position = {
+    position: dict[str, Any] = {
         "id": 5,
         "item": 1,
         "subevent": None,

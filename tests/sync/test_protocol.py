@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgpack
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from sync import protocol
 from sync.protocol import (
     CancelEvent,
+    Change,
     CredentialChange,
     EnvelopeKind,
     ErrorCode,
@@ -51,7 +53,9 @@ def trusted(key_id: int) -> bytes | None:
     return PUBLIC if key_id == 1 else None
 
 
-def seal(changes=CHANGES, first: int = 10, last: int | None = None, **kw: object) -> bytes:
+def seal(
+    changes: Sequence[Change] = CHANGES, first: int = 10, last: int | None = None, **kw: object
+) -> bytes:
     last = first + len(changes) if last is None else last
     return protocol.seal(
         kw.pop("kind", EnvelopeKind.CHANGES),  # type: ignore[arg-type]

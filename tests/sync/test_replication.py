@@ -11,12 +11,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.cli import main
 from edge.config import SyncConfig
 from edge.core.codes import parse
 from edge.core.decide import GateRules, Reason
+from edge.core.errors import SyncError
 from edge.core.facts import Direction
 from edge.gate.gate import Gate
 from edge.store.database import Store
@@ -25,7 +27,6 @@ from sync.central.db import CentralDB
 from sync.central.server import serve
 from sync.client.replicator import REVISION_CURSOR, Replicator, import_bundle
 from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
-from tests.conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 
 RULES = GateRules(gate="lane-1")
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -45,11 +46,8 @@ async def replicator(store: Store) -> AsyncIterator[Replicator]:
     settings = SyncConfig(url="http://127.0.0.1:9", push_port=0, timeout_seconds=0.5)
     client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
     task = asyncio.create_task(client.run())
-    for _ in range(500):
-        if client.listening_url:
-            break
-        await asyncio.sleep(0.01)
     try:
+        await _until(lambda: client.listening_url is not None, "the push server to listen")
         yield client
     finally:
         task.cancel()
@@ -169,7 +167,7 @@ async def test_bundles_apply_with_the_checks_of_a_push(store: Store, tmp_path: P
     later = protocol.seal(
         EnvelopeKind.BUNDLE, KEY_ID, PRIVATE, first=5, last=6, at_ms=1, changes=[CancelEvent(43)]
     )
-    with pytest.raises(protocol.SyncError, match="write a bundle with --since 1 or less"):
+    with pytest.raises(SyncError, match="write a bundle with --since 1 or less"):
         await import_bundle(store, later, device="gate-1")
 
 
