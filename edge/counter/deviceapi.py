@@ -29,12 +29,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.protocols import ScanSource
-from edge.config import CounterConfig
 from edge.core.codes import scan_text
 from edge.core.errors import CodeError, ConfigError, PrinterError
 from edge.counter.desk import Desk, DeskError, IssueForm
 from edge.counter.pages import DESK_PAGE, STATUS_PAGE
 from edge.counter.printqueue import JobRecord, PrintJob, PrintQueue
+from edge.counter.settings import CounterConfig
 from edge.store.database import Store
 from sync.client.replicator import Replicator
 

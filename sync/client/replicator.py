@@ -23,13 +23,13 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.config import SyncConfig
 from edge.core.codes import EntryPolicy, Kind, PolicyKind, Validity
 from edge.core.errors import CodeError, StoreError, SyncError
 from edge.core.facts import Credential, Direction
 from edge.ops.metrics import Registry
 from edge.store.database import RemotePassage, Store, SyncBatch, from_ms
 from sync import protocol
+from sync.client.settings import SyncConfig
 from sync.protocol import (
     CancelEvent,
     Change,
