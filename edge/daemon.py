@@ -109,11 +109,11 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
     started = time.monotonic()
     stop = stop or asyncio.Event()
     store = await Store.open(config.store_path)
-    operations = Operations(config, store)
+    operations = Operations(config.metrics, store, device=config.device.name)
     devices = _Devices()
     loop = asyncio.get_running_loop()
     try:
-        operations.prepare()
+        operations.prepare(config.store_path)
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         pretix = None
