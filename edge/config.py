@@ -1,7 +1,11 @@
 """The one configuration file: TOML, validated completely before anything starts.
 
-Each section is a frozen dataclass; its fields are the allowed keys. Driver sections are
-checked against the settings dataclass that drivers.registry names for their `type`.
+Each section is a frozen dataclass; its fields are the allowed keys. Each area owns the
+dataclass of its section ([[lanes]] edge.gate.settings, [counter] edge.counter.settings,
+[metrics] edge.ops.settings, [sync] sync.client.settings, [pretix] sync.pretix.settings), as
+driver sections are checked against the settings dataclass that drivers.registry names for
+their `type`. This module keeps [device] and [[keys]], composes the sections into one Config
+and checks what refers across them.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,13 +22,17 @@ from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 from edge.core.decide import GateRules
 from edge.core.errors import ConfigError
 from edge.core.messages import LANGUAGES
-from edge.core.tables import build, check_listener
+from edge.core.tables import MAX_NAME, build
+from edge.counter.settings import CounterConfig
 from edge.counter.templates import Template
+from edge.gate.settings import LaneConfig
+from edge.ops.settings import MetricsConfig
+from sync.client.settings import SyncConfig
+from sync.pretix.settings import PretixConfig
 
 T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is a mistake
-MAX_NAME = 200  # device and lane names: sent to the central system with every upload
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
 
 
@@ -85,121 +93,6 @@ class DriverConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class LaneConfig:
-    """[[lanes]]: which scanners feed which actuator, and what the lane admits."""
-
-    name: str
-    actuator: str
-    entry: tuple[str, ...] = ()  # scanners on the outside
-    exit: tuple[str, ...] = ()  # scanners on the inside (bidirectional lanes)
-    zone: int | None = None  # zone 0..31 the lane leads into
-    events: tuple[int, ...] | None = None  # only these events (default: all)
-    products: tuple[int, ...] | None = None  # only these products (default: all)
-
-    def __post_init__(self) -> None:
-        if not 0 < len(self.name) <= MAX_NAME or not self.name.isprintable():
-            # Lane names travel in every journal upload (docs/protocol.md, "Limits").
-            raise ValueError(f"name must be 1..{MAX_NAME} printable characters")
-        if not self.entry and not self.exit:
-            raise ValueError("a lane needs at least one scanner in entry or exit")
-        if self.zone is not None and not 0 <= self.zone <= 31:
-            raise ValueError("zone must be 0..31")
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    """[metrics]: the Prometheus endpoint (/metrics) and liveness check (/health)."""
-
-    enabled: bool = True
-    address: str = "127.0.0.1"  # an IP address; 0.0.0.0 or :: listens on every interface
-    port: int = 9101  # 0 picks a free port (tests); the chosen one is logged
-
-    def __post_init__(self) -> None:
-        check_listener(self.address, self.port)
-
-
-@dataclass(frozen=True, slots=True)
-class PretixConfig:
-    """[pretix]: the device's central system is a pretix server (sync/pretix)."""
-
-    url: str  # the pretix server, e.g. https://pretix.example.org
-    organizer: str  # organizer slug
-    event: str  # event slug
-    checkin_list: int  # id of the check-in list the gate scans for
-    token_file: str  # file holding the API token; relative to the configuration file
-    device_token: bool = False  # the token is a device token, not a team API token
-    sync_interval_seconds: int = 30  # pull and upload this often
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        if not self.organizer.strip() or not self.event.strip():
-            raise ValueError("organizer and event must be pretix slugs, not empty")
-        if self.checkin_list < 1:
-            raise ValueError("checkin_list must be a check-in list id (1 or more)")
-        if not 5 <= self.sync_interval_seconds <= 3600:
-            raise ValueError("sync_interval_seconds must be 5..3600")
-
-
-@dataclass(frozen=True, slots=True)
-class SyncConfig:
-    """[sync]: the central system (docs/protocol.md). Without this section a device is offline."""
-
-    url: str  # the central system's base URL, e.g. "http://central.venue:8400"
-    push_address: str = "127.0.0.1"  # where the central system's pushes arrive
-    push_port: int = 8401  # 0 picks a free port (tests)
-    push_url: str = ""  # the URL the central system pushes to; default built from the above
-    pull_interval_seconds: float = 30.0  # pull this often even when pushes arrive
-    upload_batch: int = 1000  # journal entries per upload request
-    timeout_seconds: float = 10.0  # per request to the central system
-
-    def __post_init__(self) -> None:
-        for key, url in (("url", self.url), ("push_url", self.push_url)):
-            if url and not url.startswith(("http://", "https://")):
-                raise ValueError(f"{key} must be an http:// or https:// URL, not {url!r}")
-        if not self.url:
-            raise ValueError("url must name the central system")
-        check_listener(self.push_address, self.push_port, "push_")
-        if not 0.1 <= self.pull_interval_seconds <= 86400:
-            raise ValueError("pull_interval_seconds must be 0.1..86400")
-        if not 1 <= self.upload_batch <= 10_000:
-            raise ValueError("upload_batch must be 1..10000")
-        if not 0.1 <= self.timeout_seconds <= 300:
-            raise ValueError("timeout_seconds must be 0.1..300")
-
-
-@dataclass(frozen=True, slots=True)
-class CounterConfig:
-    """[counter]: the local API for web apps at the counter, operator pages, the pass desk."""
-
-    address: str = "127.0.0.1"  # an IP address; anything but loopback needs a firewall
-    port: int = 8480  # 0 picks a free port (tests); the chosen one is logged
-    token_file: str = "api.token"  # noqa: S105 - a file name; the file is created mode 0600
-    allowed_origins: tuple[str, ...] = ()  # web apps that may call the API from a browser
-    allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost, 127.0.0.1 and [::1]
-    card_template: str = ""  # the pass desk's card layout (a [[templates]] name, kind card)
-    ticket_template: str = ""  # the desk's BOCA ticket for a voucher or day ticket (kind ticket)
-    offline_pass_days: int = 365  # validity the desk prints for a pass issued offline
-
-    def __post_init__(self) -> None:
-        check_listener(self.address, self.port)
-        if not self.token_file.strip():
-            raise ValueError("token_file must name a file")
-        for origin in self.allowed_origins:
-            scheme, sep, rest = origin.partition("://")
-            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
-                raise ValueError(
-                    f"allowed_origins: {origin!r} is not an origin such as "
-                    '"https://central.example.org" (scheme and host, no path)'
-                )
-        for host in self.allowed_hosts:
-            if not host or not all(c.isalnum() or c in ".-:[]" for c in host):
-                raise ValueError(f"allowed_hosts: {host!r} is not a host name")
-        if not 1 <= self.offline_pass_days <= 3660:
-            raise ValueError("offline_pass_days must be 1..3660")
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -209,7 +102,7 @@ class Config:
     scanners: tuple[DriverConfig, ...]
     actuators: tuple[DriverConfig, ...]
     lanes: tuple[LaneConfig, ...]
-    metrics: MetricsConfig = MetricsConfig()
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     pretix: PretixConfig | None = None
     printers: tuple[DriverConfig, ...] = ()  # [[printers]]: ticket and card printers
     templates: tuple[Template, ...] = ()  # [[templates]]: ticket and card layouts
@@ -219,17 +112,15 @@ class Config:
     @property
     def store_path(self) -> Path:
         """The store file, resolved against the configuration's directory."""
-        return self.path.parent / self.device.store
+        return self.file(self.device.store)
+
+    def file(self, name: str) -> Path:
+        """A file the configuration names (relative to the configuration's directory)."""
+        return self.path.parent / name
 
     def rules(self, lane: LaneConfig) -> GateRules:
         """The decision rules of a lane."""
-        return GateRules(
-            gate=lane.name,
-            zone=lane.zone,
-            events=frozenset(lane.events) if lane.events is not None else None,
-            products=frozenset(lane.products) if lane.products is not None else None,
-            clock_skew=timedelta(seconds=self.device.clock_skew_seconds),
-        )
+        return lane.rules(timedelta(seconds=self.device.clock_skew_seconds))
 
 
 def _drivers(

@@ -78,7 +78,7 @@ def _counter(
     settings = config.counter
     if settings is None:
         return None
-    token = load_token(config.path.parent / settings.token_file)
+    token = load_token(config.file(settings.token_file))
     templates = {t.name: t for t in config.templates}
     desk = Desk(
         store,
@@ -109,14 +109,17 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
     started = time.monotonic()
     stop = stop or asyncio.Event()
     store = await Store.open(config.store_path)
-    operations = Operations(config, store)
+    operations = Operations(config.metrics, store, device=config.device.name)
     devices = _Devices()
     loop = asyncio.get_running_loop()
     try:
-        operations.prepare()
+        operations.prepare(config.store_path)
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
-        pretix = PretixService.from_config(config, store) if config.pretix else None
+        pretix = None
+        if config.pretix is not None:
+            token_file = config.file(config.pretix.token_file)
+            pretix = PretixService.from_settings(config.pretix, store, token_file=token_file)
         gate = Gate(store, resolver=pretix.resolver if pretix else None)
         replicator = None
         report = operations.reporter(on_result)

@@ -2,7 +2,8 @@
 
 Pure codecs, no I/O: signed envelopes of changes, the changes themselves, signed device
 requests, journal rows and error bodies, each parsed strictly. Both sides import this
-module; it depends on nothing of the edge but `edge.core.errors` (public API).
+module; it depends on nothing of the edge but `edge.core` (errors, and the one Revocation
+enum, whose values are the wire's reasons).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge.core.errors import SyncError
+from edge.core.facts import Revocation as Revocation  # noqa: PLC0414 - re-exported for both sides
 
 VERSION = 1  # this side's protocol version; a peer speaking another major version is refused
 VERSION_HEADER = "Edge-Protocol"
@@ -54,14 +56,6 @@ SNAPSHOT_SECTIONS = (
     "cancelled_events",
     "passages",
 )
-
-
-class Revocation(enum.Enum):
-    """Why a code, credential or product no longer admits (same values as the edge's)."""
-
-    REVOKED = "revoked"
-    REPLACED = "replaced"
-    CANCELLED = "cancelled"
 
 
 class EnvelopeKind(enum.Enum):

@@ -11,12 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import daemon
-from edge.config import PretixConfig, load, parse
+from edge.config import load, parse
 from edge.core.errors import ConfigError
 from edge.store.database import Store
 from sync.pretix.resolver import KEYS_CURSOR, LIST_CURSOR, ListState, keys_to_json
 from sync.pretix.secrets import Ticket, raw_key, sign_sig1
 from sync.pretix.service import PretixService, read_token
+from sync.pretix.settings import PretixConfig
 
 DEVICE = '[device]\nname = "g"\nstore = "edge.db"\n[metrics]\nenabled = false\n'
 PRETIX = """
@@ -82,7 +83,9 @@ async def test_service_from_config(tmp_path: Path) -> None:
     config = parse(text, tmp_path / "edge.toml")
     store = await Store.open(tmp_path / "edge.db")
     try:
-        service = PretixService.from_config(config, store)
+        service = PretixService.from_settings(
+            config.pretix, store, token_file=config.file(config.pretix.token_file)
+        )
     finally:
         await store.close()
     assert service.settings.token == "tok3n"

@@ -20,7 +20,7 @@ class Direction(enum.Enum):
 
 
 class Revocation(enum.Enum):
-    """Why a code, credential or product no longer admits."""
+    """Why a code, credential or product no longer admits; the values are the wire's too."""
 
     REVOKED = "revoked"  # withdrawn by the central system, no further detail
     REPLACED = "replaced"  # a lost card was replaced; the new code admits, this one not

@@ -16,6 +16,8 @@ from edge.core.errors import ConfigError
 
 T = TypeVar("T")
 
+MAX_NAME = 200  # device and lane names: sent to the central system with every upload
+
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hmac
 import json
 import logging
@@ -24,19 +25,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.protocols import ScanSource
-from edge.config import CounterConfig
 from edge.core.codes import scan_text
 from edge.core.errors import CodeError, ConfigError, PrinterError
 from edge.counter.desk import Desk, DeskError, IssueForm
 from edge.counter.pages import DESK_PAGE, STATUS_PAGE
 from edge.counter.printqueue import JobRecord, PrintJob, PrintQueue
+from edge.counter.settings import CounterConfig
 from edge.store.database import Store
-from sync.client.replicator import Replicator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +51,30 @@ WS_CLOSE_UNAUTHORIZED = 4401
 SHUTDOWN_TIMEOUT = 2.0  # seconds open requests get when the daemon stops
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class SyncView(Protocol):
+    """What the status page shows of the sync client's state (sync.client's SyncState)."""
+
+    @property
+    def status(self) -> enum.Enum: ...  # its value is the status text
+    @property
+    def revision(self) -> int | None: ...
+    @property
+    def head(self) -> int: ...
+    @property
+    def lag(self) -> int: ...
+    @property
+    def last_contact(self) -> float | None: ...  # unix time
+    @property
+    def last_error(self) -> str: ...
+
+
+class SyncClient(Protocol):
+    """What the counter needs of the sync client (sync.client's Replicator): its state."""
+
+    @property
+    def state(self) -> SyncView: ...
 
 
 def load_token(path: Path) -> str:
@@ -455,12 +479,12 @@ class DeviceAPI:
 
 
 def device_status(
-    device: str, store: Store, replicator: Replicator | None, queue: PrintQueue
+    device: str, store: Store, sync_client: SyncClient | None, queue: PrintQueue
 ) -> dict[str, Any]:
     """What the status page shows: sync, queue lengths, the last decisions."""
     sync = None
-    if replicator is not None:
-        state = replicator.state
+    if sync_client is not None:
+        state = sync_client.state
         sync = {
             "status": state.status.value,
             "revision": state.revision,

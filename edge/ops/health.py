@@ -13,18 +13,19 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from drivers.protocols import DeviceState
 from edge import __version__
-from edge.config import Config
 from edge.counter.printqueue import PrintQueue
 from edge.gate.lane import Lane, LaneResult
 from edge.ops import identity
 from edge.ops.identity import DeviceIdentity
 from edge.ops.metrics import CONTENT_TYPE, Registry
 from edge.ops.notify import Notifier
+from edge.ops.settings import MetricsConfig
 from edge.store.database import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -138,9 +139,15 @@ class Operations:
     """Readiness, watchdog, metrics endpoint and device identity of one daemon."""
 
     def __init__(
-        self, config: Config, store: Store, *, environ: Mapping[str, str] | None = None
+        self,
+        settings: MetricsConfig,
+        store: Store,
+        *,
+        device: str,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        self._config = config
+        self._settings = settings
+        self._device = device
         self._store = store
         self._environ = os.environ if environ is None else environ
         self._started = time.time()
@@ -152,13 +159,13 @@ class Operations:
         # Other services add a section to /health: name -> a function returning its state.
         self.health: dict[str, Callable[[], Mapping[str, object]]] = {}
 
-    def prepare(self) -> None:
-        """Load the device key, creating it on first start."""
-        path = identity.path_for(self._config.store_path)
+    def prepare(self, store_path: Path) -> None:
+        """Load the device key kept beside the store at `store_path`, creating it on first start."""
+        path = identity.path_for(store_path)
         self.identity = identity.ensure(path)
         _LOGGER.info(
             "%s: device key %s (public %s)",
-            self._config.device.name,
+            self._device,
             path,
             self.identity.public_b64,
         )
@@ -208,7 +215,7 @@ class Operations:
         self, lanes: Sequence[Lane], group: asyncio.TaskGroup
     ) -> list[asyncio.Task[None]]:
         """Serve metrics, send READY=1, feed the watchdog; the tasks to cancel on shutdown."""
-        device = self._config.device.name
+        device = self._device
         _lane_metrics(self.registry, lanes, self._store)
         self.registry.gauge(
             "edge_info", "Constant 1, labelled with the device and version.", ("device", "version")
@@ -232,7 +239,7 @@ class Operations:
         return tasks
 
     async def _serve_metrics(self) -> web.AppRunner | None:
-        settings = self._config.metrics
+        settings = self._settings
         if not settings.enabled:
             return None
         app = web.Application()
@@ -246,7 +253,7 @@ class Operations:
             # The gate works without metrics; a restart loop over a busy port would not.
             _LOGGER.error(
                 "%s: metrics cannot listen on %s port %d: %s; running without them",
-                self._config.device.name,
+                self._device,
                 settings.address,
                 settings.port,
                 err.strerror,
@@ -255,7 +262,7 @@ class Operations:
             return None
         host, port = runner.addresses[0][:2]
         self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
-        _LOGGER.info("%s: metrics on %s", self._config.device.name, self.metrics_url)
+        _LOGGER.info("%s: metrics on %s", self._device, self.metrics_url)
         return runner
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -268,7 +275,7 @@ class Operations:
         return web.json_response(
             {
                 "status": "ok",
-                "device": self._config.device.name,
+                "device": self._device,
                 "uptime_seconds": round(time.time() - self._started, 3),
                 **{name: dict(section()) for name, section in self.health.items()},
             }

@@ -23,13 +23,13 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.config import SyncConfig
 from edge.core.codes import EntryPolicy, Kind, PolicyKind, Validity
 from edge.core.errors import CodeError, StoreError, SyncError
-from edge.core.facts import Credential, Direction, Revocation
+from edge.core.facts import Credential, Direction
 from edge.ops.metrics import Registry
 from edge.store.database import RemotePassage, Store, SyncBatch, from_ms
 from sync import protocol
+from sync.client.settings import SyncConfig
 from sync.protocol import (
     CancelEvent,
     Change,
@@ -59,8 +59,6 @@ APPLY_PART = 2_000
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
 CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
-
-_REVOCATIONS = {r.value: r for r in Revocation}
 
 
 class Status(enum.Enum):
@@ -139,11 +137,11 @@ def to_batch(
                 case PlainCodeChange():
                     plain.append((change.code_hash, change.credential_id))
                 case RevokeCode():
-                    codes.append((change.code_hash, _REVOCATIONS[change.reason.value]))
+                    codes.append((change.code_hash, change.reason))
                 case RevokeCredential():
-                    creds.append((change.credential_id, _REVOCATIONS[change.reason.value]))
+                    creds.append((change.credential_id, change.reason))
                 case RevokeProduct():
-                    products.append((change.product_id, _REVOCATIONS[change.reason.value]))
+                    products.append((change.product_id, change.reason))
                 case CancelEvent():
                     events.append(change.event_id)
                 case Passage():

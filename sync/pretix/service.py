@@ -7,12 +7,12 @@ from pathlib import Path
 
 import aiohttp
 
-from edge.config import Config, PretixConfig
 from edge.core.errors import ConfigError
 from edge.store.database import Store
 from sync.pretix.client import PretixClient, PretixSettings
 from sync.pretix.connector import PretixConnector
 from sync.pretix.resolver import PretixResolver
+from sync.pretix.settings import PretixConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,18 +45,16 @@ class PretixService:
         self.resolver = PretixResolver(store)
 
     @classmethod
-    def from_config(cls, config: Config, store: Store) -> PretixService:
-        """The service the [pretix] section describes (it must be present)."""
-        section: PretixConfig | None = config.pretix
-        if section is None:
-            raise ConfigError("no [pretix] section", path=str(config.path))
-        token = read_token(config.path.parent / section.token_file)
+    def from_settings(
+        cls, section: PretixConfig, store: Store, *, token_file: Path
+    ) -> PretixService:
+        """The service the [pretix] section describes; `token_file` is its resolved token_file."""
         settings = PretixSettings(
             url=section.url,
             organizer=section.organizer,
             event=section.event,
             checkin_list=section.checkin_list,
-            token=token,
+            token=read_token(token_file),
             device=section.device_token,
         )
         return cls(store, settings, interval=section.sync_interval_seconds)

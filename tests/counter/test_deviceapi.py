@@ -18,12 +18,13 @@ import aiohttp
 import pytest
 
 from drivers.scanners.lines import LineScanner, LineScannerSettings
-from edge.config import CounterConfig, parse
+from edge.config import parse
 from edge.core.decide import Reason
 from edge.core.errors import ConfigError
 from edge.core.facts import Direction
 from edge.counter.deviceapi import DeviceAPI, device_status, load_token
 from edge.counter.printqueue import PrintQueue
+from edge.counter.settings import CounterConfig
 from edge.store.database import JournalEntry, Store
 
 APP = "https://tickets.example.org"

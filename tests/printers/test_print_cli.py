@@ -134,7 +134,7 @@ async def test_metrics_show_printer_state_and_queue_length(tmp_path: Path) -> No
         printer = BocaPrinter("tickets", FileTransport(tmp_path / "printer.fgl"))
         queue = PrintQueue(store, {"tickets": printer}, {t.name: t for t in cfg.templates})
         await queue.submit(PrintJob("m-1", "day", {"event": "X", "code": "EDGE:M"}))
-        operations = Operations(cfg, store, environ={})
+        operations = Operations(cfg.metrics, store, device=cfg.device.name, environ={})
         operations.watch_printing(queue)
         text = operations.registry.render()
     finally:

@@ -15,7 +15,6 @@ from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.cli import main
-from edge.config import SyncConfig
 from edge.core.codes import parse
 from edge.core.decide import GateRules, Reason
 from edge.core.errors import SyncError
@@ -26,6 +25,7 @@ from sync import protocol
 from sync.central.db import CentralDB
 from sync.central.server import serve
 from sync.client.replicator import REVISION_CURSOR, Replicator, import_bundle
+from sync.client.settings import SyncConfig
 from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
 
 RULES = GateRules(gate="lane-1")

@@ -1,0 +1,28 @@
+"""[pretix]: the pretix connector's settings (edge.config composes them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PretixConfig:
+    """[pretix]: the device's central system is a pretix server (sync/pretix)."""
+
+    url: str  # the pretix server, e.g. https://pretix.example.org
+    organizer: str  # organizer slug
+    event: str  # event slug
+    checkin_list: int  # id of the check-in list the gate scans for
+    token_file: str  # file holding the API token; relative to the configuration file
+    device_token: bool = False  # the token is a device token, not a team API token
+    sync_interval_seconds: int = 30  # pull and upload this often
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        if not self.organizer.strip() or not self.event.strip():
+            raise ValueError("organizer and event must be pretix slugs, not empty")
+        if self.checkin_list < 1:
+            raise ValueError("checkin_list must be a check-in list id (1 or more)")
+        if not 5 <= self.sync_interval_seconds <= 3600:
+            raise ValueError("sync_interval_seconds must be 5..3600")
