@@ -77,10 +77,11 @@ async def test_daemon_without_token_file_does_not_start(tmp_path: Path) -> None:
         await asyncio.wait_for(daemon.serve(config), 30)
 
 
-async def test_service_from_config(tmp_path: Path) -> None:
+async def test_service_from_its_settings(tmp_path: Path) -> None:
     (tmp_path / "pretix.token").write_text("tok3n\n")
     text = DEVICE + PRETIX.replace("checkin_list = 3", "checkin_list = 3\ndevice_token = true")
     config = parse(text, tmp_path / "edge.toml")
+    assert config.pretix is not None
     store = await Store.open(tmp_path / "edge.db")
     try:
         service = PretixService.from_settings(
