@@ -154,7 +154,7 @@ class _Fields:
         value = self._get(name, optional=optional)
         if value is None and optional:
             return None
-        return _str(value, f"{self.what}.{name}", limit)
+        return printable(value, f"{self.what}.{name}", limit)
 
     def array(self, name: str) -> list[Any]:
         value = self._get(name, optional=False)
@@ -176,7 +176,8 @@ def _bytes(value: Any, what: str, size: int | None = None) -> bytes:
     return value
 
 
-def _str(value: Any, what: str, limit: int = MAX_TEXT) -> str:
+def printable(value: Any, what: str, limit: int = MAX_TEXT) -> str:
+    """`value` if it is printable text of 1..`limit` characters, else ProtocolError naming it."""
     if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
         raise ProtocolError(f"{what}: must be printable text of 1..{limit} characters")
     return value
@@ -403,11 +404,11 @@ def change_from_wire(value: Any, what: str) -> Change:
     if op == "cancel-event":
         return CancelEvent(_int(a[1], f"{w} event", 0, _MAX32))
     return Passage(
-        device=_str(a[1], f"{w} device"),
+        device=printable(a[1], f"{w} device"),
         seq=_int(a[2], f"{w} seq", 1),
         credential_id=_int(a[3], f"{w} credential"),
         at_ms=_int(a[4], f"{w} at"),
-        gate=_str(a[5], f"{w} gate"),
+        gate=printable(a[5], f"{w} gate"),
         entry=_bool(a[6], f"{w} entry"),
     )
 
@@ -757,16 +758,16 @@ def journal_from_wire(data: bytes) -> list[JournalRecord]:
         w = f"journal.entries[{i}]"
         if not isinstance(row, list) or len(row) != 8:
             raise ProtocolError(f"{w}: must be an array of 8 items")
-        direction = _str(row[3], f"{w}.direction")
+        direction = printable(row[3], f"{w}.direction")
         if direction not in ("entry", "exit"):
             raise ProtocolError(f"{w}.direction: must be entry or exit")
         out.append(
             JournalRecord(
                 seq=_int(row[0], f"{w}.seq", 1),
                 at_ms=_int(row[1], f"{w}.at"),
-                lane=_str(row[2], f"{w}.lane"),
+                lane=printable(row[2], f"{w}.lane"),
                 direction=direction,
-                reason=_str(row[4], f"{w}.reason", 40),
+                reason=printable(row[4], f"{w}.reason", 40),
                 admitted=_bool(row[5], f"{w}.admitted"),
                 code_hash=None if row[6] is None else _bytes(row[6], f"{w}.code_hash", _HASH),
                 credential_id=None if row[7] is None else _int(row[7], f"{w}.credential_id"),

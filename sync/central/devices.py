@@ -22,7 +22,7 @@ class Devices:
         """Register a device by its identity key (from its start log)."""
         if len(public_key) != DEVICE_KEY_BYTES:
             raise CentralError("a device key is a 32-byte Ed25519 public key")
-        protocol._str(name, "device name")
+        protocol.printable(name, "device name")
         with self._connection.transaction() as conn:
             try:
                 conn.execute(
