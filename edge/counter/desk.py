@@ -38,7 +38,6 @@ _LOGGER = logging.getLogger(__name__)
 
 CENTRAL_TIMEOUT = 5.0  # seconds a desk waits for the central system before going offline
 PRINT_TIMEOUT = 60.0  # seconds a desk waits for its card
-PRINT_POLL = 0.05  # seconds between looks at the card's print job
 RETRY_INTERVAL = 5.0  # seconds between attempts to send queued operations
 MAX_TEXT = 200  # characters of a name or address
 SHIPPING = ("post", "pickup")
@@ -442,19 +441,24 @@ class Desk:
             await self._queue.submit(PrintJob(job_id, self._card.name, fields))
         except PrinterError as err:
             raise DeskError(f"The card cannot be printed: {err}") from err
-        deadline = time.monotonic() + self._print_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._print_timeout
         while True:
-            record = self._queue.job(job_id)
+            # Until the deadline a queued card can still be abandoned; past it, a card being
+            # printed is waited for until the printer ends it (or a failed send requeues it).
+            try:
+                async with asyncio.timeout_at(deadline if loop.time() < deadline else None):
+                    record = await self._queue.wait(job_id)
+            except TimeoutError:
+                record = self._queue.job(job_id)
             if record is not None and record.state is JobState.DONE:
                 return
             if record is None or record.state is JobState.FAILED:
                 why = record.error if record is not None else "the job vanished"
                 raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
-            if record.error or time.monotonic() > deadline:
-                why = record.error or f"no card after {self._print_timeout:.0f} s"
-                if await self._queue.abandon(job_id, f"the desk gave up: {why}"):
-                    raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
-            await asyncio.sleep(PRINT_POLL)
+            why = record.error or f"no card after {self._print_timeout:.0f} s"
+            if await self._queue.abandon(job_id, f"the desk gave up: {why}"):
+                raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
 
     async def _record(
         self, key: str, operation: str, body: dict[str, Any], voucher_hash: bytes | None

@@ -67,6 +67,9 @@ class PrintJob:
     printer: str | None = None  # default: the first printer for the template's kind
 
 
+_ENDED = (JobState.DONE, JobState.FAILED)
+
+
 class PrintQueue:
     """Jobs in the store, and one worker per printer."""
 
@@ -97,6 +100,7 @@ class PrintQueue:
         self._wake = {name: asyncio.Event() for name in self.printers}
         self.paused: dict[str, str] = {}  # printer name -> why it is paused
         self.finished: dict[tuple[str, str], int] = {}  # (printer, done|failed) -> count
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # job id -> `wait` callers
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -164,11 +168,41 @@ class PrintQueue:
         """Jobs queued or printing, per printer."""
         return dict.fromkeys(self.printers, 0) | self._store.open_print_jobs()
 
+    async def wait(self, job_id: str) -> JobRecord | None:
+        """The job's record once it ended or went back in line after a failed send (its
+        `error` set); at once if it is so already. Bound it with `asyncio.timeout`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            record = self._store.print_job(job_id)
+            if record is None or record.state in _ENDED or record.error is not None:
+                return record
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(waiter)
+            try:
+                # The worker wakes us; the stored state is read again at least every
+                # idle_poll, for a job another process (`edge print`) may have changed.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._idle_poll):
+                        await waiter
+            finally:
+                waiters = self._waiters.get(job_id, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._waiters.pop(job_id, None)
+
+    def _settled(self, job_id: str) -> None:
+        """Wake whoever waits for this job: it ended or went back in line."""
+        for waiter in self._waiters.pop(job_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def abandon(self, job_id: str, why: str) -> bool:
         """Fail a job still waiting in the queue (its caller gave up); False if it is past that."""
         abandoned = await self._store.abandon_print_job(job_id, why)
         if abandoned:
             _LOGGER.info("job %s abandoned: %s", job_id, why)
+            self._settled(job_id)
             self._on_change()
         return abandoned
 
@@ -195,6 +229,7 @@ class PrintQueue:
 
     async def _set(self, job_id: str, state: JobState, attempts: int, error: str | None) -> None:
         await self._store.set_print_job(job_id, state, attempts, error)
+        self._settled(job_id)
         self._on_change()
 
     async def _claim(self, job_id: str, attempts: int) -> bool:
