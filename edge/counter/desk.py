@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import json
 import logging
 import secrets
@@ -29,16 +28,16 @@ import aiohttp
 
 from edge.core.codes import Kind, PlainCode, SignedCode, mask, parse
 from edge.core.errors import CodeError, EdgeError, PrinterError, SyncError
-from edge.counter.printqueue import JobState, PrintJob, PrintQueue
+from edge.counter.printqueue import PrintJob, PrintQueue
 from edge.counter.templates import Template
-from edge.store.database import Store
+from edge.store.desk import DeskStore, OpState
+from edge.store.printjobs import JobState
 from sync import protocol
 
 _LOGGER = logging.getLogger(__name__)
 
 CENTRAL_TIMEOUT = 5.0  # seconds a desk waits for the central system before going offline
 PRINT_TIMEOUT = 60.0  # seconds a desk waits for its card
-PRINT_POLL = 0.05  # seconds between looks at the card's print job
 RETRY_INTERVAL = 5.0  # seconds between attempts to send queued operations
 MAX_TEXT = 200  # characters of a name or address
 SHIPPING = ("post", "pickup")
@@ -55,14 +54,6 @@ class DeskError(EdgeError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
-
-
-class OpState(enum.Enum):
-    """Where a desk operation is."""
-
-    QUEUED = "queued"  # stored, not yet answered by the central system
-    SENT = "sent"  # the central system did it (or had done it: a repeat)
-    REJECTED = "rejected"  # the central system refused it; `detail` says why
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +131,7 @@ class Desk:
 
     def __init__(
         self,
-        store: Store,
+        store: DeskStore,
         queue: PrintQueue,
         *,
         card_template: Template | None,
@@ -165,23 +156,20 @@ class Desk:
 
     def counts(self) -> dict[str, int]:
         """Operations per state (queued ones wait for the central system)."""
-        counts = {state.value: 0 for state in OpState}
-        for state, count in self._store.query(
-            "SELECT state, count(*) FROM desk_operations GROUP BY state"
-        ):
-            counts[str(state)] = int(count)
-        return counts
+        found = self._store.desk_counts()
+        return {state.value: found.get(state, 0) for state in OpState}
 
     def operations(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest operations, newest first (the status page)."""
-        rows = self._store.query(
-            "SELECT seq, operation, state, detail, created_at FROM desk_operations"
-            " ORDER BY seq DESC LIMIT ?",
-            (limit,),
-        )
         return [
-            {"seq": s, "operation": o, "state": st, "detail": d, "created_ms": c}
-            for s, o, st, d, c in rows
+            {
+                "seq": op.seq,
+                "operation": op.operation,
+                "state": op.state.value,
+                "detail": op.detail,
+                "created_ms": op.created_ms,
+            }
+            for op in self._store.desk_operations(limit)
         ]
 
     async def _ask(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -226,27 +214,20 @@ class Desk:
 
     def _offline_number(self, number: int) -> dict[str, Any]:
         """A pass by its number from the synced copy (a lost card has nothing to scan)."""
-        rows = self._store.query(
-            "SELECT kind, valid_from, valid_until FROM credentials WHERE credential_id = ?",
-            (number,),
-        )
-        if not rows:
+        synced = self._store.synced_pass(number)
+        if synced is None:
             raise DeskError(
                 f"Pass number {number} is not in this counter's copy and the central system "
                 "cannot be reached",
                 field="number",
             )
-        kind, start, end = rows[0]
-        revoked = self._store.query(
-            "SELECT 1 FROM revoked_credentials WHERE credential_id = ?", (number,)
-        )
         return {
             "source": "synced copy",
             "credential": number,
-            "kind": Kind(kind).name.lower(),
-            "state": "revoked" if revoked else "active",
-            "valid_from": start,
-            "valid_until": end,
+            "kind": synced.kind.name.lower(),
+            "state": "revoked" if synced.revoked else "active",
+            "valid_from": synced.valid_from,
+            "valid_until": synced.valid_until,
             "days": self._offline_days,
             "pass": None,
             "buyer": None,
@@ -263,12 +244,7 @@ class Desk:
         if code is None:
             return False
         parsed = self._parse(code)
-        return bool(
-            self._store.query(
-                "SELECT 1 FROM desk_operations WHERE voucher_hash = ? AND state != 'rejected'",
-                (parsed.hash,),
-            )
-        )
+        return self._store.voucher_issued(parsed.hash)
 
     def _offline(self, code: str) -> dict[str, Any]:
         parsed = self._parse(code)
@@ -465,45 +441,46 @@ class Desk:
             await self._queue.submit(PrintJob(job_id, self._card.name, fields))
         except PrinterError as err:
             raise DeskError(f"The card cannot be printed: {err}") from err
-        deadline = time.monotonic() + self._print_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._print_timeout
         while True:
-            record = self._queue.job(job_id)
+            # Until the deadline a queued card can still be abandoned; past it, a card being
+            # printed is waited for until the printer ends it (or a failed send requeues it).
+            try:
+                async with asyncio.timeout_at(deadline if loop.time() < deadline else None):
+                    record = await self._queue.wait(job_id)
+            except TimeoutError:
+                record = self._queue.job(job_id)
             if record is not None and record.state is JobState.DONE:
                 return
             if record is None or record.state is JobState.FAILED:
                 why = record.error if record is not None else "the job vanished"
                 raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
-            if record.error or time.monotonic() > deadline:
-                why = record.error or f"no card after {self._print_timeout:.0f} s"
-                if await self._queue.abandon(job_id, f"the desk gave up: {why}"):
-                    raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
-            await asyncio.sleep(PRINT_POLL)
+            why = record.error or f"no card after {self._print_timeout:.0f} s"
+            if await self._queue.abandon(job_id, f"the desk gave up: {why}"):
+                raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
 
     async def _record(
         self, key: str, operation: str, body: dict[str, Any], voucher_hash: bytes | None
     ) -> OpState:
         """Store an operation, then try to send the queue at once; its state after that."""
-        async with self._store.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO desk_operations (key, operation, body, voucher_hash, state,"
-                " created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
-                (key, operation, protocol.pack(body), voucher_hash, int(self._clock() * 1000)),
-            )
+        await self._store.add_desk_operation(
+            key, operation, protocol.pack(body), voucher_hash, int(self._clock() * 1000)
+        )
         await self.send_queued()
         self._wake.set()
-        rows = self._store.query("SELECT state, detail FROM desk_operations WHERE key = ?", (key,))
-        state = OpState(rows[0][0])
-        if state is OpState.REJECTED:
-            raise DeskError(f"The central system refused it: {rows[0][1]}")
-        return state
+        stored = self._store.desk_operation(key)
+        if stored is None:  # committed just above
+            raise DeskError(f"The operation {key} vanished after it was stored")
+        if stored.state is OpState.REJECTED:
+            raise DeskError(f"The central system refused it: {stored.detail}")
+        return stored.state
 
     def _detail(self, key: str) -> dict[str, Any] | None:
-        rows = self._store.query(
-            "SELECT detail FROM desk_operations WHERE key = ? AND state = 'sent'", (key,)
-        )
-        if not rows or rows[0][0] is None:
+        stored = self._store.desk_operation(key)
+        if stored is None or stored.state is not OpState.SENT or stored.detail is None:
             return None
-        value = json.loads(rows[0][0])
+        value = json.loads(stored.detail)
         return value if isinstance(value, dict) else None
 
     # -- sending -----------------------------------------------------------------------------
@@ -514,13 +491,11 @@ class Desk:
             return 0
         answered = 0
         async with self._send_lock:
-            for seq, operation, body in self._store.query(
-                "SELECT seq, operation, body FROM desk_operations WHERE state = 'queued'"
-                " ORDER BY seq"
-            ):
+            for queued in self._store.queued_desk_operations():
+                seq, operation = queued.seq, queued.operation
                 try:
                     async with asyncio.timeout(CENTRAL_TIMEOUT):
-                        data = await self._central(f"/v1/desk/{operation}", bytes(body))
+                        data = await self._central(f"/v1/desk/{operation}", queued.body)
                     state, detail = (
                         OpState.SENT,
                         json.dumps(protocol.unpack(data, "desk answer", 1 << 16)),
@@ -531,12 +506,9 @@ class Desk:
                     state, detail = OpState.REJECTED, err.message
                 except (SyncError, aiohttp.ClientError, TimeoutError, OSError):
                     return answered
-                async with self._store.transaction() as conn:
-                    await conn.execute(
-                        "UPDATE desk_operations SET state = ?, detail = ?, sent_at = ?"
-                        " WHERE seq = ?",
-                        (state.value, detail, int(self._clock() * 1000), seq),
-                    )
+                await self._store.answer_desk_operation(
+                    seq, state, detail, int(self._clock() * 1000)
+                )
                 answered += 1
                 log = _LOGGER.info if state is OpState.SENT else _LOGGER.warning
                 log("desk: %s %d %s: %s", operation, seq, state.value, detail[:200])

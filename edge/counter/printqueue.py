@@ -19,15 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 from drivers.protocols import Printer, PrinterState
 from edge.core.errors import (
@@ -39,7 +36,10 @@ from edge.core.errors import (
     StoreError,
 )
 from edge.counter.templates import Template
-from edge.store.database import Store, from_ms, to_ms
+from edge.store.printjobs import Enqueued, JobRecord, JobState, PrintJobStore, QueuedJob
+
+# The store defines a job's record and states; callers of the queue take them from here.
+__all__ = ["INTERRUPTED", "JobRecord", "JobState", "PrintJob", "PrintQueue"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,15 +56,6 @@ INTERRUPTED = (
 )
 
 
-class JobState(enum.Enum):
-    """Where a job is."""
-
-    QUEUED = "queued"  # stored, waiting for its printer
-    PRINTING = "printing"  # being sent; on restart this means "may have printed"
-    DONE = "done"  # the printer confirmed it (or took it, on a one-way connection)
-    FAILED = "failed"  # will not be printed; `error` says why
-
-
 @dataclass(frozen=True, slots=True)
 class PrintJob:
     """A request to print one ticket or card (the local API and the CLI build these)."""
@@ -76,40 +67,7 @@ class PrintJob:
     printer: str | None = None  # default: the first printer for the template's kind
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A job as the store keeps it."""
-
-    job_id: str
-    printer: str
-    template: str
-    state: JobState
-    attempts: int
-    error: str | None
-    submitted_at: datetime
-    finished_at: datetime | None
-    duplicate: bool = False  # this submission found the job already stored
-
-
-_SELECT = (
-    "SELECT job_id, printer, template, state, attempts, error, submitted_at, finished_at"
-    " FROM print_jobs"
-)
-
-
-def _record(row: tuple[Any, ...], *, duplicate: bool = False) -> JobRecord:
-    job_id, printer, template, state, attempts, error, submitted, finished = row
-    return JobRecord(
-        str(job_id),
-        str(printer),
-        str(template),
-        JobState(state),
-        int(attempts),
-        None if error is None else str(error),
-        from_ms(int(submitted)),
-        None if finished is None else from_ms(int(finished)),
-        duplicate,
-    )
+_ENDED = (JobState.DONE, JobState.FAILED)
 
 
 class PrintQueue:
@@ -117,7 +75,7 @@ class PrintQueue:
 
     def __init__(
         self,
-        store: Store,
+        store: PrintJobStore,
         printers: Mapping[str, Printer],
         templates: Mapping[str, Template],
         *,
@@ -142,6 +100,7 @@ class PrintQueue:
         self._wake = {name: asyncio.Event() for name in self.printers}
         self.paused: dict[str, str] = {}  # printer name -> why it is paused
         self.finished: dict[tuple[str, str], int] = {}  # (printer, done|failed) -> count
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}  # job id -> `wait` callers
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -176,24 +135,15 @@ class PrintQueue:
         # Rendering draws images (Pillow): off the loop.
         document = await asyncio.to_thread(template.render, job.fields, job.images)
         digest = hashlib.sha256(document).digest()
-        async with self._store.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO print_jobs (job_id, printer, template, document, digest, state,"
-                " submitted_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)"
-                " ON CONFLICT (job_id) DO NOTHING",
-                (job.job_id, printer, template.name, document, digest, to_ms(datetime.now(UTC))),
+        found = await self._store.enqueue_print_job(
+            job.job_id, printer, template.name, document, digest
+        )
+        if found is Enqueued.OTHER:
+            raise PrinterError(
+                f"job id {job.job_id!r} was already used for a different job; "
+                "nothing was printed for this one"
             )
-            inserted = cursor.rowcount == 1
-            if not inserted:
-                cursor = await conn.execute(
-                    "SELECT digest FROM print_jobs WHERE job_id = ?", (job.job_id,)
-                )
-                row = await cursor.fetchone()
-                if row is not None and bytes(row[0]) != digest:
-                    raise PrinterError(
-                        f"job id {job.job_id!r} was already used for a different job; "
-                        "nothing was printed for this one"
-                    )
+        inserted = found is Enqueued.NEW
         record = self.job(job.job_id)
         if record is None:  # committed just above
             raise StoreError(f"job {job.job_id!r} vanished after it was stored")
@@ -208,36 +158,51 @@ class PrintQueue:
 
     def job(self, job_id: str) -> JobRecord | None:
         """A job's record."""
-        rows = self._store.query(f"{_SELECT} WHERE job_id = ?", (job_id,))
-        return _record(rows[0]) if rows else None
+        return self._store.print_job(job_id)
 
     def jobs(self, limit: int = 50) -> list[JobRecord]:
         """The latest jobs, newest first."""
-        rows = self._store.query(f"{_SELECT} ORDER BY seq DESC LIMIT ?", (limit,))
-        return [_record(row) for row in rows]
+        return self._store.print_jobs(limit)
 
     def pending(self) -> dict[str, int]:
         """Jobs queued or printing, per printer."""
-        counts = dict.fromkeys(self.printers, 0)
-        rows = self._store.query(
-            "SELECT printer, count(*) FROM print_jobs WHERE state IN ('queued', 'printing')"
-            " GROUP BY printer"
-        )
-        for printer, count in rows:
-            counts[str(printer)] = int(count)
-        return counts
+        return dict.fromkeys(self.printers, 0) | self._store.open_print_jobs()
+
+    async def wait(self, job_id: str) -> JobRecord | None:
+        """The job's record once it ended or went back in line after a failed send (its
+        `error` set); at once if it is so already. Bound it with `asyncio.timeout`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            record = self._store.print_job(job_id)
+            if record is None or record.state in _ENDED or record.error is not None:
+                return record
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(waiter)
+            try:
+                # The worker wakes us; the stored state is read again at least every
+                # idle_poll, for a job another process (`edge print`) may have changed.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._idle_poll):
+                        await waiter
+            finally:
+                waiters = self._waiters.get(job_id, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._waiters.pop(job_id, None)
+
+    def _settled(self, job_id: str) -> None:
+        """Wake whoever waits for this job: it ended or went back in line."""
+        for waiter in self._waiters.pop(job_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def abandon(self, job_id: str, why: str) -> bool:
         """Fail a job still waiting in the queue (its caller gave up); False if it is past that."""
-        async with self._store.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
-                " WHERE job_id = ? AND state = 'queued'",
-                (why, to_ms(datetime.now(UTC)), job_id),
-            )
-            abandoned = cursor.rowcount == 1
+        abandoned = await self._store.abandon_print_job(job_id, why)
         if abandoned:
             _LOGGER.info("job %s abandoned: %s", job_id, why)
+            self._settled(job_id)
             self._on_change()
         return abandoned
 
@@ -245,22 +210,7 @@ class PrintQueue:
 
     async def recover(self) -> int:
         """Fail jobs a previous run left `printing` or sent to a printer no longer configured."""
-        now = to_ms(datetime.now(UTC))
-        marks = ", ".join("?" for _ in self.printers) or "''"
-        async with self._store.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
-                " WHERE state = 'printing'",
-                (INTERRUPTED, now),
-            )
-            interrupted = cursor.rowcount
-            cursor = await conn.execute(
-                "UPDATE print_jobs SET state = 'failed', error = 'its printer ' || printer ||"
-                f" ' is no longer configured', finished_at = ? WHERE state = 'queued'"
-                f" AND printer NOT IN ({marks})",
-                (now, *self.printers),
-            )
-            orphaned = cursor.rowcount
+        interrupted, orphaned = await self._store.fail_stale_print_jobs(INTERRUPTED, self.printers)
         if interrupted or orphaned:
             _LOGGER.warning(
                 "print queue: %d jobs interrupted by a restart and %d for removed printers "
@@ -278,43 +228,15 @@ class PrintQueue:
                 group.create_task(self._worker(name))
 
     async def _set(self, job_id: str, state: JobState, attempts: int, error: str | None) -> None:
-        final = state in (JobState.DONE, JobState.FAILED)
-        async with self._store.transaction() as conn:
-            await conn.execute(
-                "UPDATE print_jobs SET state = ?, attempts = ?, error = ?, finished_at = ?"
-                " WHERE job_id = ?",
-                (
-                    state.value,
-                    attempts,
-                    error,
-                    to_ms(datetime.now(UTC)) if final else None,
-                    job_id,
-                ),
-            )
+        await self._store.set_print_job(job_id, state, attempts, error)
+        self._settled(job_id)
         self._on_change()
 
     async def _claim(self, job_id: str, attempts: int) -> bool:
         """Mark a queued job printing; False if it is no longer queued (abandoned)."""
-        async with self._store.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE print_jobs SET state = 'printing', attempts = ?, error = NULL"
-                " WHERE job_id = ? AND state = 'queued'",
-                (attempts, job_id),
-            )
-            claimed = cursor.rowcount == 1
+        claimed = await self._store.claim_print_job(job_id, attempts)
         self._on_change()
         return claimed
-
-    def _next(self, printer: str) -> tuple[str, bytes, int] | None:
-        rows = self._store.query(
-            "SELECT job_id, document, attempts FROM print_jobs"
-            " WHERE printer = ? AND state = 'queued' ORDER BY seq LIMIT 1",
-            (printer,),
-        )
-        if not rows:
-            return None
-        job_id, document, attempts = rows[0]
-        return str(job_id), bytes(document), int(attempts)
 
     def _finish(self, printer: str, job_id: str, outcome: str) -> None:
         key = (printer, outcome)
@@ -328,7 +250,7 @@ class PrintQueue:
         asked = -math.inf
         while True:
             try:
-                job = self._next(name)
+                job = self._store.next_print_job(name)
                 if job is None:
                     if time.monotonic() - asked >= self._status_interval:
                         # An idle printer's state (paper out, unplugged) shows before a job.
@@ -339,18 +261,19 @@ class PrintQueue:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), self._idle_poll)
                     continue
-                await self._print(name, *job)
+                await self._print(name, job)
             except StoreError as err:
                 _LOGGER.error("%s: print queue cannot use the store: %s", name, err)
                 await asyncio.sleep(self._retry_delay)
 
-    async def _print(self, name: str, job_id: str, document: bytes, attempts: int) -> None:
+    async def _print(self, name: str, job: QueuedJob) -> None:
         printer = self.printers[name]
+        job_id, attempts = job.job_id, job.attempts
         if not await self._claim(job_id, attempts + 1):
             return  # abandoned since it was read: never print it
         started = time.monotonic()
         try:
-            await printer.print(document)
+            await printer.print(job.document)
         except (PaperOutError, PrinterAttentionError) as err:
             # Not printed (or dropped by the printer): back in line, first when it resumes.
             await self._set(job_id, JobState.QUEUED, attempts, str(err))

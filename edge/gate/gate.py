@@ -17,7 +17,7 @@ from edge.core.codes import Code, SignedCode, mask, parse, scan_text
 from edge.core.decide import Decision, GateRules, decide, malformed
 from edge.core.errors import CodeError
 from edge.core.facts import Direction, EntryState, Facts
-from edge.store.database import JournalEntry, Store
+from edge.store.gate import GateStore, JournalEntry
 
 
 def utc_now() -> datetime:
@@ -76,7 +76,7 @@ class Gate:
 
     def __init__(
         self,
-        store: Store,
+        store: GateStore,
         *,
         clock: Callable[[], datetime] = utc_now,
         resolver: Resolver | None = None,  # None: edge codes, facts from the store

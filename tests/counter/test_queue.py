@@ -244,8 +244,8 @@ async def test_queued_jobs_survive_a_restart_and_interrupted_ones_fail(tmp_path:
     queue = PrintQueue(store, {"box": BocaPrinter("box", FileTransport(out))}, templates(tmp_path))
     for n in range(1, 4):
         await queue.submit(job(n))
-    async with store.transaction() as conn:  # the edge died while sending job-1
-        await conn.execute("UPDATE print_jobs SET state = 'printing' WHERE job_id = 'job-1'")
+    # The edge died while sending job-1: a worker had claimed it (marked it printing).
+    assert await store.claim_print_job("job-1", 1)
     await store.close()
 
     store = await Store.open(db)

@@ -52,10 +52,10 @@ async def test_a_job_abandoned_after_the_worker_read_it_is_not_printed(tmp_path:
     queue = PrintQueue(store, {"tickets": printer}, templates(tmp_path))
     try:
         await queue.submit(job(1))
-        taken = queue._next("tickets")  # the worker read it ...
+        taken = store.next_print_job("tickets")  # the worker read it ...
         assert taken is not None
         assert await queue.abandon("job-1", "the desk gave up")  # ... the desk gave up ...
-        await queue._print("tickets", *taken)  # ... and the worker goes on: nothing printed
+        await queue._print("tickets", taken)  # ... and the worker goes on: nothing printed
         assert not out.exists()
         record = queue.job("job-1")
         assert record is not None

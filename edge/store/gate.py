@@ -1,0 +1,124 @@
+"""The gate's part of the store: facts of a code, the journal of decisions, recent decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edge.core.decide import Reason
+from edge.core.errors import StoreError
+from edge.core.facts import Direction
+from edge.store.base import from_ms, to_ms
+from edge.store.facts import FactsStore
+
+_JOURNAL_SQL = (
+    "INSERT INTO journal (at, lane, direction, reason, admitted, code_hash, code_hint,"
+    " credential_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = count + excluded.count,
+    first_at = coalesce(first_at, excluded.first_at),
+    first_gate = coalesce(first_gate, excluded.first_gate),
+    last_at = excluded.last_at,
+    last_direction = excluded.last_direction,
+    last_gate = excluded.last_gate
+"""
+
+JOURNAL_COLUMNS = "seq, at, lane, direction, reason, credential_id, code_hash, code_hint, uploaded"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One decision as the journal keeps it."""
+
+    at: datetime
+    lane: str
+    direction: Direction
+    reason: Reason
+    credential_id: int | None
+    code_hash: bytes | None  # None for input that was not a code
+    code_hint: str  # masked code text, never the whole code
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """A journal entry with its sequence number."""
+
+    seq: int
+    entry: JournalEntry
+    uploaded: bool
+
+
+class GateStore(FactsStore):
+    """What a gate may do: read a code's facts, journal a decision, list recent decisions."""
+
+    async def record(self, entry: JournalEntry) -> int:
+        """Journal a decision (and an admitted passage) durably; returns its sequence number."""
+        at = to_ms(entry.at)
+        admitted = entry.reason.admits
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                _JOURNAL_SQL,
+                (
+                    at,
+                    entry.lane,
+                    entry.direction.value,
+                    entry.reason.value,
+                    int(admitted),
+                    entry.code_hash,
+                    entry.code_hint,
+                    entry.credential_id,
+                ),
+            )
+            seq = cursor.lastrowid
+            if admitted and entry.credential_id is not None:
+                is_entry = entry.direction is Direction.ENTRY
+                await conn.execute(
+                    _ENTRY_SQL,
+                    (
+                        entry.credential_id,
+                        int(is_entry),
+                        at if is_entry else None,
+                        entry.lane if is_entry else None,
+                        at,
+                        entry.direction.value,
+                        entry.lane,
+                    ),
+                )
+        if seq is None:  # an INSERT into a rowid table always sets it
+            raise StoreError(f"{self.path}: journal insert returned no row id")
+        return seq
+
+    def recent(self, limit: int = 20) -> list[JournalRow]:
+        """The last `limit` journal entries, newest first."""
+        rows = self._reader.execute(
+            f"SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return journal_rows(rows)
+
+    def admitted_hashes(self) -> set[bytes]:
+        """Hashes of every admitted code in the journal (tests and audits)."""
+        rows = self._reader.execute(
+            "SELECT code_hash FROM journal WHERE admitted = 1 AND code_hash IS NOT NULL"
+        )
+        return {bytes(h) for (h,) in rows}
+
+
+def journal_rows(rows: Iterable[Any]) -> list[JournalRow]:
+    """Journal rows read as JOURNAL_COLUMNS (for the owners in this package)."""
+    return [
+        JournalRow(
+            seq,
+            JournalEntry(
+                from_ms(at), lane, Direction(direction), Reason(reason), cid, code_hash, hint
+            ),
+            bool(uploaded),
+        )
+        for seq, at, lane, direction, reason, cid, code_hash, hint, uploaded in rows
+    ]

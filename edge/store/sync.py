@@ -1,0 +1,347 @@
+"""Sync's part of the store: synced facts (keys, credentials, revocations, passages), sync
+cursors, and the journal's way to the central system (unsent rows, marks, replies)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from edge.core.errors import StoreError
+from edge.core.facts import Credential, Direction, EntryState, Revocation
+from edge.store.base import REVOCATION_CODES, StoreBase, now_ms, to_ms
+from edge.store.gate import JOURNAL_COLUMNS, JournalRow, journal_rows
+
+_KEY_SQL = (
+    "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
+    " ON CONFLICT (key_id) DO UPDATE SET retired = max(retired, excluded.retired)"
+)
+_CREDENTIAL_SQL = "INSERT OR REPLACE INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PLAIN_CODE_SQL = "INSERT OR REPLACE INTO plain_codes VALUES (?, ?)"
+_REVOKED_CODE_SQL = "INSERT OR REPLACE INTO revoked_codes VALUES (?, ?)"
+_REVOKED_CREDENTIAL_SQL = "INSERT OR REPLACE INTO revoked_credentials VALUES (?, ?)"
+_REVOKED_PRODUCT_SQL = "INSERT OR REPLACE INTO revoked_products VALUES (?, ?)"
+_CANCELLED_EVENT_SQL = "INSERT OR IGNORE INTO cancelled_events VALUES (?)"
+_CURSOR_SQL = "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)"
+_UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq = ?"
+
+# Passages another system saw, merged so that nothing counts twice: the count never drops
+# (the central system's count includes this gate's uploaded passages), the first entry is
+# the earliest, the last passage the latest. SET expressions see the row before the update.
+_MERGE_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+{source}
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = max(count, excluded.count),
+    first_at = CASE WHEN excluded.first_at < coalesce(first_at, excluded.first_at + 1)
+               THEN excluded.first_at ELSE first_at END,
+    first_gate = CASE WHEN excluded.first_at < coalesce(first_at, excluded.first_at + 1)
+                 THEN excluded.first_gate ELSE first_gate END,
+    last_at = max(last_at, excluded.last_at),
+    last_direction = CASE WHEN excluded.last_at > last_at
+                     THEN excluded.last_direction ELSE last_direction END,
+    last_gate = CASE WHEN excluded.last_at > last_at THEN excluded.last_gate ELSE last_gate END
+"""
+
+# A passage from another gate: counted once per (device, seq), and it only moves "first" to an
+# earlier entry and "last" to a later passage, so arrival order does not matter.
+_REMOTE_ENTRY_SQL = """
+INSERT INTO entries (credential_id, count, first_at, first_gate, last_at, last_direction, last_gate)
+SELECT credential_id, entry, CASE WHEN entry THEN at END, CASE WHEN entry THEN gate END,
+       at, direction, gate
+FROM temp.incoming_passages i
+WHERE NOT EXISTS (SELECT 1 FROM remote_passages r WHERE r.device = i.device AND r.seq = i.seq)
+ORDER BY at
+ON CONFLICT (credential_id) DO UPDATE SET
+    count = count + excluded.count,
+    first_gate = CASE WHEN excluded.first_at IS NOT NULL
+        AND (first_at IS NULL OR excluded.first_at < first_at)
+        THEN excluded.first_gate ELSE first_gate END,
+    first_at = CASE WHEN excluded.first_at IS NOT NULL
+        AND (first_at IS NULL OR excluded.first_at < first_at)
+        THEN excluded.first_at ELSE first_at END,
+    last_direction = CASE WHEN excluded.last_at > last_at
+        THEN excluded.last_direction ELSE last_direction END,
+    last_gate = CASE WHEN excluded.last_at > last_at THEN excluded.last_gate ELSE last_gate END,
+    last_at = max(last_at, excluded.last_at)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePassage:
+    """A passage admitted at another device, as the central system relays it."""
+
+    device: str
+    seq: int  # the journal sequence number on that device: (device, seq) is unique
+    credential_id: int
+    at: datetime
+    gate: str
+    direction: Direction
+
+
+@dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """Synced facts that are applied together, in one transaction (sync, offline bundles)."""
+
+    keys: Sequence[tuple[int, bytes, bool]] = ()
+    credentials: Sequence[Credential] = ()
+    plain_codes: Sequence[tuple[bytes, int]] = ()
+    revoked_codes: Sequence[tuple[bytes, Revocation]] = ()
+    revoked_credentials: Sequence[tuple[int, Revocation]] = ()
+    revoked_products: Sequence[tuple[int, Revocation]] = ()
+    cancelled_events: Sequence[int] = ()
+    passages: Sequence[RemotePassage] = ()
+
+
+def _credential_row(credential: Credential) -> tuple[Any, ...]:
+    validity = credential.validity
+    return (
+        credential.credential_id,
+        int(credential.kind),
+        credential.event_id,
+        credential.product_id,
+        int(credential.policy.kind),
+        credential.policy.uses,
+        credential.policy.passback_minutes,
+        int(validity.start.timestamp()) if validity else None,
+        int(validity.end.timestamp()) if validity else None,
+        credential.zones,
+        int(credential.paid),
+    )
+
+
+def _key_rows(keys: Iterable[tuple[int, bytes, bool]]) -> list[tuple[int, bytes, int]]:
+    """Key rows, checked before any transaction starts."""
+    rows = [(kid, bytes(public), int(retired)) for kid, public, retired in keys]
+    for kid, public, _ in rows:
+        if len(public) != 32 or not 0 <= kid <= 0xFFFF:
+            raise StoreError(f"key {kid}: an Ed25519 public key has 32 bytes, ids 0..65535")
+    return rows
+
+
+async def _put_keys(conn: aiosqlite.Connection, rows: Sequence[tuple[int, bytes, int]]) -> None:
+    """Write checked key rows inside the caller's transaction (put_keys and apply)."""
+    for kid, public, _ in rows:
+        cursor = await conn.execute("SELECT public_key FROM keys WHERE key_id = ?", (kid,))
+        known = await cursor.fetchone()
+        if known is not None and bytes(known[0]) != public:
+            raise StoreError(
+                f"key {kid} is already trusted with another public key; "
+                "key ids are never reused, give the new key a new id"
+            )
+    await conn.executemany(_KEY_SQL, rows)
+
+
+class SyncStore(StoreBase):
+    """What sync may do: apply synced facts, keep cursors, upload the journal."""
+
+    # -- synced facts: one transaction each ----------------------------------------------------
+
+    async def put_keys(self, keys: Iterable[tuple[int, bytes, bool]]) -> None:
+        """Trust keys: (key id, 32-byte Ed25519 public key, retired).
+
+        Retiring is final: a key once retired stays retired, whoever lists it again (the
+        configuration's start set on every restart, an old bundle). A key id never changes
+        its public key.
+        """
+        rows = _key_rows(keys)
+        async with self._write() as conn:
+            await _put_keys(conn, rows)
+
+    async def put_credentials(
+        self, credentials: Iterable[Credential], plain_codes: Iterable[tuple[bytes, int]] = ()
+    ) -> None:
+        """Add or replace synced credential facts, and map plain code hashes to credentials."""
+        await self._transaction(
+            [
+                (_CREDENTIAL_SQL, map(_credential_row, credentials)),
+                (_PLAIN_CODE_SQL, plain_codes),
+            ]
+        )
+
+    async def revoke_codes(self, revocations: Iterable[tuple[bytes, Revocation]]) -> None:
+        """Revoke single codes by hash (a replaced card's old code, a cancelled ticket)."""
+        # Sorted keys append to the B-tree in order: bulk loads run several times faster.
+        rows = sorted((bytes(h), REVOCATION_CODES[r]) for h, r in revocations)
+        await self._transaction([(_REVOKED_CODE_SQL, rows)])
+
+    async def revoke_credentials(self, revocations: Iterable[tuple[int, Revocation]]) -> None:
+        """Revoke every code of the given credentials."""
+        rows = [(cid, REVOCATION_CODES[r]) for cid, r in revocations]
+        await self._transaction([(_REVOKED_CREDENTIAL_SQL, rows)])
+
+    async def revoke_products(self, revocations: Iterable[tuple[int, Revocation]]) -> None:
+        """Revoke every credential of the given products."""
+        rows = [(pid, REVOCATION_CODES[r]) for pid, r in revocations]
+        await self._transaction([(_REVOKED_PRODUCT_SQL, rows)])
+
+    async def cancel_events(self, event_ids: Iterable[int]) -> None:
+        """Cancel events: every ticket for them is rejected."""
+        rows = [(eid,) for eid in event_ids]
+        await self._transaction([(_CANCELLED_EVENT_SQL, rows)])
+
+    async def block_codes(self, changes: Iterable[tuple[bytes, bool]]) -> None:
+        """Block (True) or unblock (False) single codes by hash; a block can be lifted."""
+        rows = [(bytes(h), blocked) for h, blocked in changes]
+        await self._transaction(
+            [
+                (
+                    "INSERT OR IGNORE INTO blocked_codes VALUES (?)",
+                    [(h,) for h, blocked in rows if blocked],
+                ),
+                ("DELETE FROM blocked_codes WHERE code_hash = ?", [(h,) for h, b in rows if not b]),
+            ]
+        )
+
+    async def merge_entries(self, states: Iterable[tuple[int, EntryState]]) -> None:
+        """Merge passages the central system knows (other devices' check-ins) per credential."""
+        rows = [
+            (
+                cid,
+                state.count,
+                to_ms(state.first_at) if state.first_at else None,
+                state.first_gate,
+                to_ms(state.last_at),
+                state.last_direction.value,
+                state.last_gate,
+            )
+            for cid, state in states
+        ]
+        source = "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        await self._transaction([(_MERGE_ENTRY_SQL.format(source=source), rows)])
+
+    async def move_entries(self, moves: Iterable[tuple[int, int]]) -> None:
+        """Move passages from one credential id to another (old id, new id), merging."""
+        pairs = [(new, old) for old, new in moves]
+        source = (
+            "SELECT ?, count, first_at, first_gate, last_at, last_direction, last_gate"
+            " FROM entries WHERE credential_id = ?"
+        )
+        await self._transaction(
+            [
+                (_MERGE_ENTRY_SQL.format(source=source), pairs),
+                ("DELETE FROM entries WHERE credential_id = ?", [(old,) for _, old in pairs]),
+            ]
+        )
+
+    async def apply(self, batch: SyncBatch, cursors: Mapping[str, str]) -> None:
+        """Apply synced facts and move sync cursors in one transaction: all or nothing.
+
+        Every part is idempotent (applying a batch twice leaves the same state), and within
+        a part later items win, so a batch may hold several versions of one credential.
+        """
+        keys = _key_rows(batch.keys)
+        async with self._write() as conn:
+            await _put_keys(conn, keys)
+            await conn.executemany(_CREDENTIAL_SQL, map(_credential_row, batch.credentials))
+            await conn.executemany(_PLAIN_CODE_SQL, batch.plain_codes)
+            # Sorted by hash (stably: a later reason for the same hash still wins).
+            revoked = sorted(
+                ((bytes(h), REVOCATION_CODES[r]) for h, r in batch.revoked_codes),
+                key=lambda row: row[0],
+            )
+            await conn.executemany(_REVOKED_CODE_SQL, revoked)
+            await conn.executemany(
+                _REVOKED_CREDENTIAL_SQL,
+                [(cid, REVOCATION_CODES[r]) for cid, r in batch.revoked_credentials],
+            )
+            await conn.executemany(
+                _REVOKED_PRODUCT_SQL,
+                [(pid, REVOCATION_CODES[r]) for pid, r in batch.revoked_products],
+            )
+            await conn.executemany(_CANCELLED_EVENT_SQL, [(eid,) for eid in batch.cancelled_events])
+            if batch.passages:
+                await self._apply_passages(conn, batch.passages)
+            await conn.executemany(_CURSOR_SQL, list(cursors.items()))
+
+    @staticmethod
+    async def _apply_passages(
+        conn: aiosqlite.Connection, passages: Sequence[RemotePassage]
+    ) -> None:
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_passages (device TEXT, seq INTEGER,"
+            " credential_id INTEGER, at INTEGER, gate TEXT, direction TEXT, entry INTEGER,"
+            " PRIMARY KEY (device, seq))"
+        )
+        await conn.executemany(
+            "INSERT OR IGNORE INTO temp.incoming_passages VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p.device,
+                    p.seq,
+                    p.credential_id,
+                    to_ms(p.at),
+                    p.gate,
+                    p.direction.value,
+                    int(p.direction is Direction.ENTRY),
+                )
+                for p in passages
+            ],
+        )
+        await conn.execute(_REMOTE_ENTRY_SQL)
+        await conn.execute(
+            "INSERT OR IGNORE INTO remote_passages SELECT device, seq FROM temp.incoming_passages"
+        )
+        await conn.execute("DELETE FROM temp.incoming_passages")
+
+    # -- cursors -------------------------------------------------------------------------------
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        """Remember a sync position."""
+        await self._transaction([(_CURSOR_SQL, [(name, value)])])
+
+    def cursor(self, name: str) -> str | None:
+        """A sync position, if one was set."""
+        row = self._reader.execute(
+            "SELECT value FROM sync_cursors WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def trusted_keys(self) -> dict[int, bytes]:
+        """Public keys by id of every trusted key that is not retired."""
+        rows = self._reader.execute("SELECT key_id, public_key FROM keys WHERE retired = 0")
+        return {int(kid): bytes(public) for kid, public in rows}
+
+    # -- the journal's upload ------------------------------------------------------------------
+
+    def unsent(self, limit: int = 100) -> list[JournalRow]:
+        """The oldest `limit` journal entries not uploaded yet, oldest first."""
+        rows = self._reader.execute(
+            f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return journal_rows(rows)
+
+    async def mark_sent(self, replies: Iterable[tuple[int, str, str]]) -> None:
+        """Mark journal rows uploaded, with the central system's answer (status, detail)."""
+        at = now_ms()
+        rows = list(replies)
+        await self._transaction(
+            [
+                (
+                    "INSERT OR REPLACE INTO journal_replies VALUES (?, ?, ?, ?)",
+                    [(seq, at, status, detail) for seq, status, detail in rows],
+                ),
+                (_UPLOADED_SQL, [(seq,) for seq, _, _ in rows]),
+            ]
+        )
+
+    async def mark_uploaded(self, seqs: Iterable[int]) -> None:
+        """Record that journal entries reached their destination (any uploader)."""
+        await self._transaction([(_UPLOADED_SQL, [(s,) for s in seqs])])
+
+    def reply(self, seq: int) -> tuple[str, str] | None:
+        """The central system's answer (status, detail) to an uploaded journal row."""
+        row = self._reader.execute(
+            "SELECT status, detail FROM journal_replies WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def journal_backlog(self) -> int:
+        """Journal entries not uploaded yet (the partial index keeps this cheap for metrics)."""
+        return int(
+            self._reader.execute("SELECT count(*) FROM journal WHERE uploaded = 0").fetchone()[0]
+        )
