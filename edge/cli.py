@@ -197,7 +197,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _import(args: argparse.Namespace) -> int:
     from sync import protocol  # noqa: PLC0415
-    from sync.client import replicator as replication  # noqa: PLC0415 - aiohttp and msgpack load only when needed
+    from sync.client.bundle import import_bundle  # noqa: PLC0415 - msgpack loads only when needed
 
     config = load(args.config)
     try:
@@ -209,9 +209,7 @@ async def _import(args: argparse.Namespace) -> int:
     try:
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
-        outcome, first, last = await replication.import_bundle(
-            store, data, device=config.device.name
-        )
+        outcome, first, last = await import_bundle(store, data, device=config.device.name)
     finally:
         await store.close()
     if outcome == "stale":

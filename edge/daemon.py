@@ -20,7 +20,8 @@ from edge.gate.gate import Gate
 from edge.gate.lane import Lane, LaneResult
 from edge.ops.health import Operations
 from edge.store.database import Store
-from sync.client.replicator import Replicator, health, register_metrics
+from sync.client.monitoring import health, register_metrics
+from sync.client.replicator import Replicator
 from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from edge.ops.identity import DeviceIdentity
 from edge.ops.metrics import CONTENT_TYPE, Registry
 from edge.ops.notify import Notifier
 from edge.ops.settings import MetricsConfig
-from edge.store.database import Store
+from edge.store.sync import SyncStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class DecisionMetrics:
             self.actuator_failures.inc(result.lane)
 
 
-def _lane_metrics(registry: Registry, lanes: Sequence[Lane], store: Store) -> None:
+def _lane_metrics(registry: Registry, lanes: Sequence[Lane], store: SyncStore) -> None:
     registry.gauge(
         "edge_lane_queue_length",
         "Scans waiting for their lane.",
@@ -141,7 +141,7 @@ class Operations:
     def __init__(
         self,
         settings: MetricsConfig,
-        store: Store,
+        store: SyncStore,
         *,
         device: str,
         environ: Mapping[str, str] | None = None,

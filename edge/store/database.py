@@ -4,30 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.store.base import BUSY_TIMEOUT_MS, StoreBase, from_ms, to_ms
 from edge.store.desk import DeskStore
-from edge.store.facts import FactsStore
-from edge.store.gate import GateStore, JournalEntry, JournalRow
+from edge.store.gate import GateStore
 from edge.store.printjobs import PrintJobStore
-from edge.store.sync import RemotePassage, SyncBatch, SyncStore
-
-__all__ = [
-    "BUSY_TIMEOUT_MS",
-    "DeskStore",
-    "FactsStore",
-    "GateStore",
-    "JournalEntry",
-    "JournalRow",
-    "PrintJobStore",
-    "RemotePassage",
-    "Store",
-    "StoreBase",
-    "StoreStats",
-    "SyncBatch",
-    "SyncStore",
-    "from_ms",
-    "to_ms",
-]
+from edge.store.sync import SyncStore
 
 
 @dataclass(frozen=True, slots=True)

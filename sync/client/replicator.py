@@ -1,4 +1,4 @@
-"""The edge's side of sync: bootstrap, pull, signed pushes, journal upload, offline bundles.
+"""The edge's sync client: hello, bootstrap, pull, signed pushes, journal upload.
 
 Scanning never waits for any of this: lanes read the store synchronously, and everything
 here writes through the store's own transactions. A central system that is slow, down or
@@ -10,45 +10,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.core.codes import EntryPolicy, Kind, PolicyKind, Validity
-from edge.core.errors import CodeError, StoreError, SyncError
-from edge.core.facts import Credential, Direction
-from edge.ops.metrics import Registry
-from edge.store.database import RemotePassage, Store, SyncBatch, from_ms
+from edge.core.errors import StoreError, SyncError
+from edge.store.sync import SyncBatch, SyncStore
 from sync import protocol
+from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig
-from sync.protocol import (
-    CancelEvent,
-    Change,
-    CredentialChange,
-    Endorsement,
-    Envelope,
-    EnvelopeKind,
-    KeyChange,
-    Passage,
-    PlainCodeChange,
-    RevokeCode,
-    RevokeCredential,
-    RevokeProduct,
-)
+from sync.client.state import BOOTSTRAP_CURSOR, REVISION_CURSOR, Status, SyncState
+from sync.protocol import Envelope, EnvelopeKind
 
 _LOGGER = logging.getLogger(__name__)
 
-REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
-BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
@@ -59,108 +40,6 @@ APPLY_PART = 2_000
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
 CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
-
-
-class Status(enum.Enum):
-    """Where the sync client stands."""
-
-    STARTING = "starting"  # no contact yet since start
-    BOOTSTRAPPING = "bootstrapping"  # loading the snapshot
-    CURRENT = "current"  # last pull reached the central system's head
-    BEHIND = "behind"  # a pull is due (a gap was seen) or running
-    OFFLINE = "offline"  # the last request failed; retrying with backoff
-
-
-@dataclass(slots=True)
-class SyncState:
-    """What the metrics and /health show about sync."""
-
-    status: Status = Status.STARTING
-    revision: int | None = None  # None: never bootstrapped
-    head: int = 0  # the central system's newest revision, as last heard
-    last_contact: float | None = None  # unix time of the last successful exchange
-    clock_offset: float = 0.0  # central clock minus ours, seconds (from hello)
-    uploaded: int = 0
-    pushes: dict[str, int] = field(default_factory=dict)  # by outcome
-    last_error: str = ""
-
-    @property
-    def lag(self) -> int:
-        """Revisions the store is behind the central system."""
-        return max(0, self.head - (self.revision or 0))
-
-
-_POLICIES: dict[tuple[int, int, int], EntryPolicy] = {}  # few distinct ones; bootstrap is hot
-
-
-def _policy(kind: int, uses: int, passback: int) -> EntryPolicy:
-    policy = _POLICIES.get((kind, uses, passback))
-    if policy is None:
-        policy = EntryPolicy(PolicyKind(kind), uses, passback)
-        if len(_POLICIES) < 1024:
-            _POLICIES[(kind, uses, passback)] = policy
-    return policy
-
-
-def _credential(change: CredentialChange) -> Credential:
-    validity = None
-    if change.valid_from is not None and change.valid_until is not None:
-        validity = Validity(
-            datetime.fromtimestamp(change.valid_from, UTC),
-            datetime.fromtimestamp(change.valid_until, UTC),
-        )
-    return Credential(
-        credential_id=change.credential_id,
-        kind=Kind(change.kind),
-        event_id=change.event_id,
-        product_id=change.product_id,
-        policy=_policy(change.policy, change.uses, change.passback_minutes),
-        validity=validity,
-        zones=change.zones,
-        paid=change.paid,
-    )
-
-
-def to_batch(
-    changes: Sequence[Change], device: str, chain_keys: Sequence[Endorsement]
-) -> SyncBatch:
-    """The store batch for protocol changes; our own passages are already counted locally."""
-    keys: list[tuple[int, bytes, bool]] = [(k.key_id, k.public_key, False) for k in chain_keys]
-    credentials, plain, codes, creds, products, events, passages = [], [], [], [], [], [], []
-    try:
-        for change in changes:
-            match change:
-                case KeyChange():
-                    keys.append((change.key_id, change.public_key, change.retired))
-                case CredentialChange():
-                    credentials.append(_credential(change))
-                case PlainCodeChange():
-                    plain.append((change.code_hash, change.credential_id))
-                case RevokeCode():
-                    codes.append((change.code_hash, change.reason))
-                case RevokeCredential():
-                    creds.append((change.credential_id, change.reason))
-                case RevokeProduct():
-                    products.append((change.product_id, change.reason))
-                case CancelEvent():
-                    events.append(change.event_id)
-                case Passage():
-                    if change.device != device:
-                        passages.append(
-                            RemotePassage(
-                                change.device,
-                                change.seq,
-                                change.credential_id,
-                                from_ms(change.at_ms),
-                                change.gate,
-                                Direction.ENTRY if change.entry else Direction.EXIT,
-                            )
-                        )
-    except (CodeError, ValueError, OverflowError) as err:
-        raise protocol.ProtocolError(
-            f"a change does not describe a valid credential: {err}"
-        ) from err
-    return SyncBatch(keys, credentials, plain, codes, creds, products, events, passages)
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -192,7 +71,7 @@ class Replicator:
     def __init__(
         self,
         settings: SyncConfig,
-        store: Store,
+        store: SyncStore,
         *,
         device: str,
         identity: Ed25519PrivateKey,
@@ -525,76 +404,3 @@ class Replicator:
         await self._store.mark_uploaded(row.seq for row in rows)
         self.state.uploaded += len(rows)
         return len(rows)
-
-
-async def import_bundle(store: Store, data: bytes, *, device: str) -> tuple[str, int, int]:
-    """Apply an offline bundle with the checks of a push: (outcome, from, to)."""
-    envelope = protocol.open_envelope(
-        data, store.trusted_keys().get, kinds=(EnvelopeKind.BUNDLE, EnvelopeKind.CHANGES)
-    )
-    saved = store.cursor(REVISION_CURSOR)
-    revision = int(saved) if saved else 0
-    if envelope.last <= revision and envelope.changes:
-        return "stale", revision, revision
-    if envelope.first > revision:
-        raise SyncError(
-            f"the bundle holds revisions {envelope.first + 1}..{envelope.last} but this gate is"
-            f" at {revision}; write a bundle with --since {revision} or less"
-        )
-    batch = to_batch(envelope.since(revision), device, list(envelope.chain))
-    await store.apply(batch, {REVISION_CURSOR: str(envelope.last)})
-    return "applied", revision, envelope.last
-
-
-def register_metrics(registry: Registry, replicator: Replicator) -> None:
-    """Sync state on /metrics: revision, lag, last contact, pushes, uploads."""
-    state = replicator.state
-    registry.gauge(
-        "edge_sync_revision",
-        "Revision of the central system's changes the store holds (-1: not bootstrapped).",
-        collect=lambda: {(): -1 if state.revision is None else state.revision},
-    )
-    registry.gauge(
-        "edge_sync_lag_revisions",
-        "Revisions the store is behind the central system's head as last heard.",
-        collect=lambda: {(): state.lag},
-    )
-    registry.gauge(
-        "edge_sync_last_contact_seconds",
-        "Unix time of the last successful exchange with the central system (0: none).",
-        collect=lambda: {(): state.last_contact or 0.0},
-    )
-    registry.gauge(
-        "edge_sync_clock_offset_seconds",
-        "The central system's clock minus this device's, from the last hello.",
-        collect=lambda: {(): state.clock_offset},
-    )
-    registry.gauge(
-        "edge_sync_up",
-        "1 when the last exchange with the central system succeeded.",
-        collect=lambda: {(): 0 if state.status in (Status.OFFLINE, Status.STARTING) else 1},
-    )
-    registry.counter(
-        "edge_sync_pushes_total",
-        "Pushes received, by outcome (applied, stale, gap, rejected).",
-        ("outcome",),
-        collect=lambda: {(outcome,): n for outcome, n in state.pushes.items()},
-    )
-    registry.counter(
-        "edge_sync_uploaded_total",
-        "Journal entries acknowledged by the central system since start.",
-        collect=lambda: {(): state.uploaded},
-    )
-
-
-def health(replicator: Replicator) -> dict[str, object]:
-    """Sync state for /health."""
-    state = replicator.state
-    return {
-        "status": state.status.value,
-        "revision": state.revision,
-        "lag": state.lag,
-        "last_contact": state.last_contact,
-        "queue": replicator.queue_length(),
-        "last_error": state.last_error or None,
-    }

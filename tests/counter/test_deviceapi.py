@@ -25,7 +25,8 @@ from edge.core.facts import Direction
 from edge.counter.deviceapi import DeviceAPI, device_status, load_token
 from edge.counter.printqueue import PrintQueue
 from edge.counter.settings import CounterConfig
-from edge.store.database import JournalEntry, Store
+from edge.store.database import Store
+from edge.store.gate import JournalEntry
 
 APP = "https://tickets.example.org"
 

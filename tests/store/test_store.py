@@ -15,7 +15,8 @@ from edge.core.decide import Reason
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
 from edge.store import schema
-from edge.store.database import JournalEntry, Store
+from edge.store.database import Store
+from edge.store.gate import JournalEntry
 
 AT = datetime(2026, 6, 1, 9, 30, 15, 123000, tzinfo=UTC)
 

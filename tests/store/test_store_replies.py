@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from edge.core.decide import Reason
 from edge.core.facts import Direction, EntryState
-from edge.store.database import JournalEntry, Store, from_ms
+from edge.store.base import from_ms
+from edge.store.database import Store
+from edge.store.gate import JournalEntry
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from edge.core.codes import Kind
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, Revocation
-from edge.store.database import RemotePassage, Store, SyncBatch
+from edge.store.database import Store
+from edge.store.sync import RemotePassage, SyncBatch
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 _EXAMPLES = itertools.count()  # tmp_path is shared by hypothesis examples: one store each

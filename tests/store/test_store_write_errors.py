@@ -11,7 +11,8 @@ import pytest
 from edge.core.decide import Reason
 from edge.core.errors import StoreError
 from edge.core.facts import Direction, Revocation
-from edge.store.database import JournalEntry, Store
+from edge.store.database import Store
+from edge.store.gate import JournalEntry
 
 
 def _fail_inserts_into(db: Path, table: str) -> None:

@@ -19,7 +19,8 @@ from aiohttp import web
 from edge.core.decide import Reason
 from edge.core.errors import SyncError
 from edge.core.facts import Direction
-from edge.store.database import JournalEntry, Store
+from edge.store.database import Store
+from edge.store.gate import JournalEntry
 from sync.pretix.client import PretixClient, PretixSettings
 from sync.pretix.connector import PretixConnector
 from sync.pretix.resolver import PretixResolver

@@ -24,8 +24,10 @@ from edge.store.database import Store
 from sync import protocol
 from sync.central.db import CentralDB
 from sync.central.server import serve
-from sync.client.replicator import REVISION_CURSOR, Replicator, import_bundle
+from sync.client.bundle import import_bundle
+from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
+from sync.client.state import REVISION_CURSOR
 from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
 
 RULES = GateRules(gate="lane-1")

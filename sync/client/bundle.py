@@ -1,0 +1,29 @@
+"""Offline bundles (`edge import`): applied with the checks of a push."""
+
+from __future__ import annotations
+
+from edge.core.errors import SyncError
+from edge.store.sync import SyncStore
+from sync import protocol
+from sync.client.changes import to_batch
+from sync.client.state import REVISION_CURSOR
+from sync.protocol import EnvelopeKind
+
+
+async def import_bundle(store: SyncStore, data: bytes, *, device: str) -> tuple[str, int, int]:
+    """Apply an offline bundle with the checks of a push: (outcome, from, to)."""
+    envelope = protocol.open_envelope(
+        data, store.trusted_keys().get, kinds=(EnvelopeKind.BUNDLE, EnvelopeKind.CHANGES)
+    )
+    saved = store.cursor(REVISION_CURSOR)
+    revision = int(saved) if saved else 0
+    if envelope.last <= revision and envelope.changes:
+        return "stale", revision, revision
+    if envelope.first > revision:
+        raise SyncError(
+            f"the bundle holds revisions {envelope.first + 1}..{envelope.last} but this gate is"
+            f" at {revision}; write a bundle with --since {revision} or less"
+        )
+    batch = to_batch(envelope.since(revision), device, list(envelope.chain))
+    await store.apply(batch, {REVISION_CURSOR: str(envelope.last)})
+    return "applied", revision, envelope.last

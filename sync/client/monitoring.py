@@ -1,0 +1,61 @@
+"""The sync client's state on /metrics and /health."""
+
+from __future__ import annotations
+
+from edge.ops.metrics import Registry
+from sync.client.replicator import Replicator
+from sync.client.state import Status
+
+
+def register_metrics(registry: Registry, replicator: Replicator) -> None:
+    """Sync state on /metrics: revision, lag, last contact, pushes, uploads."""
+    state = replicator.state
+    registry.gauge(
+        "edge_sync_revision",
+        "Revision of the central system's changes the store holds (-1: not bootstrapped).",
+        collect=lambda: {(): -1 if state.revision is None else state.revision},
+    )
+    registry.gauge(
+        "edge_sync_lag_revisions",
+        "Revisions the store is behind the central system's head as last heard.",
+        collect=lambda: {(): state.lag},
+    )
+    registry.gauge(
+        "edge_sync_last_contact_seconds",
+        "Unix time of the last successful exchange with the central system (0: none).",
+        collect=lambda: {(): state.last_contact or 0.0},
+    )
+    registry.gauge(
+        "edge_sync_clock_offset_seconds",
+        "The central system's clock minus this device's, from the last hello.",
+        collect=lambda: {(): state.clock_offset},
+    )
+    registry.gauge(
+        "edge_sync_up",
+        "1 when the last exchange with the central system succeeded.",
+        collect=lambda: {(): 0 if state.status in (Status.OFFLINE, Status.STARTING) else 1},
+    )
+    registry.counter(
+        "edge_sync_pushes_total",
+        "Pushes received, by outcome (applied, stale, gap, rejected).",
+        ("outcome",),
+        collect=lambda: {(outcome,): n for outcome, n in state.pushes.items()},
+    )
+    registry.counter(
+        "edge_sync_uploaded_total",
+        "Journal entries acknowledged by the central system since start.",
+        collect=lambda: {(): state.uploaded},
+    )
+
+
+def health(replicator: Replicator) -> dict[str, object]:
+    """Sync state for /health."""
+    state = replicator.state
+    return {
+        "status": state.status.value,
+        "revision": state.revision,
+        "lag": state.lag,
+        "last_contact": state.last_contact,
+        "queue": replicator.queue_length(),
+        "last_error": state.last_error or None,
+    }
