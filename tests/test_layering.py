@@ -137,3 +137,25 @@ def test_the_rules_have_no_cycle_and_no_unknown_area() -> None:
     for source, targets in ALLOWED.items():
         assert targets <= set(ALLOWED), source
         assert source not in targets
+
+
+def test_sql_lives_only_in_the_store_and_the_central_database() -> None:
+    """No module outside edge/store/ and sync/central/ opens SQLite or runs a statement."""
+    owners = ("edge.store", "sync.central")
+    wrong = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if (area(module_name(path)) or "") in owners:
+                continue
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
+                    if {"sqlite3", "aiosqlite"} & {n.split(".")[0] for n in names}:
+                        wrong.append(f"{module_name(path)}:{node.lineno} imports SQLite")
+                elif (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("execute", "executemany", "executescript")
+                ):
+                    wrong.append(f"{module_name(path)}:{node.lineno} runs SQL")
+    assert wrong == []
