@@ -5,7 +5,6 @@ Codes are minted with `edge.core.codes` (the code format is public API, docs/cod
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,14 +17,6 @@ from sync.central.connection import Connection
 from sync.central.errors import CentralError
 from sync.central.keys import SigningKeys
 from sync.protocol import Change, CredentialChange, PlainCodeChange
-
-
-class State(enum.Enum):
-    """Where a credential stands."""
-
-    ACTIVE = "active"
-    REVOKED = "revoked"  # its codes no longer admit (revoked, or a sale cancelled)
-    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)

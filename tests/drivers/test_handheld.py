@@ -160,6 +160,8 @@ enabled = false
                 break
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the handheld lane never listened (10 s)")
         assert status == 200
         assert answer["admitted"]
     finally:
