@@ -20,7 +20,7 @@ from edge.gate.gate import Gate
 from edge.gate.lane import Lane, LaneResult
 from edge.ops.health import Operations
 from edge.store.database import Store
-from sync.client.monitoring import health, register_metrics
+from sync.client.monitoring import health, page_status, register_metrics
 from sync.client.replicator import Replicator
 from sync.pretix.service import PretixService
 
@@ -96,7 +96,9 @@ def _counter(
         queue=queue,
         desk=desk,
         scanners={name: s for name, s in scanners.items() if name not in fed},
-        status=lambda: device_status(config.device.name, store, replicator, queue),
+        status=lambda: device_status(
+            config.device.name, store, page_status(replicator) if replicator else None, queue
+        ),
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import hmac
 import json
 import logging
@@ -25,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -51,30 +50,6 @@ WS_CLOSE_UNAUTHORIZED = 4401
 SHUTDOWN_TIMEOUT = 2.0  # seconds open requests get when the daemon stops
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class SyncView(Protocol):
-    """What the status page shows of the sync client's state (sync.client's SyncState)."""
-
-    @property
-    def status(self) -> enum.Enum: ...  # its value is the status text
-    @property
-    def revision(self) -> int | None: ...
-    @property
-    def head(self) -> int: ...
-    @property
-    def lag(self) -> int: ...
-    @property
-    def last_contact(self) -> float | None: ...  # unix time
-    @property
-    def last_error(self) -> str: ...
-
-
-class SyncClient(Protocol):
-    """What the counter needs of the sync client (sync.client's Replicator): its state."""
-
-    @property
-    def state(self) -> SyncView: ...
 
 
 def load_token(path: Path) -> str:
@@ -479,22 +454,9 @@ class DeviceAPI:
 
 
 def device_status(
-    device: str, store: Store, sync_client: SyncClient | None, queue: PrintQueue
+    device: str, store: Store, sync: Mapping[str, object] | None, queue: PrintQueue
 ) -> dict[str, Any]:
-    """What the status page shows: sync, queue lengths, the last decisions."""
-    sync = None
-    if sync_client is not None:
-        state = sync_client.state
-        sync = {
-            "status": state.status.value,
-            "revision": state.revision,
-            "head": state.head,
-            "lag": state.lag,
-            "last_contact": None
-            if state.last_contact is None
-            else datetime.fromtimestamp(state.last_contact, UTC).isoformat(),
-            "last_error": state.last_error,
-        }
+    """What the status page shows: sync (as the sync client reports it), queues, decisions."""
     decisions = [
         {
             "seq": row.seq,

@@ -1,6 +1,8 @@
-"""The sync client's state on /metrics and /health."""
+"""The sync client's state on /metrics, /health and the counter's status page."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from edge.ops.metrics import Registry
 from sync.client.replicator import Replicator
@@ -58,4 +60,19 @@ def health(replicator: Replicator) -> dict[str, object]:
         "last_contact": state.last_contact,
         "queue": replicator.queue_length(),
         "last_error": state.last_error or None,
+    }
+
+
+def page_status(replicator: Replicator) -> dict[str, object]:
+    """Sync state for the counter's status page (times as ISO text)."""
+    state = replicator.state
+    return {
+        "status": state.status.value,
+        "revision": state.revision,
+        "head": state.head,
+        "lag": state.lag,
+        "last_contact": None
+        if state.last_contact is None
+        else datetime.fromtimestamp(state.last_contact, UTC).isoformat(),
+        "last_error": state.last_error,
     }
