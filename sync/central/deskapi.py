@@ -14,7 +14,6 @@ from aiohttp import web
 from sync import protocol
 from sync.central.desk import MAX_KEY_LENGTH, IssueRequest, PassDesk, Person
 
-KEY_LIMIT = MAX_KEY_LENGTH
 TEXT_LIMIT = 200
 CODE_LIMIT = 200
 
@@ -72,19 +71,19 @@ class DeskAPI:
             shipping=fields.text("shipping", limit=20),
             card_code=fields.text("card_code", limit=CODE_LIMIT),
         )
-        key = fields.text("key", limit=KEY_LIMIT)
+        key = fields.text("key", limit=MAX_KEY_LENGTH)
         return self._done(await asyncio.to_thread(self._desk.issue, device, key, issue))
 
     async def _extend(self, request: web.Request) -> web.Response:
         device, body = await self._authenticate(request)
         fields = protocol.fields(body, "desk extend")
-        key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
+        key, cid = fields.text("key", limit=MAX_KEY_LENGTH), fields.integer("credential")
         return self._done(await asyncio.to_thread(self._desk.extend, device, key, cid))
 
     async def _replace(self, request: web.Request) -> web.Response:
         device, body = await self._authenticate(request)
         fields = protocol.fields(body, "desk replace")
-        key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
+        key, cid = fields.text("key", limit=MAX_KEY_LENGTH), fields.integer("credential")
         card = fields.text("card_code", limit=CODE_LIMIT)
         answer = await asyncio.to_thread(self._desk.replace, device, key, cid, card)
         return self._done(answer)
@@ -92,5 +91,5 @@ class DeskAPI:
     async def _cancel(self, request: web.Request) -> web.Response:
         device, body = await self._authenticate(request)
         fields = protocol.fields(body, "desk cancel")
-        key, cid = fields.text("key", limit=KEY_LIMIT), fields.integer("credential")
+        key, cid = fields.text("key", limit=MAX_KEY_LENGTH), fields.integer("credential")
         return self._done(await asyncio.to_thread(self._desk.cancel, device, key, cid))
