@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 from edge.core.decide import GateRules
@@ -36,6 +40,26 @@ MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large i
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
 
 
+def system_zone(environ: Mapping[str, str] | None = None, etc: Path = Path("/etc")) -> str:
+    """The system's time zone name (TZ, /etc/timezone, the /etc/localtime link), else UTC."""
+    environ = os.environ if environ is None else environ
+    candidates = [environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append((etc / "timezone").read_text(encoding="utf-8").strip())
+    with contextlib.suppress(OSError):
+        link = str((etc / "localtime").readlink())
+        if "zoneinfo/" in link:
+            candidates.append(link.split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if name and not name.startswith("/"):
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+            return name
+    return "UTC"
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
     """[device]: this device and its decision settings."""
@@ -43,6 +67,7 @@ class DeviceConfig:
     name: str
     store: str = "edge.db"  # relative paths are relative to the configuration file
     language: str = "en"  # display language: en, de or fr
+    timezone: str = ""  # where the device is, e.g. "Europe/Berlin"; empty: the system's zone
     clock_skew_seconds: int = 120  # tolerance at both ends of validity windows
     repeat_window_ms: int = 1500  # the same code again at the same lane within this: one read
 
@@ -53,6 +78,13 @@ class DeviceConfig:
             raise ValueError(f"name must be at most {MAX_NAME} printable characters")
         if self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+        if self.timezone:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                raise ValueError(
+                    f'timezone: {self.timezone!r} is not a time zone name such as "Europe/Berlin"'
+                ) from err
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise ValueError("clock_skew_seconds must be 0..3600")
         if not 0 <= self.repeat_window_ms <= 60_000:
@@ -108,6 +140,11 @@ class Config:
     templates: tuple[Template, ...] = ()  # [[templates]]: ticket and card layouts
     sync: SyncConfig | None = None
     counter: CounterConfig | None = None
+
+    @property
+    def zone_name(self) -> str:
+        """The device's time zone: [device] timezone, or the system's, or UTC."""
+        return self.device.timezone or system_zone()
 
     @property
     def store_path(self) -> Path:

@@ -8,11 +8,13 @@ import signal
 import time
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
 from edge.config import Config
 from edge.core.facts import Direction
+from edge.counter import terms
 from edge.counter.desk import Desk
 from edge.counter.deviceapi import DeviceAPI, device_status, load_token
 from edge.counter.printqueue import PrintQueue
@@ -88,6 +90,9 @@ def _counter(
         ticket_template=templates.get(settings.ticket_template),
         central=replicator.request if replicator is not None else None,
         offline_pass_days=settings.offline_pass_days,
+        zone=ZoneInfo(config.zone_name),
+        language=config.device.language,
+        terms=terms.load(config.file(settings.terms_file)) if settings.terms_file else (),
     )
     fed = {name for lane in config.lanes for name in (*lane.entry, *lane.exit)}
     return DeviceAPI(
@@ -96,6 +101,9 @@ def _counter(
         queue=queue,
         desk=desk,
         scanners={name: s for name, s in scanners.items() if name not in fed},
+        language=config.device.language,
+        zone=config.zone_name,
+        token_path=str(config.file(settings.token_file).resolve()),
         status=lambda: device_status(
             config.device.name, store, page_status(replicator) if replicator else None, queue
         ),

@@ -55,7 +55,7 @@ def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
         (
             '[device]\nname = "g"\ncolour = 1\n',
             (
-                "device: unknown key 'colour'; allowed: name, store, language,"
+                "device: unknown key 'colour'; allowed: name, store, language, timezone,"
                 " clock_skew_seconds, repeat_window_ms"
             ),
         ),

@@ -17,19 +17,22 @@ import contextlib
 import json
 import logging
 import secrets
+import string
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
+from datetime import time as dt_time
 from typing import Any
 
 import aiohttp
 
 from edge.core.codes import Kind, PlainCode, SignedCode, mask, parse
 from edge.core.errors import CodeError, EdgeError, PrinterError, SyncError
+from edge.core.messages import UI, format_day, ui
 from edge.counter.printqueue import PrintJob, PrintQueue
-from edge.counter.templates import Template
+from edge.counter.templates import Template, TextItem, missing_glyph
 from edge.store.desk import DeskStore, OpState
 from edge.store.printjobs import JobState
 from sync import protocol
@@ -48,12 +51,46 @@ CARD_CODE_BYTES = 10  # random bytes in a card code: 16 base32 characters
 Central = Callable[[str, bytes], Awaitable[bytes]]
 
 
-class DeskError(EdgeError, ValueError):
-    """A desk request cannot be done as asked; `field` names the form field at fault."""
+# Values of these placeholders are words of the catalogue themselves (a kind, a state, ...).
+_WORDS = {"kind": "kind.", "state": "state.", "what": "what.", "label": "form."}
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
+
+class DeskError(EdgeError, ValueError):
+    """A desk request cannot be done as asked: a catalogue key (edge.core.messages.UI, "error.")
+    with its values; `field` names the form field at fault. str() is the English text."""
+
+    def __init__(self, key: str, *, field: str | None = None, **values: object) -> None:
+        self.key = key
         self.field = field
+        self.values = values
+        super().__init__(self.text("en"))
+
+    def text(self, language: str) -> str:
+        """The message in `language`, with kinds, states and labels in that language too."""
+        words = {}
+        for name, value in self.values.items():
+            prefix = _WORDS.get(name)
+            words[name] = (
+                ui(prefix + str(value), language)
+                if prefix is not None and prefix + str(value) in UI
+                else value
+            )
+        return ui(f"error.{self.key}", language, **words)
+
+    def title(self, language: str) -> str:
+        """A short headline without the underlying detail (a printer's or the central's own
+        words); the whole text where there is no detail."""
+        key = f"error.{self.key}.title"
+        if key not in UI:
+            return self.text(language)
+        what = self.values.get("what")
+        return ui(key, language, what=ui(f"what.{what}", language) if what else "")
+
+    @property
+    def detail(self) -> str | None:
+        """The underlying detail, in the words of whoever reported it."""
+        value = self.values.get("detail")
+        return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +106,16 @@ class Holder:
         """A holder from form fields, or DeskError naming the first missing or bad one."""
         values = []
         for name, label in (
-            ("surname", "Surname"),
-            ("first_name", "First name"),
-            ("address", 'Address (or "n.a.")'),
+            ("surname", "surname"),
+            ("first_name", "first_name"),
+            ("address", "address"),
         ):
             value = form.get(name)
             if not isinstance(value, str) or not value.strip():
-                raise DeskError(f"{label} is required", field=name)
+                raise DeskError("required", field=name, label=label)
             value = value.strip()
             if len(value) > MAX_TEXT or not value.replace("\n", " ").isprintable():
-                raise DeskError(f"{label}: at most {MAX_TEXT} printable characters", field=name)
+                raise DeskError("too_long", field=name, label=label, max=MAX_TEXT)
             values.append(value)
         return cls(*values)
 
@@ -102,7 +139,7 @@ class IssueForm:
         """The form checked field by field; DeskError names the first bad field."""
         voucher = form.get("voucher")
         if not isinstance(voucher, str) or not voucher.strip():
-            raise DeskError("Scan a voucher first", field="voucher")
+            raise DeskError("scan_voucher", field="voucher")
         holder = Holder.parse(form)
         raw = form.get("valid_from")
         try:
@@ -110,11 +147,18 @@ class IssueForm:
         except ValueError:
             valid_from = None
         if valid_from is None:
-            raise DeskError("Validity start is required (YYYY-MM-DD)", field="valid_from")
+            raise DeskError("valid_from", field="valid_from")
         shipping = form.get("shipping")
         if shipping not in SHIPPING:
-            raise DeskError("Shipping: choose post or pickup", field="shipping")
+            raise DeskError("shipping", field="shipping")
         return cls(voucher.strip(), holder, valid_from, str(shipping))
+
+
+_NAME_FIELDS = frozenset({"holder", "surname", "first_name"})
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 def _card_code() -> str:
@@ -122,8 +166,9 @@ def _card_code() -> str:
     return CARD_CODE_PREFIX + base64.b32encode(secrets.token_bytes(CARD_CODE_BYTES)).decode()
 
 
-def _day(seconds: int | None) -> str:
-    return "" if seconds is None else datetime.fromtimestamp(seconds, UTC).date().isoformat()
+def _day(seconds: int | None, zone: tzinfo = UTC) -> str:
+    """A validity bound as the day it falls on in `zone` (ISO, for the API)."""
+    return "" if seconds is None else datetime.fromtimestamp(seconds, zone).date().isoformat()
 
 
 class Desk:
@@ -140,6 +185,9 @@ class Desk:
         offline_pass_days: int = 365,
         clock: Callable[[], float] = time.time,
         print_timeout: float = PRINT_TIMEOUT,
+        zone: tzinfo = UTC,
+        language: str = "en",
+        terms: Sequence[Template] = (),
     ) -> None:
         self._store = store
         self._queue = queue
@@ -149,8 +197,23 @@ class Desk:
         self._offline_days = offline_pass_days
         self._clock = clock
         self._print_timeout = print_timeout
+        self._zone = zone
+        self._language = language
+        self._terms = tuple(terms)
+        for page in self._terms:  # the queue prints them by name, like configured templates
+            queue.templates.setdefault(page.name, page)
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
+
+    @property
+    def prints_tickets(self) -> bool:
+        """Whether a ticket template is configured."""
+        return self._ticket is not None
+
+    @property
+    def prints_terms(self) -> bool:
+        """Whether terms are configured."""
+        return bool(self._terms)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -181,7 +244,7 @@ class Desk:
                 data = await self._central(path, protocol.pack(body))
         except protocol.RemoteError as err:
             if 400 <= err.status < 500 and err.code == protocol.ErrorCode.BAD_REQUEST.value:
-                raise DeskError(err.message) from err
+                raise DeskError("refused", detail=err.message) from err
             _LOGGER.warning("desk: %s refused (%s); using the synced copy", path, err)
             return None
         except (SyncError, aiohttp.ClientError, TimeoutError, OSError) as err:
@@ -189,7 +252,7 @@ class Desk:
             return None
         answer = protocol.unpack(data, "desk answer", 1 << 16)
         if not isinstance(answer, dict):
-            raise DeskError("the central system answered something that is not a map")
+            raise DeskError("central", detail="not a map")
         return answer
 
     async def lookup(self, code: str | None = None, number: int | None = None) -> dict[str, Any]:
@@ -197,12 +260,16 @@ class Desk:
         if code is not None:
             code = code.strip()
             if not code:
-                raise DeskError("Scan a code or type a pass number", field="code")
+                raise DeskError("scan_or_number", field="code")
             self._parse(code)  # malformed input never leaves the device
         elif number is None:
-            raise DeskError("Scan a code or type a pass number", field="code")
+            raise DeskError("scan_or_number", field="code")
         request: dict[str, Any] = {"code": code} if code is not None else {"number": number}
-        answer = await self._ask("/v1/desk/lookup", request)
+        try:
+            answer = await self._ask("/v1/desk/lookup", request)
+        except DeskError as err:  # the central system knows no such code or number
+            field = "code" if code is not None else "number"
+            raise DeskError("not_found", field=field, detail=err.detail) from err
         if answer is not None:
             answer["source"] = "central"
             if answer.get("kind") == "voucher" and self._issued_here(code):
@@ -216,11 +283,7 @@ class Desk:
         """A pass by its number from the synced copy (a lost card has nothing to scan)."""
         synced = self._store.synced_pass(number)
         if synced is None:
-            raise DeskError(
-                f"Pass number {number} is not in this counter's copy and the central system "
-                "cannot be reached",
-                field="number",
-            )
+            raise DeskError("number_offline", field="number", number=number)
         return {
             "source": "synced copy",
             "credential": number,
@@ -238,7 +301,7 @@ class Desk:
         try:
             return parse(code.encode("utf-8", "replace"))
         except CodeError as err:
-            raise DeskError(f"Not a code: {err}", field="code") from err
+            raise DeskError("not_a_code", field="code", detail=err) from err
 
     def _issued_here(self, code: str | None) -> bool:
         if code is None:
@@ -252,13 +315,11 @@ class Desk:
         if isinstance(parsed, SignedCode):
             key = facts.key
             if key is None or not key.verify(parsed.signed, parsed.signature):
-                raise DeskError(
-                    "Not a code of this venue (its issuer is unknown here)", field="code"
-                )
+                raise DeskError("foreign", field="code")
             kind = parsed.claims.kind
             cid = parsed.claims.credential_id
         elif facts.credential is None:
-            raise DeskError("Unknown code: no sale of this venue has it", field="code")
+            raise DeskError("unknown_code", field="code")
         else:
             kind, cid = facts.credential.kind, facts.credential.credential_id
         credential = facts.credential
@@ -286,12 +347,14 @@ class Desk:
 
     async def issue(self, form: IssueForm) -> dict[str, Any]:
         """Print the voucher's pass card, then queue (and try to send) its issue."""
+        self._check_glyphs(form.holder)
         sale = await self.lookup(form.voucher)
         if sale["kind"] != "voucher":
-            raise DeskError(f"This code is a {sale['kind']}, not a pass voucher", field="voucher")
+            raise DeskError("not_voucher", field="voucher", kind=sale["kind"])
         if sale["state"] != "active":
-            raise DeskError(f"This voucher is {sale['state']} already", field="voucher")
-        start = datetime(*form.valid_from.timetuple()[:3], tzinfo=UTC)
+            raise DeskError("voucher_state", field="voucher", state=sale["state"])
+        # A pass is valid from midnight where the venue is, not midnight in Greenwich.
+        start = datetime.combine(form.valid_from, dt_time(0), tzinfo=self._zone)
         days = int(sale.get("days") or self._offline_days)
         valid_from = int(start.timestamp())
         valid_until = valid_from + days * 86400 - 1
@@ -304,8 +367,8 @@ class Desk:
                 "surname": form.holder.surname,
                 "first_name": form.holder.first_name,
                 "number": card,
-                "valid_from": _day(valid_from),
-                "valid_until": _day(valid_until),
+                "valid_from": self._printed_day(valid_from),
+                "valid_until": self._printed_day(valid_until),
                 "code": card,
             },
         )
@@ -327,17 +390,17 @@ class Desk:
             "state": state.value,
             "card": card,
             "holder": form.holder.name,
-            "valid_from": _day(valid_from),
-            "valid_until": _day(valid_until),
+            "valid_from": _day(valid_from, self._zone),
+            "valid_until": _day(valid_until, self._zone),
         }
 
     async def extend(self, credential: int, code: str | None) -> dict[str, Any]:
         """Extend a pass by its original duration; reprint its card only if it shows validity."""
         sale = await self.lookup(code, None if code else credential)
         if sale["kind"] != "pass" or sale["credential"] != credential:
-            raise DeskError("Scan the pass card to extend", field="code")
+            raise DeskError("scan_pass", field="code")
         if sale["state"] != "active" or sale.get("valid_until") is None:
-            raise DeskError(f"This pass is {sale['state']}; it cannot be extended")
+            raise DeskError("pass_state", state=sale["state"])
         key = uuid.uuid4().hex
         state = await self._record(key, "extend", {"key": key, "credential": credential}, None)
         detail = self._detail(key)
@@ -347,7 +410,7 @@ class Desk:
         result: dict[str, Any] = {
             "key": key,
             "state": state.value,
-            "valid_until": _day(int(until)),
+            "valid_until": _day(int(until), self._zone),
             "reprinted": False,
         }
         if self._card is None or "valid_until" not in self._card.fields:
@@ -360,8 +423,8 @@ class Desk:
             {
                 "holder": sale.get("holder") or "",
                 "number": code,
-                "valid_from": _day(sale.get("valid_from")),
-                "valid_until": _day(int(until)),
+                "valid_from": self._printed_day(sale.get("valid_from")),
+                "valid_until": self._printed_day(int(until)),
                 "code": code,
             },
         )
@@ -372,7 +435,7 @@ class Desk:
         """A lost card: print a card with a new code, then queue the replacement."""
         sale = await self.lookup(None, credential)
         if sale["kind"] != "pass" or sale["state"] != "active":
-            raise DeskError(f"Pass {credential} is {sale['state']}; it cannot be replaced")
+            raise DeskError("pass_state", state=sale["state"])
         card = _card_code()
         key = uuid.uuid4().hex
         await self._print_card(
@@ -380,8 +443,8 @@ class Desk:
             {
                 "holder": sale.get("holder") or "",
                 "number": card,
-                "valid_from": _day(sale.get("valid_from")),
-                "valid_until": _day(sale.get("valid_until")),
+                "valid_from": self._printed_day(sale.get("valid_from")),
+                "valid_until": self._printed_day(sale.get("valid_until")),
                 "code": card,
             },
         )
@@ -392,7 +455,7 @@ class Desk:
     async def cancel(self, credential: int) -> dict[str, Any]:
         """Cancel the sale of a pass or voucher: the central system revokes its codes."""
         if credential < 1:
-            raise DeskError("Give the pass number", field="credential")
+            raise DeskError("pass_number", field="credential")
         key = uuid.uuid4().hex
         state = await self._record(key, "cancel", {"key": key, "credential": credential}, None)
         return {"key": key, "state": state.value}
@@ -400,47 +463,83 @@ class Desk:
     async def print_ticket(self, code: str) -> dict[str, Any]:
         """Print a BOCA ticket for a voucher or day ticket that is still valid."""
         if self._ticket is None:
-            raise DeskError("No ticket template is configured ([counter] ticket_template)")
+            raise DeskError("no_ticket_template")
         sale = await self.lookup(code)
         if sale["kind"] not in ("voucher", "ticket"):
-            raise DeskError(
-                f"This code is a {sale['kind']}; tickets are for vouchers and day tickets"
-            )
+            raise DeskError("ticket_kind", kind=sale["kind"])
         if sale["state"] != "active":
-            raise DeskError(f"This {sale['kind']} is {sale['state']}; no ticket printed")
+            raise DeskError("ticket_state", kind=sale["kind"], state=sale["state"])
         values = {
             "code": code.strip(),
             "product": str(sale.get("product") or sale["kind"]),
             "event": str(sale.get("product") or sale["kind"]),
             "holder": str(sale.get("holder") or ""),
             "number": str(sale["credential"]),
-            "date": _day(sale.get("valid_from")) or datetime.now(UTC).date().isoformat(),
+            "date": self._printed_day(sale.get("valid_from") or int(self._clock())),
             "price": "",
         }
         missing = [f for f in self._ticket.fields if f not in values]
         if missing:
-            raise DeskError(f"The ticket template needs field {missing[0]!r}, which the desk lacks")
+            raise DeskError("template_field", what="ticket", field=missing[0])
         job_id = f"desk-ticket-{uuid.uuid4().hex}"
         fields = {name: values[name] for name in self._ticket.fields}
         try:
             record = await self._queue.submit(PrintJob(job_id, self._ticket.name, fields))
         except PrinterError as err:
-            raise DeskError(f"The ticket cannot be printed: {err}") from err
+            raise DeskError("print", what="ticket", detail=err) from err
         return {"job_id": record.job_id, "printer": record.printer, "state": record.state.value}
+
+    def _printed_day(self, seconds: int | None) -> str:
+        """A validity bound as the card or ticket prints it: the local day, the device's way."""
+        if seconds is None:
+            return ""
+        return format_day(datetime.fromtimestamp(seconds, self._zone).date(), self._language)
+
+    def _check_glyphs(self, holder: Holder) -> None:
+        """DeskError on the holder's field if the card's font cannot draw one of its letters."""
+        if self._card is None:
+            return
+        for item in self._card.items:
+            if not isinstance(item, TextItem) or not _NAME_FIELDS & _placeholders(item.text):
+                continue
+            for name in ("surname", "first_name"):
+                value = getattr(holder, name)
+                lacking = missing_glyph(value, item.size, self._card.font_path)
+                if lacking is not None:
+                    raise DeskError("unprintable", field=name, label=name, char=lacking)
+
+    async def print_terms(self, key: str | None = None) -> dict[str, Any]:
+        """Queue the venue's terms on the ticket printer, one job per page; the same `key` again
+        prints nothing new (a double click)."""
+        if not self._terms:
+            raise DeskError("no_terms")
+        key = key or uuid.uuid4().hex
+        if not 1 <= len(key) <= 64 or not key.isalnum():
+            raise DeskError("bad_request", detail="key: 1..64 letters and digits")
+        printer = ""
+        for page in self._terms:
+            try:
+                record = await self._queue.submit(
+                    PrintJob(f"desk-{page.name}-{key}", page.name, {})
+                )
+            except PrinterError as err:
+                raise DeskError("print", what="terms", detail=err) from err
+            printer = record.printer
+        return {"key": key, "printer": printer, "pages": len(self._terms)}
 
     async def _print_card(self, key: str, values: Mapping[str, str]) -> None:
         """Print one card and wait for it; DeskError (nothing half done) if it fails."""
         if self._card is None:
-            raise DeskError("No card template is configured ([counter] card_template)")
+            raise DeskError("no_card_template")
         missing = [f for f in self._card.fields if f not in values]
         if missing:
-            raise DeskError(f"The card template needs field {missing[0]!r}, which the desk lacks")
+            raise DeskError("template_field", what="card", field=missing[0])
         fields = {name: values[name] for name in self._card.fields}
         job_id = f"desk-{key}"
         try:
             await self._queue.submit(PrintJob(job_id, self._card.name, fields))
         except PrinterError as err:
-            raise DeskError(f"The card cannot be printed: {err}") from err
+            raise DeskError("print", what="card", detail=err) from err
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._print_timeout
         while True:
@@ -455,10 +554,10 @@ class Desk:
                 return
             if record is None or record.state is JobState.FAILED:
                 why = record.error if record is not None else "the job vanished"
-                raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
+                raise DeskError("card_failed", detail=why)
             why = record.error or f"no card after {self._print_timeout:.0f} s"
             if await self._queue.abandon(job_id, f"the desk gave up: {why}"):
-                raise DeskError(f"The card printer failed: {why}. The pass was not issued.")
+                raise DeskError("card_failed", detail=why)
 
     async def _record(
         self, key: str, operation: str, body: dict[str, Any], voucher_hash: bytes | None
@@ -471,9 +570,9 @@ class Desk:
         self._wake.set()
         stored = self._store.desk_operation(key)
         if stored is None:  # committed just above
-            raise DeskError(f"The operation {key} vanished after it was stored")
+            raise DeskError("central", detail=f"operation {key} vanished after it was stored")
         if stored.state is OpState.REJECTED:
-            raise DeskError(f"The central system refused it: {stored.detail}")
+            raise DeskError("refused", detail=stored.detail)
         return stored.state
 
     def _detail(self, key: str) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from drivers.protocols import ScanSource
 from edge.core.codes import scan_text
 from edge.core.errors import CodeError, ConfigError, PrinterError
 from edge.counter.desk import Desk, DeskError, IssueForm
-from edge.counter.pages import DESK_PAGE, STATUS_PAGE
+from edge.counter.pages import desk_page, status_page
 from edge.counter.printqueue import JobRecord, PrintJob, PrintQueue
 from edge.counter.settings import CounterConfig
 from edge.store.database import Store
@@ -148,6 +148,22 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response({"error": message, "field": field}, status=status)
 
 
+def _desk_error(err: DeskError, language: str) -> web.Response:
+    """A desk error in the device's language: the whole message, a headline and the detail
+    apart (for the desk's result banner), the form field at fault and the catalogue key (for
+    web apps that show their own texts)."""
+    return web.json_response(
+        {
+            "error": err.text(language),
+            "title": err.title(language),
+            "detail": err.detail,
+            "field": err.field,
+            "key": err.key,
+        },
+        status=422,
+    )
+
+
 def _job(record: JobRecord) -> dict[str, Any]:
     return {
         "job_id": record.job_id,
@@ -172,6 +188,9 @@ class DeviceAPI:
         desk: Desk | None,
         scanners: Mapping[str, ScanSource],
         status: Callable[[], dict[str, Any]],
+        language: str = "en",
+        zone: str = "UTC",
+        token_path: str = "",
     ) -> None:
         self._settings = settings
         self._token = token.encode()
@@ -180,6 +199,18 @@ class DeviceAPI:
         self.hub = ScanHub()
         self._scanners = dict(scanners)
         self._status = status
+        self._language = language
+        where = token_path or settings.token_file
+        self._pages = {
+            "status": status_page(language, zone, where),
+            "desk": desk_page(
+                language,
+                zone,
+                where,
+                ticket=desk is not None and desk.prints_tickets,
+                terms=desk is not None and desk.prints_terms,
+            ),
+        }
         self._hosts = LOCAL_HOSTS | {h.lower() for h in settings.allowed_hosts}
         self._origins = frozenset(o.rstrip("/").lower() for o in settings.allowed_origins)
         self.url: str | None = None
@@ -204,6 +235,7 @@ class DeviceAPI:
         app.router.add_post("/api/v1/desk/replace", self._desk_replace)
         app.router.add_post("/api/v1/desk/cancel", self._desk_cancel)
         app.router.add_post("/api/v1/desk/ticket", self._desk_ticket)
+        app.router.add_post("/api/v1/desk/terms", self._desk_terms)
         app.on_shutdown.append(self._close_sockets)
         return app
 
@@ -277,7 +309,7 @@ class DeviceAPI:
         try:
             response = await handler(request)
         except DeskError as err:
-            response = _error(422, str(err), err.field)
+            response = _desk_error(err, self._language)
         except PrinterError as err:
             response = _error(422, str(err))
         if not response.prepared:
@@ -303,11 +335,11 @@ class DeviceAPI:
 
     async def _page_status(self, request: web.Request) -> web.Response:
         del request
-        return web.Response(text=STATUS_PAGE, content_type="text/html")
+        return web.Response(text=self._pages["status"], content_type="text/html")
 
     async def _page_desk(self, request: web.Request) -> web.Response:
         del request
-        return web.Response(text=DESK_PAGE, content_type="text/html")
+        return web.Response(text=self._pages["desk"], content_type="text/html")
 
     # -- device endpoints --------------------------------------------------------------------
 
@@ -403,7 +435,7 @@ class DeviceAPI:
 
     def _the_desk(self) -> Desk:
         if self.desk is None:
-            raise DeskError("this counter has no pass desk ([counter] card_template, [sync])")
+            raise DeskError("no_desk")
         return self.desk
 
     @staticmethod
@@ -412,7 +444,7 @@ class DeviceAPI:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DeskError("Give the pass number", field="credential")
+            raise DeskError("pass_number", field="credential")
         return value
 
     async def _desk_lookup(self, request: web.Request) -> web.Response:
@@ -423,7 +455,7 @@ class DeviceAPI:
                 await self._the_desk().lookup(None, self._credential({"credential": number}))
             )
         if not isinstance(code, str):
-            raise DeskError("Scan a code or type a pass number", field="code")
+            raise DeskError("scan_or_number", field="code")
         return web.json_response(await self._the_desk().lookup(code))
 
     async def _desk_issue(self, request: web.Request) -> web.Response:
@@ -434,7 +466,7 @@ class DeviceAPI:
         body = await self._json(request)
         code = body.get("code")
         if code is not None and not isinstance(code, str):
-            raise DeskError("code must be text", field="code")
+            raise DeskError("scan_pass", field="code")
         answer = await self._the_desk().extend(self._credential(body), code or None)
         return web.json_response(answer)
 
@@ -449,8 +481,15 @@ class DeviceAPI:
     async def _desk_ticket(self, request: web.Request) -> web.Response:
         code = (await self._json(request)).get("code")
         if not isinstance(code, str):
-            raise DeskError("Scan a voucher or day ticket", field="code")
+            raise DeskError("scan_or_number", field="code")
         return web.json_response(await self._the_desk().print_ticket(code), status=202)
+
+    async def _desk_terms(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        key = body.get("key")
+        if key is not None and not isinstance(key, str):
+            raise DeskError("bad_request", detail="key must be text")
+        return web.json_response(await self._the_desk().print_terms(key), status=202)
 
 
 def device_status(

@@ -19,6 +19,7 @@ class CounterConfig:
     card_template: str = ""  # the pass desk's card layout (a [[templates]] name, kind card)
     ticket_template: str = ""  # the desk's BOCA ticket for a voucher or day ticket (kind ticket)
     offline_pass_days: int = 365  # validity the desk prints for a pass issued offline
+    terms_file: str = ""  # the venue's terms (UTF-8 text) the desk prints on request
 
     def __post_init__(self) -> None:
         check_listener(self.address, self.port)

@@ -170,15 +170,24 @@ class CounterProcess:
         venue.central.db.devices.add(name, base64.b64decode(ident.public_b64))
         self.venue = venue
         self.allowed_origins: list[str] = []  # [counter] allowed_origins
+        self.language = "en"  # [device] language
+        self.timezone = ""  # [device] timezone
+        self.terms = ""  # the venue's terms; empty: no [counter] terms_file
 
     def config(self, central_url: str) -> Path:
         """Write the counter's configuration."""
         path = self.directory / "counter.toml"
+        terms = ""
+        if self.terms:
+            (self.directory / "terms.txt").write_text(self.terms, encoding="utf-8")
+            terms = 'terms_file = "terms.txt"'
         path.write_text(
             f"""
 [device]
 name = "{self.name}"
 store = "edge.db"
+language = "{self.language}"
+timezone = "{self.timezone}"
 
 [[keys]]
 id = {self.venue.key_id}
@@ -215,6 +224,7 @@ token_file = "api.token"
 card_template = "annual-pass"
 ticket_template = "voucher-ticket"
 allowed_origins = {json.dumps(self.allowed_origins)}
+{terms}
 {CARD_TEMPLATE}{TICKET_TEMPLATE}""",
             encoding="utf-8",
         )

@@ -72,11 +72,14 @@ def venue(tmp_path: Path) -> Iterator[Venue]:
 
 
 def message(page: Any, text: str, kind: str) -> None:
-    """Wait until the page's message says `text` with class `kind`."""
+    """Wait until the desk's result says `text` in state `kind` (ok: found or done; error)."""
+    import re  # noqa: PLC0415
+
     from playwright.sync_api import expect  # noqa: PLC0415
 
-    expect(page.locator("#message")).to_contain_text(text, timeout=TIMEOUT_MS)
-    expect(page.locator("#message")).to_have_class(kind)
+    expect(page.locator("#result")).to_contain_text(text, timeout=TIMEOUT_MS)
+    states = "ok|done" if kind == "ok" else kind
+    expect(page.locator("#result")).to_have_attribute("data-state", re.compile(f"^({states})$"))
 
 
 @pytest.mark.slow
@@ -92,12 +95,12 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
     try:
         page.goto(desk.url + "/desk")
         page.fill("#token", desk.token)
-        page.click("text=Use token")
-        expect(page.locator("#scanner")).to_contain_text("connected (desk-scanner)")
+        page.click("#auth-form button")
+        expect(page.locator("#scanner")).to_have_text("Scanner ready: desk-scanner")
 
         voucher = venue.sell_voucher()
         desk.scan(voucher)  # the scanner's line reaches the page over the WebSocket
-        message(page, "Found a voucher (central)", "ok")
+        message(page, "Voucher: ready to issue", "ok")
         expect(page.locator("#surname")).to_have_value("Smith")  # the buyer, to start from
 
         page.click("#print-ticket")  # a BOCA ticket for the voucher, from the same desk
@@ -118,46 +121,48 @@ def test_the_desk_issues_and_replaces_a_pass_in_the_browser(
         desk.fail_flag.touch()  # the card printer jams
         page.click("#print-card")
         message(page, "lp: card jam in the feeder", "error")
-        message(page, "The pass was not issued", "error")
+        message(page, "Card not printed: the pass was not issued", "error")
         assert desk.printed() == []
         desk.fail_flag.unlink()
         page.click("#print-card")
-        message(page, "Pass issued (confirmed by the central system)", "ok")
+        message(page, "Pass issued", "ok")
+        message(page, "Confirmed by the central system", "ok")
         (card,) = desk.printed()
         code = read_card(card)
-        assert code in page.locator("#message").inner_text()
+        assert code in page.locator("#result").inner_text()
         venue.gate_current()
         assert venue.gate.scan(code) == "admitted"
 
         desk.scan(voucher)
-        message(page, "This voucher is redeemed already", "error")
+        message(page, "This voucher has been redeemed already", "error")
         desk.scan(FOREIGN)
         message(page, "not a code of this venue", "error")
 
         desk.scan(code)
-        message(page, "Found a pass (central)", "ok")
+        message(page, "Annual pass", "ok")
         page.click("#replace")
-        message(page, "Replaced: new card", "ok")
+        page.click("#replace")  # the second press confirms
+        message(page, "New card printed", "ok")
         new = read_card(desk.printed()[-1])
         assert new != code
         venue.gate_current()
         assert venue.gate.scan(code) == "replaced"
         assert venue.gate.scan(new) == "admitted"
 
-        page.click("text=Status")
-        expect(page.locator("#device")).to_have_text("desk-1")
-        expect(page.locator("#sync")).to_contain_text("current")
+        page.click("text=Device status")
+        expect(page.locator("#device")).to_have_text("Device desk-1")
+        expect(page.locator("#sync")).to_contain_text("up to date")
         expect(page.locator("#printers")).to_contain_text("cards")
         expect(page.locator("#scanners")).to_contain_text("desk-scanner")
-        expect(page.locator("#desk")).to_contain_text("replace")
+        expect(page.locator("#desk")).to_contain_text("Card replaced")
 
         page.goto(venue.gate.url + "/status")  # the gate's own page: its last decisions
         page.fill("#token", venue.gate.token)
-        page.click("text=Use token")
-        expect(page.locator("#device")).to_have_text("gate-1")
+        page.click("#auth-form button")
+        expect(page.locator("#device")).to_have_text("Device gate-1")
         decisions = page.locator("#decisions")
-        expect(decisions).to_contain_text("replaced")
-        expect(decisions).to_contain_text("admitted")
+        expect(decisions).to_contain_text("Card replaced - please use the new card")
+        expect(decisions).to_contain_text("Welcome")
         expect(decisions).to_contain_text("gate-1-lane")
     finally:
         desk.stop()
