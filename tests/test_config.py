@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import MAX_CONFIG_BYTES, Config, load, parse
+from edge.config import MAX_CONFIG_BYTES, Config, load, parse, system_zone
 from edge.core.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
@@ -205,6 +205,16 @@ def test_defaults_for_optional_keys() -> None:
         ("zone = 1", "zone = -1", "lanes[0]: zone must be 0..31"),
         ('language = "de"', 'language = "it"', "device: language must be one of en, de, fr"),
         (
+            'language = "de"',
+            'language = "de"\ntimezone = "Europe/Nowhere"',
+            "device: timezone: 'Europe/Nowhere' is not a time zone name",
+        ),
+        (
+            'language = "de"',
+            'language = "de"\ntimezone = "../../etc/passwd"',
+            "device: timezone: '../../etc/passwd' is not a time zone name",
+        ),
+        (
             "clock_skew_seconds = 90",
             "clock_skew_seconds = 7200",
             "device: clock_skew_seconds must be 0..3600",
@@ -303,3 +313,17 @@ def test_sections_of_the_wrong_shape(prefix: str, expected: str) -> None:
 def test_a_single_keys_table_instead_of_an_array() -> None:
     message = _error('[keys]\nid = 1\n[device]\nname = "d"\n')
     assert "keys: must be an array of tables ([[keys]])" in message
+
+
+def test_the_device_zone_is_configured_or_the_system_s(tmp_path: Path) -> None:
+    config = _parse(_replace('language = "de"', 'language = "de"\ntimezone = "Europe/Vienna"'))
+    assert config.zone_name == "Europe/Vienna"
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    assert system_zone({}, etc) == "UTC"  # nothing says: UTC
+    (etc / "localtime").symlink_to("/usr/share/zoneinfo/Europe/Paris")
+    assert system_zone({}, etc) == "Europe/Paris"
+    (etc / "timezone").write_text("Europe/Berlin\n")
+    assert system_zone({}, etc) == "Europe/Berlin"
+    assert system_zone({"TZ": ":America/New_York"}, etc) == "America/New_York"
+    assert system_zone({"TZ": "Not/AZone"}, etc) == "Europe/Berlin"  # a bad TZ is skipped

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from edge.core.decide import Decision, Reason
 from edge.core.facts import Direction
-from edge.core.messages import LANGUAGES, TEXTS, text
+from edge.core.messages import (
+    LANGUAGES,
+    TEXTS,
+    UI,
+    catalogue,
+    format_day,
+    reason_label,
+    text,
+    ui,
+)
 
 FIRST_ENTRY = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 UNTIL = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
@@ -113,3 +123,42 @@ def test_admitted_counted_entry_shows_what_is_left(language: str, suffix: str) -
         == TEXTS[Reason.ADMITTED][language]
     )
     assert suffix not in text(_full(Reason.EXIT), language, UTC)
+
+
+def _placeholders(message: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(message) if name}
+
+
+@pytest.mark.parametrize("key", sorted(UI))
+def test_every_page_text_exists_in_every_language_with_the_same_placeholders(key: str) -> None:
+    texts = UI[key]
+    assert len(texts) == len(LANGUAGES)
+    assert all(t.strip() for t in texts), key
+    expected = _placeholders(texts[0])
+    for language, message in zip(LANGUAGES, texts, strict=True):
+        assert _placeholders(message) == expected, (key, language)
+
+
+def test_a_page_text_is_filled_and_a_missing_key_is_an_error() -> None:
+    assert (
+        ui("done.extended", "de", until="31. Dezember 2027") == "Verlängert bis 31. Dezember 2027"
+    )
+    assert catalogue("fr")["form.surname"] == "Nom"
+    with pytest.raises(KeyError):
+        ui("no.such.text", "en")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("reason", list(Reason))
+def test_every_reason_has_a_short_label_without_placeholders(reason: Reason, language: str) -> None:
+    label = reason_label(reason, language)
+    assert label.strip()
+    assert "{" not in label
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("en", "5 Mar 2027"), ("de", "05.03.2027"), ("fr", "05/03/2027")],
+)
+def test_a_day_is_written_the_language_s_way(language: str, expected: str) -> None:
+    assert format_day(date(2027, 3, 5), language) == expected
