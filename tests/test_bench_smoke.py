@@ -22,6 +22,7 @@ BENCHMARKS = [
         "--samples 10 --jobs 20",
         ["ticket FGL from a template", "card raster for Evolis", "queue throughput"],
     ),
+    ("desk", "--samples 2", ["voucher scan to card in the printer's queue"]),
     (
         "hardware",
         "--scans 100 --max-rate 250",
