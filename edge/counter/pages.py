@@ -354,6 +354,7 @@ function failed(err) {
   result("error", err.title || err.message, err.detail);
   if (err.field && $(err.field) && !$(err.field).closest(".hidden")) { $(err.field).focus(); if ($(err.field).select) $(err.field).select(); }
 }
+function ready() { $("code").value = ""; $("number").value = ""; $("code").focus(); }  // the next scan
 function reset() {
   current = null; scanned = null; hideWork(); idle();
   $("code").value = ""; $("number").value = ""; $("code").focus();
@@ -433,12 +434,14 @@ $("replace").addEventListener("click", () => {
   if (!confirmFirst($("replace"), t("confirm.replace", { number: current.credential }))) return;
   act($("replace"), "/api/v1/desk/replace", { credential: current.credential }, (r) => {
     hideWork(); result("done", t("done.replaced"), t("done.replaced.detail", { card: r.card }) + " " + t(r.state === "sent" ? "done.sent" : "done.queued"));
+    ready();
   });
 });
 $("cancel").addEventListener("click", () => {
   if (!confirmFirst($("cancel"), t("confirm.cancel"))) return;
   act($("cancel"), "/api/v1/desk/cancel", { credential: current.credential }, (r) => {
     hideWork(); result("done", t("done.cancelled"), t(r.state === "sent" ? "done.sent" : "done.queued"));
+    ready();
   });
 });
 $("print-ticket").addEventListener("click", () => act($("print-ticket"), "/api/v1/desk/ticket", { code: scanned },

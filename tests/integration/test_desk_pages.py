@@ -283,6 +283,8 @@ def test_every_desk_state_in_the_browser(
         assert len(desk.printed()) == 2
         page.click("#replace")
         _result(page, "done", says["replaced"])
+        expect(page.locator("#code")).to_be_focused()
+        expect(page.locator("#code")).to_have_value("")
         screens.take("replaced")
         assert read_card(desk.printed()[-1]) != code
 
