@@ -22,6 +22,7 @@ from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.scanners.handheld import HandheldScanner, HandheldSettings
 from drivers.scanners.hid import HidScanner, HidScannerSettings
 from drivers.scanners.lines import LineScanner, LineScannerSettings
+from drivers.scanners.pcsc import PcscReader, PcscSettings
 from drivers.scanners.serialline import SerialScanner, SerialScannerSettings
 
 T = TypeVar("T")
@@ -45,6 +46,9 @@ SCANNERS: dict[str, DriverType[ScanSource]] = {
     ),
     "serial": DriverType(
         SerialScannerSettings, SerialScanner, "scanner or NFC reader sending lines over serial"
+    ),
+    "pcsc": DriverType(
+        PcscSettings, PcscReader, "PC/SC contactless reader through pcscd: card chip UIDs"
     ),
     "handheld": DriverType(
         HandheldSettings, HandheldScanner, "handheld app posting codes over HTTP (own port)"

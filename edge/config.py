@@ -259,6 +259,20 @@ def parse(text: str, path: Path) -> Config:
                     path=where,
                     key=f"counter.{key}",
                 )
+        if counter.nfc_reader:
+            reader = {d.name: d for d in scanners}.get(counter.nfc_reader)
+            if reader is None or reader.type != "pcsc":
+                raise ConfigError(
+                    f'{counter.nfc_reader!r} is not a [[scanners]] entry of type "pcsc"',
+                    path=where,
+                    key="counter.nfc_reader",
+                )
+            if any(counter.nfc_reader in (*lane.entry, *lane.exit) for lane in lanes):
+                raise ConfigError(
+                    f"{counter.nfc_reader!r} feeds a lane; the desk's reader must be its own",
+                    path=where,
+                    key="counter.nfc_reader",
+                )
     return Config(
         path,
         device,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
+from drivers.scanners.pcsc import PcscReader
 from edge.config import Config
 from edge.core.facts import Direction
 from edge.counter import terms
@@ -83,6 +84,7 @@ def _counter(
         return None
     token = load_token(config.file(settings.token_file))
     templates = {t.name: t for t in config.templates}
+    nfc = scanners.get(settings.nfc_reader)
     desk = Desk(
         store,
         queue,
@@ -93,8 +95,11 @@ def _counter(
         zone=ZoneInfo(config.zone_name),
         language=config.device.language,
         terms=terms.load(config.file(settings.terms_file)) if settings.terms_file else (),
+        nfc=nfc.read_uid if isinstance(nfc, PcscReader) else None,
     )
+    # The desk's NFC reader is read when a card is issued, never fed to the pages' scans.
     fed = {name for lane in config.lanes for name in (*lane.entry, *lane.exit)}
+    fed |= {settings.nfc_reader} if settings.nfc_reader else set()
     return DeviceAPI(
         settings,
         token,

@@ -291,6 +291,7 @@ UI: dict[str, tuple[str, str, str]] = {
         "{holder}, gültig bis {until}. Karte {card}.",
         "{holder}, valable jusqu'au {until}. Carte {card}.",
     ),
+    "done.chip": ("Chip {uid} bound.", "Chip {uid} zugeordnet.", "Puce {uid} associée."),
     "done.sent": (
         "Confirmed by the central system.",
         "Von der Zentrale bestätigt.",
@@ -572,6 +573,16 @@ UI: dict[str, tuple[str, str, str]] = {
         "This is not a code of this venue",
         "Das ist kein Code dieses Hauses",
         "Ce n'est pas un code de ce lieu",
+    ),
+    "error.nfc_failed": (
+        "The card's chip cannot be read: {detail}. Nothing was printed.",
+        "Der Chip der Karte ist nicht lesbar: {detail}. Nichts wurde gedruckt.",
+        "La puce de la carte est illisible : {detail}. Rien n'a été imprimé.",
+    ),
+    "error.nfc_failed.title": (
+        "Put a blank card on the reader",
+        "Leere Karte auf das Lesegerät legen",
+        "Posez une carte vierge sur le lecteur",
     ),
     "error.card_timeout": (
         "no card after {seconds} s",

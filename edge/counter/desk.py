@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from edge.core.codes import Kind, PlainCode, SignedCode, mask, parse
-from edge.core.errors import CodeError, EdgeError, PrinterError, SyncError
+from edge.core.errors import CodeError, EdgeError, PrinterError, ScannerError, SyncError
 from edge.core.messages import UI, format_day, ui
 from edge.counter.printqueue import PrintJob, PrintQueue
 from edge.counter.templates import Template, TextItem, missing_glyph
@@ -188,6 +188,7 @@ class Desk:
         zone: tzinfo = UTC,
         language: str = "en",
         terms: Sequence[Template] = (),
+        nfc: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
@@ -200,6 +201,7 @@ class Desk:
         self._zone = zone
         self._language = language
         self._terms = tuple(terms)
+        self._nfc = nfc  # reads the chip UID of the card about to be printed
         for page in self._terms:  # the queue prints them by name, like configured templates
             queue.templates.setdefault(page.name, page)
         self._wake = asyncio.Event()
@@ -359,6 +361,7 @@ class Desk:
         valid_from = int(start.timestamp())
         valid_until = valid_from + days * 86400 - 1
         card = _card_code()
+        chip = await self._read_chip()
         key = uuid.uuid4().hex
         await self._print_card(
             key,
@@ -382,6 +385,8 @@ class Desk:
             "shipping": form.shipping,
             "card_code": card,
         }
+        if chip is not None:
+            body["nfc_uid"] = chip
         voucher_hash = self._parse(form.voucher).hash
         state = await self._record(key, "issue", body, voucher_hash)
         _LOGGER.info("desk: pass card %s printed, issue %s", mask(card), state.value)
@@ -389,6 +394,7 @@ class Desk:
             "key": key,
             "state": state.value,
             "card": card,
+            "chip": chip,
             "holder": form.holder.name,
             "valid_from": _day(valid_from, self._zone),
             "valid_until": _day(valid_until, self._zone),
@@ -437,6 +443,7 @@ class Desk:
         if sale["kind"] != "pass" or sale["state"] != "active":
             raise DeskError("pass_state", state=sale["state"])
         card = _card_code()
+        chip = await self._read_chip()
         key = uuid.uuid4().hex
         await self._print_card(
             key,
@@ -449,8 +456,10 @@ class Desk:
             },
         )
         body = {"key": key, "credential": credential, "card_code": card}
+        if chip is not None:
+            body["nfc_uid"] = chip
         state = await self._record(key, "replace", body, None)
-        return {"key": key, "state": state.value, "card": card}
+        return {"key": key, "state": state.value, "card": card, "chip": chip}
 
     async def cancel(self, credential: int) -> dict[str, Any]:
         """Cancel the sale of a pass or voucher: the central system revokes its codes."""
@@ -526,6 +535,16 @@ class Desk:
                 raise DeskError("print", what="terms", detail=err) from err
             printer = record.printer
         return {"key": key, "printer": printer, "pages": len(self._terms)}
+
+    async def _read_chip(self) -> str | None:
+        """The UID of the blank card on the desk's NFC reader (None without a reader); read
+        before printing, so a card whose chip cannot be read is never printed."""
+        if self._nfc is None:
+            return None
+        try:
+            return await self._nfc()
+        except ScannerError as err:
+            raise DeskError("nfc_failed", detail=err) from err
 
     async def _print_card(self, key: str, values: Mapping[str, str]) -> None:
         """Print one card and wait for it; DeskError (nothing half done) if it fails."""

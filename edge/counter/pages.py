@@ -388,7 +388,7 @@ $("issue").addEventListener("submit", async (e) => {
   catch (err) { failed(err); return; }
   finally { busy = false; $("print-card").disabled = false; }
   const detail = t("done.issued.detail", { holder: r.holder, until: isoDay(r.valid_until), card: r.card }) + " " +
-    t(r.state === "sent" ? "done.sent" : "done.queued");
+    (r.chip ? t("done.chip", { uid: r.chip }) + " " : "") + t(r.state === "sent" ? "done.sent" : "done.queued");
   $("issue").classList.add("hidden");
   // The sale as it is now: the new pass (the central system knows it once the issue is sent),
   // else the voucher, redeemed.
@@ -433,7 +433,8 @@ $("extend").addEventListener("click", () => act($("extend"), "/api/v1/desk/exten
 $("replace").addEventListener("click", () => {
   if (!confirmFirst($("replace"), t("confirm.replace", { number: current.credential }))) return;
   act($("replace"), "/api/v1/desk/replace", { credential: current.credential }, (r) => {
-    hideWork(); result("done", t("done.replaced"), t("done.replaced.detail", { card: r.card }) + " " + t(r.state === "sent" ? "done.sent" : "done.queued"));
+    hideWork(); result("done", t("done.replaced"), t("done.replaced.detail", { card: r.card }) + " " +
+      (r.chip ? t("done.chip", { uid: r.chip }) + " " : "") + t(r.state === "sent" ? "done.sent" : "done.queued"));
     ready();
   });
 });

@@ -20,6 +20,7 @@ class CounterConfig:
     ticket_template: str = ""  # the desk's BOCA ticket for a voucher or day ticket (kind ticket)
     offline_pass_days: int = 365  # validity the desk prints for a pass issued offline
     terms_file: str = ""  # the venue's terms (UTF-8 text) the desk prints on request
+    nfc_reader: str = ""  # a [[scanners]] entry of type pcsc: the chip of each card issued
 
     def __post_init__(self) -> None:
         check_listener(self.address, self.port)

@@ -122,6 +122,11 @@ CREATE TABLE IF NOT EXISTS passes (
     device TEXT NOT NULL,               -- the desk that issued it
     issued_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS nfc_chips (
+    uid TEXT PRIMARY KEY,               -- the chip's UID, upper-case hex (a plain code)
+    credential_id INTEGER NOT NULL,     -- the pass whose card carries it
+    revoked INTEGER NOT NULL DEFAULT 0  -- 1 once its card was replaced
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS desk_operations (
     device TEXT NOT NULL,
     key TEXT NOT NULL,                  -- the desk's idempotency key

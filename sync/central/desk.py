@@ -64,12 +64,37 @@ class IssueRequest:
     valid_from: int  # unix seconds
     shipping: str  # post or pickup
     card_code: str  # the plain code printed on the card
+    nfc_uid: str | None = None  # the UID of the card's chip, read at the desk
 
     def __post_init__(self) -> None:
         if self.shipping not in SHIPPING:
             raise CentralError(f"shipping must be one of {', '.join(SHIPPING)}")
         if not 0 < self.valid_from < 1 << 32:
             raise CentralError("valid_from must be unix seconds")
+
+
+def nfc_uid(text: str | None) -> str | None:
+    """A chip's UID as the desk sends it: upper-case hex of 4, 7 or 10 bytes (ISO 14443)."""
+    if text is None:
+        return None
+    if len(text) not in (8, 14, 20) or not all(c in "0123456789ABCDEF" for c in text):
+        raise CentralError("nfc_uid must be the upper-case hex of a 4, 7 or 10 byte UID")
+    return text
+
+
+def _bind_chip(conn: sqlite3.Connection, uid: str, cid: int) -> PlainCodeChange:
+    """Bind a chip to a pass; a chip already on another pass's card is refused."""
+    row = conn.execute(
+        "SELECT credential_id, revoked FROM nfc_chips WHERE uid = ?", (uid,)
+    ).fetchone()
+    if row is not None:
+        raise CentralError(
+            f"this card's chip belongs to pass {row[0]}"
+            + (" and was revoked with its card" if row[1] else "")
+            + "; use a new card"
+        )
+    conn.execute("INSERT INTO nfc_chips VALUES (?, ?, 0)", (uid, cid))
+    return PlainCodeChange(plain_hash(uid), cid)
 
 
 def _card_code(text: str) -> str:
@@ -228,6 +253,7 @@ class PassDesk:
             if state != "active":
                 raise CentralError(f"this voucher is {state}")
             card = _card_code(request.card_code)
+            chip = nfc_uid(request.nfc_uid)
             customer = _customer(conn, request.holder)
             duration = days * 86400
             cursor = conn.execute(
@@ -253,14 +279,14 @@ class PassDesk:
                 "UPDATE credentials SET state = 'revoked' WHERE credential_id = ?", (voucher,)
             )
             _, facts = self._sales.mint(conn, cid)
-            self._log.append(
-                conn,
-                [
-                    facts,
-                    PlainCodeChange(plain_hash(card), cid),
-                    RevokeCredential(voucher, Revocation.REVOKED),
-                ],
-            )
+            changes: list[Any] = [
+                facts,
+                PlainCodeChange(plain_hash(card), cid),
+                RevokeCredential(voucher, Revocation.REVOKED),
+            ]
+            if chip is not None:
+                changes.append(_bind_chip(conn, chip, cid))
+            self._log.append(conn, changes)
             answer.update(
                 credential=cid,
                 sale=sale,
@@ -278,8 +304,11 @@ class PassDesk:
             answer.update(credential=cid, valid_until=end)
         return answer
 
-    def replace(self, device: str, key: str, cid: int, card_code: str) -> dict[str, Any]:
-        """A lost card: revoke the pass's current code, its new card shows `card_code`."""
+    def replace(
+        self, device: str, key: str, cid: int, card_code: str, chip: str | None = None
+    ) -> dict[str, Any]:
+        """A lost card: revoke the pass's current code and its card's chip; the new card shows
+        `card_code` and carries the chip `chip` (if the desk read one)."""
         with self._operation(device, key, "replace") as (conn, answer):
             if "credential" in answer:
                 return answer
@@ -287,12 +316,19 @@ class PassDesk:
             if state != "active":
                 raise CentralError(f"pass {cid} is {state}")
             card = _card_code(card_code)
+            chip = nfc_uid(chip)
             conn.execute("UPDATE credentials SET code = ? WHERE credential_id = ?", (card, cid))
             old_hash = parse_code(str(old).encode("ascii")).hash
-            self._log.append(
-                conn,
-                [RevokeCode(old_hash, Revocation.REPLACED), PlainCodeChange(plain_hash(card), cid)],
-            )
+            changes: list[Any] = [RevokeCode(old_hash, Revocation.REPLACED)]
+            old_chips = conn.execute(
+                "SELECT uid FROM nfc_chips WHERE credential_id = ? AND revoked = 0", (cid,)
+            ).fetchall()
+            conn.execute("UPDATE nfc_chips SET revoked = 1 WHERE credential_id = ?", (cid,))
+            changes += [RevokeCode(plain_hash(uid), Revocation.REPLACED) for (uid,) in old_chips]
+            changes.append(PlainCodeChange(plain_hash(card), cid))
+            if chip is not None:
+                changes.append(_bind_chip(conn, chip, cid))
+            self._log.append(conn, changes)
             answer.update(credential=cid)
         return answer
 

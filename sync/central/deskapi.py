@@ -70,6 +70,7 @@ class DeskAPI:
             valid_from=fields.integer("valid_from"),
             shipping=fields.text("shipping", limit=20),
             card_code=fields.text("card_code", limit=CODE_LIMIT),
+            nfc_uid=fields.text("nfc_uid", optional=True, limit=CODE_LIMIT),
         )
         key = fields.text("key", limit=MAX_KEY_LENGTH)
         return self._done(await asyncio.to_thread(self._desk.issue, device, key, issue))
@@ -85,7 +86,8 @@ class DeskAPI:
         fields = protocol.fields(body, "desk replace")
         key, cid = fields.text("key", limit=MAX_KEY_LENGTH), fields.integer("credential")
         card = fields.text("card_code", limit=CODE_LIMIT)
-        answer = await asyncio.to_thread(self._desk.replace, device, key, cid, card)
+        chip = fields.text("nfc_uid", optional=True, limit=CODE_LIMIT)
+        answer = await asyncio.to_thread(self._desk.replace, device, key, cid, card, chip)
         return self._done(answer)
 
     async def _cancel(self, request: web.Request) -> web.Response:

@@ -195,10 +195,28 @@ def test_the_token_file_is_private(tmp_path: Path) -> None:
         ('address = "localhost"', "must be an IP address"),
         ('card_template = "nope"', "is not a card template"),
         ("port = 70000", "port must be 0..65535"),
+        ('nfc_reader = "nfc"', "'nfc' is not a \\[\\[scanners\\]\\] entry of type \"pcsc\""),
+        (
+            'nfc_reader = "nfc"\n[[scanners]]\nname = "nfc"\ntype = "lines"\npath = "-"',
+            "is not a \\[\\[scanners\\]\\] entry",
+        ),
+        (
+            (
+                'nfc_reader = "nfc"\n[[scanners]]\nname = "nfc"\ntype = "pcsc"\n'
+                '[[actuators]]\nname = "a"\ntype = "console"\n'
+                '[[lanes]]\nname = "l"\nactuator = "a"\nentry = ["nfc"]'
+            ),
+            "feeds a lane",
+        ),
+        ('nfc_reader = "nfc"\n[[scanners]]\nname = "nfc"\ntype = "pcsc"', None),
+        ('[[scanners]]\nname = "n"\ntype = "pcsc"\ntimeout_seconds = 0', "timeout_seconds"),
     ],
 )
-def test_counter_configuration_errors(tmp_path: Path, section: str, message: str) -> None:
+def test_counter_configuration_errors(tmp_path: Path, section: str, message: str | None) -> None:
     text = f'[device]\nname = "desk"\n[counter]\n{section}\n'
+    if message is None:  # the valid case beside the invalid ones
+        assert parse(text, tmp_path / "edge.toml").counter is not None
+        return
     with pytest.raises(ConfigError, match=message):
         parse(text, tmp_path / "edge.toml")
 

@@ -173,6 +173,8 @@ class CounterProcess:
         self.language = "en"  # [device] language
         self.timezone = ""  # [device] timezone
         self.terms = ""  # the venue's terms; empty: no [counter] terms_file
+        self.counter_keys = ""  # more [counter] keys (TOML lines)
+        self.more_toml = ""  # more tables, e.g. [[scanners]]
 
     def config(self, central_url: str) -> Path:
         """Write the counter's configuration."""
@@ -225,6 +227,8 @@ card_template = "annual-pass"
 ticket_template = "voucher-ticket"
 allowed_origins = {json.dumps(self.allowed_origins)}
 {terms}
+{self.counter_keys}
+{self.more_toml}
 {CARD_TEMPLATE}{TICKET_TEMPLATE}""",
             encoding="utf-8",
         )
