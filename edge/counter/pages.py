@@ -46,6 +46,7 @@ input[type=text], input[type=password], input[type=date], input[type=number], te
 input:focus, textarea:focus, button:focus-visible { outline: 3px solid #f5b400;
   outline-offset: 1px; border-color: var(--accent); }
 textarea { resize: vertical; min-height: 2.8rem; }
+input.invalid { border-color: var(--bad); background: var(--bad-bg); }
 button { min-height: 3rem; padding: .5rem 1.1rem; border-radius: .45rem; cursor: pointer;
   border: 2px solid var(--accent); background: #fff; color: var(--accent); font-weight: 600; }
 button.primary { background: var(--accent); color: #fff; font-size: 1.1rem; }
@@ -352,8 +353,13 @@ async function lookup(code, number) {
 }
 function failed(err) {
   result("error", err.title || err.message, err.detail);
-  if (err.field && $(err.field) && !$(err.field).closest(".hidden")) { $(err.field).focus(); if ($(err.field).select) $(err.field).select(); }
+  const field = err.field && $(err.field);
+  if (field && !field.closest(".hidden")) {
+    field.classList.add("invalid"); field.setAttribute("aria-invalid", "true");
+    field.focus(); if (field.select) field.select();
+  }
 }
+document.addEventListener("input", (e) => { e.target.classList.remove("invalid"); e.target.removeAttribute("aria-invalid"); });
 function ready() { $("code").value = ""; $("number").value = ""; $("code").focus(); }  // the next scan
 function reset() {
   current = null; scanned = null; hideWork(); idle();

@@ -203,6 +203,7 @@ def test_every_desk_state_in_the_browser(
         page.keyboard.press("Enter")
         _result(page, "error", says["required"])
         expect(page.locator("#surname")).to_be_focused()
+        expect(page.locator("#surname")).to_have_attribute("aria-invalid", "true")
         screens.take("field-missing")
         assert desk.printed() == []
 
