@@ -76,11 +76,16 @@ class ErrorCode(enum.Enum):
     UNSUPPORTED_PROTOCOL = "unsupported-protocol"
     TOO_LARGE = "too-large"
     REVISION_AHEAD = "revision-ahead"  # the edge claims a revision the central never had
+    UNTRUSTED = "untrusted"  # an envelope signed by a key the reader does not (or no longer) trust
     INTERNAL = "internal"
 
 
 class ProtocolError(SyncError, ValueError):
     """A body from the peer is malformed, wrongly signed or out of bounds."""
+
+
+class UntrustedError(ProtocolError):
+    """An envelope's signing key is unknown or retired, or its signature does not verify."""
 
 
 class RemoteError(SyncError):
@@ -497,7 +502,9 @@ def seal(
     )
 
 
-TrustLookup = Callable[[int], "bytes | None"]  # key id -> public key if trusted and not retired
+# key id -> (32-byte public key, retired) of every key the reader knows, retired ones included:
+# a retired key must be told apart from an unknown one, which an endorsement may introduce.
+KeyLookup = Callable[[int], "tuple[bytes, bool] | None"]
 
 
 def _verifier(public_key: bytes) -> Ed25519PublicKey:
@@ -514,7 +521,7 @@ def _check(public_key: bytes, signature: bytes, signed: bytes) -> bool:
 
 def open_envelope(
     data: bytes,
-    trusted: TrustLookup,
+    keys: KeyLookup,
     *,
     limit: int = MAX_ENVELOPE_BYTES,
     kinds: tuple[EnvelopeKind, ...] = tuple(EnvelopeKind),
@@ -544,9 +551,9 @@ def open_envelope(
                 _bytes(link[3], f"envelope.chain[{i}].signature", 64),
             )
         )
-    public = _signing_key(key_id, chain, trusted)
+    public, path = _signing_key(key_id, chain, keys)
     if not _check(public, signature, ENVELOPE_DOMAIN + body):
-        raise ProtocolError(f"envelope: the signature does not verify with key {key_id}")
+        raise UntrustedError(f"envelope: the signature does not verify with key {key_id}")
     fields = _Fields(unpack(body, "envelope body", limit), "envelope body")
     try:
         kind = EnvelopeKind(fields.map.get("kind"))
@@ -575,27 +582,52 @@ def open_envelope(
         )
     if head < last:
         raise ProtocolError("envelope body: head revision is older than the last change")
-    return Envelope(kind, key_id, first, last, at_ms, changes, next_cursor, tuple(chain), head)
+    return Envelope(kind, key_id, first, last, at_ms, changes, next_cursor, path, head)
 
 
-def _signing_key(key_id: int, chain: list[Endorsement], trusted: TrustLookup) -> bytes:
-    """The public key of `key_id`: trusted directly, or endorsed by a chain from a trusted key."""
-    known = trusted(key_id)
+def _signing_key(
+    key_id: int, chain: list[Endorsement], keys: KeyLookup
+) -> tuple[bytes, tuple[Endorsement, ...]]:
+    """The public key of `key_id` and the endorsements that lead to it (docs/security.md).
+
+    A retired key authorizes nothing: it signs no envelope, its endorsements do not count,
+    and no endorsement brings it back, at any depth. A key the reader knows is taken as it
+    knows it; only keys it has never seen can be introduced, by a chain from an active key.
+    """
+    known = keys(key_id)
     if known is not None:
-        return known
-    endorsed: dict[int, bytes] = {}
+        if known[1]:
+            raise UntrustedError(f"envelope: signed with key {key_id}, which is retired")
+        return known[0], ()
+    paths: dict[int, tuple[bytes, tuple[Endorsement, ...]]] = {}
+    refused: dict[int, str] = {}
     for i, link in enumerate(chain):
-        voucher = endorsed.get(link.by)
-        if voucher is None:
-            voucher = trusted(link.by)
-        if voucher is None or not _check(voucher, link.signature, _endorsed_bytes(link)):
-            raise ProtocolError(
-                f"envelope.chain[{i}]: key {link.key_id} is not vouched for by a trusted key"
-            )
-        endorsed[link.key_id] = link.public_key
-    if key_id in endorsed:
-        return endorsed[key_id]
-    raise ProtocolError(f"envelope: signed with key {key_id}, which this edge does not trust")
+        target, by = keys(link.key_id), keys(link.by)
+        voucher: tuple[bytes, tuple[Endorsement, ...]] | None = None
+        if target is not None and target[1]:
+            reason = f"key {link.key_id} is retired; no endorsement brings it back"
+        elif target is not None and target[0] != link.public_key:
+            reason = f"key {link.key_id} is known with another public key"
+        elif by is not None and by[1]:
+            reason = f"key {link.by} is retired; its endorsements no longer count"
+        elif by is None and link.by not in paths:
+            reason = f"key {link.by} is neither trusted nor endorsed earlier in the chain"
+            if link.by in refused:
+                reason = f"its voucher, key {link.by}, is refused: {refused[link.by]}"
+        else:
+            voucher = (by[0], ()) if by is not None else paths[link.by]
+            reason = ""
+            if not _check(voucher[0], link.signature, _endorsed_bytes(link)):
+                reason = f"the endorsement of key {link.key_id} by key {link.by} does not verify"
+        if reason or voucher is None:
+            refused.setdefault(link.key_id, f"chain[{i}]: {reason}")
+            continue
+        paths.setdefault(link.key_id, (link.public_key, (*voucher[1], link)))
+    if key_id in paths:
+        return paths[key_id]
+    if key_id in refused:
+        raise UntrustedError(f"envelope: key {key_id} is not trusted: {refused[key_id]}")
+    raise UntrustedError(f"envelope: signed with key {key_id}, which this edge does not trust")
 
 
 def snapshot_cursor(value: Any, what: str) -> tuple[str, Any]:

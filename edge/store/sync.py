@@ -302,8 +302,12 @@ class SyncStore(StoreBase):
 
     def trusted_keys(self) -> dict[int, bytes]:
         """Public keys by id of every trusted key that is not retired."""
-        rows = self._reader.execute("SELECT key_id, public_key FROM keys WHERE retired = 0")
-        return {int(kid): bytes(public) for kid, public in rows}
+        return {kid: public for kid, (public, retired) in self.known_keys().items() if not retired}
+
+    def known_keys(self) -> dict[int, tuple[bytes, bool]]:
+        """(public key, retired) by id of every key this store knows, retired ones included."""
+        rows = self._reader.execute("SELECT key_id, public_key, retired FROM keys")
+        return {int(kid): (bytes(public), bool(retired)) for kid, public, retired in rows}
 
     # -- the journal's upload ------------------------------------------------------------------
 

@@ -64,7 +64,40 @@ class SigningKeys:
             if not active:
                 raise CentralError(f"key {key_id} is the last active key; add a new key first")
             conn.execute("UPDATE signing_keys SET retired = 1 WHERE key_id = ?", (key_id,))
+            self._reendorse(conn, key_id)
             self._log.append(conn, [KeyChange(key_id, bytes(row[0]), retired=True)])
+
+    @staticmethod
+    def _reendorse(conn: sqlite3.Connection, retired: int) -> None:
+        """Keys the retired key vouched for get a voucher that still counts, if one exists.
+
+        Edges drop every endorsement by a retired key; an active key it vouched for is
+        vouched for again by the newest active key older than it, so an edge that trusts
+        that older key still follows the rotation. Without one, the endorsement is dropped.
+        """
+        endorsed = conn.execute(
+            "SELECT key_id, public FROM signing_keys WHERE endorsed_by = ? AND retired = 0",
+            (retired,),
+        ).fetchall()
+        for key_id, public in endorsed:
+            voucher = conn.execute(
+                "SELECT key_id, private FROM signing_keys WHERE retired = 0 AND key_id < ?"
+                " ORDER BY key_id DESC",
+                (key_id,),
+            ).fetchone()
+            if voucher is None:
+                conn.execute(
+                    "UPDATE signing_keys SET endorsed_by = NULL, endorsement = NULL"
+                    " WHERE key_id = ?",
+                    (key_id,),
+                )
+                continue
+            signer = Ed25519PrivateKey.from_private_bytes(bytes(voucher[1]))
+            link = protocol.endorse(signer, int(voucher[0]), int(key_id), bytes(public))
+            conn.execute(
+                "UPDATE signing_keys SET endorsed_by = ?, endorsement = ? WHERE key_id = ?",
+                (link.by, link.signature, key_id),
+            )
 
     def public_keys(self) -> list[tuple[int, bytes, bool]]:
         """(id, public key, retired) of every key."""
@@ -91,12 +124,17 @@ class SigningKeys:
         return active
 
     def signer(self) -> tuple[int, Ed25519PrivateKey, tuple[Endorsement, ...]]:
-        """The key envelopes are signed with, and the endorsements that lead to it."""
+        """The key envelopes are signed with, and the endorsements that lead to it.
+
+        Only endorsements of an active key by an active key are carried: edges refuse any
+        link that touches a retired key (docs/security.md, "Signing keys").
+        """
         with self._connection.reading() as conn:
             key_id, key = self.current(conn)
             rows = conn.execute(
-                "SELECT key_id, public, endorsed_by, endorsement FROM signing_keys"
-                " WHERE endorsed_by IS NOT NULL AND key_id <= ? ORDER BY key_id",
+                "SELECT k.key_id, k.public, k.endorsed_by, k.endorsement FROM signing_keys k"
+                " JOIN signing_keys v ON v.key_id = k.endorsed_by"
+                " WHERE k.retired = 0 AND v.retired = 0 AND k.key_id <= ? ORDER BY k.key_id",
                 (key_id,),
             ).fetchall()
         chain = tuple(Endorsement(k, bytes(p), b, bytes(s)) for k, p, b, s in rows)

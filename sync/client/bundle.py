@@ -13,7 +13,7 @@ from sync.protocol import EnvelopeKind
 async def import_bundle(store: SyncStore, data: bytes, *, device: str) -> tuple[str, int, int]:
     """Apply an offline bundle with the checks of a push: (outcome, from, to)."""
     envelope = protocol.open_envelope(
-        data, store.trusted_keys().get, kinds=(EnvelopeKind.BUNDLE, EnvelopeKind.CHANGES)
+        data, store.known_keys().get, kinds=(EnvelopeKind.BUNDLE, EnvelopeKind.CHANGES)
     )
     saved = store.cursor(REVISION_CURSOR)
     revision = int(saved) if saved else 0

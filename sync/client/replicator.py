@@ -242,10 +242,10 @@ class Replicator:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
                    "limit": SNAPSHOT_LIMIT}  # fmt: skip
         data = await self._post("/v1/snapshot", protocol.pack(request))
-        trusted = self._store.trusted_keys()
+        keys = self._store.known_keys()
 
         def parse() -> tuple[Envelope, list[SyncBatch]]:
-            envelope = protocol.open_envelope(data, trusted.get, kinds=(EnvelopeKind.SNAPSHOT,))
+            envelope = protocol.open_envelope(data, keys.get, kinds=(EnvelopeKind.SNAPSHOT,))
             changes, chain = envelope.changes, list(envelope.chain)
             parts = range(0, max(len(changes), 1), APPLY_PART)
             return envelope, [
@@ -314,9 +314,9 @@ class Replicator:
                     await self.bootstrap()
                     continue
                 raise
-            trusted = self._store.trusted_keys()
+            keys = self._store.known_keys()
             envelope = await asyncio.to_thread(
-                protocol.open_envelope, data, trusted.get, kinds=(EnvelopeKind.CHANGES,)
+                protocol.open_envelope, data, keys.get, kinds=(EnvelopeKind.CHANGES,)
             )
             await self.apply(envelope)
             if (self.state.revision or 0) >= envelope.head or not envelope.changes:
@@ -348,13 +348,16 @@ class Replicator:
             data = await request.read()
             envelope = protocol.open_envelope(
                 data,
-                self._store.trusted_keys().get,
+                self._store.known_keys().get,
                 limit=protocol.MAX_PUSH_BYTES,
                 kinds=(EnvelopeKind.CHANGES,),
             )
             outcome = await self.apply(envelope)
         except web.HTTPRequestEntityTooLarge:
             return self._push_error(413, protocol.ErrorCode.TOO_LARGE, "push body too large")
+        except protocol.UntrustedError as err:
+            _LOGGER.warning("%s: push refused: %s", self._device, err)
+            return self._push_error(403, protocol.ErrorCode.UNTRUSTED, str(err))
         except protocol.ProtocolError as err:
             _LOGGER.warning("%s: push rejected: %s", self._device, err)
             return self._push_error(400, protocol.ErrorCode.BAD_REQUEST, str(err))

@@ -128,13 +128,21 @@ def test_key_rotation_is_endorsed_and_retiring_is_published(db: CentralDB) -> No
     second = db.keys.add()
     key_id, key, chain = db.keys.signer()
     assert key_id == second
-    db.keys.retire(1)
-    assert changes(db)[-1] == KeyChange(1, db.keys.public_keys()[0][1], retired=True)
     first_public = db.keys.public_keys()[0][1]
     data = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=0, last=0, at_ms=1, changes=[],
                          chain=chain)  # fmt: skip
-    envelope = protocol.open_envelope(data, {1: first_public}.get)  # an edge that missed it
+    envelope = protocol.open_envelope(data, {1: (first_public, False)}.get)  # not rotated yet
     assert envelope.key_id == second
+    db.keys.retire(1)
+    assert changes(db)[-1] == KeyChange(1, first_public, retired=True)
+    # A retired key vouches for nothing: the central no longer carries its endorsement, so an
+    # edge that trusts only key 1 (it missed the rotation) cannot follow it any more.
+    key_id, key, chain = db.keys.signer()
+    assert chain == ()
+    data = protocol.seal(EnvelopeKind.CHANGES, key_id, key, first=0, last=0, at_ms=1, changes=[],
+                         chain=chain)  # fmt: skip
+    with pytest.raises(protocol.UntrustedError, match="does not trust"):
+        protocol.open_envelope(data, {1: (first_public, False)}.get)
 
 
 def test_journal_rows_are_stored_once_and_double_entries_reported(db: CentralDB) -> None:

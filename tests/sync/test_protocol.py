@@ -49,8 +49,8 @@ CHANGES = (
 )
 
 
-def trusted(key_id: int) -> bytes | None:
-    return PUBLIC if key_id == 1 else None
+def trusted(key_id: int) -> tuple[bytes, bool] | None:
+    return (PUBLIC, False) if key_id == 1 else None
 
 
 def seal(
@@ -163,11 +163,11 @@ def test_a_rotated_key_is_followed_through_its_endorsement() -> None:
 
 def test_an_endorsement_by_an_untrusted_key_is_refused() -> None:
     forged = protocol.endorse(OTHER, 1, 2, protocol.public_bytes(OTHER))  # claims key 1 vouched
-    with pytest.raises(ProtocolError, match="not vouched for by a trusted key"):
+    with pytest.raises(ProtocolError, match="endorsement of key 2 by key 1 does not verify"):
         protocol.open_envelope(seal(key_id=2, key=OTHER, chain=[forged]), trusted)
     genuine = protocol.endorse(KEY, 1, 2, protocol.public_bytes(OTHER))
     no_trust = protocol.open_envelope  # an edge that trusts no key (or only retired ones)
-    with pytest.raises(ProtocolError, match="not vouched for"):
+    with pytest.raises(ProtocolError, match="key 1 is neither trusted nor endorsed"):
         no_trust(seal(key_id=2, key=OTHER, chain=[genuine]), lambda _: None)
 
 

@@ -106,7 +106,7 @@ async def test_pushes_apply_in_order_and_replays_change_nothing(
     [
         (b"", 400, "not valid msgpack"),
         (b"\x93\x01\x02\x03", 400, "envelope: must be a map"),
-        (envelope([CancelEvent(42)], 0, Ed25519PrivateKey.generate()), 400, "does not verify"),
+        (envelope([CancelEvent(42)], 0, Ed25519PrivateKey.generate()), 403, "does not verify"),
         (envelope([CancelEvent(42)], 0)[:-3], 400, "not valid msgpack"),
         (b"\x00" * (protocol.MAX_PUSH_BYTES + 1), 413, "too large"),
         (
