@@ -727,6 +727,11 @@ def error_body(code: ErrorCode, message: str) -> bytes:
     return pack({"error": code.value, "message": message[:1000], "protocol": VERSION})
 
 
+def limit_error_body(status: int, message: str) -> bytes:
+    """The error body for what the HTTP limits refuse: 400 malformed, 408 slow, 413 large."""
+    return error_body(ErrorCode.TOO_LARGE if status == 413 else ErrorCode.BAD_REQUEST, message)
+
+
 def parse_error(status: int, data: bytes) -> RemoteError:
     """The error a non-2xx answer stands for (bodies that are not error bodies included)."""
     try:

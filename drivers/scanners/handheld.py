@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from drivers.protocols import MAX_SCAN_BYTES, DeviceState, Outcome, ScanEvent
+from edge.core import http
 from edge.core.errors import ScannerError
 from edge.core.tables import check_listener
 
@@ -69,12 +69,12 @@ class HandheldScanner:
         self.ready = asyncio.Event()
 
     async def _start(self) -> None:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = http.application(max_body=MAX_BODY_BYTES)
         app.router.add_post("/scan", self._scan)
-        runner = web.AppRunner(app, access_log=None)
+        runner = http.runner(app)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.settings.address, self.settings.port).start()
+            await http.listen(runner, self.settings.address, self.settings.port)
         except OSError as err:
             await runner.cleanup()
             self.state = DeviceState.FAILED
@@ -101,14 +101,7 @@ class HandheldScanner:
         header = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(header, self._token):
             return _error(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            return _error(400, 'body must be JSON: {"code": "..."}')
+        document = http.json_document(await request.read())  # the limits answer BodyError
         if not isinstance(document, dict) or set(document) != {"code"}:
             return _error(400, 'body must be exactly {"code": "..."}')
         code = document["code"]

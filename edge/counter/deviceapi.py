@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.protocols import ScanSource
+from edge.core import http
 from edge.core.codes import scan_text
 from edge.core.errors import CodeError, ConfigError, PrinterError
 from edge.counter.desk import Desk, DeskError, IssueForm
@@ -220,7 +221,7 @@ class DeviceAPI:
 
     def app(self) -> web.Application:
         """The application: pages, then /api/v1 routes behind the checks."""
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app = http.application(max_body=MAX_BODY, errors=_error, middlewares=(self._guard,))
         app.router.add_get("/", self._page_status)
         app.router.add_get("/status", self._page_status)
         app.router.add_get("/desk", self._page_desk)
@@ -247,11 +248,10 @@ class DeviceAPI:
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Serve until cancelled, feeding the scanners it owns into the WebSocket hub."""
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        runner = http.runner(self.app(), shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._settings.address, self._settings.port)
-            await site.start()
+            await http.listen(runner, self._settings.address, self._settings.port)
             host, port = runner.addresses[0][:2]
             self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
             _LOGGER.info("device API and pages on %s", self.url)
@@ -312,6 +312,8 @@ class DeviceAPI:
             response = _desk_error(err, self._language)
         except PrinterError as err:
             response = _error(422, str(err))
+        except http.BodyError as err:
+            response = _error(err.status, err.message)
         if not response.prepared:
             response.headers.update(cors)
             response.headers.setdefault("Cache-Control", "no-store")
@@ -323,13 +325,7 @@ class DeviceAPI:
 
     @staticmethod
     async def _json(request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise web.HTTPBadRequest(text=f"the body is not JSON: {err}") from err
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="the body must be a JSON object")
-        return body
+        return http.json_object(await request.read())
 
     # -- pages -------------------------------------------------------------------------------
 

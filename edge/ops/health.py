@@ -19,6 +19,7 @@ from aiohttp import web
 
 from drivers.protocols import DeviceState
 from edge import __version__
+from edge.core import http
 from edge.counter.printqueue import PrintQueue
 from edge.gate.lane import Lane, LaneResult
 from edge.ops import identity
@@ -29,6 +30,8 @@ from edge.ops.settings import MetricsConfig
 from edge.store.sync import SyncStore
 
 _LOGGER = logging.getLogger(__name__)
+
+MAX_BODY = 1024  # /health and /metrics take no body
 
 # Test-only hook (docs/operations.md): with this variable naming a FIFO, SIGUSR2 blocks the
 # event loop until the FIFO's writer closes it, which shows that a stuck loop stops the
@@ -242,13 +245,13 @@ class Operations:
         settings = self._settings
         if not settings.enabled:
             return None
-        app = web.Application()
+        app = http.application(max_body=MAX_BODY)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app, access_log=None)
+        runner = http.runner(app)
         await runner.setup()
         try:
-            await web.TCPSite(runner, settings.address, settings.port).start()
+            await http.listen(runner, settings.address, settings.port)
         except OSError as err:
             # The gate works without metrics; a restart loop over a busy port would not.
             _LOGGER.error(

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from edge.core import http
 from sync import protocol
 from sync.central.changelog import now_ms
 from sync.central.db import CentralDB
@@ -39,6 +40,12 @@ def _error(status: int, code: ErrorCode, message: str) -> web.Response:
         status=status,
         body=protocol.error_body(code, message),
         headers=protocol.HEADERS,
+    )
+
+
+def _limit_error(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status, body=protocol.limit_error_body(status, message), headers=protocol.HEADERS
     )
 
 
@@ -121,8 +128,10 @@ class Central:
 
     def app(self) -> web.Application:
         """The aiohttp application (routes under /v1)."""
-        app = web.Application(
-            client_max_size=protocol.MAX_REQUEST_BYTES, middlewares=[self._errors]
+        app = http.application(
+            max_body=protocol.MAX_REQUEST_BYTES,
+            errors=_limit_error,
+            middlewares=(self._errors,),
         )
         app.router.add_post("/v1/hello", self._hello)
         app.router.add_post("/v1/changes", self._changes)
@@ -326,11 +335,10 @@ class Central:
 async def serve(db: CentralDB, address: str, port: int, ready: Callable[[str], None]) -> None:
     """Run the central system until cancelled; `ready` gets its base URL."""
     central = Central(db)
-    runner = web.AppRunner(central.app(), access_log=None)
+    runner = http.runner(central.app())
     await runner.setup()
     try:
-        site = web.TCPSite(runner, address, port)
-        await site.start()
+        await http.listen(runner, address, port)
         host, bound = runner.addresses[0][:2]
         ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}")
         await asyncio.get_running_loop().create_future()

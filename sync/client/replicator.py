@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.core import http
 from edge.core.errors import StoreError, SyncError
 from edge.store.sync import SyncBatch, SyncStore
 from sync import protocol
@@ -118,13 +119,13 @@ class Replicator:
                 await runner.cleanup()
 
     async def _serve_pushes(self) -> web.AppRunner | None:
-        app = web.Application(client_max_size=protocol.MAX_PUSH_BYTES)
+        app = http.application(max_body=protocol.MAX_PUSH_BYTES, errors=self._limit_error)
         app.router.add_post(PUSH_PATH, self._push)
-        runner = web.AppRunner(app, access_log=None)
+        runner = http.runner(app)
         await runner.setup()
         settings = self._settings
         try:
-            await web.TCPSite(runner, settings.push_address, settings.push_port).start()
+            await http.listen(runner, settings.push_address, settings.push_port)
         except OSError as err:
             # Pulls still keep the gate current, only slower; a restart loop would not help.
             _LOGGER.error(
@@ -353,8 +354,6 @@ class Replicator:
                 kinds=(EnvelopeKind.CHANGES,),
             )
             outcome = await self.apply(envelope)
-        except web.HTTPRequestEntityTooLarge:
-            return self._push_error(413, protocol.ErrorCode.TOO_LARGE, "push body too large")
         except protocol.UntrustedError as err:
             _LOGGER.warning("%s: push refused: %s", self._device, err)
             return self._push_error(403, protocol.ErrorCode.UNTRUSTED, str(err))
@@ -367,6 +366,14 @@ class Replicator:
         self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
         return web.Response(
             body=protocol.pack({"revision": self.state.revision or 0, "status": outcome}),
+            headers=protocol.HEADERS,
+        )
+
+    def _limit_error(self, status: int, message: str) -> web.Response:
+        self.state.pushes["rejected"] = self.state.pushes.get("rejected", 0) + 1
+        return web.Response(
+            status=status,
+            body=protocol.limit_error_body(status, message),
             headers=protocol.HEADERS,
         )
 

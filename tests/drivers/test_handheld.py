@@ -76,7 +76,7 @@ async def test_posted_code_gets_the_decision(endpoint: tuple[HandheldScanner, La
         (b'{"code": 5}', TOKEN, 400, "code must be a string"),
         (b'{"code": "X", "more": 1}', TOKEN, 400, "exactly"),
         (b'["X"]', TOKEN, 400, "exactly"),
-        (b'{"code": "' + b"X" * 10_000 + b'"}', TOKEN, 413, "larger"),
+        (b'{"code": "' + b"X" * 10_000 + b'"}', TOKEN, 413, "too large"),
     ],
 )
 async def test_bad_requests_change_nothing(
