@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.core.http import MAX_CONNECTIONS, connection_cap
+
 ROOT = Path(__file__).parent.parent
 UNITS = ROOT / "systemd"
 INSTALLED_EDGE = "/opt/edge/bin/edge"  # where README's install guide puts the command
@@ -80,6 +82,16 @@ def test_unit_speaks_notify_with_watchdog_and_stops_on_config_errors() -> None:
         "DevicePolicy=closed",
     ):
         assert f"\n{line}\n" in text, line
+
+
+def test_unit_leaves_room_above_the_connection_cap() -> None:
+    """The soft descriptor limit (1,024 by default) is raised well above the HTTP cap."""
+    text = (UNITS / "edge.service").read_text(encoding="utf-8")
+    found = re.search(r"^LimitNOFILE=(\d+)$", text, re.MULTILINE)
+    assert found, "LimitNOFILE= is missing"
+    limit = int(found[1])
+    assert limit >= 4 * MAX_CONNECTIONS
+    assert connection_cap(limit) == MAX_CONNECTIONS
 
 
 def test_sysusers_entry_is_accepted(tmp_path: Path) -> None:

@@ -41,7 +41,9 @@ BODY_TIMEOUT = 10.0  # seconds for its body, once the headers are in
 MAX_CONNECTIONS = 512  # open connections per process, every server together
 MIN_FD_RESERVE = 64  # descriptors always left for the store, devices and outgoing sync
 FD_RESERVE_SHARE = 4  # ... or a quarter of the limit, whichever is more
+BACKLOG = 1024  # pending connections the kernel queues: a full queue drops SYNs (1 s retry)
 MAX_JSON_DEPTH = 32  # nesting of arrays and objects in a JSON body
+CLOSE_GRACE = 1.0  # seconds to deliver a 408/413 answer before the connection is cut
 LOG_INTERVAL = 60.0  # seconds between two log lines about the same overload
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"  # asyncio's message
 
@@ -207,19 +209,24 @@ class ConnectionGuard:
                 conn.timer.cancel()
                 conn.timer = None
 
-    def finished(self, transport: asyncio.Transport | None) -> None:
-        """A request was answered: the next one's headers are timed again."""
+    def finished(self, transport: asyncio.Transport | None, *, closing: bool = False) -> None:
+        """A request was answered: the next one's headers are timed again.
+
+        `closing`: the body was not read to its end, so nothing more is read from this
+        connection; it is cut after CLOSE_GRACE instead of lingering for the rest of it.
+        """
         conn = self._open.get(transport) if transport is not None else None
         if conn is not None:
             conn.busy = max(0, conn.busy - 1)
             if not conn.busy:
-                self._arm(conn)
+                self._arm(conn, CLOSE_GRACE if closing else None)
 
-    def _arm(self, conn: _Connection) -> None:
+    def _arm(self, conn: _Connection, seconds: float | None = None) -> None:
         if conn.timer is not None:
             conn.timer.cancel()
         loop = asyncio.get_running_loop()
-        conn.timer = loop.call_later(HEADER_TIMEOUT, self._expire, conn)
+        delay = HEADER_TIMEOUT if seconds is None else seconds
+        conn.timer = loop.call_later(delay, self._expire, conn)
 
     def _expire(self, conn: _Connection) -> None:
         if not conn.busy and self._open.get(conn.transport) is conn:
@@ -294,7 +301,7 @@ class GuardedSite(web.TCPSite):
 
 async def listen(runner: web.AppRunner, address: str | None, port: int) -> web.TCPSite:
     """Start serving `runner` on address:port behind the limits; OSError if it cannot bind."""
-    site = GuardedSite(runner, address, port)
+    site = GuardedSite(runner, address, port, backlog=BACKLOG)
     await site.start()
     return site
 
@@ -362,28 +369,26 @@ def _limits(errors: ErrorBody, max_body: int) -> Any:
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         transport = request.transport
         GUARD.started(transport)
+        refused: web.Response | None = None
         try:
             if request.body_exists:
                 try:
                     async with asyncio.timeout(BODY_TIMEOUT):
                         await request.read()
                 except TimeoutError:
-                    slow = f"the body did not arrive within {BODY_TIMEOUT:.0f} s"
-                    return _closing(errors(408, slow))
+                    slow = f"the body did not arrive within {BODY_TIMEOUT:g} s"
+                    refused = errors(408, slow)
                 except web.HTTPRequestEntityTooLarge:
                     large = f"the body is too large: more than {max_body} bytes"
-                    return _closing(errors(413, large))
+                    refused = errors(413, large)
+            if refused is not None:
+                refused.force_close()
+                return refused
             try:
                 return await handler(request)
             except BodyError as err:
                 return errors(err.status, err.message)
         finally:
-            GUARD.finished(transport)
+            GUARD.finished(transport, closing=refused is not None)
 
     return limits
-
-
-def _closing(response: web.Response) -> web.Response:
-    """An answer after which the connection closes (its body was not read to the end)."""
-    response.force_close()
-    return response

@@ -160,14 +160,19 @@ timeout_seconds = 2.0
         return path
 
     def start(
-        self, central_url: str, pull_interval: float = 5.0, push_port: int = 0, push_url: str = ""
+        self,
+        central_url: str,
+        pull_interval: float = 5.0,
+        push_port: int = 0,
+        push_url: str = "",
+        prefix: tuple[str, ...] = (),
     ) -> None:
-        """Start the daemon and open its scanner FIFO."""
+        """Start the daemon (after `prefix`, e.g. prlimit) and open its scanner FIFO."""
         config = self.config(central_url, pull_interval, push_port, push_url)
         self._lines = queue.Queue()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                [*prefix, sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
