@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from sync.pretix.resolver import PretixResolver
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # a malformed command line (argparse's code too), e.g. a non-UTF-8 code
 
 
 def _moment(value: str) -> datetime:
@@ -136,7 +137,25 @@ def _claims(args: argparse.Namespace, key_id: int) -> Claims:
     )
 
 
+def _code_argument(code: str) -> bytes | None:
+    """The code argument's bytes if it is UTF-8 text; else None, after saying what is wrong."""
+    raw = os.fsencode(code)  # argv bytes that are not UTF-8 arrive as lone surrogates
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        print(
+            f"edge: error: the code argument is not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+            f"position {err.start}); give the code as it is printed, or scan it at a lane",
+            file=sys.stderr,
+        )
+        return None
+    return raw
+
+
 async def _check(args: argparse.Namespace) -> int:
+    code = _code_argument(args.code)
+    if code is None:
+        return EXIT_USAGE
     config = load(args.config)
     lanes = {lane.name: lane for lane in config.lanes}
     if not lanes:
@@ -153,7 +172,7 @@ async def _check(args: argparse.Namespace) -> int:
         direction = Direction.EXIT if args.exit else Direction.ENTRY
         resolver = PretixResolver(store) if config.pretix else None
         gate = Gate(store, resolver=resolver)
-        check = gate.check(args.code.encode("utf-8"), config.rules(lane), direction)
+        check = gate.check(code, config.rules(lane), direction)
     finally:
         await store.close()
     decision = check.decision

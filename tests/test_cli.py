@@ -95,6 +95,20 @@ def test_check_rejects_with_reason_and_exit_status(gate: tuple[Path, Path]) -> N
     assert "why: scan has control characters" in garbage.stdout
 
 
+def test_check_with_non_utf8_bytes_is_a_usage_error_not_a_reject(gate: tuple[Path, Path]) -> None:
+    _, config = gate
+    for argument in (b"EDGE:\xff\xfeAB", b"\xc3", b"\xed\xa0\x80"):  # the last: a surrogate
+        result = subprocess.run(
+            [sys.executable.encode(), b"-m", b"edge.cli", b"check", argument,
+             b"--config", bytes(config)],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr  # a reject is 1
+        assert b"Traceback" not in result.stderr
+        assert b"the code argument is not UTF-8 text" in result.stderr
+        assert result.stdout == b""
+
+
 def test_check_with_a_broken_configuration_exits_78(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[device]\nname = "x"\nlanguage = "it"\n', encoding="utf-8")
