@@ -300,10 +300,6 @@ class SyncStore(StoreBase):
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def trusted_keys(self) -> dict[int, bytes]:
-        """Public keys by id of every trusted key that is not retired."""
-        return {kid: public for kid, (public, retired) in self.known_keys().items() if not retired}
-
     def known_keys(self) -> dict[int, tuple[bytes, bool]]:
         """(public key, retired) by id of every key this store knows, retired ones included."""
         rows = self._reader.execute("SELECT key_id, public_key, retired FROM keys")
