@@ -16,17 +16,19 @@ PACKAGES = ("edge", "drivers", "sync")
 # `sync`, `drivers`) hold nothing else and are open to all. The order is bottom-up.
 ALLOWED: dict[str, set[str]] = {
     "edge.core": set(),
-    "drivers": {"edge.core"},
+    "edge.web": {"edge.core"},
+    "drivers": {"edge.core", "edge.web"},
     "edge.store": {"edge.core"},
     "sync.protocol": {"edge.core"},
     "edge.gate": {"edge.core", "edge.store", "drivers"},
-    "edge.counter": {"edge.core", "edge.store", "drivers", "sync.protocol"},
-    "edge.ops": {"edge.core", "edge.store", "edge.gate", "edge.counter", "drivers"},
-    "sync.client": {"edge.core", "edge.store", "sync.protocol", "edge.ops"},
+    "edge.counter": {"edge.core", "edge.web", "edge.store", "drivers", "sync.protocol"},
+    "edge.ops": {"edge.core", "edge.web", "edge.store", "edge.gate", "edge.counter", "drivers"},
+    "sync.client": {"edge.core", "edge.web", "edge.store", "sync.protocol", "edge.ops"},
     "sync.pretix": {"edge.core", "edge.store", "edge.gate", "edge.ops"},
-    "sync.central": {"edge.core", "sync.protocol"},
+    "sync.central": {"edge.core", "edge.web", "sync.protocol"},
     "edge.wiring": {
         "edge.core",
+        "edge.web",
         "edge.store",
         "edge.gate",
         "edge.counter",
@@ -48,7 +50,7 @@ def area(module: str) -> str | None:
         return "drivers"
     if parts[0] == "sync":
         return "sync.protocol" if parts[1:2] == ["protocol"] else ".".join(parts[:2])
-    if parts[1] in ("core", "store", "gate", "counter", "ops"):
+    if parts[1] in ("core", "web", "store", "gate", "counter", "ops"):
         return ".".join(parts[:2])
     return "edge.wiring"
 
@@ -159,3 +161,27 @@ def test_sql_lives_only_in_the_store_and_the_central_database() -> None:
                 ):
                     wrong.append(f"{module_name(path)}:{node.lineno} runs SQL")
     assert wrong == []
+
+
+# The decision core is pure (DESIGN principle 1): no I/O library, no event loop, no database.
+CORE_MAY_IMPORT = {
+    "__future__", "base64", "dataclasses", "datetime", "enum", "hashlib", "ipaddress",
+    "struct", "types", "typing", "collections", "functools", "re", "math", "string",
+    "unicodedata", "json", "cryptography", "edge",
+}  # fmt: skip
+
+
+def test_the_core_imports_no_io() -> None:
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "edge" / "core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top not in CORE_MAY_IMPORT:
+                    found.setdefault(top, set()).add(path.name)
+    assert found == {}, f"edge.core imports beyond its pure set: {found}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.core.http import MAX_CONNECTIONS, connection_cap
+from edge.web.http import MAX_CONNECTIONS, connection_cap
 
 ROOT = Path(__file__).parent.parent
 UNITS = ROOT / "systemd"

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from drivers.protocols import MAX_SCAN_BYTES, DeviceState, Outcome, ScanEvent
-from edge.core import http
 from edge.core.errors import ScannerError
 from edge.core.tables import check_listener
+from edge.web import http
 
 _LOGGER = logging.getLogger(__name__)
 

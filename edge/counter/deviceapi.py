@@ -29,7 +29,6 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from drivers.protocols import ScanSource
-from edge.core import http
 from edge.core.codes import scan_text
 from edge.core.errors import CodeError, ConfigError, PrinterError
 from edge.counter.desk import Desk, DeskError, IssueForm
@@ -37,6 +36,7 @@ from edge.counter.pages import desk_page, status_page
 from edge.counter.printqueue import JobRecord, PrintJob, PrintQueue
 from edge.counter.settings import CounterConfig
 from edge.store.database import Store
+from edge.web import http
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from drivers.protocols import DeviceState
 from edge import __version__
-from edge.core import http
 from edge.counter.printqueue import PrintQueue
 from edge.gate.lane import Lane, LaneResult
 from edge.ops import identity
@@ -28,6 +27,7 @@ from edge.ops.metrics import CONTENT_TYPE, Registry
 from edge.ops.notify import Notifier
 from edge.ops.settings import MetricsConfig
 from edge.store.sync import SyncStore
+from edge.web import http
 
 _LOGGER = logging.getLogger(__name__)
 

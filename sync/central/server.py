@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from edge.core import http
+from edge.web import http
 from sync import protocol
 from sync.central.changelog import now_ms
 from sync.central.db import CentralDB

@@ -20,9 +20,9 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.core import http
 from edge.core.errors import StoreError, SyncError
 from edge.store.sync import SyncBatch, SyncStore
+from edge.web import http
 from sync import protocol
 from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig

@@ -1,4 +1,4 @@
-"""edge.core.http: strict JSON bodies, and the connection limits against real sockets."""
+"""edge.web.http: strict JSON bodies, and the connection limits against real sockets."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.core import http
-from edge.core.http import BodyError, ConnectionGuard, connection_cap, json_document
+from edge.web import http
+from edge.web.http import BodyError, ConnectionGuard, connection_cap, json_document
 
 
 @pytest.mark.parametrize(
