@@ -19,6 +19,7 @@ TEST_TICKET = {
     "name": "test-ticket",
     "kind": "ticket",
     "fields": ["printer", "when"],
+    "max_chars": {"printer": 40, "when": 20},
     "items": [
         {"type": "box", "x": 4, "y": 4, "width": 1092, "height": 376},
         {"type": "text", "x": 30, "y": 30, "text": "EDGE TEST TICKET", "font": "F6"},
@@ -32,6 +33,7 @@ TEST_CARD = {
     "name": "test-card",
     "kind": "card",
     "fields": ["printer", "when"],
+    "max_chars": {"printer": 40, "when": 20},
     "items": [
         {"type": "box", "x": 10, "y": 10, "width": 996, "height": 628, "thickness": 4},
         {"type": "text", "x": 40, "y": 40, "text": "EDGE TEST CARD", "size": 64},

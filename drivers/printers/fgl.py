@@ -26,38 +26,50 @@ class Rotation(enum.Enum):
     LEFT = "RL"  # rotated left, -90 degrees
 
 
+# Characters every resident font prints: printable ASCII. '<' opens a command, so it cannot be
+# text; the drivers reject it instead of escaping it.
+TEXT_CHARACTERS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"<"}
+# The resident fonts are stored in code page 850 [kb, "German characters not printing"]: fonts
+# 1, 2, 3, 6, 9 and 10 add the German letters at their code page 850 positions, fonts 8 and 13
+# have the whole of code page 850 (French, Spanish, Nordic, ... but no Polish or Czech letters:
+# those print as graphic text, see docs/fgl.md), the others ASCII only.
+ENCODING = "cp850"
+GERMAN_CHARACTERS = TEXT_CHARACTERS | frozenset("ÄÖÜäöüß")
+CP850_CHARACTERS = TEXT_CHARACTERS | frozenset(
+    char for char in bytes(range(0x80, 0x100)).decode(ENCODING) if char.isprintable()
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Font:
-    """A resident FGL font: its command number and character cell in dots."""
+    """A resident FGL font: its command number, character cell in dots and character set."""
 
     number: int
     name: str
-    width: int
-    height: int
+    width: int  # dots from one character to the next
+    height: int  # dots from the top of the cell to its bottom, descenders included
+    characters: frozenset[str] = TEXT_CHARACTERS
 
 
 # The resident fonts and cell sizes the guide lists (<F1> .. <F13>).
 FONTS: dict[str, Font] = {
     f"F{font.number}": font
     for font in (
-        Font(1, "font 1", 5, 7),
-        Font(2, "font 2", 7, 10),
-        Font(3, "OCR-B", 17, 31),
+        Font(1, "font 1", 5, 7, GERMAN_CHARACTERS),
+        Font(2, "font 2", 7, 10, GERMAN_CHARACTERS),
+        Font(3, "OCR-B", 17, 31, GERMAN_CHARACTERS),
         Font(4, "OCR-A", 5, 9),
-        Font(6, "large OCR-B", 30, 52),
+        Font(6, "large OCR-B", 30, 52, GERMAN_CHARACTERS),
         Font(7, "OCR-A", 15, 29),
-        Font(8, "Courier", 18, 30),
-        Font(9, "small OCR-B", 13, 20),
-        Font(10, "Prestige", 25, 41),
+        Font(8, "Courier", 18, 30, CP850_CHARACTERS),
+        Font(9, "small OCR-B", 13, 20, GERMAN_CHARACTERS),
+        Font(10, "Prestige", 25, 41, GERMAN_CHARACTERS),
         Font(11, "Script", 25, 49),
         Font(12, "Orator", 46, 91),
-        Font(13, "Courier", 20, 40),
+        Font(13, "Courier", 20, 40, CP850_CHARACTERS),
     )
 }
 
-# Characters the resident fonts print: printable ASCII. '<' opens a command, so it cannot be
-# text; the drivers reject it instead of escaping it.
-TEXT_CHARACTERS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"<"}
 # QR data sits in braces; '}' would end it early and '~' is the guide's escape prefix.
 QR_CHARACTERS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"}", "~"}
 MAX_MULTIPLE = 16  # <HWh,w> multiples beyond this are not on any ticket
@@ -79,14 +91,25 @@ def _dots(value: int, what: str) -> int:
     return value
 
 
-def check_text(text: str, allowed: frozenset[str], what: str) -> None:
+def check_text(text: str, allowed: frozenset[str], what: str, charset: str = "") -> None:
     """Raise PrinterError naming the first character of `text` outside `allowed`."""
     for char in text:
         if char not in allowed:
             raise PrinterError(
-                f"{what}: character {char!r} (U+{ord(char):04X}) is not in the printer's "
-                "character set (printable ASCII without '<')"
+                f"{what}: character {char!r} (U+{ord(char):04X}) is not in "
+                f"{charset or 'the character set of codes (printable ASCII)'}"
             )
+
+
+def font_charset(font: Font) -> str:
+    """A resident font's character set in words, for error messages."""
+    if font.characters is CP850_CHARACTERS:
+        known = "code page 850"
+    elif font.characters is GERMAN_CHARACTERS:
+        known = "ASCII and ÄÖÜäöüß"
+    else:
+        known = "ASCII only"
+    return f"resident font F{font.number} ({known}, never '<')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +132,11 @@ class Text:
         for value in (self.height, self.width):
             if not 1 <= value <= MAX_MULTIPLE:
                 raise PrinterError(f"size multiples are 1..{MAX_MULTIPLE}, not {value}")
-        check_text(self.text, TEXT_CHARACTERS, "text")
+        check_text(self.text, font.characters, "text", font_charset(font))
         return (
             f"<RC{_dots(self.row, 'row')},{_dots(self.column, 'column')}>"
-            f"<{self.rotation.value}><F{font.number}><HW{self.height},{self.width}>{self.text}"
-        ).encode("ascii")
+            f"<{self.rotation.value}><F{font.number}><HW{self.height},{self.width}>"
+        ).encode("ascii") + self.text.encode(ENCODING)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,10 @@
 It reads FGL independently of the generator in fgl.py (its own parser, its own drawing), so
 tests check what would be on the ticket, not strings; `edge print preview` uses it too, so the
 preview shows what the bytes say. It understands the subset docs/fgl.md lists and rejects
-anything else, which keeps the generator honest. Glyphs are Pillow's built-in font scaled to
-each resident font's cell: positions and sizes are right, letter shapes are not BOCA's.
+anything else, which keeps the generator honest. Text is decoded from code page 850 and checked
+against the selected resident font's character set. Glyphs are DejaVu Sans Mono on one
+baseline, scaled to each resident font's cell: positions, cell sizes and proportions are the
+printer's, letter shapes are not exactly BOCA's.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 import segno
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from drivers.printers import code128
-from drivers.printers.fgl import FONTS, QrLevel
+from drivers.printers import code128, fonts
+from drivers.printers.fgl import ENCODING, FONTS, QrLevel
 from edge.core.errors import PrinterError
 
 ESC = 0x1B
@@ -42,31 +44,46 @@ class _State:
     logos: dict[int, Image.Image] = field(default_factory=dict)
 
 
+# The resident fonts are bitmaps in the printer; here each is drawn with DejaVu Sans Mono sized
+# so that ascender to descender fills the font's cell height and one advance fits its width: all
+# glyphs of a font share one baseline and one scale, so capitals are one size, lower case sits
+# lower, a hyphen at mid height, as on the printed ticket.
+_BOLD = frozenset({"F3", "F6", "F9", "F12"})  # OCR-B and Orator print with heavy strokes
+
+
+@functools.lru_cache(maxsize=32)
+def _face(font: str) -> tuple[ImageFont.FreeTypeFont, int, float]:
+    """The face drawing resident `font`: the TrueType font, its baseline and its advance."""
+    spec = FONTS[font]
+    path = fonts.MONO_BOLD if font in _BOLD else fonts.MONO
+    probe = ImageFont.truetype(path, 100)
+    ascent, descent = probe.getmetrics()
+    size = max(4, min(spec.height * 100 // (ascent + descent), int(spec.width * 100 / 61)))
+    face = ImageFont.truetype(path, size)
+    return face, face.getmetrics()[0], face.getlength("M")
+
+
 @functools.lru_cache(maxsize=4096)
-def _glyph(char: str, width: int, height: int) -> Image.Image:
-    """One character drawn into a cell of width x height dots (black on white)."""
-    cell = Image.new("L", (width, height), 255)
-    if char == " ":
-        return cell
-    font = ImageFont.load_default(size=max(4, height))
-    left, top, right, bottom = (int(v) for v in font.getbbox(char))
-    glyph = Image.new("L", (max(1, right - left), max(1, bottom - top)), 255)
-    ImageDraw.Draw(glyph).text((-left, -top), char, font=font, fill=0)
-    # Fit the glyph into the cell keeping its proportions, bottom-aligned like a baseline.
-    scale = min((width - 2) / glyph.width, (height - 2) / glyph.height)
-    size = (max(1, int(glyph.width * scale)), max(1, int(glyph.height * scale)))
-    glyph = glyph.resize(size)
-    cell.paste(glyph, ((width - size[0]) // 2, height - 1 - size[1]))
-    return cell
+def _glyph(char: str, font: str) -> Image.Image:
+    """One character of resident `font` in its cell, black and white (0 or 255)."""
+    spec = FONTS[font]
+    cell = Image.new("L", (spec.width, spec.height), 255)
+    if char != " ":
+        face, baseline, advance = _face(font)
+        ImageDraw.Draw(cell).text(
+            ((spec.width - advance) / 2, baseline), char, font=face, fill=0, anchor="ls"
+        )
+    return cell.point(lambda v: 0 if v < 128 else 255)
 
 
 def text_image(text: str, font: str, height: int, width: int) -> Image.Image:
-    """A run of text in a resident font's cells, unrotated."""
+    """A run of text in a resident font's cells, each dot multiplied by the <HW> factors."""
     spec = FONTS[font]
-    cw, ch = spec.width * width, spec.height * height
-    strip = Image.new("L", (max(1, cw * len(text)), ch), 255)
+    strip = Image.new("L", (max(1, spec.width * len(text)), spec.height), 255)
     for i, char in enumerate(text):
-        strip.paste(_glyph(char, cw, ch), (i * cw, 0))
+        strip.paste(_glyph(char, font), (i * spec.width, 0))
+    if (height, width) != (1, 1):
+        strip = strip.resize((strip.width * width, strip.height * height), Image.Resampling.NEAREST)
     return strip
 
 
@@ -141,7 +158,7 @@ class Renderer:
             else:
                 end = data.find(b"<", i)
                 end = len(data) if end < 0 else end
-                self._text(data[i:end].decode("ascii"))
+                self._text(data[i:end].decode(ENCODING))
                 i = end
 
     def _numbers(self, name: str, args: str, count: int) -> list[int]:
@@ -221,6 +238,13 @@ class Renderer:
 
     def _text(self, text: str) -> None:
         state = self._state
+        spec = FONTS[state.font]
+        for char in text:
+            if char not in spec.characters:
+                raise PrinterError(
+                    f"FGL: resident font {state.font} has no character {char!r} "
+                    f"(U+{ord(char):04X}); the printer would print another one"
+                )
         self._paste(text_image(text, state.font, state.height, state.width))
 
     def _download(self, data: bytes, i: int) -> int:

@@ -3,8 +3,15 @@
 A template comes from a `[[templates]]` table of the configuration: its kind (`ticket` for BOCA
 FGL, `card` for a card printer's image), its size in dots, the fields a job must fill, and
 items (text, box, line, qr, code128, logo, photo) placed by x (column) and y (row). Everything
-that can be wrong with a template is found when it is loaded; everything that can be wrong with
-a job's values is found by `render`, before a byte goes to a printer.
+that can be wrong with a template is found when it is loaded, including a code that could not
+hold the longest value its field takes (a signed code in Code 128); everything that can be
+wrong with a job's values is found by `render`, before a byte goes to a printer.
+
+Text on a ticket is either in one of the printer's resident fonts (`F1`..`F13`, their cells and
+character sets as BOCA documents them) or graphic text (`sans`, `sans-bold`): drawn here with
+the shipped DejaVu fonts and sent as an FGL logo, which prints every Latin, Greek and Cyrillic
+letter on any FGL printer. Card text is always TrueType (DejaVu Sans unless the template names
+a font file).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 import segno
 from PIL import Image, ImageDraw, ImageFont
 
-from drivers.printers import code128, fgl
+from drivers.printers import code128, fgl, fonts
 from drivers.printers.fglrender import render as render_fgl
 from drivers.printers.images import CARD_HEIGHT, CARD_WIDTH, open_image
 from edge.core.errors import ConfigError, PrinterError
@@ -30,6 +37,14 @@ from edge.core.tables import build
 
 MAX_FIELD_CHARS = 200
 MAX_ITEMS = 100
+# The longest text of a signed code: every payload field at its maximum is 106 bytes, 170
+# base32 characters after "EDGE:" (docs/codes.md, "Text").
+MAX_CODE_CHARS = 175
+# The longest value of the fields whose meaning the counter fixes (config/README.md, [counter]);
+# a template declares others with `max_chars` when a code carries them.
+FIELD_CHARS = {"code": MAX_CODE_CHARS, "number": 19}  # number: a credential id, < 2**63
+READABLE_GAP = 6  # dots between a barcode's bars and its text
+MIN_FIT = 0.7  # graphic text may shrink to 70 % of its size to fit its max_width
 
 
 class Kind(enum.Enum):
@@ -49,10 +64,10 @@ class TextItem:
     x: int
     y: int
     text: str
-    font: str = "F3"  # ticket: a resident FGL font
-    size: int = 32  # card: text height in pixels
-    height: int = 1  # ticket: height multiple
-    width: int = 1  # ticket: width multiple
+    font: str = ""  # ticket: F1..F13 (resident) or sans/sans-bold (graphic; default F3)
+    size: int = 32  # TrueType text (cards, graphic ticket text): em height in dots
+    height: int = 1  # resident font: height multiple
+    width: int = 1  # resident font: width multiple
     rotation: str = "none"  # ticket: none, right, up, left
     max_width: int = 0  # dots the text may take; 0: up to the edge
 
@@ -100,7 +115,7 @@ class Code128Item:
     data: str
     height: int = 64
     module: int = 3  # card: narrow bar width in pixels (tickets use the printer's)
-    readable: bool = False
+    readable: bool = False  # print the data under the bars (ticket: in F3; card: sans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +188,47 @@ def _placeholders(text: str, where: str, path: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def card_font(size: int, path: str = "") -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """The card font at `size` pixels: a TrueType file, or Pillow's built-in font."""
-    if path:
-        return ImageFont.truetype(path, size)
-    return ImageFont.load_default(size=size)
+def card_font(size: int, path: str = "") -> ImageFont.FreeTypeFont:
+    """A TrueType font at `size` pixels: the file at `path`, or the shipped DejaVu Sans."""
+    return ImageFont.truetype(path or fonts.SANS, size)
+
+
+def _face_path(item: TextItem, default: str) -> str:
+    """The TrueType file of a text item: a named shipped face, or `default`."""
+    return fonts.FACES.get(item.font, default)
+
+
+def fitted_font(
+    text: str, size: int, path: str, max_width: int, what: str
+) -> ImageFont.FreeTypeFont:
+    """The font for `text`: at `size`, or smaller (down to MIN_FIT) to keep within max_width."""
+    font = card_font(size, path)
+    length = font.getlength(text)
+    if not max_width or length <= max_width:
+        return font
+    smaller = int(size * max_width / length)
+    while smaller >= size * MIN_FIT:
+        font = card_font(smaller, path)
+        if font.getlength(text) <= max_width:
+            return font
+        smaller -= 1
+    raise PrinterError(
+        f"{what}: text {text!r} is {int(length)} dots wide at size {size}, more than its "
+        f"max_width {max_width} even at {int(size * MIN_FIT)}"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _graphic_text(text: str, size: int, path: str, rotation: str) -> tuple[tuple[bool, ...], ...]:
+    """Text drawn in a TrueType font as a black-and-white bitmap, line box high, rotated."""
+    font = card_font(size, path)
+    ascent, descent = font.getmetrics()
+    image = Image.new("L", (max(1, int(font.getlength(text) + 0.999)), ascent + descent), 255)
+    ImageDraw.Draw(image).text((0, 0), text, font=font, fill=0)
+    turn = {"none": 0, "right": 270, "up": 180, "left": 90}[rotation]
+    if turn:
+        image = image.rotate(turn, expand=True, fillcolor=255)
+    return tuple(tuple(row) for row in _bitmap(image, 128))
 
 
 @functools.lru_cache(maxsize=64)
@@ -187,7 +238,7 @@ def _notdef(size: int, path: str) -> bytes:
 
 
 def missing_glyph(text: str, size: int, font_path: str = "") -> str | None:
-    """The first character of `text` the card font has no glyph for, if any."""
+    """The first character of `text` the TrueType font has no glyph for, if any."""
     font = card_font(size, font_path)
     notdef = _notdef(size, font_path)
     for char in dict.fromkeys(text):
@@ -219,7 +270,8 @@ class Template:
     items: tuple[Item, ...]
     logos: tuple[tuple[tuple[bool, ...], ...] | None, ...]  # per item: a logo's bitmap
     cut: bool = True
-    font_path: str = ""  # card text font (TrueType); empty: Pillow's built-in
+    font_path: str = ""  # TrueType text font (cards, graphic ticket text); empty: DejaVu Sans
+    max_chars: tuple[tuple[str, int], ...] = ()  # declared longest values of fields
 
     @classmethod
     def from_table(  # noqa: PLR0915 - flat checks, one per key
@@ -228,7 +280,7 @@ class Template:
         """A template from its TOML table; ConfigError names the key of any problem."""
         if not isinstance(table, dict):
             raise ConfigError("must be a table", path=path, key=where)
-        allowed = {"name", "kind", "width", "height", "fields", "items", "cut", "font"}
+        allowed = {"name", "kind", "width", "height", "fields", "items", "cut", "font", "max_chars"}
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise ConfigError(
@@ -275,6 +327,19 @@ class Template:
                 raise ConfigError(
                     f"cannot load font {font_path}: {err}", path=path, key=f"{where}.font"
                 ) from err
+        max_chars = table.get("max_chars", {})
+        if not isinstance(max_chars, dict) or not all(
+            type(v) is int and 1 <= v <= MAX_FIELD_CHARS for v in max_chars.values()
+        ):
+            raise ConfigError(
+                f"must be a table of field = longest value (1..{MAX_FIELD_CHARS} characters), "
+                "e.g. { price = 12 }",
+                path=path,
+                key=f"{where}.max_chars",
+            )
+        stray = sorted(set(max_chars) - set(fields))
+        if stray:
+            raise ConfigError(f"{stray[0]!r} is not in fields", path=path, key=f"{where}.max_chars")
         raw_items = table.get("items", [])
         if not isinstance(raw_items, list) or not raw_items or len(raw_items) > MAX_ITEMS:
             raise ConfigError(
@@ -327,6 +392,7 @@ class Template:
             tuple(logos),
             cut,
             font_path,
+            tuple(sorted(max_chars.items())),
         )
         # Render once with sample values: a layout that cannot print fails at load time.
         try:
@@ -340,31 +406,114 @@ class Template:
         for i, item in enumerate(self.items):
             what = f"items[{i}]"
             if isinstance(item, TextItem):
-                if self.kind is Kind.TICKET and item.font not in fgl.FONTS:
+                faces = ", ".join(fonts.FACES)
+                if self.kind is Kind.TICKET and item.font not in {"", *fgl.FONTS, *fonts.FACES}:
                     raise PrinterError(
-                        f"{what}: unknown font {item.font!r}; FGL fonts: {', '.join(fgl.FONTS)}"
+                        f"{what}: unknown font {item.font!r}; resident fonts: "
+                        f"{', '.join(fgl.FONTS)}; graphic text: {faces}"
                     )
-                fixed = "".join(part for part, *_ in string.Formatter().parse(item.text))
-                if self.kind is Kind.TICKET:
-                    fgl.check_text(fixed, fgl.TEXT_CHARACTERS, f"{what} text")
-                elif 6 <= item.size <= 300:
-                    lacking = missing_glyph(fixed, item.size, self.font_path)
-                    if lacking is not None:
-                        raise PrinterError(
-                            f"{what}: the card font has no character {lacking!r} "
-                            f"(U+{ord(lacking):04X}); set the template's font to a TrueType "
-                            "file that has it"
-                        )
+                if self.kind is Kind.CARD and item.font and item.font not in fonts.FACES:
+                    raise PrinterError(
+                        f"{what}: card text is TrueType: font is one of {faces}, or leave it "
+                        "out for the template's font"
+                    )
                 if item.rotation not in _ROTATIONS:
                     raise PrinterError(f"{what}: rotation is one of {', '.join(_ROTATIONS)}")
                 if not 6 <= item.size <= 300:
                     raise PrinterError(f"{what}: size is 6..300 pixels")
+                fixed = "".join(part for part, *_ in string.Formatter().parse(item.text))
+                resident = self._resident(item)
+                if resident is not None:
+                    fgl.check_text(
+                        fixed, resident.characters, f"{what} text", fgl.font_charset(resident)
+                    )
+                else:
+                    lacking = missing_glyph(fixed, item.size, self._path(item))
+                    if lacking is not None:
+                        raise PrinterError(
+                            f"{what}: the font has no character {lacking!r} "
+                            f"(U+{ord(lacking):04X}); set the template's font to a TrueType "
+                            "file that has it"
+                        )
             elif isinstance(item, QrItem):
                 if item.level not in ("L", "M", "Q", "H"):
                     raise PrinterError(f"{what}: level is one of L, M, Q, H")
                 if item.rotation not in _ROTATIONS:
                     raise PrinterError(f"{what}: rotation is one of {', '.join(_ROTATIONS)}")
+                if self.kind is Kind.TICKET and not 3 <= item.module <= 16:
+                    raise PrinterError(f"{what}: module is 3..16 dots on a ticket")
+                if not 1 <= item.module <= 40:
+                    raise PrinterError(f"{what}: module is 1..40 pixels")
+                self._longest_fits(what, item)
+            elif isinstance(item, Code128Item):
+                if not 1 <= item.module <= 10:
+                    raise PrinterError(f"{what}: module is 1..10 pixels")
+                if not 8 <= item.height <= 320:
+                    raise PrinterError(f"{what}: height is 8..320 dots")
+                self._longest_fits(what, item)
             self._inside(what, item.x, item.y, 1, 1)
+
+    def _resident(self, item: TextItem) -> fgl.Font | None:
+        """The resident font a ticket's text item prints in; None for TrueType text."""
+        if self.kind is not Kind.TICKET or item.font in fonts.FACES:
+            return None
+        return fgl.FONTS.get(item.font or "F3")
+
+    def _path(self, item: TextItem) -> str:
+        """The TrueType file a text item is drawn with."""
+        return _face_path(item, self.font_path or fonts.SANS)
+
+    def _limit(self, field: str) -> int:
+        """The longest value `field` takes: declared, known, or MAX_FIELD_CHARS."""
+        return dict(self.max_chars).get(field, FIELD_CHARS.get(field, MAX_FIELD_CHARS))
+
+    def _signed(self, field: str) -> bool:
+        """Whether `field` holds a signed code (the desk's `code`, not declared shorter)."""
+        return field == "code" and field not in dict(self.max_chars)
+
+    def _longest_fits(self, what: str, item: QrItem | Code128Item) -> None:
+        """Check that the code holds its fields' longest values and still fits the page."""
+        names = [name for _, name, *_ in string.Formatter().parse(item.data) if name]
+        longest = item.data.format_map(
+            {n: ("9" if n == "number" else "W") * self._limit(n) for n in names}
+        )
+        bound = ", ".join(
+            f"{{{n}}} ({'a signed code, ' if self._signed(n) else ''}up to {self._limit(n)} "
+            "characters)"
+            for n in names
+        )
+        hint = (
+            "; declare shorter values with max_chars = { field = N }"
+            if any(n not in FIELD_CHARS for n in names)
+            else ""
+        )
+        if isinstance(item, QrItem):
+            try:
+                side = _qr_side(longest, item.level) * item.module
+            except segno.DataOverflowError:
+                side = self.width + self.height
+            if item.x + side > self.width or item.y + side > self.height:
+                raise PrinterError(
+                    f"{what}: a QR code of {bound or repr(item.data)} is up to {side} dots "
+                    f"square at module {item.module}, beyond the {self.width}x{self.height} "
+                    f"{self.kind.value} at x {item.x}, y {item.y}: make the module smaller or "
+                    f"move it{hint}"
+                )
+            return
+        module = 2 if self.kind is Kind.TICKET else item.module
+        room = (self.width - item.x) // module
+        fitting = max(0, (room - 2 * code128.QUIET_MODULES - 35) // 11)
+        try:
+            length = len(code128.modules(longest)) * module
+        except PrinterError:
+            length = self.width + 1
+        if item.x + length > self.width:
+            raise PrinterError(
+                f"{what}: Code 128 cannot hold {bound or repr(item.data)}: that takes up to "
+                f"{length} dots, and {self.width - item.x} dots from x {item.x} hold about "
+                f"{fitting} characters. Print signed codes as a qr item; Code 128 is for short "
+                f"data such as a pass number ({{number}}){hint}"
+            )
 
     def _inside(self, what: str, x: int, y: int, width: int, height: int) -> None:
         if x < 0 or y < 0 or x + width > self.width or y + height > self.height:
@@ -397,6 +546,11 @@ class Template:
                 raise PrinterError(f"field {name!r} must be text")
             if len(value) > MAX_FIELD_CHARS:
                 raise PrinterError(f"field {name!r} is longer than {MAX_FIELD_CHARS} characters")
+            if len(value) > self._limit(name):
+                raise PrinterError(
+                    f"field {name!r} has {len(value)} characters, more than the "
+                    f"{self._limit(name)} the template allows for it"
+                )
         return dict(fields)
 
     def render(self, fields: Mapping[str, str], images: Mapping[str, bytes] | None = None) -> bytes:
@@ -424,29 +578,7 @@ class Template:
         for i, item in enumerate(self.items):
             what = f"items[{i}]"
             if isinstance(item, TextItem):
-                text = item.text.format_map(values)
-                fgl.check_text(text, fgl.TEXT_CHARACTERS, f"{what} text {text!r}")
-                font = fgl.FONTS[item.font]
-                along = len(text) * font.width * item.width
-                across = font.height * item.height
-                rotation = _ROTATIONS[item.rotation]
-                if item.max_width and along > item.max_width:
-                    raise PrinterError(
-                        f"{what}: text {text!r} is {along} dots long, more than its max_width "
-                        f"{item.max_width}"
-                    )
-                w, h = (
-                    (along, across)
-                    if rotation in (fgl.Rotation.NONE, fgl.Rotation.UP)
-                    else (
-                        across,
-                        along,
-                    )
-                )
-                self._inside(f"{what} text {text!r}", item.x, item.y, w, h)
-                elements.append(
-                    fgl.Text(item.y, item.x, text, item.font, item.height, item.width, rotation)
-                )
+                self._ticket_text(item, item.text.format_map(values), what, elements, downloads)
             elif isinstance(item, BoxItem):
                 self._inside(what, item.x, item.y, item.width, item.height)
                 elements.append(fgl.Box(item.y, item.x, item.height, item.width, item.thickness))
@@ -479,16 +611,89 @@ class Template:
                 data = item.data.format_map(values)
                 fgl.check_text(data, fgl.TEXT_CHARACTERS, f"{what} barcode data")
                 length = len(code128.modules(data)) * 2  # the printer's 2-dot narrow bar
-                self._inside(f"{what} barcode", item.x, item.y, length, item.height)
-                elements.append(
-                    fgl.Code128(item.y, item.x, data, max(1, -(-item.height // 8)), item.readable)
-                )
+                height8 = max(1, -(-item.height // 8))
+                self._inside(f"{what} barcode", item.x, item.y, length, height8 * 8)
+                elements.append(fgl.Code128(item.y, item.x, data, height8))
+                if item.readable:
+                    # Our own text in F3, not <BI>: the guide does not say which font <BI> uses.
+                    font = fgl.FONTS["F3"]
+                    along = len(data) * font.width
+                    column = max(0, item.x + (length - along) // 2)
+                    row = item.y + height8 * 8 + READABLE_GAP
+                    self._inside(f"{what} barcode text", column, row, along, font.height)
+                    elements.append(fgl.Text(row, column, data, "F3"))
             elif isinstance(item, LogoItem):
                 bitmap = self._logo(i, what)
                 number = len(downloads) + 1
                 downloads.append(fgl.logo_download(number, bitmap))
                 elements.append(fgl.Logo(item.y, item.x, number))
         return b"".join(downloads) + fgl.ticket(elements, cut=self.cut)
+
+    def _ticket_text(
+        self,
+        item: TextItem,
+        text: str,
+        what: str,
+        elements: list[fgl.Element],
+        downloads: list[bytes],
+    ) -> None:
+        """Add a text item: a resident-font <F#> run, or graphic text downloaded as a logo."""
+        if not text.strip():
+            return  # an empty field prints nothing
+        font = self._resident(item)
+        if font is None:
+            bitmap = self._graphic(item, text, what)
+            self._inside(f"{what} text {text!r}", item.x, item.y, *_size(bitmap))
+            number = len(downloads) + 1
+            downloads.append(fgl.logo_download(number, bitmap))
+            elements.append(fgl.Logo(item.y, item.x, number))
+            return
+        fgl.check_text(text, font.characters, f"{what} text {text!r}", fgl.font_charset(font))
+        along = len(text) * font.width * item.width
+        across = font.height * item.height
+        rotation = _ROTATIONS[item.rotation]
+        if item.max_width and along > item.max_width:
+            raise PrinterError(
+                f"{what}: text {text!r} is {along} dots long, more than its max_width "
+                f"{item.max_width}"
+            )
+        w, h = (
+            (along, across) if rotation in (fgl.Rotation.NONE, fgl.Rotation.UP) else (across, along)
+        )
+        self._inside(f"{what} text {text!r}", item.x, item.y, w, h)
+        elements.append(
+            fgl.Text(item.y, item.x, text, f"F{font.number}", item.height, item.width, rotation)
+        )
+
+    def _card_barcode(
+        self, draw: ImageDraw.ImageDraw, item: Code128Item, data: str, what: str
+    ) -> None:
+        """Draw a Code 128 barcode, and its text under it if asked."""
+        bars = code128.modules(data)
+        length = len(bars) * item.module
+        self._inside(f"{what} barcode", item.x, item.y, length, item.height)
+        for b, bar in enumerate(bars):
+            if bar:
+                x = item.x + b * item.module
+                draw.rectangle((x, item.y, x + item.module - 1, item.y + item.height - 1), fill=0)
+        if item.readable:
+            font = card_font(max(12, item.module * 9), self.font_path or fonts.SANS)
+            along = int(font.getlength(data))
+            left = max(0, item.x + (length - along) // 2)
+            top = item.y + item.height + READABLE_GAP
+            self._inside(f"{what} barcode text", left, top, along, int(font.size))
+            draw.text((left, top), data, font=font, fill=0)
+
+    def _graphic(self, item: TextItem, text: str, what: str) -> tuple[tuple[bool, ...], ...]:
+        """A ticket's graphic text as a bitmap; PrinterError if a glyph is missing or too wide."""
+        path = self._path(item)
+        lacking = missing_glyph(text, item.size, path)
+        if lacking is not None:
+            raise PrinterError(
+                f"{what}: the font has no character {lacking!r} (U+{ord(lacking):04X}) in {text!r}"
+            )
+        font = fitted_font(text, item.size, path, item.max_width, what)
+        return _graphic_text(text, int(font.size), path, item.rotation)
 
     def _logo(self, i: int, what: str) -> tuple[tuple[bool, ...], ...]:
         """The bitmap loaded for the logo at items[i]; PrinterError if there is none."""
@@ -504,19 +709,15 @@ class Template:
             what = f"items[{i}]"
             if isinstance(item, TextItem):
                 text = item.text.format_map(values)
-                lacking = missing_glyph(text, item.size, self.font_path)
+                path = self._path(item)
+                lacking = missing_glyph(text, item.size, path)
                 if lacking is not None:
                     raise PrinterError(
                         f"{what}: the card font has no character {lacking!r} "
                         f"(U+{ord(lacking):04X}) in {text!r}"
                     )
-                font = card_font(item.size, self.font_path)
+                font = fitted_font(text, item.size, path, item.max_width, what)
                 length = int(font.getlength(text))
-                if item.max_width and length > item.max_width:
-                    raise PrinterError(
-                        f"{what}: text {text!r} is {length} pixels wide, more than its "
-                        f"max_width {item.max_width}"
-                    )
                 self._inside(f"{what} text {text!r}", item.x, item.y, length, item.size)
                 draw.text((item.x, item.y), text, font=font, fill=0)
             elif isinstance(item, BoxItem):
@@ -543,16 +744,7 @@ class Template:
                 self._inside(f"{what} QR code", item.x, item.y, image.width, image.height)
                 card.paste(image, (item.x, item.y))
             elif isinstance(item, Code128Item):
-                data = item.data.format_map(values)
-                bars = code128.modules(data)
-                length = len(bars) * item.module
-                self._inside(f"{what} barcode", item.x, item.y, length, item.height)
-                for b, bar in enumerate(bars):
-                    if bar:
-                        x = item.x + b * item.module
-                        draw.rectangle(
-                            (x, item.y, x + item.module - 1, item.y + item.height - 1), fill=0
-                        )
+                self._card_barcode(draw, item, item.data.format_map(values), what)
             elif isinstance(item, LogoItem):
                 bitmap = self._logo(i, what)
                 logo = Image.new("L", (len(bitmap[0]), len(bitmap)), 255)
@@ -567,6 +759,11 @@ class Template:
                 photo.thumbnail((item.width, item.height))
                 card.paste(photo, (item.x, item.y))
         return card
+
+
+def _size(bitmap: tuple[tuple[bool, ...], ...]) -> tuple[int, int]:
+    """Width and height of a bitmap."""
+    return (len(bitmap[0]) if bitmap else 0), len(bitmap)
 
 
 @functools.lru_cache(maxsize=1024)

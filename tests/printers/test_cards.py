@@ -41,12 +41,12 @@ type = "qr"
 x = 40
 y = 220
 data = "{code}"
-module = 9
+module = 7
 [[items]]
 type = "code128"
-x = 420
+x = 480
 y = 480
-data = "{code}"
+data = "{number}"
 height = 110
 module = 3
 """
@@ -72,13 +72,13 @@ async def test_an_evolis_card_over_usb_reads_back() -> None:
     (printed,) = sim.cards
     assert printed.size == (1016, 648)
     found = sorted((r.format.name, r.text) for r in zxingcpp.read_barcodes(printed))
-    assert found == [("Code128", "EDGE:PASS-4711"), ("QRCode", "EDGE:PASS-4711")]
+    assert found == [("Code128", "4711"), ("QRCode", "EDGE:PASS-4711")]
 
 
 def test_a_card_image_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(PrinterError, match="1016x648"):
         evolis_job(Template.from_table(
-            {**CARD, "width": 800}, "t", "edge.toml"
+            {**CARD, "height": 640}, "t", "edge.toml"
         ).render({"holder": "A", "number": "1", "code": "C"}))  # fmt: skip
 
 

@@ -50,7 +50,8 @@ def test_logo_download_is_bands_of_eight_rows_msb_on_top() -> None:
     ("element", "message"),
     [
         (fgl.Text(0, 0, "a<b"), "'<'"),
-        (fgl.Text(0, 0, "Grüße"), r"U\+00FC"),
+        (fgl.Text(0, 0, "Grüße", font="F7"), r"U\+00FC\) is not in resident font F7"),
+        (fgl.Text(0, 0, "Łódź", font="F13"), r"U\+0141\) is not in resident font F13"),
         (fgl.Text(0, 0, "x", font="F5"), "unknown font"),
         (fgl.QrCode(0, 0, "a}b"), "'}'"),
         (fgl.QrCode(0, 0, "x", module=2), "3..16"),

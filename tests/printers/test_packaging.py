@@ -18,3 +18,17 @@ def test_every_source_folder_is_a_package() -> None:
         if "__pycache__" not in path.parts
     }
     assert folders <= found
+
+
+def test_the_shipped_fonts_are_package_data() -> None:
+    """A wheel without the fonts would print no card text: they are listed and present."""
+    import tomllib  # noqa: PLC0415
+
+    from drivers.printers import fonts  # noqa: PLC0415
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["drivers.printers.fonts"]
+    assert "*.ttf" in patterns
+    assert "LICENSE" in patterns
+    for path in (*fonts.FACES.values(), fonts.FOLDER / "LICENSE"):
+        assert Path(path).stat().st_size > 1000, path

@@ -42,8 +42,9 @@ font = "F6"
 [[templates.items]]
 type = "qr"
 x = 40
-y = 100
+y = 90
 data = "{{code}}"
+module = 5
 """
 
 
