@@ -44,7 +44,7 @@ MAX_CODE_CHARS = 175
 # a template declares others with `max_chars` when a code carries them.
 FIELD_CHARS = {"code": MAX_CODE_CHARS, "number": 19}  # number: a credential id, < 2**63
 READABLE_GAP = 6  # dots between a barcode's bars and its text
-MIN_FIT = 0.7  # graphic text may shrink to 70 % of its size to fit its max_width
+MIN_FIT = 0.6  # TrueType text may shrink to 60 % of its size to fit its max_width
 
 
 class Kind(enum.Enum):

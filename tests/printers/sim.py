@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import select
 import threading
 import tty
@@ -30,6 +31,26 @@ from drivers.printers.fglrender import Renderer
 
 ESC = 0x1B
 _MARKERS = (b"<S1>", b"<PP>", b"<p>", b"<q>")
+
+
+_BAND = re.compile(rb"<RC[0-9]+,[0-9]+><G([0-9]+)>")
+
+
+def _download_end(buffer: bytearray, i: int) -> int | None:
+    """Index after the ESC closing a logo download whose data starts at `i`; None if partial.
+
+    Bitmap bytes may be ESC or '<': each band's <G#> count says how many bytes are data.
+    """
+    while i < len(buffer):
+        if buffer[i] == ESC:
+            return i + 1
+        band = _BAND.match(buffer, i)
+        if band is None:
+            if len(buffer) - i < 24:
+                return None  # a band header still arriving
+            raise AssertionError(f"BOCA: bad logo download at {bytes(buffer[i : i + 16])!r}")
+        i = band.end() + int(band.group(1))
+    return None
 
 
 class BocaSimulator:
@@ -63,13 +84,16 @@ class BocaSimulator:
 
     def _marker(self) -> tuple[int, bytes] | None:
         """The first command that needs the printer's attention, outside logo downloads."""
-        escapes = 0
         i = 0
         buffer = self._buffer
         while i < len(buffer):
             if buffer[i] == ESC:
-                escapes += 1
-            elif escapes % 2 == 0 and buffer[i] == ord("<"):
+                end = _download_end(buffer, i + 1)
+                if end is None:
+                    return None  # the rest of the download has not arrived yet
+                i = end
+                continue
+            if buffer[i] == ord("<"):
                 for marker in _MARKERS:
                     if buffer.startswith(marker, i):
                         return i + len(marker), marker

@@ -30,5 +30,5 @@ def test_the_shipped_fonts_are_package_data() -> None:
     patterns = config["tool"]["setuptools"]["package-data"]["drivers.printers.fonts"]
     assert "*.ttf" in patterns
     assert "LICENSE" in patterns
-    for path in (*fonts.FACES.values(), fonts.FOLDER / "LICENSE"):
-        assert Path(path).stat().st_size > 1000, path
+    for path in [*map(Path, fonts.FACES.values()), fonts.FOLDER / "LICENSE"]:
+        assert path.stat().st_size > 1000, path
