@@ -243,3 +243,151 @@ def test_any_code_printed_on_a_card_reads_back(tmp_path: Path, code: str) -> Non
     template = load(CARD, tmp_path)
     image = template.preview({"holder": "A", "number": "1", "valid": "v", "code": code})
     assert read(image) == [code, code]
+
+
+def test_a_signed_code_bound_to_code128_is_a_config_check_error(tmp_path: Path) -> None:
+    """`edge config check` names the item, the field and what to use instead."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        '[device]\nname = "box-office-1"\nstore = "edge.db"\n\n'
+        '[[templates]]\nname = "day"\nkind = "ticket"\nfields = ["code"]\n'
+        '[[templates.items]]\ntype = "code128"\nx = 30\ny = 240\ndata = "{code}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "config", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78, result.stdout
+    assert "templates[0]: items[0]: Code 128 cannot hold {code}" in result.stderr
+    assert "a signed code, up to 175 characters" in result.stderr
+    assert "Print signed codes as a qr item" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        # A pass number fits Code 128 from the left edge, not from x 900.
+        ({"type": "code128", "x": 900, "y": 200, "data": "{number}"}, r"\{number\} \(up to 19"),
+        # An undeclared field may be 200 characters: too long for any QR here.
+        ({"type": "qr", "x": 800, "y": 20, "data": "{price}"}, "declare shorter values"),
+        # The largest signed code at module 8 does not fit a 384-dot ticket.
+        ({"type": "qr", "x": 700, "y": 20, "data": "{code}", "module": 8}, "up to 424 dots"),
+    ],
+)
+def test_codes_are_checked_for_their_fields_longest_values(
+    tmp_path: Path, item: dict[str, Any], message: str
+) -> None:
+    table: dict[str, Any] = {
+        "name": "t",
+        "kind": "ticket",
+        "fields": ["code", "number", "price"],
+        "items": [item],
+    }
+    with pytest.raises(ConfigError, match=message):
+        Template.from_table(table, "templates[0]", str(tmp_path / "edge.toml"))
+    # Declared short, the same field fits.
+    if item["data"] == "{price}":
+        table["max_chars"] = {"price": 12}
+        Template.from_table(table, "templates[0]", str(tmp_path / "edge.toml"))
+
+
+@pytest.mark.parametrize(
+    ("max_chars", "message"),
+    [
+        ({"price": 0}, "1..200 characters"),
+        ({"price": "12"}, "1..200 characters"),
+        ({"seat": 4}, "'seat' is not in fields"),
+    ],
+)
+def test_bad_max_chars_name_the_key(
+    tmp_path: Path, max_chars: dict[str, Any], message: str
+) -> None:
+    table = {
+        "name": "t",
+        "kind": "ticket",
+        "fields": ["price"],
+        "max_chars": max_chars,
+        "items": [{"type": "text", "x": 1, "y": 1, "text": "{price}"}],
+    }
+    with pytest.raises(ConfigError, match=message) as caught:
+        Template.from_table(table, "templates[0]", str(tmp_path / "edge.toml"))
+    assert "templates[0].max_chars" in str(caught.value)
+
+
+def test_a_value_longer_than_its_declared_limit_is_refused(tmp_path: Path) -> None:
+    template = load(TICKET, tmp_path)
+    with pytest.raises(PrinterError, match="has 25 characters, more than the 24"):
+        template.render({"event": "X", "date": "d", "code": "C" * 25})
+
+
+GRAPHIC = """
+name = "names"
+kind = "ticket"
+fields = ["holder"]
+[[items]]
+type = "text"
+x = 30
+y = 30
+text = "{holder}"
+font = "sans-bold"
+size = 40
+max_width = 500
+[[items]]
+type = "text"
+x = 1000
+y = 30
+text = "{holder}"
+font = "sans"
+size = 30
+rotation = "right"
+max_width = 340
+"""
+
+
+def test_graphic_text_prints_any_latin_name_as_a_downloaded_logo(tmp_path: Path) -> None:
+    template = load(GRAPHIC, tmp_path)
+    document = template.render({"holder": "Łucja Dvořák"})
+    assert document.count(b"\x1b") == 4  # two logos, each between two ESCs
+    assert b"<SP30,30><LD1>" in document
+    assert b"<SP30,1000><LD2>" in document
+    image = template.preview({"holder": "Łucja Dvořák"})
+    assert image.crop((30, 30, 530, 80)).getextrema()[0] == 0  # the name is drawn
+    rotated = image.crop((1000, 30, 1045, 384))
+    assert rotated.getextrema()[0] == 0  # the rotated copy runs down the stub
+    assert image.crop((530, 0, 990, 384)).getextrema() == (255, 255)  # nothing between
+
+
+def test_graphic_text_shrinks_to_fit_then_is_refused(tmp_path: Path) -> None:
+    template = load(GRAPHIC, tmp_path)
+    long = template.preview({"holder": "Maximilian Alexander von Łęczycki"})
+    assert long.crop((531, 0, 990, 384)).getextrema() == (255, 255)  # shrunk into 500 dots
+    with pytest.raises(PrinterError, match="more than its max_width 500 even at 24"):
+        template.render({"holder": "Maximilian Alexander Friedrich von Łęczycki-Dvořák"})
+    with pytest.raises(PrinterError, match=r"the font has no character '漢' \(U\+6F22\)"):
+        template.render({"holder": "漢字"})
+
+
+def test_resident_fonts_take_their_own_character_sets(tmp_path: Path) -> None:
+    template = load(TICKET, tmp_path)
+    table = tomllib.loads(TICKET)
+    table["items"][1]["font"] = "F8"  # Courier: the whole of code page 850
+    courier = Template.from_table(table, "templates[0]", str(tmp_path / "edge.toml"))
+    document = courier.render({"event": "Élodie Øre", "date": "d", "code": "c"})
+    assert "Élodie Øre".encode("cp850") in document
+    with pytest.raises(PrinterError, match=r"'É' \(U\+00C9\) is not in resident font F6"):
+        template.render({"event": "Élodie", "date": "d", "code": "c"})
+    assert template.render({"event": "Müller", "date": "d", "code": "c"})  # F6 has umlauts
+
+
+def test_card_text_defaults_to_a_font_with_every_latin_letter(tmp_path: Path) -> None:
+    template = load(CARD, tmp_path)
+    values = {"holder": "ÄÖÜäöüßéèçłŁčř", "number": "1", "valid": "2027", "code": "EDGE:1"}
+    image = template.preview(values)
+    assert read(image) == ["EDGE:1", "EDGE:1"]
+    assert image.crop((40, 40, 640, 110)).getextrema()[0] == 0

@@ -207,3 +207,45 @@ def test_the_interpreter_reads_whatever_the_generator_writes(
     tickets = render(fgl.ticket(elements, cut=cut), 384, 1100)
     assert len(tickets) == 1
     assert tickets[0].size == (1100, 384)
+
+
+def _ink_rows(cell: Image.Image) -> tuple[int, int]:
+    """First and last row of a cell with any black dot."""
+    box = cell.point(lambda v: 255 if v < 128 else 0).getbbox()
+    assert box is not None, "an empty cell"
+    return box[1], box[3]
+
+
+def test_resident_font_capitals_share_one_size_and_hyphens_sit_at_mid_height() -> None:
+    """The proof an operator rejected: "CITY MUSEUM" as "cITY mUSEuM", hyphens as overlines."""
+    data = fgl.ticket(
+        [fgl.Text(20, 20, "CITY MUSEUM", "F6"), fgl.Text(100, 20, "2026-11-23", "F3")]
+    )
+    (ticket,) = render(data, 384, 1100)
+    wide = fgl.FONTS["F6"]
+    rows = {
+        _ink_rows(ticket.crop((20 + i * wide.width, 20, 20 + (i + 1) * wide.width, 72)))
+        for i, char in enumerate("CITY MUSEUM")
+        if char != " "
+    }
+    tops, bottoms = {top for top, _ in rows}, {bottom for _, bottom in rows}
+    assert max(tops) - min(tops) <= 1, rows  # C, I, M, U: one cap height
+    assert max(bottoms) - min(bottoms) <= 1, rows  # on one baseline
+    ocr = fgl.FONTS["F3"]
+
+    def cell(i: int) -> tuple[int, int]:
+        return _ink_rows(ticket.crop((20 + i * ocr.width, 100, 20 + (i + 1) * ocr.width, 131)))
+
+    digit_top, digit_bottom = cell(0)
+    hyphen_top, hyphen_bottom = cell(4)
+    middle = (digit_top + digit_bottom) / 2
+    assert digit_top < hyphen_top <= middle <= hyphen_bottom < digit_bottom
+
+
+def test_text_goes_out_in_code_page_850_and_the_interpreter_checks_the_font() -> None:
+    assert fgl.Text(1, 2, "Müller", "F3").to_bytes() == b"<RC1,2><NR><F3><HW1,1>M\x81ller"
+    assert fgl.Text(1, 2, "Élodie", "F8").to_bytes().endswith(b"\x90lodie")
+    (ticket,) = render(fgl.ticket([fgl.Text(20, 20, "Grüße Élodie", "F13")]), 384, 1100)
+    assert ticket.crop((20, 20, 260, 60)).getextrema()[0] == 0
+    with pytest.raises(PrinterError, match=r"resident font F3 has no character 'é'"):
+        render(b"<RC1,1><F3>\x82<p>", 384, 1100)
