@@ -1,8 +1,9 @@
 """BOCA's Friendly Ghost Language (FGL): ticket elements to bytes, status bytes to states.
 
-Pure codec, no I/O. Every command emitted here, with the section of BOCA's FGL programming
-guide it comes from, is listed in docs/fgl.md. Coordinates are dots: `row` counts down from the
-top edge of the printable area, `column` across from its left edge (the guide's <RCrow,col>).
+Pure codec, no I/O (Pillow packs logo bitmaps). Every command emitted here, with the section of
+BOCA's FGL programming guide it comes from, is listed in docs/fgl.md. Coordinates are dots:
+`row` counts down from the top edge of the printable area, `column` across from its left edge
+(the guide's <RCrow,col>).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from PIL import Image, ImageChops
 
 from drivers.protocols import PrinterState
 from edge.core.errors import PrinterError
@@ -246,32 +249,39 @@ Element = Text | Box | Line | QrCode | Code128 | Logo
 
 
 def logo_download(number: int, rows: Sequence[Sequence[bool]]) -> bytes:
-    """Download a bitmap (rows of dots, True = black) as logo `number` in FGL image format.
+    """Download a bitmap (rows of dots, True = black) as logo `number` in FGL image format."""
+    height = len(rows)
+    width = len(rows[0]) if rows else 0
+    if not height or not width or any(len(r) != width for r in rows):
+        raise PrinterError("a logo needs a non-empty rectangular bitmap")
+    image = Image.frombytes(
+        "L", (width, height), bytes(0 if dot else 255 for row in rows for dot in row)
+    )
+    return logo_download_image(number, image.convert("1", dither=Image.Dither.NONE))
+
+
+def logo_download_image(number: int, image: Image.Image) -> bytes:
+    """Download a black-and-white image (mode "1", black = 0) as logo `number`.
 
     The image goes out in bands of 8 dot rows: `<RCrow,0><G#>` and one byte per column, the
     top dot of the band in the most significant bit; the whole download sits between ESCs.
     """
     if not 1 <= number <= 99:
         raise PrinterError(f"logo numbers are 1..99, not {number}")
-    height = len(rows)
-    width = len(rows[0]) if rows else 0
-    if not height or not width or any(len(r) != width for r in rows):
-        raise PrinterError("a logo needs a non-empty rectangular bitmap")
+    width, height = image.size
+    if not width or not height or image.mode != "1":
+        raise PrinterError("a logo needs a non-empty black-and-white image")
+    # Black as 1 bits, padded to whole bands; each band turned so that one column of 8 dots
+    # is one row of the image, which Pillow packs into one byte, first dot in the top bit.
+    dots = Image.new("1", (width, -(-height // 8) * 8), 0)
+    dots.paste(ImageChops.invert(image), (0, 0))
     parts = [f"<ID{number}>".encode("ascii"), ESC]
-    for band in range(0, height, 8):
-        line = bytearray()
-        for column in range(width):
-            byte = 0
-            for bit in range(8):
-                row = band + bit
-                if row < height and rows[row][column]:
-                    byte |= 0x80 >> bit
-            line.append(byte)
+    for band in range(0, dots.height, 8):
+        columns = dots.crop((0, band, width, band + 8)).transpose(Image.Transpose.TRANSPOSE)
         # Trailing white columns need not be sent.
-        while line and line[-1] == 0:
-            line.pop()
+        line = columns.tobytes().rstrip(b"\x00")
         if line:
-            parts.append(f"<RC{band},0><G{len(line)}>".encode("ascii") + bytes(line))
+            parts.append(f"<RC{band},0><G{len(line)}>".encode("ascii") + line)
     parts.append(ESC)
     return b"".join(parts)
 

@@ -219,8 +219,8 @@ def fitted_font(
 
 
 @functools.lru_cache(maxsize=256)
-def _graphic_text(text: str, size: int, path: str, rotation: str) -> tuple[tuple[bool, ...], ...]:
-    """Text drawn in a TrueType font as a black-and-white bitmap, line box high, rotated."""
+def _graphic_text(text: str, size: int, path: str, rotation: str) -> Image.Image:
+    """Text drawn in a TrueType font as a black-and-white image, line box high, rotated."""
     font = card_font(size, path)
     ascent, descent = font.getmetrics()
     image = Image.new("L", (max(1, int(font.getlength(text) + 0.999)), ascent + descent), 255)
@@ -228,7 +228,7 @@ def _graphic_text(text: str, size: int, path: str, rotation: str) -> tuple[tuple
     turn = {"none": 0, "right": 270, "up": 180, "left": 90}[rotation]
     if turn:
         image = image.rotate(turn, expand=True, fillcolor=255)
-    return tuple(tuple(row) for row in _bitmap(image, 128))
+    return image.point(lambda v: 255 if v >= 128 else 0).convert("1", dither=Image.Dither.NONE)
 
 
 @functools.lru_cache(maxsize=64)
@@ -239,14 +239,16 @@ def _notdef(size: int, path: str) -> bytes:
 
 def missing_glyph(text: str, size: int, font_path: str = "") -> str | None:
     """The first character of `text` the TrueType font has no glyph for, if any."""
-    font = card_font(size, font_path)
-    notdef = _notdef(size, font_path)
     for char in dict.fromkeys(text):
-        if char.isspace():
-            continue
-        if not char.isprintable() or bytes(font.getmask(char)) == notdef:
+        if not char.isspace() and not _has_glyph(char, size, font_path):
             return char
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_glyph(char: str, size: int, font_path: str) -> bool:
+    font = card_font(size, font_path)
+    return char.isprintable() and bytes(font.getmask(char)) != _notdef(size, font_path)
 
 
 def _bitmap(image: Image.Image, threshold: int) -> list[list[bool]]:
@@ -642,10 +644,10 @@ class Template:
             return  # an empty field prints nothing
         font = self._resident(item)
         if font is None:
-            bitmap = self._graphic(item, text, what)
-            self._inside(f"{what} text {text!r}", item.x, item.y, *_size(bitmap))
+            image = self._graphic(item, text, what)
+            self._inside(f"{what} text {text!r}", item.x, item.y, *image.size)
             number = len(downloads) + 1
-            downloads.append(fgl.logo_download(number, bitmap))
+            downloads.append(fgl.logo_download_image(number, image))
             elements.append(fgl.Logo(item.y, item.x, number))
             return
         fgl.check_text(text, font.characters, f"{what} text {text!r}", fgl.font_charset(font))
@@ -684,7 +686,7 @@ class Template:
             self._inside(f"{what} barcode text", left, top, along, int(font.size))
             draw.text((left, top), data, font=font, fill=0)
 
-    def _graphic(self, item: TextItem, text: str, what: str) -> tuple[tuple[bool, ...], ...]:
+    def _graphic(self, item: TextItem, text: str, what: str) -> Image.Image:
         """A ticket's graphic text as a bitmap; PrinterError if a glyph is missing or too wide."""
         path = self._path(item)
         lacking = missing_glyph(text, item.size, path)
@@ -761,14 +763,18 @@ class Template:
         return card
 
 
-def _size(bitmap: tuple[tuple[bool, ...], ...]) -> tuple[int, int]:
-    """Width and height of a bitmap."""
-    return (len(bitmap[0]) if bitmap else 0), len(bitmap)
+def _qr_side(data: str, level: str) -> int:
+    """Modules across the byte-mode QR code of `data` (printable ASCII: one byte a character)."""
+    return _qr_side_for(len(data), level)
 
 
 @functools.lru_cache(maxsize=1024)
-def _qr_side(data: str, level: str) -> int:
-    qr = segno.make(data, error=level.lower(), mode="byte", micro=False, boost_error=False)
+def _qr_side_for(length: int, level: str) -> int:
+    # In byte mode the version depends on the byte count alone; a fixed mask skips segno's
+    # search for the best one, which does not change the size.
+    qr = segno.make(
+        "W" * length, error=level.lower(), mode="byte", micro=False, boost_error=False, mask=0
+    )
     return int(qr.symbol_size(border=0)[0])
 
 
