@@ -24,9 +24,10 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import segno
+import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
 from drivers.printers import code128, fgl, fonts
@@ -129,6 +130,26 @@ class LogoItem:
 
 
 @dataclass(frozen=True, slots=True)
+class AztecItem:
+    """An Aztec code of `data` (cards); `module` pixels per module."""
+
+    x: int
+    y: int
+    data: str
+    module: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Pdf417Item:
+    """A PDF417 code of `data` (cards); `module` pixels per narrowest bar (rows are 3 high)."""
+
+    x: int
+    y: int
+    data: str
+    module: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class PhotoItem:
     """A card holder's photo from the job's images, fitted into width x height."""
 
@@ -139,13 +160,27 @@ class PhotoItem:
     height: int
 
 
-Item = TextItem | BoxItem | LineItem | QrItem | Code128Item | LogoItem | PhotoItem
+Item = (
+    TextItem
+    | BoxItem
+    | LineItem
+    | QrItem
+    | Code128Item
+    | AztecItem
+    | Pdf417Item
+    | LogoItem
+    | PhotoItem
+)
+MatrixItem = AztecItem | Pdf417Item
+_SYMBOLOGIES = {AztecItem: zxingcpp.BarcodeFormat.Aztec, Pdf417Item: zxingcpp.BarcodeFormat.PDF417}
 ITEM_TYPES: dict[str, type[Any]] = {
     "text": TextItem,
     "box": BoxItem,
     "line": LineItem,
     "qr": QrItem,
     "code128": Code128Item,
+    "aztec": AztecItem,
+    "pdf417": Pdf417Item,
     "logo": LogoItem,
     "photo": PhotoItem,
 }
@@ -369,7 +404,7 @@ class Template:
             logos.append(None)
             if isinstance(item, TextItem):
                 used |= _placeholders(item.text, f"{key}.text", path)
-            elif isinstance(item, QrItem | Code128Item):
+            elif isinstance(item, QrItem | Code128Item | AztecItem | Pdf417Item):
                 used |= _placeholders(item.data, f"{key}.data", path)
             elif isinstance(item, PhotoItem):
                 if kind is not Kind.CARD:
@@ -447,6 +482,17 @@ class Template:
                 if not 1 <= item.module <= 40:
                     raise PrinterError(f"{what}: module is 1..40 pixels")
                 self._longest_fits(what, item)
+            elif isinstance(item, AztecItem | Pdf417Item):
+                name = "Aztec" if isinstance(item, AztecItem) else "PDF417"
+                if self.kind is Kind.TICKET:
+                    raise PrinterError(
+                        f"{what}: {name} prints on cards only; on tickets print signed codes as a "
+                        "qr item (the FGL guide does not say how wide a PDF417 or Aztec module "
+                        "prints, so no preview could show it)"
+                    )
+                if not 1 <= item.module <= 40:
+                    raise PrinterError(f"{what}: module is 1..40 pixels")
+                self._longest_fits(what, item)
             elif isinstance(item, Code128Item):
                 if not 1 <= item.module <= 10:
                     raise PrinterError(f"{what}: module is 1..10 pixels")
@@ -473,7 +519,7 @@ class Template:
         """Whether `field` holds a signed code (the desk's `code`, not declared shorter)."""
         return field == "code" and field not in dict(self.max_chars)
 
-    def _longest_fits(self, what: str, item: QrItem | Code128Item) -> None:
+    def _longest_fits(self, what: str, item: QrItem | Code128Item | MatrixItem) -> None:
         """Check that the code holds its fields' longest values and still fits the page."""
         names = [name for _, name, *_ in string.Formatter().parse(item.data) if name]
         longest = item.data.format_map(
@@ -489,6 +535,15 @@ class Template:
             if any(n not in FIELD_CHARS for n in names)
             else ""
         )
+        if isinstance(item, AztecItem | Pdf417Item):
+            width, height = _matrix(type(item), longest, item.module).size
+            if item.x + width > self.width or item.y + height > self.height:
+                raise PrinterError(
+                    f"{what}: the code of {bound or repr(item.data)} is up to {width}x{height} "
+                    f"pixels at module {item.module}, beyond the {self.width}x{self.height} card "
+                    f"at x {item.x}, y {item.y}: make the module smaller or move it{hint}"
+                )
+            return
         if isinstance(item, QrItem):
             try:
                 side = _qr_side(longest, item.level) * item.module
@@ -562,7 +617,8 @@ class Template:
         if self.kind is Kind.TICKET:
             return self._ticket(values)
         buffer = io.BytesIO()
-        self._card(values, images).save(buffer, "PNG")
+        # Level 1: a card is mostly white and compresses well anyway; level 6 took 4 x longer.
+        self._card(values, images).save(buffer, "PNG", compress_level=1)
         return buffer.getvalue()
 
     def preview(
@@ -740,13 +796,19 @@ class Template:
             elif isinstance(item, QrItem):
                 data = item.data.format_map(values)
                 qr = segno.make(data, error=item.level.lower(), micro=False, boost_error=False)
-                buffer = io.BytesIO()
-                qr.save(buffer, kind="png", scale=item.module, border=0)
-                image = Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+                side = len(qr.matrix)
+                modules = bytes(0 if dark else 255 for row in qr.matrix for dark in row)
+                image = Image.frombytes("L", (side, side), modules).resize(
+                    (side * item.module, side * item.module), Image.Resampling.NEAREST
+                )
                 self._inside(f"{what} QR code", item.x, item.y, image.width, image.height)
                 card.paste(image, (item.x, item.y))
             elif isinstance(item, Code128Item):
                 self._card_barcode(draw, item, item.data.format_map(values), what)
+            elif isinstance(item, AztecItem | Pdf417Item):
+                image = _matrix(type(item), item.data.format_map(values), item.module)
+                self._inside(f"{what} code", item.x, item.y, *image.size)
+                card.paste(image, (item.x, item.y))
             elif isinstance(item, LogoItem):
                 bitmap = self._logo(i, what)
                 logo = Image.new("L", (len(bitmap[0]), len(bitmap)), 255)
@@ -761,6 +823,19 @@ class Template:
                 photo.thumbnail((item.width, item.height))
                 card.paste(photo, (item.x, item.y))
         return card
+
+
+def _matrix(kind: type[MatrixItem], data: str, module: int) -> Image.Image:
+    """An Aztec or PDF417 symbol of `data`, `module` pixels per module, without quiet zone."""
+    try:
+        symbol = zxingcpp.create_barcode(data, _SYMBOLOGIES[kind])
+    except ValueError as err:
+        raise PrinterError(f"cannot encode {len(data)} characters: {err}") from err
+    image = zxingcpp.write_barcode_to_image(symbol, scale=1, add_quiet_zones=False)
+    dots = memoryview(cast(Any, image))  # a buffer of rows x columns bytes, 0 black
+    rows, columns = cast(tuple[int, int], dots.shape)
+    raw = Image.frombytes("L", (columns, rows), dots.tobytes())
+    return raw.resize((columns * module, rows * module), Image.Resampling.NEAREST)
 
 
 def _qr_side(data: str, level: str) -> int:

@@ -38,8 +38,9 @@ font = "F6"
 [[items]]
 type = "qr"
 x = 40
-y = 100
+y = 90
 data = "{code}"
+module = 5
 """
 )
 

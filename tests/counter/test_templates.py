@@ -391,3 +391,48 @@ def test_card_text_defaults_to_a_font_with_every_latin_letter(tmp_path: Path) ->
     image = template.preview(values)
     assert read(image) == ["EDGE:1", "EDGE:1"]
     assert image.crop((40, 40, 640, 110)).getextrema()[0] == 0
+
+
+MATRIX = """
+name = "matrix"
+kind = "card"
+fields = ["holder", "code"]
+[[items]]
+type = "text"
+x = 40
+y = 40
+text = "{holder}"
+size = 48
+[[items]]
+type = "aztec"
+x = 40
+y = 150
+data = "{code}"
+module = 6
+[[items]]
+type = "pdf417"
+x = 400
+y = 150
+data = "{code}"
+module = 3
+"""
+
+
+def test_cards_print_signed_codes_as_aztec_and_pdf417(tmp_path: Path) -> None:
+    template = load(MATRIX, tmp_path)
+    code = "EDGE:" + "CUAACAQAAABAEBLLBTU6U3HODVU367C7EXZC7BT4GGW3I26CZOCIYEUBEYDCU2VXN3CU" * 2
+    image = template.preview({"holder": "Łucja Dvořák", "code": code[:175]})
+    found = sorted((r.format.name, r.text) for r in zxingcpp.read_barcodes(image))
+    assert found == [("Aztec", code[:175]), ("PDF417", code[:175])]
+
+
+def test_aztec_on_a_ticket_and_an_oversized_pdf417_are_config_errors(tmp_path: Path) -> None:
+    ticket = tomllib.loads(MATRIX)
+    ticket["kind"] = "ticket"
+    ticket["items"] = ticket["items"][1:2]
+    with pytest.raises(ConfigError, match="Aztec prints on cards only"):
+        Template.from_table(ticket, "templates[0]", str(tmp_path / "edge.toml"))
+    card = tomllib.loads(MATRIX)
+    card["items"][2]["module"] = 6
+    with pytest.raises(ConfigError, match=r"items\[2\]: the code of \{code\} \(a signed code"):
+        Template.from_table(card, "templates[0]", str(tmp_path / "edge.toml"))

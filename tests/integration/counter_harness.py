@@ -74,10 +74,10 @@ font = "F3"
 
 [[templates.items]]
 type = "qr"
-x = 820
-y = 80
+x = 800
+y = 50
 data = "{code}"
-module = 6
+module = 5
 """
 
 
