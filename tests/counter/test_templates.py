@@ -436,3 +436,22 @@ def test_aztec_on_a_ticket_and_an_oversized_pdf417_are_config_errors(tmp_path: P
     card["items"][2]["module"] = 6
     with pytest.raises(ConfigError, match=r"items\[2\]: the code of \{code\} \(a signed code"):
         Template.from_table(card, "templates[0]", str(tmp_path / "edge.toml"))
+
+
+LATIN = st.text(
+    alphabet=st.characters(min_codepoint=0xC0, max_codepoint=0x17F, categories=["Lu", "Ll"]),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=LATIN)
+def test_any_latin_name_prints_as_graphic_text_and_on_cards(tmp_path: Path, name: str) -> None:
+    """Latin-1 and Latin Extended-A letters: every one is in the shipped font, on both media."""
+    ticket = load(GRAPHIC, tmp_path)
+    ticket.render({"holder": name})
+    card = load(CARD, tmp_path)
+    card.render({"holder": name, "number": "1", "valid": "2027", "code": "EDGE:1"})

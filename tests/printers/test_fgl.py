@@ -249,3 +249,13 @@ def test_text_goes_out_in_code_page_850_and_the_interpreter_checks_the_font() ->
     assert ticket.crop((20, 20, 260, 60)).getextrema()[0] == 0
     with pytest.raises(PrinterError, match=r"resident font F3 has no character 'é'"):
         render(b"<RC1,1><F3>\x82<p>", 384, 1100)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(alphabet=sorted(fgl.CP850_CHARACTERS), min_size=1, max_size=20))
+def test_any_code_page_850_text_in_courier_reaches_the_interpreter_intact(text: str) -> None:
+    element = fgl.Text(10, 10, text, "F13")
+    data = element.to_bytes()
+    assert data.removeprefix(b"<RC10,10><NR><F13><HW1,1>").decode(fgl.ENCODING) == text
+    (ticket,) = render(fgl.ticket([element]), 384, 1100)
+    assert ticket.size == (1100, 384)
