@@ -12,6 +12,7 @@ from drivers.printers import code128, fgl
 from drivers.printers.fglrender import render
 from drivers.protocols import PrinterState
 from edge.core.errors import PrinterError
+from printers.sim import BocaSimulator
 
 
 def codes(image: Image.Image) -> list[tuple[str, str]]:
@@ -259,3 +260,20 @@ def test_any_code_page_850_text_in_courier_reaches_the_interpreter_intact(text: 
     assert data.removeprefix(b"<RC10,10><NR><F13><HW1,1>").decode(fgl.ENCODING) == text
     (ticket,) = render(fgl.ticket([element]), 384, 1100)
     assert ticket.size == (1100, 384)
+
+
+def test_logo_bytes_that_look_like_esc_or_a_command_are_dots() -> None:
+    """A column of dots can be 0x1B (ESC) or 0x3C ('<'): the <G#> count says they are data."""
+    columns = [0x1B, 0x3C, 0x70, 0x3E, 0xFF]  # ESC, then the bytes of "<p>", then a full column
+    rows = [[bool(byte & (0x80 >> bit)) for byte in columns] for bit in range(8)]
+    download = fgl.logo_download(1, rows)
+    assert bytes(columns) in download
+    data = download + fgl.ticket([fgl.Logo(10, 20, 1)])
+    sim = BocaSimulator()
+    sim.feed(data)
+    (ticket,) = sim.tickets
+    drawn = [
+        sum(0x80 >> bit for bit in range(8) if ticket.getpixel((20 + x, 10 + bit)) == 0)
+        for x in range(len(columns))
+    ]
+    assert drawn == columns
