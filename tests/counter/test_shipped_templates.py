@@ -206,3 +206,17 @@ def test_the_name_prints_where_each_shipped_template_puts_it(
         buffer = io.BytesIO()
         with_name.save(buffer, "PNG")
         assert buffer.tell() > 0
+
+
+def test_a_voucher_ticket_without_a_holder_prints_without_the_name_line(
+    sold: dict[str, tuple[str, str]],
+) -> None:
+    """The desk prints vouchers sold at the till: no holder yet, so that line stays empty."""
+    (ticket,) = [
+        t for t in load(ROOT / "config" / "counter.toml").templates if t.name == "day-ticket"
+    ]
+    number, code = sold["ticket"]
+    fields = {**values(ticket, number, code), "holder": ""}
+    image = ticket.preview(fields)
+    assert image.crop((32, 100, 760, 145)).getextrema() == (255, 255)
+    assert ("QRCode", code) in read(image)
