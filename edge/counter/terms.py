@@ -2,9 +2,10 @@
 
 The text comes from `[counter] terms_file`, is wrapped into lines of a small resident FGL font
 and laid out as as many ticket pages as it needs; each page is a ticket template without
-fields, so the print queue prints it like any other ticket (once per job id). Characters the
-printer's fonts lack are spelled out (ä → ae) or lose their accent (é → e), never dropped
-silently: what is left unprintable becomes '?'.
+fields, so the print queue prints it like any other ticket (once per job id). The font prints
+ASCII and the German letters ÄÖÜäöüß as they are; other characters it lacks are spelled out
+(æ → ae) or lose their accent (é → e), never dropped silently: what is left unprintable
+becomes '?'.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TEMPLATE_PREFIX = "desk-terms-"
 
 # Spelled out rather than stripped: "Müller" reads "Mueller", not "Muller".
 _SPELLED = {
-    "ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss",
+    "ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss",  # ASCII-only fonts
     "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L",
     "\u201e": '"', "\u201c": '"', "\u201d": '"', "\u201a": "'", "\u2018": "'",
     "\u2019": "'", "\u00ab": '"', "\u00bb": '"', "\u2013": "-", "\u2014": "-", "\u2026": "...",
@@ -60,7 +61,7 @@ def pages(text: str) -> tuple[Template, ...]:
     rows = (TICKET[1] - 2 * MARGIN) // (font.height + LINE_GAP)
     lines: list[str] = []
     for paragraph in text.replace("\r\n", "\n").split("\n"):
-        plain = printable(paragraph.rstrip())
+        plain = printable(paragraph.rstrip(), font.characters)
         lines.extend(textwrap.wrap(plain, columns, break_on_hyphens=False) or [""])
     while lines and not lines[-1]:
         lines.pop()

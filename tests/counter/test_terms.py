@@ -22,6 +22,15 @@ def test_letters_the_fonts_lack_are_spelled_out_or_lose_their_accent() -> None:
     assert terms.printable("a<b 中") == "a(b ?"
 
 
+def test_the_terms_font_prints_german_letters_as_they_are() -> None:
+    font = fgl.FONTS[terms.FONT]
+    assert terms.printable("Müller, Straße, café, Łódź", font.characters) == (
+        "Müller, Straße, cafe, Lodz"
+    )
+    printed = terms.pages("Hausordnung für Besucher: Taschen über 30 cm")[0].render({})
+    assert "Hausordnung für Besucher".encode(fgl.ENCODING) in printed
+
+
 @given(st.text(max_size=200))
 def test_printable_text_has_only_the_fonts_characters(text: str) -> None:
     assert set(terms.printable(text.replace("\n", " "))) <= fgl.TEXT_CHARACTERS
