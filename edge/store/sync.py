@@ -12,7 +12,7 @@ import aiosqlite
 
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
-from edge.store.base import REVOCATION_CODES, StoreBase, now_ms, to_ms
+from edge.store.base import REVOCATION_CODES, StoreBase, from_ms, now_ms, to_ms
 from edge.store.gate import JOURNAL_COLUMNS, JournalRow, journal_rows
 
 _KEY_SQL = (
@@ -94,6 +94,38 @@ class SyncBatch:
     revoked_products: Sequence[tuple[int, Revocation]] = ()
     cancelled_events: Sequence[int] = ()
     passages: Sequence[RemotePassage] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An uploaded journal row the central system refused or the uploader could not send."""
+
+    seq: int
+    at: datetime  # when the scan was decided
+    lane: str
+    direction: Direction
+    code_hint: str
+    status: str  # the stored answer status, e.g. "error" (pretix's refusal) or "unmapped"
+    detail: str  # the reason, e.g. pretix's "product"
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """A full listing from a central system as changes to the store, applied in one transaction.
+
+    Order inside the transaction: clear, then revoke (a revocation seen in the same pull
+    wins), so a scan never sees a half-applied listing.
+    """
+
+    credentials: Sequence[Credential] = ()  # added or replaced
+    removed: Sequence[int] = ()  # credential ids that left the listing: facts and revocation go
+    plain_codes: Sequence[tuple[bytes, int]] = ()  # added or re-pointed
+    dropped_codes: Sequence[bytes] = ()  # plain code hashes that no longer name a credential
+    cleared_codes: Sequence[bytes] = ()  # hashes whose code revocation no longer holds
+    revoked_codes: Sequence[tuple[bytes, Revocation]] = ()
+    revoked_credentials: Sequence[tuple[int, Revocation]] = ()
+    restored_credentials: Sequence[int] = ()  # credential revocations that no longer hold
+    blocks: Sequence[tuple[bytes, bool]] = ()  # (hash, blocked) in order: the last one wins
 
 
 def _credential_row(credential: Credential) -> tuple[Any, ...]:
@@ -287,6 +319,61 @@ class SyncStore(StoreBase):
         )
         await conn.execute("DELETE FROM temp.incoming_passages")
 
+    async def mirror(self, mirror: Mirror, cursors: Mapping[str, str]) -> None:
+        """Apply a full listing's changes and move sync cursors in one transaction."""
+        revoked = sorted(
+            ((bytes(h), REVOCATION_CODES[r]) for h, r in mirror.revoked_codes),
+            key=lambda row: row[0],
+        )
+        blocks: dict[bytes, bool] = {}
+        for code_hash, blocked in mirror.blocks:
+            blocks[bytes(code_hash)] = blocked
+        async with self._write() as conn:
+            removed = [(cid,) for cid in mirror.removed]
+            await conn.executemany("DELETE FROM credentials WHERE credential_id = ?", removed)
+            await conn.executemany(
+                "DELETE FROM revoked_credentials WHERE credential_id = ?",
+                [*removed, *((cid,) for cid in mirror.restored_credentials)],
+            )
+            await conn.executemany(
+                "DELETE FROM plain_codes WHERE code_hash = ?",
+                [(bytes(h),) for h in mirror.dropped_codes],
+            )
+            await conn.executemany(_CREDENTIAL_SQL, map(_credential_row, mirror.credentials))
+            await conn.executemany(_PLAIN_CODE_SQL, mirror.plain_codes)
+            await conn.executemany(
+                "DELETE FROM revoked_codes WHERE code_hash = ?",
+                [(bytes(h),) for h in mirror.cleared_codes],
+            )
+            await conn.executemany(_REVOKED_CODE_SQL, revoked)
+            await conn.executemany(
+                _REVOKED_CREDENTIAL_SQL,
+                [(cid, REVOCATION_CODES[r]) for cid, r in mirror.revoked_credentials],
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO blocked_codes VALUES (?)",
+                [(h,) for h, blocked in blocks.items() if blocked],
+            )
+            await conn.executemany(
+                "DELETE FROM blocked_codes WHERE code_hash = ?",
+                [(h,) for h, blocked in blocks.items() if not blocked],
+            )
+            await conn.executemany(_CURSOR_SQL, list(cursors.items()))
+
+    def credential_index(self) -> dict[int, tuple[int, int]]:
+        """(event id, product id) of every synced credential by id (a full scan: for sync)."""
+        rows = self._reader.execute("SELECT credential_id, event_id, product_id FROM credentials")
+        return {int(cid): (int(event), int(product)) for cid, event, product in rows}
+
+    def plain_code_index(self) -> dict[bytes, int]:
+        """Every plain code hash with its credential id (a full scan: for sync)."""
+        rows = self._reader.execute("SELECT code_hash, credential_id FROM plain_codes")
+        return {bytes(h): int(cid) for h, cid in rows}
+
+    def blocked_index(self) -> set[bytes]:
+        """Every blocked code hash (a short table: blocks are set by hand)."""
+        return {bytes(h) for (h,) in self._reader.execute("SELECT code_hash FROM blocked_codes")}
+
     # -- cursors -------------------------------------------------------------------------------
 
     async def set_cursor(self, name: str, value: str) -> None:
@@ -307,11 +394,16 @@ class SyncStore(StoreBase):
 
     # -- the journal's upload ------------------------------------------------------------------
 
-    def unsent(self, limit: int = 100) -> list[JournalRow]:
-        """The oldest `limit` journal entries not uploaded yet, oldest first."""
+    def unsent(self, limit: int = 100, *, after: int = 0) -> list[JournalRow]:
+        """The oldest `limit` journal entries not uploaded yet with seq > `after`, oldest first.
+
+        `after` pages through the queue, so rows an uploader must leave for later do not
+        hide the rows behind them.
+        """
         rows = self._reader.execute(
-            f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
-            (limit,),
+            f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE uploaded = 0 AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after, limit),
         ).fetchall()
         return journal_rows(rows)
 
@@ -339,6 +431,27 @@ class SyncStore(StoreBase):
             "SELECT status, detail FROM journal_replies WHERE seq = ?", (seq,)
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
+
+    def reply_counts(self) -> dict[str, int]:
+        """How many uploaded journal rows got each answer status (a full scan: for status)."""
+        rows = self._reader.execute("SELECT status, count(*) FROM journal_replies GROUP BY status")
+        return {str(status): int(count) for status, count in rows}
+
+    def refusals(
+        self, limit: int = 10, *, accepted: Sequence[str] = ("ok", "skipped")
+    ) -> list[Refusal]:
+        """The newest `limit` uploaded rows whose answer is not in `accepted`, newest first."""
+        marks = ", ".join("?" * len(accepted))
+        rows = self._reader.execute(
+            "SELECT r.seq, j.at, j.lane, j.direction, j.code_hint, r.status, r.detail"
+            " FROM journal_replies r JOIN journal j ON j.seq = r.seq"
+            f" WHERE r.status NOT IN ({marks}) ORDER BY r.seq DESC LIMIT ?",
+            (*accepted, limit),
+        ).fetchall()
+        return [
+            Refusal(int(seq), from_ms(at), lane, Direction(direction), hint, status, detail)
+            for seq, at, lane, direction, hint, status, detail in rows
+        ]
 
     def journal_backlog(self) -> int:
         """Journal entries not uploaded yet (the partial index keeps this cheap for metrics)."""
