@@ -19,6 +19,9 @@ REQUEST_TIMEOUT_SECONDS = 30.0  # one request; pretix answers a page of 50 in we
 MAX_RESPONSE_BYTES = 16 << 20  # a page of 50 positions is ~100 kB
 PAGE_SIZE = 50  # pretix's max_page_size
 MAX_PAGES = 100_000  # 5 million rows: more is a loop, not an event
+# 4xx answers that say "not now" rather than "no": timeout, conflict, locked, too early,
+# too many requests. They raise like a 5xx, so no caller takes them as pretix's answer.
+TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,22 @@ class PretixSettings:
         return f"{self.api}/events/{quote(self.event, safe='')}"
 
 
+async def _body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole answer, or MAX_RESPONSE_BYTES + 1 bytes of it if it is longer.
+
+    StreamReader.read(n) returns what has arrived so far, not n bytes: read to the end.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        chunk = await response.content.read(MAX_RESPONSE_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class PretixClient:
     """GET, paged GET and POST against one pretix server; errors become SyncError."""
 
@@ -57,7 +76,13 @@ class PretixClient:
         self._timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
 
     async def _request(
-        self, method: str, url: str, *, params: Mapping[str, str] | None, body: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        missing_ok: bool = False,
     ) -> tuple[int, Any]:
         try:
             async with self._session.request(
@@ -69,7 +94,7 @@ class PretixClient:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                raw = await _body(response)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as err:
             raise SyncError(f"pretix {method} {url}: {type(err).__name__}: {err}") from err
@@ -80,7 +105,10 @@ class PretixClient:
                 f"pretix {method} {url}: {status}: the token is not accepted or lacks a "
                 "permission (needs event.orders:read, and check-in for uploads)"
             )
-        if status >= 500 or status == 429 or (status == 404 and method == "GET"):
+        if status in (404, 410) and missing_ok:
+            return status, None
+        if status >= 500 or status in TRANSIENT_STATUSES or (status == 404 and method == "GET"):
+            # Not pretix's answer to the request: the request is to be made again later.
             raise SyncError(f"pretix {method} {url}: HTTP {status}")
         try:
             data = json.loads(raw) if raw else None
@@ -91,6 +119,15 @@ class PretixClient:
     async def get(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """A JSON object from a GET; SyncError for anything else."""
         status, data = await self._request("GET", url, params=params, body=None)
+        if status != 200 or not isinstance(data, dict):
+            raise SyncError(f"pretix GET {url}: HTTP {status}: {str(data)[:200]}")
+        return data
+
+    async def find(self, url: str) -> dict[str, Any] | None:
+        """A JSON object from a GET, or None if pretix answers 404 (it does not exist)."""
+        status, data = await self._request("GET", url, params=None, body=None, missing_ok=True)
+        if status == 404:
+            return None
         if status != 200 or not isinstance(data, dict):
             raise SyncError(f"pretix GET {url}: HTTP {status}: {str(data)[:200]}")
         return data
