@@ -5,17 +5,32 @@ Secrets are stored only as hashes (sync.pretix.secrets.secret_hash). An admitted
 uploaded by position id (pretix's per-list redeem endpoint), so the gate never needs the
 raw secret again: a ticket sold after the last sync waits in the journal until a pull has
 mapped its secret's hash to its position.
+
+A pull is a mirror: every pull reads the check-in list's whole position listing (pretix's
+list endpoint has no `modified_since`), and the store afterwards holds exactly that listing.
+A position that left the listing (cancelled, moved to a product or date the list does not
+admit, deleted) is looked up once by id: a product or date change keeps its facts with the
+new product (pretix answers "product"), anything else removes its facts and code mapping.
+Codes that no longer name a position are revoked when the event signs its secrets, so an
+old pretix_sig1 secret is never taken for a ticket sold after the pull.
+
+Upload never blocks on a row: rows are paged through by sequence number, rows pretix
+refused (a 4xx answer with a reason) or that no position matches after two complete pulls
+are marked with the reason and leave the queue, and transient failures (5xx, timeouts, cut
+connections, "locked") are never stored: the row is sent again, with the same nonce, later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from edge.core.codes import PlainCode
@@ -23,6 +38,8 @@ from edge.core.decide import Reason
 from edge.core.errors import CodeError, EdgeError, SyncError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
 from edge.store.database import Store
+from edge.store.gate import JournalRow
+from edge.store.sync import Mirror, Refusal
 from sync.pretix.client import PretixClient
 from sync.pretix.resolver import (
     KEYS_CURSOR,
@@ -37,14 +54,26 @@ from sync.pretix.secrets import load_key, looks_sig1, raw_key, secret_hash
 
 _LOGGER = logging.getLogger(__name__)
 
+PULLS_CURSOR = "pretix:pulls"  # JSON: unix ms at which the last two complete pulls started
 REVOKED_CURSOR = "pretix:revoked-since"  # `created` of the newest revoked secret applied
 BLOCKED_CURSOR = "pretix:blocked-since"  # `updated` of the newest blocked-secret change
 CATALOG_CURSOR = "pretix:catalog"  # JSON: item and subevent names, for operators
 NONCE_CURSOR = "pretix:nonce-prefix"  # random per store: nonces of two stores never meet
 PRETIX_GATE = "pretix"  # where a passage pretix reported happened, as "already used" shows it
-UPLOAD_BATCH = 500  # journal rows per upload round
+UPLOAD_PAGE = 500  # journal rows read at a time during an upload round
+UPLOAD_BATCH = 2000  # redeem requests per upload round at most: a round also ends
+MARK_EVERY = 50  # answers stored together: a crash re-sends at most this many (same nonces)
+MAX_FAILURES_IN_A_ROW = 3  # transient failures that end a round: pretix is away, not one row
+MAX_LOOKUPS = 200  # positions that left the list looked up one by one per pull
 MAX_SECRET_CHARS = 512  # longer "secrets" from the server are rejected
 RETRY_SECONDS = (1.0, 5.0, 30.0, 120.0)  # backoff after failed rounds
+SHOWN_REFUSALS = 10  # refused uploads kept in memory for /health and the status page
+
+# Journal reply statuses (journal_replies.status) the upload stores.
+REPLY_OK = "ok"  # pretix recorded the check-in
+REPLY_REFUSED = "error"  # pretix refused it; the detail is pretix's reason (as pretix's status)
+REPLY_UNMAPPED = "unmapped"  # admitted here, but no position of the list has this code
+REPLY_SKIPPED = "skipped"  # a rejected scan: pretix records check-ins, not refusals
 
 # What pretix's check-in API answers (status "ok", else its `reason`) where the gate decides
 # `Reason`: the contract the integration test checks against a running pretix.
@@ -76,15 +105,33 @@ class PullStats:
     positions: int
     items: int
     subevents: int
+    removed: int = 0  # positions that left the list: cancelled, deleted
+    off_list: int = 0  # positions moved to a product or date the list does not admit
 
 
 @dataclass(frozen=True, slots=True)
 class UploadStats:
     """What one upload round did."""
 
-    sent: int  # redeemed at pretix (whatever pretix answered)
+    sent: int  # answered by pretix (ok or refused)
     skipped: int  # rejected scans: kept in the local journal only
     waiting: int  # admitted scans whose position no pull has mapped yet
+    refused: int = 0  # of `sent`: pretix refused them (4xx with a reason)
+    unmapped: int = 0  # admitted scans no position matches after two complete pulls
+    failed: int = 0  # transient failures: the rows stay queued and go again later
+
+
+@dataclass(slots=True)
+class PretixSyncState:
+    """The connector's state for /health, the status page and `edge status`."""
+
+    status: str = "starting"  # starting, ok, offline (the last pull or upload failed)
+    last_pull: float | None = None  # unix time of the last complete pull
+    last_upload: float | None = None  # unix time of the last upload round without failure
+    last_error: str = ""
+    uploaded: int = 0  # check-ins pretix recorded since start
+    refused: int = 0  # rows pretix refused or that could not be mapped, since start
+    refusals: list[dict[str, object]] = field(default_factory=list)  # newest first
 
 
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -144,10 +191,20 @@ class _Positions:
     """What a pull learned from the check-in list's positions."""
 
     credentials: list[Credential] = field(default_factory=list)
-    plain: list[tuple[bytes, int]] = field(default_factory=list)  # secret hash → position
+    plain: dict[bytes, int] = field(default_factory=dict)  # secret hash → position
     moves: list[tuple[int, int]] = field(default_factory=list)  # provisional id → position
     entries: list[tuple[int, EntryState]] = field(default_factory=list)  # pretix's check-ins
     cancelled: list[int] = field(default_factory=list)
+    active: list[int] = field(default_factory=list)  # positions whose order is not cancelled
+    blocks: list[tuple[bytes, bool]] = field(default_factory=list)  # the position's own state
+    ids: set[int] = field(default_factory=set)  # every position on the list
+
+
+def _on_list(state: ListState, product: int, event: int) -> bool:
+    """Whether the list's product and date limits let a position with these onto the list."""
+    if state.products is not None and product not in state.products:
+        return False
+    return state.subevent is None or event == state.subevent
 
 
 def _checkins(checkins: Any, list_id: int) -> EntryState | None:
@@ -180,15 +237,28 @@ def _checkins(checkins: Any, list_id: int) -> EntryState | None:
 class PretixConnector:
     """Pulls from and uploads to one pretix event and check-in list for one device."""
 
-    def __init__(self, store: Store, client: PretixClient, resolver: PretixResolver) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: PretixClient,
+        resolver: PretixResolver,
+        *,
+        state: PretixSyncState | None = None,
+    ) -> None:
         self._store = store
         self._client = client
         self._resolver = resolver
         self._settings = client.settings
+        self.state = state if state is not None else PretixSyncState()
+        if not self.state.refusals:
+            self.state.refusals = [
+                _refusal_view(r) for r in store.refusals(SHOWN_REFUSALS, accepted=_ACCEPTED)
+            ]
 
     async def pull(self) -> PullStats:
-        """Fetch everything the gate decides with and apply it; the resolver sees it after."""
+        """Fetch everything the gate decides with and mirror it; the resolver sees it after."""
         started = time.monotonic()
+        started_ms = int(time.time() * 1000)
         api = self._settings.event_api
         event = await self._client.get(f"{api}/")
         keys = self._keys(event)
@@ -210,34 +280,29 @@ class PretixConnector:
         revoked, revoked_since = await self._revoked()
         blocks, blocked_since = await self._blocked()
         positions = await self._positions(state)
+        mirror, removed, off_list = await self._mirror(state, positions, keys, revoked, blocks)
 
         store = self._store
-        # Refusals first: scans run between these writes, and a re-issued ticket's old
-        # secret must never meet its position's fresh facts without its revocation.
-        if revoked:
-            await store.revoke_codes((h, Revocation.REVOKED) for h in revoked)
-        if blocks:
-            await store.block_codes(blocks)
-        if positions.cancelled:
-            await store.revoke_credentials(
-                (pid, Revocation.CANCELLED) for pid in positions.cancelled
-            )
-        await store.put_credentials(positions.credentials, positions.plain)
-        # Passages counted under a ticket's provisional id now belong to its position.
+        cursors = {
+            KEYS_CURSOR: keys_to_json(keys),
+            LIST_CURSOR: state.to_json(),
+            CATALOG_CURSOR: json.dumps(
+                {"items": items, "subevents": subevents}, sort_keys=True, default=str
+            ),
+            PULLS_CURSOR: json.dumps([*self._pulls()[-1:], started_ms]),
+        }
+        if revoked_since:
+            cursors[REVOKED_CURSOR] = revoked_since
+        if blocked_since:
+            cursors[BLOCKED_CURSOR] = blocked_since
+        # One transaction: a scan sees the listing before or after, never half of it.
+        await store.mirror(mirror, cursors)
+        # Passages counted under a ticket's provisional id now belong to its position;
+        # both steps are idempotent, so a crash before them is repaired by the next pull.
         await store.move_entries(positions.moves)
         await store.merge_entries(positions.entries)
-        # Cursors after the data they describe: a crash in between re-applies (idempotent).
-        await store.set_cursor(KEYS_CURSOR, keys_to_json(keys))
-        await store.set_cursor(LIST_CURSOR, state.to_json())
-        await store.set_cursor(
-            CATALOG_CURSOR,
-            json.dumps({"items": items, "subevents": subevents}, sort_keys=True, default=str),
-        )
-        if revoked_since:
-            await store.set_cursor(REVOKED_CURSOR, revoked_since)
-        if blocked_since:
-            await store.set_cursor(BLOCKED_CURSOR, blocked_since)
         self._resolver.reload()
+        self.state.last_pull = time.time()
         stats = PullStats(
             keys=len(keys),
             revoked=len(revoked),
@@ -246,6 +311,8 @@ class PretixConnector:
             positions=len(positions.credentials),
             items=len(items),
             subevents=len(subevents),
+            removed=removed,
+            off_list=off_list,
         )
         _LOGGER.info(
             "pretix %s/%s: pulled in %.0f ms: %s",
@@ -255,6 +322,100 @@ class PretixConnector:
             stats,
         )
         return stats
+
+    def _pulls(self) -> list[int]:
+        """Start times (unix ms) of the last two complete pulls, oldest first."""
+        text = self._store.cursor(PULLS_CURSOR)
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise SyncError(f"stored pretix pull times are damaged: {err}") from err
+        if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+            raise SyncError("stored pretix pull times are damaged")
+        return [int(v) for v in value[-2:]]
+
+    async def _mirror(
+        self,
+        state: ListState,
+        positions: _Positions,
+        keys: list[bytes],
+        revoked: list[bytes],
+        blocks: list[tuple[bytes, bool]],
+    ) -> tuple[Mirror, int, int]:
+        """The store changes that make it hold exactly this listing; (mirror, removed, off list).
+
+        A position that was on the list at the last pull and is not now is looked up by id
+        (pretix's list endpoint cannot say why a position left it): moved to a product or
+        date the list does not admit, it keeps its facts with the new product, so the gate
+        answers "product" as pretix does; cancelled or deleted, it is removed.
+        """
+        store = self._store
+        credentials = list(positions.credentials)
+        wanted = dict(positions.plain)
+        own_blocks = list(positions.blocks)
+        left = [
+            cid
+            for cid, (event, product) in store.credential_index().items()
+            if cid > 0 and cid not in positions.ids and _on_list(state, product, event)
+        ]
+        removed: list[int] = []
+        moved: list[int] = []
+        for number, cid in enumerate(left):
+            row = None
+            if number < MAX_LOOKUPS:
+                # Without include_canceled_positions pretix answers 404 for a cancelled one.
+                row = await self._client.find(f"{self._settings.event_api}/orderpositions/{cid}/")
+            if row is None:
+                removed.append(cid)
+                continue
+            where = "position"
+            item = int(_field(row, "item", int, where))
+            event = _optional_id(row, "subevent", where) or 0
+            if _on_list(state, item, event):
+                continue  # back on the list after the listing was read: the next pull has it
+            credentials.append(
+                position_credential(
+                    cid,
+                    item=item,
+                    event=event,
+                    valid_from=_time(row, "valid_from", where),
+                    valid_until=_time(row, "valid_until", where),
+                    paid=True,  # the list refuses its product whatever the order's state
+                    state=state,
+                )
+            )
+            code_hash = secret_hash(_secret(row, "secret", where))
+            wanted[code_hash] = cid
+            own_blocks.append((code_hash, bool(row.get("blocked"))))
+            moved.append(cid)
+        scope = {c.credential_id for c in credentials} | set(removed)
+        index = store.plain_code_index()
+        dropped = [h for h, cid in index.items() if cid in scope and wanted.get(h) != cid]
+        added = [(h, cid) for h, cid in wanted.items() if index.get(h) != cid]
+        revocations = [(h, Revocation.REVOKED) for h in revoked]
+        if keys:
+            # An event that signs: a code that names no position any more must not pass as
+            # a ticket sold after the pull (pretix revokes most of these itself, not all).
+            revocations += [(h, Revocation.REVOKED) for h in dropped if h not in wanted]
+        blocked = store.blocked_index()
+        for code_hash, is_blocked in blocks:
+            (blocked.add if is_blocked else blocked.discard)(code_hash)
+        # The position's own `blocked` is what pretix's redeem checks: it wins.
+        changes = [*blocks, *((h, b) for h, b in own_blocks if (h in blocked) != b)]
+        mirror = Mirror(
+            credentials=credentials,
+            removed=removed,
+            plain_codes=added,
+            dropped_codes=dropped,
+            cleared_codes=[h for h, _ in added],  # a position's current secret is not revoked
+            revoked_codes=revocations,
+            revoked_credentials=[(pid, Revocation.CANCELLED) for pid in positions.cancelled],
+            restored_credentials=positions.active,
+            blocks=changes,
+        )
+        return mirror, len(removed), len(moved)
 
     def _keys(self, event: dict[str, Any]) -> list[bytes]:
         valid = event.get("valid_keys")
@@ -320,6 +481,7 @@ class PretixConnector:
         async for row in self._client.pages(url, {"ignore_status": "true"}):
             where = "position"
             pid = int(_field(row, "id", int, where))
+            out.ids.add(pid)
             status = row.get("order__status")
             pending_ok = state.include_pending or row.get("order__valid_if_pending") is True
             paid = status == "p" or (status == "n" and pending_ok)
@@ -336,11 +498,14 @@ class PretixConnector:
             )
             text = _secret(row, "secret", where)
             code_hash = secret_hash(text)
-            out.plain.append((code_hash, pid))
+            out.plain[code_hash] = pid
+            out.blocks.append((code_hash, bool(row.get("blocked"))))
             if looks_sig1(text):
                 out.moves.append((unknown_position_id(code_hash), pid))
             if status in ("c", "e"):  # cancelled, expired
                 out.cancelled.append(pid)
+            else:
+                out.active.append(pid)
             passages = _checkins(row.get("checkins"), state.list_id)
             if passages is not None:
                 out.entries.append((pid, passages))
@@ -353,66 +518,209 @@ class PretixConnector:
             await self._store.set_cursor(NONCE_CURSOR, prefix)
         return prefix
 
+    def _queue(self) -> Iterator[JournalRow]:
+        """Every unsent journal row, oldest first, read a page at a time."""
+        after = 0
+        while rows := self._store.unsent(UPLOAD_PAGE, after=after):
+            yield from rows
+            after = rows[-1].seq
+
     async def upload(self, limit: int = UPLOAD_BATCH) -> UploadStats:
-        """Redeem admitted journal rows at pretix, record its answers; idempotent by nonce."""
+        """Redeem admitted journal rows at pretix and record final answers; idempotent by nonce.
+
+        At most `limit` redeem requests. Raises SyncError after the round if any request
+        failed transiently (those rows stay queued); every final answer is stored first.
+        """
         prefix = await self._nonce_prefix()
-        replies: list[tuple[int, str, str]] = []
-        sent = skipped = waiting = 0
-        base = f"{self._settings.event_api}/checkinlists/{self._settings.checkin_list}/positions"
+        pulls = self._pulls()
+        # A scan before this went through two complete pulls: no position, no upload.
+        settled = datetime.fromtimestamp(pulls[0] / 1000, UTC) if len(pulls) == 2 else None
+        done = _Round(self._store)
+        posts = in_a_row = 0
+        error: SyncError | None = None
         try:
-            for row in self._store.unsent(limit):
+            for row in self._queue():
                 entry = row.entry
-                if not entry.reason.admits or entry.code_hash is None:
+                if not entry.reason.admits:
                     # pretix records check-ins, not refusals; the journal keeps them.
-                    replies.append((row.seq, "skipped", entry.reason.value))
-                    skipped += 1
+                    await done.mark(row.seq, REPLY_SKIPPED, entry.reason.value, "skipped")
                     continue
-                credential = self._store.facts(PlainCode(entry.code_hash)).credential
-                if credential is None or credential.credential_id < 0:
-                    waiting += 1
+                position = self._position(entry.code_hash)
+                if position is None:
+                    if entry.code_hash is None or (settled is not None and entry.at < settled):
+                        await done.mark(row.seq, REPLY_UNMAPPED, UNMAPPED_DETAIL, "unmapped")
+                        self._refused(row, REPLY_UNMAPPED, UNMAPPED_DETAIL)
+                    else:
+                        done.counts["waiting"] += 1
                     continue
-                body = {
-                    "type": "exit" if entry.direction is Direction.EXIT else "entry",
-                    "datetime": entry.at.isoformat(),
-                    "nonce": f"edge-{prefix}-{row.seq}",
-                    "force": False,
-                    "ignore_unpaid": False,
-                    "questions_supported": False,
-                    "canceled_supported": True,
-                }
-                status, answer = await self._client.post(
-                    f"{base}/{credential.credential_id}/redeem/", body
-                )
-                replies.append((row.seq, *_answer(status, answer)))
-                sent += 1
+                if posts >= limit:
+                    break
+                posts += 1
+                try:
+                    status, answer = await self._redeem(prefix, row, position)
+                except SyncError as err:
+                    # Not pretix's answer: the row stays queued and goes again, same nonce.
+                    error = err
+                    done.counts["failed"] += 1
+                    in_a_row += 1
+                    if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                        break
+                    continue
+                in_a_row = 0
+                outcome, detail = _answer(status, answer)
+                done.counts["sent"] += 1
+                if outcome == REPLY_OK:
+                    self.state.uploaded += 1
+                else:
+                    done.counts["refused"] += 1
+                    self._refused(row, outcome, detail)
+                await done.mark(row.seq, outcome, detail)
         finally:
-            if replies:
-                await self._store.mark_sent(replies)
-        stats = UploadStats(sent=sent, skipped=skipped, waiting=waiting)
-        if sent or skipped:
+            await done.flush()
+        stats = done.stats()
+        if stats.sent or stats.skipped or stats.unmapped or stats.failed:
             _LOGGER.info("pretix: uploaded %s", stats)
+        if error is not None:
+            raise SyncError(
+                f"{stats.failed} check-ins not uploaded (they go again later): {error}"
+            ) from error
+        self.state.last_upload = time.time()
         return stats
 
+    def _position(self, code_hash: bytes | None) -> int | None:
+        """The pretix position a pull mapped the code to, if any."""
+        if code_hash is None:
+            return None
+        credential = self._store.facts(PlainCode(code_hash)).credential
+        if credential is None or credential.credential_id < 0:
+            return None
+        return credential.credential_id
+
+    async def _redeem(
+        self, prefix: str, row: JournalRow, position: int
+    ) -> tuple[int, dict[str, Any]]:
+        """POST one check-in to pretix with its original time and its nonce."""
+        entry = row.entry
+        body = {
+            "type": "exit" if entry.direction is Direction.EXIT else "entry",
+            "datetime": entry.at.isoformat(),
+            "nonce": f"edge-{prefix}-{row.seq}",
+            "force": False,
+            "ignore_unpaid": False,
+            "questions_supported": False,
+            "canceled_supported": True,
+        }
+        api = self._settings.event_api
+        url = f"{api}/checkinlists/{self._settings.checkin_list}/positions/{position}/redeem/"
+        return await self._client.post(url, body)
+
+    def _refused(self, row: JournalRow, status: str, detail: str) -> None:
+        """Keep a refused or unmappable row for /health and the status page."""
+        self.state.refused += 1
+        entry = row.entry
+        view = _refusal_view(
+            Refusal(row.seq, entry.at, entry.lane, entry.direction, entry.code_hint, status, detail)
+        )
+        self.state.refusals = [view, *self.state.refusals][:SHOWN_REFUSALS]
+
     async def run(self, interval: float) -> None:
-        """Pull and upload every `interval` seconds until cancelled; failures back off."""
+        """Pull every `interval` seconds and upload after each pull until cancelled.
+
+        A failed pull is tried again after a backoff, and so is an upload that met a
+        transient failure; one does not hold up the other.
+        """
         failures = 0
+        next_pull = 0.0
         while True:
+            healthy = True
+            if time.monotonic() >= next_pull:
+                try:
+                    await self.pull()
+                    next_pull = time.monotonic() + interval
+                except EdgeError as err:
+                    healthy = False
+                    self._failed("pull", err)
             try:
-                await self.pull()
                 await self.upload()
-                failures = 0
-                delay = interval
             except EdgeError as err:
+                healthy = False
+                self._failed("upload", err)
+            if healthy:
+                failures = 0
+                self.state.status = "ok"
+                self.state.last_error = ""
+                delay = interval
+            else:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
-                _LOGGER.error("pretix sync failed (retry in %.0f s): %s", delay, err)
+                self.state.status = "offline"
+                _LOGGER.error("pretix sync: retry in %.0f s: %s", delay, self.state.last_error)
             await asyncio.sleep(delay)
+
+    def _failed(self, what: str, err: EdgeError) -> None:
+        self.state.last_error = f"{what}: {err}"
+
+
+UNMAPPED_DETAIL = "no position of the check-in list has this code"
+
+
+class _Round:
+    """The answers of one upload round, stored every MARK_EVERY rows and at its end."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._marks: list[tuple[int, str, str]] = []
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    async def mark(self, seq: int, status: str, detail: str, count: str | None = None) -> None:
+        """Record a final answer for a journal row (and count it under `count`)."""
+        self._marks.append((seq, status, detail))
+        if count:
+            self.counts[count] += 1
+        if len(self._marks) >= MARK_EVERY:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Store the answers recorded so far."""
+        if self._marks:
+            marks, self._marks = self._marks, []
+            await self._store.mark_sent(marks)
+
+    def stats(self) -> UploadStats:
+        """What the round did."""
+        counts = self.counts
+        return UploadStats(
+            sent=counts["sent"],
+            skipped=counts["skipped"],
+            waiting=counts["waiting"],
+            refused=counts["refused"],
+            unmapped=counts["unmapped"],
+            failed=counts["failed"],
+        )
+
+
+_ACCEPTED = (REPLY_OK, REPLY_SKIPPED)
+
+
+def _refusal_view(refusal: Refusal) -> dict[str, object]:
+    """A refused upload as /health and the status page show it."""
+    return {
+        "seq": refusal.seq,
+        "at": refusal.at.isoformat(),
+        "lane": refusal.lane,
+        "direction": refusal.direction.value,
+        "code": refusal.code_hint,
+        "status": refusal.status,
+        "reason": refusal.detail,
+    }
 
 
 def _answer(status: int, answer: dict[str, Any]) -> tuple[str, str]:
-    """(status, detail) of a redeem answer: ("ok", "") or ("error", pretix's reason)."""
+    """(status, detail) of pretix's final answer to a redeem: ("ok", "") or a refusal."""
     result = answer.get("status")
-    if status in (200, 201) and result == "ok":
-        return "ok", ""
-    reason = answer.get("reason") or answer.get("detail") or f"HTTP {status}"
-    return str(result or "error")[:40], str(reason)[:200]
+    if 200 <= status < 300 and result == "ok":
+        return REPLY_OK, ""
+    reason = answer.get("reason") or answer.get("detail")
+    if not isinstance(reason, str) or not reason:
+        reason = f"HTTP {status}: {json.dumps(answer)}"
+    return str(result or REPLY_REFUSED)[:40], reason[:200]

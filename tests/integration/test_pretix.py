@@ -351,7 +351,7 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
             assert await _online(client, seed["list"], fresh["secret"]) == "ok"
             check = await south.admit(fresh["secret"].encode(), south_rules, Direction.ENTRY)
             assert check.decision.reason is Reason.ADMITTED
-            assert await connector.upload() == UploadStats(sent=1, skipped=1, waiting=0)
+            assert await connector.upload() == UploadStats(sent=1, skipped=1, waiting=0, refused=1)
             (row,) = other.recent(1)
             assert other.reply(row.seq) == ("error", "already_redeemed")
         finally:
