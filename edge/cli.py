@@ -20,6 +20,7 @@ from edge.core.messages import LANGUAGES, text
 from edge.gate.gate import Gate
 from edge.ops import logs
 from edge.store.database import Store
+from sync.pretix.monitoring import status_lines
 from sync.pretix.resolver import PretixResolver
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
@@ -195,6 +196,9 @@ async def _status(args: argparse.Namespace) -> int:
         stats = store.stats()
         recent = store.recent(args.last)
         revision = store.cursor("sync.revision")
+        pretix_lines: list[str] = []
+        if config.pretix is not None:
+            pretix_lines = status_lines(store)
     finally:
         await store.close()
     print(f"device {config.device.name}  store {config.store_path}")
@@ -203,6 +207,8 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"  {name.replace('_', ' '):22} {getattr(stats, name):>12,}")
     if config.sync is not None:
         print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
+    for line in pretix_lines:
+        print(line)
     print(f"last {len(recent)} decisions:")
     for row in recent:
         entry = row.entry

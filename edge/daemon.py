@@ -25,6 +25,7 @@ from edge.ops.health import Operations
 from edge.store.database import Store
 from sync.client.monitoring import health, page_status, register_metrics
 from sync.client.replicator import Replicator
+from sync.pretix import monitoring as pretix_monitoring
 from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def _counter(
     queue: PrintQueue,
     replicator: Replicator | None,
     scanners: dict[str, ScanSource],
+    *,
+    pretix: PretixService | None,
 ) -> DeviceAPI | None:
     """The [counter] device API with its pass desk; its scanners are those no lane uses."""
     settings = config.counter
@@ -97,6 +100,14 @@ def _counter(
         terms=terms.load(config.file(settings.terms_file)) if settings.terms_file else (),
         nfc=nfc.read_uid if isinstance(nfc, PcscReader) else None,
     )
+
+    def _sync_status() -> dict[str, object] | None:
+        if replicator is not None:
+            return page_status(replicator)
+        if pretix is not None:
+            return pretix_monitoring.page_status(pretix.state, store)
+        return None
+
     # The desk's NFC reader is read when a card is issued, never fed to the pages' scans.
     fed = {name for lane in config.lanes for name in (*lane.entry, *lane.exit)}
     fed |= {settings.nfc_reader} if settings.nfc_reader else set()
@@ -109,9 +120,7 @@ def _counter(
         language=config.device.language,
         zone=config.zone_name,
         token_path=str(config.file(settings.token_file).resolve()),
-        status=lambda: device_status(
-            config.device.name, store, page_status(replicator) if replicator else None, queue
-        ),
+        status=lambda: device_status(config.device.name, store, _sync_status(), queue),
     )
 
 
@@ -136,6 +145,8 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         if config.pretix is not None:
             token_file = config.file(config.pretix.token_file)
             pretix = PretixService.from_settings(config.pretix, store, token_file=token_file)
+            service = pretix
+            operations.health["pretix"] = lambda: pretix_monitoring.health(service.state, store)
         gate = Gate(store, resolver=pretix.resolver if pretix else None)
         replicator = None
         report = operations.reporter(on_result)
@@ -152,7 +163,7 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         devices.build(config)
         scanners, actuators, printers = devices.scanners, devices.actuators, devices.printers
         queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
-        counter = _counter(config, store, queue, replicator, scanners)
+        counter = _counter(config, store, queue, replicator, scanners, pretix=pretix)
         lanes = [
             Lane(
                 rules=config.rules(lane),

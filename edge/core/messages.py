@@ -374,6 +374,18 @@ UI: dict[str, tuple[str, str, str]] = {
     ),
     "status.sync.contact": ("Last contact", "Letzter Kontakt", "Dernier contact"),
     "status.sync.error": ("Last error", "Letzter Fehler", "Dernière erreur"),
+    "status.pretix.pull": ("Last pull", "Letzter Abgleich", "Dernière synchronisation"),
+    "status.pretix.uploaded": ("Check-ins sent", "Gesendete Check-ins", "Check-ins envoyés"),
+    "status.pretix.refused": (
+        "Refused by pretix",
+        "Von pretix abgelehnt",
+        "Refusés par pretix",
+    ),
+    "status.pretix.refusals": (
+        "Check-ins pretix refused",
+        "Von pretix abgelehnte Check-ins",
+        "Check-ins refusés par pretix",
+    ),
     "status.never": ("never", "nie", "jamais"),
     "status.queues": ("Waiting to be sent", "Noch zu senden", "En attente d'envoi"),
     "status.queue.journal": ("Gate passages", "Durchgänge", "Passages"),

@@ -489,6 +489,9 @@ _STATUS_BODY = """
 <section class="card"><h2>{queues}</h2><dl class="facts" id="queues"></dl></section>
 <section class="card"><h2>{printers}</h2><dl class="facts" id="printers"></dl></section>
 <section class="card"><h2>{scanners}</h2><dl class="facts" id="scanners"></dl></section>
+<section class="card wide hidden" id="refused-card"><h2>{refused}</h2><table><thead><tr>
+<th>{col_time}</th><th>{col_lane}</th><th>{col_direction}</th><th>{col_detail}</th><th>{col_code}</th>
+</tr></thead><tbody id="refused"></tbody></table><p class="note hidden" id="no-refused"></p></section>
 <section class="card wide" id="decisions-card"><h2>{decisions}</h2><table><thead><tr><th>{col_time}</th>
 <th>{col_lane}</th><th>{col_direction}</th><th>{col_result}</th><th>{col_code}</th></tr></thead>
 <tbody id="decisions"></tbody></table><p class="note hidden" id="no-decisions">{no_decisions}</p></section>
@@ -509,8 +512,16 @@ function rows(id, values, emptyId) {
   $(emptyId).classList.toggle("hidden", values.length > 0);
   body.closest("table").classList.toggle("hidden", values.length === 0);
 }
+function pretixFacts(sync) {
+  const kind = sync.status === "ok" ? "good" : sync.status === "offline" ? "bad" : "warn";
+  const state = sync.status === "ok" ? "current" : sync.status;
+  return [[t("status.sync.status"), badge("pretix: " + (T["status.sync." + state] ?? sync.status), kind)],
+    [t("status.pretix.pull"), moment(sync.last_pull)], [t("status.pretix.uploaded"), String(sync.uploaded)],
+    [t("status.pretix.refused"), String(sync.refused)], [t("status.sync.error"), sync.last_error]];
+}
 function syncFacts(sync) {
   if (!sync) return [[t("status.sync.status"), badge(t("status.sync.none"), "warn")]];
+  if (sync.refusals !== undefined) return pretixFacts(sync);
   const kind = sync.status === "current" ? "good" : sync.status === "offline" ? "bad" : "warn";
   return [[t("status.sync.status"), badge(T["status.sync." + sync.status] ?? sync.status, kind)],
     [t("status.sync.revision"), sync.lag ? sync.revision + " (" + t("status.sync.lag", { lag: sync.lag }) + ")" : String(sync.revision ?? "")],
@@ -551,6 +562,10 @@ async function refresh() {
     // A counter without lanes has no passages; a gate without a desk no desk operations.
     $("decisions-card").classList.toggle("hidden", s.decisions.length === 0 && s.desk_operations !== undefined);
     $("desk-card").classList.toggle("hidden", s.desk_operations === undefined);
+    const refusals = (s.sync && s.sync.refusals) || [];
+    $("refused-card").classList.toggle("hidden", refusals.length === 0);
+    rows("refused", refusals.map((r) => [moment(r.at), r.lane, T["direction." + r.direction] ?? r.direction,
+      el("span", r.status === "error" ? r.reason : r.status + ": " + r.reason, "reason-bad"), r.code]), "no-refused");
     rows("decisions", s.decisions.map((d) => [moment(d.at), d.lane, T["direction." + d.direction] ?? d.direction,
       el("span", T["reason." + d.reason] ?? d.reason, PAGE.admits.includes(d.reason) ? "reason-good" : "reason-bad"), d.code]), "no-decisions");
     rows("desk", (s.desk_operations || []).map((d) => [moment(d.created_ms / 1000), T["op." + d.operation] ?? d.operation,
@@ -639,6 +654,7 @@ def status_page(language: str, zone: str, token_file: str) -> str:
         scanners=e(texts["status.scanners"]),
         decisions=e(texts["status.decisions"]),
         desk=e(texts["status.desk"]),
+        refused=e(texts["status.pretix.refusals"]),
         no_decisions=e(texts["status.decisions.none"]),
         no_desk=e(texts["status.desk.none"]),
         col_time=e(texts["col.time"]),

@@ -10,7 +10,7 @@ import aiohttp
 from edge.core.errors import ConfigError
 from edge.store.database import Store
 from sync.pretix.client import PretixClient, PretixSettings
-from sync.pretix.connector import PretixConnector
+from sync.pretix.connector import PretixConnector, PretixSyncState
 from sync.pretix.resolver import PretixResolver
 from sync.pretix.settings import PretixConfig
 
@@ -43,6 +43,7 @@ class PretixService:
         self.interval = interval
         self._store = store
         self.resolver = PretixResolver(store)
+        self.state = PretixSyncState()
 
     @classmethod
     def from_settings(
@@ -71,4 +72,5 @@ class PretixService:
         )
         async with aiohttp.ClientSession() as session:
             client = PretixClient(self.settings, session=session)
-            await PretixConnector(self._store, client, self.resolver).run(self.interval)
+            connector = PretixConnector(self._store, client, self.resolver, state=self.state)
+            await connector.run(self.interval)
