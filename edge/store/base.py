@@ -116,6 +116,23 @@ class StoreBase:
         self._reader.close()
         await self._writer.close()
 
+    async def _read_aside(self, sql: str) -> list[Any]:
+        """All rows of a long read, in a thread: the loop and the scan path's reader stay free
+        (a full scan of 50,000 rows takes ~0.1 s)."""
+        return await asyncio.to_thread(self._read_here, sql)
+
+    def _read_here(self, sql: str) -> list[Any]:
+        """All rows of a read on a connection of its own (for a worker thread)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only = ON")
+            return conn.execute(sql).fetchall()
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: read failed: {err}") from err
+        finally:
+            conn.close()
+
     async def _transaction(self, statements: Sequence[tuple[str, Iterable[Sequence[Any]]]]) -> None:
         """Run executemany for each (sql, rows) in one transaction."""
         async with self._write() as conn:

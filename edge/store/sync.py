@@ -3,6 +3,7 @@ cursors, and the journal's way to the central system (unsent rows, marks, replie
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,14 @@ _KEY_SQL = (
     "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
     " ON CONFLICT (key_id) DO UPDATE SET retired = max(retired, excluded.retired)"
 )
-_CREDENTIAL_SQL = "INSERT OR REPLACE INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CREDENTIAL_COLUMNS = (
+    "credential_id, kind, event_id, product_id, policy, uses, passback_minutes,"
+    " valid_from, valid_until, zones, paid"
+)
+_CREDENTIAL_SQL = (
+    f"INSERT OR REPLACE INTO credentials ({_CREDENTIAL_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _PLAIN_CODE_SQL = "INSERT OR REPLACE INTO plain_codes VALUES (?, ?)"
 _REVOKED_CODE_SQL = "INSERT OR REPLACE INTO revoked_codes VALUES (?, ?)"
 _REVOKED_CREDENTIAL_SQL = "INSERT OR REPLACE INTO revoked_credentials VALUES (?, ?)"
@@ -320,7 +328,13 @@ class SyncStore(StoreBase):
         await conn.execute("DELETE FROM temp.incoming_passages")
 
     async def mirror(self, mirror: Mirror, cursors: Mapping[str, str]) -> None:
-        """Apply a full listing's changes and move sync cursors in one transaction."""
+        """Apply a full listing's changes and move sync cursors in one transaction.
+
+        Only what differs from the store is written (read first, off the loop), so a re-sync
+        of an unchanged list holds the write lock, which the lanes' journal needs, briefly.
+        Only sync writes these tables, so nothing changes them between the read and the write.
+        """
+        credentials, restored, revocations = await asyncio.to_thread(self._mirror_diff, mirror)
         revoked = sorted(
             ((bytes(h), REVOCATION_CODES[r]) for h, r in mirror.revoked_codes),
             key=lambda row: row[0],
@@ -332,24 +346,20 @@ class SyncStore(StoreBase):
             removed = [(cid,) for cid in mirror.removed]
             await conn.executemany("DELETE FROM credentials WHERE credential_id = ?", removed)
             await conn.executemany(
-                "DELETE FROM revoked_credentials WHERE credential_id = ?",
-                [*removed, *((cid,) for cid in mirror.restored_credentials)],
+                "DELETE FROM revoked_credentials WHERE credential_id = ?", [*removed, *restored]
             )
             await conn.executemany(
                 "DELETE FROM plain_codes WHERE code_hash = ?",
                 [(bytes(h),) for h in mirror.dropped_codes],
             )
-            await conn.executemany(_CREDENTIAL_SQL, map(_credential_row, mirror.credentials))
+            await conn.executemany(_CREDENTIAL_SQL, credentials)
             await conn.executemany(_PLAIN_CODE_SQL, mirror.plain_codes)
             await conn.executemany(
                 "DELETE FROM revoked_codes WHERE code_hash = ?",
                 [(bytes(h),) for h in mirror.cleared_codes],
             )
             await conn.executemany(_REVOKED_CODE_SQL, revoked)
-            await conn.executemany(
-                _REVOKED_CREDENTIAL_SQL,
-                [(cid, REVOCATION_CODES[r]) for cid, r in mirror.revoked_credentials],
-            )
+            await conn.executemany(_REVOKED_CREDENTIAL_SQL, revocations)
             await conn.executemany(
                 "INSERT OR IGNORE INTO blocked_codes VALUES (?)",
                 [(h,) for h, blocked in blocks.items() if blocked],
@@ -360,14 +370,34 @@ class SyncStore(StoreBase):
             )
             await conn.executemany(_CURSOR_SQL, list(cursors.items()))
 
-    def credential_index(self) -> dict[int, tuple[int, int]]:
-        """(event id, product id) of every synced credential by id (a full scan: for sync)."""
-        rows = self._reader.execute("SELECT credential_id, event_id, product_id FROM credentials")
+    def _mirror_diff(
+        self, mirror: Mirror
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int]], list[tuple[int, int]]]:
+        """The credential rows, un-revocations and revocations that differ (in a thread)."""
+        stored = {
+            int(row[0]): tuple(row)
+            for row in self._read_here(f"SELECT {_CREDENTIAL_COLUMNS} FROM credentials")
+        }
+        credentials = [
+            row for row in map(_credential_row, mirror.credentials) if stored.get(row[0]) != row
+        ]
+        revoked_now = dict(self._read_here("SELECT credential_id, reason FROM revoked_credentials"))
+        restored = [(cid,) for cid in mirror.restored_credentials if cid in revoked_now]
+        revocations = [
+            (cid, REVOCATION_CODES[r])
+            for cid, r in mirror.revoked_credentials
+            if revoked_now.get(cid) != REVOCATION_CODES[r]
+        ]
+        return credentials, restored, revocations
+
+    async def credential_index(self) -> dict[int, tuple[int, int]]:
+        """(event id, product id) of every synced credential by id (a full scan, off the loop)."""
+        rows = await self._read_aside("SELECT credential_id, event_id, product_id FROM credentials")
         return {int(cid): (int(event), int(product)) for cid, event, product in rows}
 
-    def plain_code_index(self) -> dict[bytes, int]:
-        """Every plain code hash with its credential id (a full scan: for sync)."""
-        rows = self._reader.execute("SELECT code_hash, credential_id FROM plain_codes")
+    async def plain_code_index(self) -> dict[bytes, int]:
+        """Every plain code hash with its credential id (a full scan, off the loop)."""
+        rows = await self._read_aside("SELECT code_hash, credential_id FROM plain_codes")
         return {bytes(h): int(cid) for h, cid in rows}
 
     def blocked_index(self) -> set[bytes]:

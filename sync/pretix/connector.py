@@ -61,7 +61,8 @@ CATALOG_CURSOR = "pretix:catalog"  # JSON: item and subevent names, for operator
 NONCE_CURSOR = "pretix:nonce-prefix"  # random per store: nonces of two stores never meet
 PRETIX_GATE = "pretix"  # where a passage pretix reported happened, as "already used" shows it
 UPLOAD_PAGE = 500  # journal rows read at a time during an upload round
-UPLOAD_BATCH = 2000  # redeem requests per upload round at most: a round also ends
+UPLOAD_BATCH = 2000  # redeem requests per upload round at most, so pulls come between rounds
+UPLOAD_CONCURRENCY = 4  # redeem requests in flight, for distinct positions
 MARK_EVERY = 50  # answers stored together: a crash re-sends at most this many (same nonces)
 MAX_FAILURES_IN_A_ROW = 3  # transient failures that end a round: pretix is away, not one row
 MAX_LOOKUPS = 200  # positions that left the list looked up one by one per pull
@@ -200,6 +201,26 @@ class _Positions:
     ids: set[int] = field(default_factory=set)  # every position on the list
 
 
+def _left_the_list(
+    stored: dict[int, tuple[int, int]], listed: set[int], state: ListState
+) -> list[int]:
+    """Synced positions the list would hold by product and date but did not list (a thread)."""
+    return [
+        cid
+        for cid, (event, product) in stored.items()
+        if cid > 0 and cid not in listed and _on_list(state, product, event)
+    ]
+
+
+def _code_changes(
+    index: dict[bytes, int], scope: set[int], wanted: dict[bytes, int]
+) -> tuple[list[bytes], list[tuple[bytes, int]]]:
+    """(mappings to drop, mappings to add) for positions in `scope` (run in a thread)."""
+    dropped = [h for h, cid in index.items() if cid in scope and wanted.get(h) != cid]
+    added = [(h, cid) for h, cid in wanted.items() if index.get(h) != cid]
+    return dropped, added
+
+
 def _on_list(state: ListState, product: int, event: int) -> bool:
     """Whether the list's product and date limits let a position with these onto the list."""
     if state.products is not None and product not in state.products:
@@ -250,6 +271,7 @@ class PretixConnector:
         self._resolver = resolver
         self._settings = client.settings
         self.state = state if state is not None else PretixSyncState()
+        self._in_flight = 1  # redeem requests sent at once, up to UPLOAD_CONCURRENCY
         if not self.state.refusals:
             self.state.refusals = [
                 _refusal_view(r) for r in store.refusals(SHOWN_REFUSALS, accepted=_ACCEPTED)
@@ -355,11 +377,8 @@ class PretixConnector:
         credentials = list(positions.credentials)
         wanted = dict(positions.plain)
         own_blocks = list(positions.blocks)
-        left = [
-            cid
-            for cid, (event, product) in store.credential_index().items()
-            if cid > 0 and cid not in positions.ids and _on_list(state, product, event)
-        ]
+        stored = await store.credential_index()
+        left = await asyncio.to_thread(_left_the_list, stored, positions.ids, state)
         removed: list[int] = []
         moved: list[int] = []
         for number, cid in enumerate(left):
@@ -391,9 +410,8 @@ class PretixConnector:
             own_blocks.append((code_hash, bool(row.get("blocked"))))
             moved.append(cid)
         scope = {c.credential_id for c in credentials} | set(removed)
-        index = store.plain_code_index()
-        dropped = [h for h, cid in index.items() if cid in scope and wanted.get(h) != cid]
-        added = [(h, cid) for h, cid in wanted.items() if index.get(h) != cid]
+        index = await store.plain_code_index()
+        dropped, added = await asyncio.to_thread(_code_changes, index, scope, wanted)
         revocations = [(h, Revocation.REVOKED) for h in revoked]
         if keys:
             # An event that signs: a code that names no position any more must not pass as
@@ -536,8 +554,8 @@ class PretixConnector:
         # A scan before this went through two complete pulls: no position, no upload.
         settled = datetime.fromtimestamp(pulls[0] / 1000, UTC) if len(pulls) == 2 else None
         done = _Round(self._store)
-        posts = in_a_row = 0
-        error: SyncError | None = None
+        posts = 0
+        window: list[tuple[JournalRow, int]] = []
         try:
             for row in self._queue():
                 entry = row.entry
@@ -555,37 +573,59 @@ class PretixConnector:
                     continue
                 if posts >= limit:
                     break
-                posts += 1
-                try:
-                    status, answer = await self._redeem(prefix, row, position)
-                except SyncError as err:
-                    # Not pretix's answer: the row stays queued and goes again, same nonce.
-                    error = err
-                    done.counts["failed"] += 1
-                    in_a_row += 1
-                    if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                # Passages of one ticket go one after the other: pretix's answer to an
+                # entry depends on the exit before it.
+                if len(window) >= self._in_flight or any(p == position for _, p in window):
+                    await self._send(prefix, window, done)
+                    window = []
+                    if done.in_a_row >= MAX_FAILURES_IN_A_ROW:
                         break
-                    continue
-                in_a_row = 0
-                outcome, detail = _answer(status, answer)
-                done.counts["sent"] += 1
-                if outcome == REPLY_OK:
-                    self.state.uploaded += 1
-                else:
-                    done.counts["refused"] += 1
-                    self._refused(row, outcome, detail)
-                await done.mark(row.seq, outcome, detail)
+                posts += 1
+                window.append((row, position))
+            if window:
+                await self._send(prefix, window, done)
         finally:
             await done.flush()
         stats = done.stats()
         if stats.sent or stats.skipped or stats.unmapped or stats.failed:
             _LOGGER.info("pretix: uploaded %s", stats)
-        if error is not None:
+        if done.error is not None:
             raise SyncError(
-                f"{stats.failed} check-ins not uploaded (they go again later): {error}"
-            ) from error
+                f"{stats.failed} check-ins not uploaded (they go again later): {done.error}"
+            ) from done.error
         self.state.last_upload = time.time()
         return stats
+
+    async def _send(self, prefix: str, window: list[tuple[JournalRow, int]], done: _Round) -> None:
+        """Redeem a window of check-ins (distinct positions) at once and record the answers."""
+        results = await asyncio.gather(
+            *(self._redeem(prefix, row, position) for row, position in window),
+            return_exceptions=True,
+        )
+        # Slow start: one more in flight after a clean window, half after a failure (pretix
+        # on SQLite answers concurrent writes with "database is locked").
+        if any(isinstance(r, BaseException) for r in results):
+            self._in_flight = max(1, self._in_flight // 2)
+        else:
+            self._in_flight = min(UPLOAD_CONCURRENCY, self._in_flight + 1)
+        for (row, _), result in zip(window, results, strict=True):
+            if isinstance(result, SyncError):
+                # Not pretix's answer: the row stays queued and goes again, same nonce.
+                done.error = result
+                done.counts["failed"] += 1
+                done.in_a_row += 1
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            done.in_a_row = 0
+            outcome, detail = _answer(*result)
+            done.counts["sent"] += 1
+            if outcome == REPLY_OK:
+                self.state.uploaded += 1
+            else:
+                done.counts["refused"] += 1
+                self._refused(row, outcome, detail)
+            await done.mark(row.seq, outcome, detail)
 
     def _position(self, code_hash: bytes | None) -> int | None:
         """The pretix position a pull mapped the code to, if any."""
@@ -640,11 +680,14 @@ class PretixConnector:
                 except EdgeError as err:
                     healthy = False
                     self._failed("pull", err)
+            progress = self.state.uploaded + self.state.refused
             try:
                 await self.upload()
             except EdgeError as err:
                 healthy = False
                 self._failed("upload", err)
+                if self.state.uploaded + self.state.refused > progress:
+                    failures = 0  # pretix answers, only not every time: no long backoff
             if healthy:
                 failures = 0
                 self.state.status = "ok"
@@ -671,6 +714,8 @@ class _Round:
         self._store = store
         self._marks: list[tuple[int, str, str]] = []
         self.counts: collections.Counter[str] = collections.Counter()
+        self.in_a_row = 0  # transient failures since the last answer
+        self.error: SyncError | None = None  # the last transient failure
 
     async def mark(self, seq: int, status: str, detail: str, count: str | None = None) -> None:
         """Record a final answer for a journal row (and count it under `count`)."""
