@@ -3,7 +3,8 @@
 Usage: PRETIX_CONFIG_FILE=pretix.cfg python pretix_seed.py. It creates an organizer, a team
 with every permission and an API token, a device with its token, an event using the
 pretix_sig1 secret generator with two products, a quota and two check-in lists limited to
-the first product, and a second event with random secrets, a product and two lists. Orders
+the first product, and a second event with random secrets, two products, two lists for
+all products and two for the first one only. Orders
 are placed by the test through the REST API, as a box office or shop would.
 """
 
@@ -91,16 +92,27 @@ def seed() -> dict[str, object]:
     )
     museum.settings.timezone = "UTC"
     day = Item.objects.create(event=museum, name="Day ticket", default_price=Decimal(12))
+    guide = Item.objects.create(event=museum, name="Audio guide", default_price=Decimal(3))
     museum_quota = Quota.objects.create(event=museum, name="All", size=None)
-    museum_quota.items.add(day)
+    museum_quota.items.add(day, guide)
     museum_list = CheckinList.objects.create(event=museum, name="Entrance", all_products=True)
     museum_mirror = CheckinList.objects.create(event=museum, name="Mirror", all_products=True)
+    # Lists that admit day tickets only (random secrets: a product change keeps the secret).
+    limited = CheckinList.objects.create(event=museum, name="Day hall", all_products=False)
+    limited.limit_products.add(day)
+    limited_mirror = CheckinList.objects.create(
+        event=museum, name="Day hall mirror", all_products=False
+    )
+    limited_mirror.limit_products.add(day)
     return {
         "museum": {
             "event": museum.slug,
             "item": day.pk,
+            "guide": guide.pk,
             "list": museum_list.pk,
             "mirror": museum_mirror.pk,
+            "limited": limited.pk,
+            "limited_mirror": limited_mirror.pk,
         },
         "organizer": organizer.slug,
         "event": event.slug,

@@ -23,7 +23,9 @@ from edge.store.database import Store
 from edge.store.gate import JournalEntry
 from sync.pretix.client import PretixClient, PretixSettings
 from sync.pretix.connector import PretixConnector
+from sync.pretix.monitoring import health, page_status, status_lines
 from sync.pretix.resolver import PretixResolver
+from sync.pretix.secrets import secret_hash
 
 EVENT = "/api/v1/organizers/org/events/ev"
 KEY = (
@@ -215,3 +217,139 @@ async def test_revoked_cursor_is_the_latest_time_not_the_largest_text(
     assert stats.revoked == 2
     assert store.stats().revoked_codes == 2
     assert store.cursor("pretix:revoked-since") == "2026-06-01T10:00:05.500000Z"
+
+
+async def _admitted(store: Store, code_hash: bytes, *, count: int = 1) -> None:
+    for _ in range(count):
+        await store.record(
+            JournalEntry(
+                at=datetime.now(UTC),
+                lane="L",
+                direction=Direction.ENTRY,
+                reason=Reason.ADMITTED,
+                credential_id=None,
+                code_hash=code_hash,
+                code_hint="…test",
+            )
+        )
+
+
+def _second_position(fake: Server) -> bytes:
+    """Add position 6 (secret "second0000000000") to the list; its code hash."""
+    path = f"{EVENT}/checkinlists/3/positions/"
+    first = fake.answers[path][1]["results"][0]
+    second = {**first, "id": 6, "secret": "second0000000000"}
+    fake.answers[path] = (200, {**EMPTY_PAGE, "results": [first, second]})
+    return secret_hash("second0000000000")
+
+
+@pytest.mark.parametrize("status", [409, 423, 429, 500, 502])
+async def test_not_now_answers_are_never_final(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str], status: int
+) -> None:
+    sync, store = connector
+    fake, _ = server
+    await sync.pull()
+    await _admitted(store, secret_hash("e70j03ynzt5zfrr9"))
+    redeem = f"{EVENT}/checkinlists/3/positions/5/redeem/"
+    fake.answers[redeem] = (status, {"detail": "database is locked"})
+    with pytest.raises(SyncError, match=f"HTTP {status}"):
+        await sync.upload()
+    assert len(store.unsent()) == 1
+    assert store.reply_counts() == {}
+
+
+async def test_a_row_that_always_fails_does_not_hold_up_the_rows_behind_it(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    sync, store = connector
+    fake, _ = server
+    second = _second_position(fake)
+    await sync.pull()
+    await _admitted(store, secret_hash("e70j03ynzt5zfrr9"))
+    await _admitted(store, second)
+    fake.answers[f"{EVENT}/checkinlists/3/positions/5/redeem/"] = (500, b"")
+    fake.answers[f"{EVENT}/checkinlists/3/positions/6/redeem/"] = (201, {"status": "ok"})
+    with pytest.raises(SyncError, match="1 check-ins not uploaded"):
+        await sync.upload()
+    (left,) = store.unsent()
+    assert left.entry.code_hash == secret_hash("e70j03ynzt5zfrr9")
+    assert store.reply_counts() == {"ok": 1}
+
+
+async def test_refusals_leave_the_queue_with_pretix_s_reason(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    sync, store = connector
+    fake, _ = server
+    second = _second_position(fake)
+    await sync.pull()
+    await _admitted(store, secret_hash("e70j03ynzt5zfrr9"), count=3)
+    await _admitted(store, second)
+    fake.answers[f"{EVENT}/checkinlists/3/positions/5/redeem/"] = (
+        400,
+        {"status": "error", "reason": "product", "reason_explanation": None},
+    )
+    fake.answers[f"{EVENT}/checkinlists/3/positions/6/redeem/"] = (201, {"status": "ok"})
+    stats = await sync.upload()
+    assert (stats.sent, stats.refused, len(store.unsent())) == (4, 3, 0)
+    assert [(r.status, r.detail) for r in store.refusals()] == [("error", "product")] * 3
+    assert sync.state.refused == 3
+    assert [r["reason"] for r in sync.state.refusals] == ["product"] * 3
+    shown = health(sync.state, store)
+    assert (shown["refused"], shown["queue"], shown["uploaded"]) == (3, 0, 1)
+    assert page_status(sync.state, store)["refusals"] == sync.state.refusals
+    lines = "\n".join(status_lines(store))
+    assert "pretix refused                    3  (error 3)" in lines
+    assert "error     product" in lines
+
+
+async def test_an_unmapped_scan_waits_for_two_pulls_then_leaves_the_queue(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    sync, store = connector
+    await _admitted(store, secret_hash("nobody0000000000"))
+    await sync.pull()
+    assert (await sync.upload()).waiting == 1
+    await sync.pull()
+    stats = await sync.upload()
+    assert (stats.waiting, stats.unmapped, len(store.unsent())) == (0, 1, 0)
+    assert store.reply_counts() == {"unmapped": 1}
+
+
+async def test_a_position_that_left_the_list_is_looked_up_once(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    sync, store = connector
+    fake, _ = server
+    _second_position(fake)
+    await sync.pull()
+    assert set((await store.plain_code_index()).values()) == {5, 6}
+    path = f"{EVENT}/checkinlists/3/positions/"
+    fake.answers[path] = (200, {**EMPTY_PAGE, "results": fake.answers[path][1]["results"][:1]})
+    # Position 6 is gone from pretix (404): its facts and code go, and the event signs
+    # its secrets, so the code is revoked rather than taken for a ticket sold later.
+    stats = await sync.pull()
+    assert (stats.removed, stats.off_list) == (1, 0)
+    assert set((await store.plain_code_index()).values()) == {5}
+    assert 6 not in (await store.credential_index())
+    assert store.stats().revoked_codes == 1
+    stats = await sync.pull()
+    assert (stats.removed, fake.requests.count(f"{EVENT}/orderpositions/6/")) == (0, 1)
+
+
+async def test_a_long_answer_is_read_to_its_end(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    sync, store = connector
+    fake, _ = server
+    path = f"{EVENT}/checkinlists/3/positions/"
+    first = fake.answers[path][1]["results"][0]
+    rows = [
+        {**first, "id": 100 + n, "secret": f"long{n:012d}", "attendee_name": "x" * 2000}
+        for n in range(50)
+    ]
+    fake.answers[path] = (200, {**EMPTY_PAGE, "results": rows})  # ~100 kB, many TCP reads
+    stats = await sync.pull()
+    assert stats.positions == 50
+    assert len(await store.plain_code_index()) == 50
