@@ -29,6 +29,11 @@ BENCHMARKS = [
         ["scan-to-relay latency over", "sustained scans per lane without a drop"],
     ),
     (
+        "pretix_sync",
+        "--positions 500",
+        ["no pull (baseline)", "first pull", "unchanged re-pull", "1 % re-issued + 1 % gone"],
+    ),
+    (
         "sync",
         "--gates 2 --revocations 20 --credentials 3000 --entries 2000 --rounds 5",
         ["push-to-enforced latency", "bootstrap of", "upload of", "fault rounds"],

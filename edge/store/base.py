@@ -116,13 +116,9 @@ class StoreBase:
         self._reader.close()
         await self._writer.close()
 
-    async def _read_aside(self, sql: str) -> list[Any]:
-        """All rows of a long read, in a thread: the loop and the scan path's reader stay free
-        (a full scan of 50,000 rows takes ~0.1 s)."""
-        return await asyncio.to_thread(self._read_here, sql)
-
     def _read_here(self, sql: str) -> list[Any]:
-        """All rows of a read on a connection of its own (for a worker thread)."""
+        """All rows of a read on a connection of its own, for a worker thread: long reads
+        (a full scan of 50,000 rows takes ~0.1 s) leave the loop and the scan path's reader."""
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

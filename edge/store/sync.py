@@ -392,13 +392,21 @@ class SyncStore(StoreBase):
 
     async def credential_index(self) -> dict[int, tuple[int, int]]:
         """(event id, product id) of every synced credential by id (a full scan, off the loop)."""
-        rows = await self._read_aside("SELECT credential_id, event_id, product_id FROM credentials")
-        return {int(cid): (int(event), int(product)) for cid, event, product in rows}
+
+        def read() -> dict[int, tuple[int, int]]:
+            rows = self._read_here("SELECT credential_id, event_id, product_id FROM credentials")
+            return {int(cid): (int(event), int(product)) for cid, event, product in rows}
+
+        return await asyncio.to_thread(read)
 
     async def plain_code_index(self) -> dict[bytes, int]:
         """Every plain code hash with its credential id (a full scan, off the loop)."""
-        rows = await self._read_aside("SELECT code_hash, credential_id FROM plain_codes")
-        return {bytes(h): int(cid) for h, cid in rows}
+
+        def read() -> dict[bytes, int]:
+            rows = self._read_here("SELECT code_hash, credential_id FROM plain_codes")
+            return {bytes(h): int(cid) for h, cid in rows}
+
+        return await asyncio.to_thread(read)
 
     def blocked_index(self) -> set[bytes]:
         """Every blocked code hash (a short table: blocks are set by hand)."""
