@@ -681,8 +681,11 @@ class PretixConnector:
                     healthy = False
                     self._failed("pull", err)
             progress = self.state.uploaded + self.state.refused
+            backlog = False
             try:
-                await self.upload()
+                stats = await self.upload()
+                # A full round leaves more behind: the next one starts at once.
+                backlog = stats.sent + stats.failed >= UPLOAD_BATCH
             except EdgeError as err:
                 healthy = False
                 self._failed("upload", err)
@@ -692,7 +695,7 @@ class PretixConnector:
                 failures = 0
                 self.state.status = "ok"
                 self.state.last_error = ""
-                delay = interval
+                delay = 0.0 if backlog else interval
             else:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
