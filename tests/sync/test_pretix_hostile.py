@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +223,8 @@ async def _admitted(store: Store, code_hash: bytes, *, count: int = 1) -> None:
     for _ in range(count):
         await store.record(
             JournalEntry(
-                at=datetime.now(UTC),
+                # A moment ago: the pull that follows starts in a later millisecond.
+                at=datetime.now(UTC) - timedelta(milliseconds=50),
                 lane="L",
                 direction=Direction.ENTRY,
                 reason=Reason.ADMITTED,
