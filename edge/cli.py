@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge import __version__, keys, printcli
-from edge.config import EXIT_CONFIG, load
+from edge.config import EXIT_CONFIG, Config, load
 from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.core.errors import CodeError, ConfigError, EdgeError
 from edge.core.facts import Direction
@@ -22,6 +22,7 @@ from edge.ops import logs
 from edge.store.database import Store
 from sync.pretix.monitoring import status_lines
 from sync.pretix.resolver import PretixResolver
+from sync.pretix.service import check_rules
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -244,6 +245,16 @@ async def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check_pretix_rules(config: Config) -> None:
+    """ConfigError if the synced check-in list has rules this gate cannot evaluate."""
+    store = await Store.open(config.store_path)
+    try:
+        lanes = [lane.name for lane in config.lanes]
+        check_rules(PretixResolver(store), lanes, store=str(config.store_path))
+    finally:
+        await store.close()
+
+
 def _run(args: argparse.Namespace) -> int:
     from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
 
@@ -260,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_import(args))
     if args.command == "config":
         config = load(args.file)
+        if config.pretix is not None and config.store_path.exists():
+            asyncio.run(_check_pretix_rules(config))
         print(
             f"{args.file}: valid ({len(config.lanes)} lanes, {len(config.scanners)} scanners, "
             f"{len(config.actuators)} actuators, {len(config.keys)} keys)"

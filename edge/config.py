@@ -156,8 +156,11 @@ class Config:
         return self.path.parent / name
 
     def rules(self, lane: LaneConfig) -> GateRules:
-        """The decision rules of a lane."""
-        return lane.rules(timedelta(seconds=self.device.clock_skew_seconds))
+        """The decision rules of a lane (pretix lanes: pretix's tolerance, none by default)."""
+        seconds = self.device.clock_skew_seconds
+        if self.pretix is not None:
+            seconds = self.pretix.clock_skew_seconds
+        return lane.rules(timedelta(seconds=seconds))
 
 
 def _drivers(

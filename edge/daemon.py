@@ -26,7 +26,7 @@ from edge.store.database import Store
 from sync.client.monitoring import health, page_status, register_metrics
 from sync.client.replicator import Replicator
 from sync.pretix import monitoring as pretix_monitoring
-from sync.pretix.service import PretixService
+from sync.pretix.service import PretixService, check_rules
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -147,6 +147,9 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
             pretix = PretixService.from_settings(config.pretix, store, token_file=token_file)
             service = pretix
             operations.health["pretix"] = lambda: pretix_monitoring.health(service.state, store)
+            check_rules(
+                pretix.resolver, [lane.name for lane in config.lanes], store=str(config.store_path)
+            )
         gate = Gate(store, resolver=pretix.resolver if pretix else None)
         replicator = None
         report = operations.reporter(on_result)

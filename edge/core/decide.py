@@ -32,6 +32,10 @@ class Reason(enum.Enum):
     EXPIRED = "expired"
     ALREADY_USED = "already-used"
     PASSBACK = "passback"  # entered recently and never left: the card was passed back
+    BLOCKED = "blocked"  # blocked for now by the central system (pretix); can be lifted
+    UNAPPROVED = "unapproved"  # the order waits for the organizer's approval (pretix)
+    RULES = "rules"  # the check-in list's own rules do not admit it now (pretix)
+    AMBIGUOUS = "ambiguous"  # the code stands for several tickets valid here (pretix add-ons)
 
     @property
     def admits(self) -> bool:
@@ -55,6 +59,9 @@ class GateRules:
     events: frozenset[int] | None = None  # None: every event
     products: frozenset[int] | None = None  # None: every product
     clock_skew: timedelta = timedelta(minutes=2)  # tolerance at both ends of validity windows
+    free_exit: bool = False  # exits open whatever the central system would answer
+    ignore_unpaid: bool = False  # pretix's ignore_unpaid: pending orders on include_pending lists
+    gate_id: int | None = None  # the central system's id of this gate (pretix's gate, for rules)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,26 @@ TEXTS: dict[Reason, dict[str, str]] = {
         "de": "Bereits eingetreten um {time} ({gate})",
         "fr": "Déjà entré à {time} ({gate})",
     },
+    Reason.BLOCKED: {
+        "en": "Ticket blocked - please go to the counter",
+        "de": "Ticket blockiert - bitte zur Kasse",
+        "fr": "Billet bloqué - veuillez passer au guichet",
+    },
+    Reason.UNAPPROVED: {
+        "en": "Order not approved yet",
+        "de": "Bestellung noch nicht freigegeben",
+        "fr": "Commande pas encore approuvée",
+    },
+    Reason.RULES: {
+        "en": "Entry not permitted now",
+        "de": "Einlass jetzt nicht erlaubt",
+        "fr": "Entrée non autorisée maintenant",
+    },
+    Reason.AMBIGUOUS: {
+        "en": "Several tickets match - please go to the counter",
+        "de": "Mehrere Tickets passen - bitte zur Kasse",
+        "fr": "Plusieurs billets correspondent - veuillez passer au guichet",
+    },
 }
 
 _UNKNOWN = {"en": "unknown", "de": "unbekannt", "fr": "inconnu"}

@@ -8,7 +8,7 @@ committed, so the second lane already knows about the first.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -16,7 +16,7 @@ from typing import Protocol
 from edge.core.codes import Code, SignedCode, mask, parse, scan_text
 from edge.core.decide import Decision, GateRules, decide, malformed
 from edge.core.errors import CodeError
-from edge.core.facts import Direction, EntryState, Facts
+from edge.core.facts import Direction, EntryState
 from edge.store.gate import GateStore, JournalEntry
 
 
@@ -37,11 +37,20 @@ class Check:
 
 
 class Resolver(Protocol):
-    """Turns scanner bytes into a code, its facts and the rules to apply, for codes of another
-    central system (pretix); synchronous like the rest of the scan path (principle 2)."""
+    """Decides scanner bytes as another central system (pretix) would; synchronous like the
+    rest of the scan path (principle 2)."""
 
-    def __call__(self, data: bytes, rules: GateRules) -> tuple[Code, Facts, GateRules]:
-        """Raises CodeError for input that is not a code."""
+    def __call__(
+        self,
+        data: bytes,
+        rules: GateRules,
+        direction: Direction,
+        now: datetime,
+        pending: Mapping[int, EntryState],
+    ) -> tuple[Decision, bytes, EntryState | None]:
+        """The decision, the code's hash and the passages it was based on; `pending` holds
+        admitted passages whose journal write has not committed yet. CodeError for input
+        that is not a code."""
         ...
 
 
@@ -91,11 +100,13 @@ class Gate:
         """Decide about scanner bytes without recording anything; never raises for bad input."""
         now = self._clock()
         try:
-            if self._resolver is None:
-                code: Code = parse(data)
-                facts = self._store.facts(code)
-            else:
-                code, facts, rules = self._resolver(data, rules)
+            if self._resolver is not None:
+                decision, code_hash, entries = self._resolver(
+                    data, rules, direction, now, self._pending
+                )
+                return Check(decision, code_hash, _hint(data), now, entries)
+            code: Code = parse(data)
+            facts = self._store.facts(code)
         except CodeError as err:
             return Check(malformed(str(err), direction), None, _hint(data), now, None)
         if isinstance(code, SignedCode):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.protocols import Actuator, Outcome, ScanSource
-from edge.core.decide import GateRules
+from edge.core.decide import GateRules, Reason
 from edge.core.errors import DeviceError, EdgeError
 from edge.core.facts import Direction
 from edge.core.messages import text
@@ -161,7 +161,12 @@ class Lane:
             return result
         seconds = self._monotonic() - started
         decision = check.decision
-        if not decision.admitted:
+        shown = decision
+        if not decision.admitted and direction is Direction.EXIT and self.rules.free_exit:
+            # A free exit opens whatever the central system would say; the journal (and so
+            # the upload) keeps what it would have said.
+            shown = dataclasses.replace(decision, reason=Reason.EXIT)
+        if not shown.admitted:
             outcome = Outcome.REJECT
         elif direction is Direction.ENTRY:
             outcome = Outcome.ADMIT_ENTRY
@@ -172,7 +177,7 @@ class Lane:
             check,
             repeat=False,
             actuated=False,
-            text=text(decision, self._language),
+            text=text(shown, self._language),
             outcome=outcome,
             seconds=seconds,
         )

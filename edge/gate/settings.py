@@ -20,6 +20,9 @@ class LaneConfig:
     zone: int | None = None  # zone 0..31 the lane leads into
     events: tuple[int, ...] | None = None  # only these events (default: all)
     products: tuple[int, ...] | None = None  # only these products (default: all)
+    free_exit: bool = False  # exits open even where the central system would refuse them
+    ignore_unpaid: bool = False  # pretix: admit pending orders of include_pending lists
+    pretix_gate: int | None = None  # pretix's id of this gate (check-in rules on "gate")
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= MAX_NAME or not self.name.isprintable():
@@ -29,6 +32,8 @@ class LaneConfig:
             raise ValueError("a lane needs at least one scanner in entry or exit")
         if self.zone is not None and not 0 <= self.zone <= 31:
             raise ValueError("zone must be 0..31")
+        if self.pretix_gate is not None and self.pretix_gate < 1:
+            raise ValueError("pretix_gate must be a pretix gate id (1 or more)")
 
     def rules(self, clock_skew: timedelta) -> GateRules:
         """The decision rules of this lane, with the device's validity tolerance."""
@@ -38,4 +43,7 @@ class LaneConfig:
             events=frozenset(self.events) if self.events is not None else None,
             products=frozenset(self.products) if self.products is not None else None,
             clock_skew=clock_skew,
+            free_exit=self.free_exit,
+            ignore_unpaid=self.ignore_unpaid,
+            gate_id=self.pretix_gate,
         )

@@ -9,7 +9,8 @@ subclass of it in its own module, holding that owner's SQL as named, typed metho
 - `gate.GateStore`: journal a decision, recent decisions (a FactsStore);
 - `sync.SyncStore`: apply synced facts, cursors, the journal's upload and replies;
 - `printjobs.PrintJobStore`: store, claim, mark and list print jobs;
-- `desk.DeskStore`: the desk's operations queue and synced passes (a FactsStore).
+- `desk.DeskStore`: the desk's operations queue and synced passes (a FactsStore);
+- `pretix.PretixStore`: pretix's positions and their passages on the check-in list.
 
 `database.Store` inherits every part; the daemon opens one `Store` and each owner types its
 dependency with its own part (`PrintQueue(store: PrintJobStore)`), so mypy shows what each

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from edge.store.desk import DeskStore
 from edge.store.gate import GateStore
+from edge.store.pretix import PretixStore
 from edge.store.printjobs import PrintJobStore
 from edge.store.sync import SyncStore
 
@@ -26,11 +27,11 @@ class StoreStats:
     journal_unsent: int
 
 
-class Store(GateStore, SyncStore, PrintJobStore, DeskStore):
+class Store(GateStore, SyncStore, PrintJobStore, DeskStore, PretixStore):
     """The device's SQLite store: every owner's part over one pair of connections.
 
     Open with `await Store.open(path)`, close with `close()`; hand each owner the store typed
-    as its own part (`GateStore`, `SyncStore`, `PrintJobStore`, `DeskStore`).
+    as its own part (`GateStore`, `SyncStore`, `PrintJobStore`, `DeskStore`, `PretixStore`).
     """
 
     def stats(self) -> StoreStats:

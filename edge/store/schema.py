@@ -117,6 +117,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX desk_operations_queued ON desk_operations (seq) WHERE state = 'queued';
     """,
+    # 7: pretix's positions as pretix's check-in decides with them (sync/pretix/checkin.py):
+    # every position a scan of the list can reach, by its secret's hash, with its passages on
+    # the list; a pull replaces them (generation). The journal by credential gives the
+    # passages a pull has not brought back yet.
+    """
+    CREATE TABLE pretix_positions (
+        position_id INTEGER PRIMARY KEY,
+        code_hash BLOB NOT NULL UNIQUE,
+        item INTEGER NOT NULL,
+        variation INTEGER,
+        subevent INTEGER,
+        valid_from INTEGER,  -- unix milliseconds
+        valid_until INTEGER,
+        order_status TEXT NOT NULL,  -- pretix's: n pending, p paid, e expired, c cancelled
+        flags INTEGER NOT NULL,  -- 1 blocked, 2 valid_if_pending, 4 require_approval
+        addon_to INTEGER,
+        generation INTEGER NOT NULL
+    );
+    CREATE INDEX pretix_positions_addons ON pretix_positions (addon_to) WHERE addon_to IS NOT NULL;
+    CREATE TABLE pretix_passages (
+        position_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,  -- unix milliseconds
+        direction TEXT NOT NULL,
+        PRIMARY KEY (position_id, at, direction)
+    ) WITHOUT ROWID;
+    CREATE INDEX journal_credential ON journal (credential_id) WHERE admitted = 1;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

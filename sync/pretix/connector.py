@@ -41,9 +41,12 @@ from edge.store.database import Store
 from edge.store.gate import JournalRow
 from edge.store.sync import Mirror, Refusal
 from sync.pretix.client import PretixClient
+from sync.pretix.positions import calendar, pull_positions
 from sync.pretix.resolver import (
+    CALENDAR_CURSOR,
     KEYS_CURSOR,
     LIST_CURSOR,
+    PRETIX_GATE,
     ListState,
     PretixResolver,
     keys_to_json,
@@ -59,7 +62,6 @@ REVOKED_CURSOR = "pretix:revoked-since"  # `created` of the newest revoked secre
 BLOCKED_CURSOR = "pretix:blocked-since"  # `updated` of the newest blocked-secret change
 CATALOG_CURSOR = "pretix:catalog"  # JSON: item and subevent names, for operators
 NONCE_CURSOR = "pretix:nonce-prefix"  # random per store: nonces of two stores never meet
-PRETIX_GATE = "pretix"  # where a passage pretix reported happened, as "already used" shows it
 UPLOAD_PAGE = 500  # journal rows read at a time during an upload round
 UPLOAD_BATCH = 2000  # redeem requests per upload round at most, so pulls come between rounds
 UPLOAD_CONCURRENCY = 4  # redeem requests in flight, for distinct positions
@@ -82,7 +84,11 @@ PRETIX_REASONS = {
     Reason.ADMITTED: "ok",
     Reason.EXIT: "ok",
     Reason.ALREADY_USED: "already_redeemed",
-    Reason.REVOKED: "revoked",  # pretix's blocked secrets answer "blocked"
+    Reason.REVOKED: "revoked",
+    Reason.BLOCKED: "blocked",
+    Reason.UNAPPROVED: "unapproved",
+    Reason.RULES: "rules",
+    Reason.AMBIGUOUS: "ambiguous",
     Reason.CANCELLED: "canceled",
     Reason.UNKNOWN: "invalid",
     Reason.BAD_SIGNATURE: "invalid",
@@ -296,6 +302,7 @@ class PretixConnector:
                     "name": s.get("name"),
                     "date_from": s.get("date_from"),
                     "date_to": s.get("date_to"),
+                    "date_admission": s.get("date_admission"),
                 }
                 async for s in self._client.pages(f"{api}/subevents/")
             }
@@ -303,6 +310,8 @@ class PretixConnector:
         blocks, blocked_since = await self._blocked()
         positions = await self._positions(state)
         mirror, removed, off_list = await self._mirror(state, positions, keys, revoked, blocks)
+        # What pretix's check-in decides with (sync.pretix.checkin): every reachable position.
+        tickets = await pull_positions(self._client, self._store, state)
 
         store = self._store
         cursors = {
@@ -312,6 +321,7 @@ class PretixConnector:
                 {"items": items, "subevents": subevents}, sort_keys=True, default=str
             ),
             PULLS_CURSOR: json.dumps([*self._pulls()[-1:], started_ms]),
+            CALENDAR_CURSOR: calendar(event, subevents).to_json(),
         }
         if revoked_since:
             cursors[REVOKED_CURSOR] = revoked_since
@@ -337,11 +347,12 @@ class PretixConnector:
             off_list=off_list,
         )
         _LOGGER.info(
-            "pretix %s/%s: pulled in %.0f ms: %s",
+            "pretix %s/%s: pulled in %.0f ms: %s, %d reachable positions",
             self._settings.organizer,
             self._settings.event,
             (time.monotonic() - started) * 1000,
             stats,
+            tickets,
         )
         return stats
 
@@ -462,6 +473,9 @@ class PretixConnector:
             subevent=_optional_id(data, "subevent", where),
             include_pending=bool(_field(data, "include_pending", bool, where)),
             multiple_entries=bool(_field(data, "allow_multiple_entries", bool, where)),
+            entry_after_exit=bool(data.get("allow_entry_after_exit", True)),
+            addon_match=bool(data.get("addon_match", False)),
+            rules=json.dumps(data.get("rules") or None, sort_keys=True),
         )
 
     async def _revoked(self) -> tuple[list[bytes], str | None]:

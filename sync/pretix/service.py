@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -12,11 +13,26 @@ from edge.store.database import Store
 from sync.pretix.client import PretixClient, PretixSettings
 from sync.pretix.connector import PretixConnector, PretixSyncState
 from sync.pretix.resolver import PretixResolver
+from sync.pretix.rules import RulesError
 from sync.pretix.settings import PretixConfig
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_TOKEN_BYTES = 4096  # pretix tokens are 64 characters
+
+
+def check_rules(resolver: PretixResolver, lanes: Sequence[str], *, store: str) -> None:
+    """ConfigError naming the lanes and what the synced list's rules use that this gate
+    cannot evaluate as pretix does (`edge config check`, the daemon's start)."""
+    try:
+        resolver.check_rules()
+    except RulesError as err:
+        raise ConfigError(
+            f"pretix lanes {', '.join(lanes)} cannot decide as pretix: {err}; change the "
+            "list's rules in pretix or scan with another list",
+            path=store,
+            key="pretix.checkin_list",
+        ) from err
 
 
 def read_token(path: Path) -> str:

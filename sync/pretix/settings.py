@@ -16,6 +16,8 @@ class PretixConfig:
     token_file: str  # file holding the API token; relative to the configuration file
     device_token: bool = False  # the token is a device token, not a team API token
     sync_interval_seconds: int = 30  # pull and upload this often
+    # Validity tolerance on pretix lanes: pretix itself has none, so 0 gives its answers.
+    clock_skew_seconds: int = 0
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -26,3 +28,5 @@ class PretixConfig:
             raise ValueError("checkin_list must be a check-in list id (1 or more)")
         if not 5 <= self.sync_interval_seconds <= 3600:
             raise ValueError("sync_interval_seconds must be 5..3600")
+        if not 0 <= self.clock_skew_seconds <= 3600:
+            raise ValueError("clock_skew_seconds must be 0..3600")

@@ -26,9 +26,14 @@ from pretix.base.models import (  # noqa: E402
     CheckinList,
     Device,
     Event,
+    Gate,
     Item,
+    ItemAddOn,
+    ItemCategory,
+    ItemVariation,
     Organizer,
     Quota,
+    SubEvent,
     Team,
     TeamAPIToken,
 )
@@ -104,7 +109,13 @@ def seed() -> dict[str, object]:
         event=museum, name="Day hall mirror", all_products=False
     )
     limited_mirror.limit_products.add(day)
+    rules = _rules_event(organizer, start)
+    series = _series_event(organizer, start)
+    gate = Gate.objects.create(organizer=organizer, name="North", identifier="north")
     return {
+        "rules": rules,
+        "series": series,
+        "gate": gate.pk,
         "museum": {
             "event": museum.slug,
             "item": day.pk,
@@ -124,6 +135,71 @@ def seed() -> dict[str, object]:
         "list": checkin_list.pk,
         "mirror": mirror.pk,
     }
+
+
+def _rules_event(organizer: Organizer, start: datetime) -> dict[str, object]:
+    """An event in Berlin time with random secrets for the rules and decision tests: two
+    products (one with variations), an add-on product, one quota; lists come per test."""
+    event = Event.objects.create(
+        organizer=organizer,
+        name="Rules",
+        slug="rules",
+        date_from=start,
+        date_to=start + timedelta(days=3),
+        date_admission=start - timedelta(hours=1),
+        live=True,
+        currency="EUR",
+    )
+    event.settings.timezone = "Europe/Berlin"
+    admission = Item.objects.create(event=event, name="Admission", default_price=Decimal(10))
+    red = ItemVariation.objects.create(item=admission, value="Red")
+    blue = ItemVariation.objects.create(item=admission, value="Blue")
+    parking = Item.objects.create(event=event, name="Parking", default_price=Decimal(5))
+    extras = ItemCategory.objects.create(event=event, name="Extras", is_addon=True)
+    vip = Item.objects.create(
+        event=event, name="VIP lounge", default_price=Decimal(20), category=extras
+    )
+    ItemAddOn.objects.create(base_item=admission, addon_category=extras, max_count=2)
+    quota = Quota.objects.create(event=event, name="All", size=None)
+    quota.items.add(admission, parking, vip)
+    quota.variations.add(red, blue)
+    return {
+        "event": event.slug,
+        "admission": admission.pk,
+        "red": red.pk,
+        "blue": blue.pk,
+        "parking": parking.pk,
+        "vip": vip.pk,
+    }
+
+
+def _series_event(organizer: Organizer, start: datetime) -> dict[str, object]:
+    """An event series with two dates and one product, pretix_sig1 secrets."""
+    event = Event.objects.create(
+        organizer=organizer,
+        name="Series",
+        slug="series",
+        date_from=start,
+        live=True,
+        currency="EUR",
+        has_subevents=True,
+    )
+    event.settings.timezone = "UTC"
+    event.settings.ticket_secret_generator = "pretix_sig1"
+    item = Item.objects.create(event=event, name="Day", default_price=Decimal(8))
+    dates = []
+    for day in (0, 1):
+        sub = SubEvent.objects.create(
+            event=event,
+            name=f"Day {day + 1}",
+            date_from=start + timedelta(days=day),
+            date_to=start + timedelta(days=day, hours=8),
+            active=True,
+        )
+        quota = Quota.objects.create(event=event, subevent=sub, name="All", size=None)
+        quota.items.add(item)
+        dates.append(sub.pk)
+    return {"event": event.slug, "item": item.pk, "subevents": dates}
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import daemon
 from edge.config import parse
-from edge.core.decide import GateRules, Reason
+from edge.core.decide import Decision, GateRules, Reason
 from edge.core.facts import Direction
 from edge.gate.gate import Gate
 from edge.gate.lane import LaneResult
@@ -541,3 +541,334 @@ enabled = false
             await asyncio.wait_for(running, 30)
         position = await client.get(f"{client.settings.event_api}/orderpositions/{ticket['id']}/")
         assert [c["list"] for c in position["checkins"]] == [seed["list"]]
+
+
+# -- pretix's check-in decisions: the gate against pretix's own redeem ------------------------
+
+
+def _reason(decision: Decision) -> str:
+    return PRETIX_REASONS[decision.reason]
+
+
+@dataclass
+class _Side:
+    """A gate on one check-in list of an event, and the client pretix is asked through."""
+
+    client: PretixClient
+    list_id: int
+    store: Store
+    connector: PretixConnector
+    resolver: PretixResolver
+
+    async def pull(self) -> None:
+        await self.connector.pull()
+
+    def gate(self, at: datetime | None = None) -> Gate:
+        clock = (lambda: at) if at is not None else (lambda: datetime.now(UTC))
+        return Gate(self.store, clock=clock, resolver=self.resolver)
+
+    async def online(
+        self,
+        secret: str,
+        *,
+        direction: Direction = Direction.ENTRY,
+        at: datetime | None = None,
+        ignore_unpaid: bool = False,
+        simulate: bool = False,
+        force: bool = False,
+    ) -> str:
+        """pretix's own answer to a scan on this list: "ok" or its reason."""
+        body: dict[str, Any] = {
+            "secret": secret,
+            "lists": [self.list_id],
+            "questions_supported": False,
+            "canceled_supported": True,
+            "type": direction.value,
+            "ignore_unpaid": ignore_unpaid,
+            "simulate": simulate,
+            "force": force,
+        }
+        if at is not None:
+            body["datetime"] = at.isoformat()
+        status, answer = await self.client.post(
+            f"{self.client.settings.api}/checkinrpc/redeem/", body
+        )
+        assert status in (200, 201, 400, 404), (status, answer)
+        return "ok" if answer.get("status") == "ok" else str(answer.get("reason"))
+
+
+async def _checkin_list(client: PretixClient, **config: Any) -> int:
+    code, answer = await client.post(
+        f"{client.settings.event_api}/checkinlists/", {"name": "edge test", **config}
+    )
+    assert code == 201, answer
+    return int(answer["id"])
+
+
+@contextlib.asynccontextmanager
+async def _side(
+    pretix: Pretix, session: aiohttp.ClientSession, tmp: Path, event: str, **config: Any
+) -> Any:
+    settings = dataclasses.replace(pretix.settings(), event=event)
+    client = PretixClient(settings, session=session)
+    list_id = await _checkin_list(client, **config)
+    client = PretixClient(dataclasses.replace(settings, checkin_list=list_id), session=session)
+    store = await Store.open(tmp / f"list{list_id}.db")
+    try:
+        resolver = PretixResolver(store)
+        yield _Side(client, list_id, store, PretixConnector(store, client, resolver), resolver)
+    finally:
+        await store.close()
+
+
+def _lane(**fields: Any) -> GateRules:
+    return GateRules(gate="Lane 1", clock_skew=timedelta(0), **fields)
+
+
+async def _twice(
+    side: _Side, positions: list[dict[str, Any]], status: str = "p", **order: Any
+) -> tuple[list[Any], list[Any]]:
+    """The same order placed twice: one copy for pretix's answers, one for the gate's."""
+    copies = []
+    for _ in range(2):
+        code, answer = await side.client.post(
+            f"{side.client.settings.event_api}/orders/",
+            {
+                "email": "guest@example.org",
+                "locale": "en",
+                "sales_channel": "web",
+                "status": status,
+                "payment_provider": "manual",
+                "positions": positions,
+                **order,
+            },
+        )
+        assert code == 201, answer
+        copies.append(list(answer["positions"]))
+    return copies[0], copies[1]
+
+
+async def _steps(
+    side: _Side,
+    pairs: list[tuple[str, str]],
+    steps: list[tuple[int, Direction]],
+    lane: GateRules,
+    at: datetime | None = None,
+) -> tuple[list[str], list[str]]:
+    """Scan each step with pretix (online, recorded) and with the gate (offline, journaled)."""
+    online, offline = [], []
+    gate = side.gate(at)
+    for index, direction in steps:
+        oracle_secret, gate_secret = pairs[index]
+        online.append(
+            await side.online(
+                oracle_secret, direction=direction, at=at, ignore_unpaid=lane.ignore_unpaid
+            )
+        )
+        check = await gate.admit(gate_secret.encode(), lane, direction)
+        offline.append(_reason(check.decision))
+    return online, offline
+
+
+ENTRY, EXIT = Direction.ENTRY, Direction.EXIT
+
+
+def _product_rule(*items: int) -> dict[str, Any]:
+    return {
+        "inList": [
+            {"var": "product"},
+            {"objectList": [{"lookup": ["product", str(i), "x"]} for i in items]},
+        ]
+    }
+
+
+async def test_rules_entries_and_exits_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
+    r = pretix.seed["rules"]
+    admission = {"item": r["admission"], "variation": r["red"], "price": "10.00"}
+    parking = {"item": r["parking"], "price": "5.00"}
+    cases: list[tuple[str, dict[str, Any], list[dict[str, Any]], list[tuple[int, Direction]]]] = [
+        # A list whose rules only admit Parking: Admission is refused with "rules".
+        (
+            "product rule",
+            {"all_products": True, "rules": _product_rule(r["parking"])},
+            [admission, parking],
+            [(0, ENTRY), (1, ENTRY)],
+        ),
+        # entries_number < 2 with multiple entries: the third entry is refused.
+        (
+            "entries_number",
+            {
+                "all_products": True,
+                "allow_multiple_entries": True,
+                "rules": {"<": [{"var": "entries_number"}, 2]},
+            },
+            [admission],
+            [(0, ENTRY), (0, ENTRY), (0, ENTRY), (0, EXIT), (0, ENTRY)],
+        ),
+        # pretix's default: entry after exit.
+        (
+            "entry after exit",
+            {"all_products": True},
+            [admission],
+            [(0, ENTRY), (0, ENTRY), (0, EXIT), (0, ENTRY), (0, ENTRY), (0, EXIT), (0, EXIT)],
+        ),
+        (
+            "no entry after exit",
+            {"all_products": True, "allow_entry_after_exit": False},
+            [admission],
+            [(0, EXIT), (0, ENTRY), (0, EXIT), (0, ENTRY)],
+        ),
+        # Exits are answered on the list's products: Parking is not on this one.
+        (
+            "exit of another product",
+            {"all_products": False, "limit_products": [r["admission"]]},
+            [admission, parking],
+            [(1, EXIT), (1, ENTRY), (0, EXIT), (0, ENTRY)],
+        ),
+        (
+            "rules do not apply to exits",
+            {"all_products": True, "rules": {"<": [{"var": "entries_number"}, 1]}},
+            [admission],
+            [(0, ENTRY), (0, EXIT), (0, EXIT), (0, ENTRY)],
+        ),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for name, config, positions, steps in cases:
+            async with _side(pretix, session, tmp_path, r["event"], **config) as side:
+                oracle, mine = await _twice(side, positions)
+                await side.pull()
+                pairs = [(o["secret"], m["secret"]) for o, m in zip(oracle, mine, strict=True)]
+                online, offline = await _steps(side, pairs, steps, _lane())
+                assert offline == online, name
+                assert "ok" in online, name
+                assert set(online) != {"ok"}, name  # the case bites
+
+
+async def test_exits_answered_as_pretix_but_free_exit_journals_it(
+    pretix: Pretix, tmp_path: Path
+) -> None:
+    r = pretix.seed["rules"]
+    ticket = [{"item": r["admission"], "variation": r["blue"], "price": "10.00"}]
+    async with (
+        aiohttp.ClientSession() as session,
+        _side(pretix, session, tmp_path, r["event"], all_products=True) as side,
+    ):
+        api = side.client.settings.event_api
+        unpaid = await _twice(side, ticket, "n")
+        cancelled = await _twice(side, ticket)
+        blocked = await _twice(side, ticket)
+        revoked = await _twice(side, ticket)
+        for copy in cancelled:
+            code, answer = await side.client.post(
+                f"{api}/orders/{copy[0]['order']}/mark_canceled/", {}
+            )
+            assert code == 200, answer
+        for copy in blocked:
+            code, answer = await side.client.post(
+                f"{api}/orderpositions/{copy[0]['id']}/add_block/", {"name": "admin"}
+            )
+            assert code == 200, answer
+        old = [copy[0]["secret"] for copy in revoked]
+        for copy in revoked:
+            code, answer = await side.client.post(
+                f"{api}/orderpositions/{copy[0]['id']}/regenerate_secrets/", {}
+            )
+            assert code == 200, answer
+        await side.pull()
+        pairs = [
+            (unpaid[0][0]["secret"], unpaid[1][0]["secret"]),
+            (cancelled[0][0]["secret"], cancelled[1][0]["secret"]),
+            (blocked[0][0]["secret"], blocked[1][0]["secret"]),
+            (old[0], old[1]),
+        ]
+        free = _lane(free_exit=True)
+        online, offline = await _steps(side, pairs, [(i, EXIT) for i in range(4)], free)
+        # A re-issued random secret is unknown to pretix (signed ones answer "revoked").
+        assert online == ["unpaid", "canceled", "blocked", "invalid"]
+        assert offline == online
+        # The lane opened (free exit), the journal says what pretix would have said.
+        reasons = [row.entry.reason for row in side.store.recent(4)][::-1]
+        assert [PRETIX_REASONS[x] for x in reasons] == online
+        assert not any(x.admits for x in reasons)
+
+
+async def test_addons_pending_validity_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
+    r = pretix.seed["rules"]
+    now = datetime.now(UTC)
+    admission = {"item": r["admission"], "variation": r["red"], "price": "10.00"}
+    with_addon = [
+        {**admission, "positionid": 1},
+        {"item": r["vip"], "price": "20.00", "addon_to": 1, "positionid": 2},
+    ]
+    async with aiohttp.ClientSession() as session:
+        # addon_match: the main ticket's scan checks in its VIP add-on; the add-on's own
+        # secret then counts that entry.
+        config = {"all_products": False, "limit_products": [r["vip"]], "addon_match": True}
+        async with _side(pretix, session, tmp_path, r["event"], **config) as side:
+            oracle, mine = await _twice(side, with_addon)
+            await side.pull()
+            pairs = [(o["secret"], m["secret"]) for o, m in zip(oracle, mine, strict=True)]
+            online, offline = await _steps(
+                side, pairs, [(0, ENTRY), (1, ENTRY), (0, EXIT), (1, ENTRY)], _lane()
+            )
+            assert online == ["ok", "already_redeemed", "ok", "ok"]
+            assert offline == online
+            (row,) = side.store.recent(1)
+            assert row.entry.credential_id == mine[1]["id"]  # journaled (uploaded) as the add-on
+        # Two add-ons on the list: pretix cannot tell which one is meant.
+        two = [*with_addon, {"item": r["vip"], "price": "20.00", "addon_to": 1, "positionid": 3}]
+        async with _side(pretix, session, tmp_path, r["event"], **config) as side:
+            oracle, mine = await _twice(side, two)
+            await side.pull()
+            online, offline = await _steps(
+                side, [(oracle[0]["secret"], mine[0]["secret"])], [(0, ENTRY)], _lane()
+            )
+            assert online == offline == ["ambiguous"]
+
+        # Pending orders: include_pending admits them only with ignore_unpaid (a lane
+        # setting); valid_if_pending admits them anyway; approval pending answers unapproved.
+        async with _side(
+            pretix, session, tmp_path, r["event"], all_products=True, include_pending=True
+        ) as side:
+            pending = await _twice(side, [admission], "n")
+            valid = await _twice(side, [admission], "n", valid_if_pending=True)
+            approval = await _twice(side, [admission], "n", require_approval=True)
+            expired = await _twice(
+                side, [{**admission, "valid_until": (now - timedelta(seconds=45)).isoformat()}]
+            )
+            future = await _twice(
+                side, [{**admission, "valid_from": (now + timedelta(seconds=45)).isoformat()}]
+            )
+            await side.pull()
+            pairs = [
+                (c[0][0]["secret"], c[1][0]["secret"])
+                for c in (pending, valid, approval, expired, future)
+            ]
+            steps = [(i, ENTRY) for i in range(5)]
+            online, offline = await _steps(side, pairs, steps, _lane())
+            assert online == ["unpaid", "ok", "unapproved", "invalid_time", "invalid_time"]
+            assert offline == online
+            online, offline = await _steps(side, pairs[:1], [(0, ENTRY)], _lane(ignore_unpaid=True))
+            assert online == offline == ["ok"]
+
+
+async def test_subevents_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
+    series = pretix.seed["series"]
+    day1, day2 = series["subevents"]
+    ticket = {"item": series["item"], "price": "8.00"}
+    async with (
+        aiohttp.ClientSession() as session,
+        _side(pretix, session, tmp_path, series["event"], all_products=True, subevent=day1) as side,
+    ):
+        first = await _twice(side, [{**ticket, "subevent": day1}])
+        second = await _twice(side, [{**ticket, "subevent": day2}])
+        await side.pull()
+        # Sold after the pull: signed secrets carry their date.
+        late_first = await _twice(side, [{**ticket, "subevent": day1}])
+        late_second = await _twice(side, [{**ticket, "subevent": day2}])
+        pairs = [
+            (c[0][0]["secret"], c[1][0]["secret"]) for c in (first, second, late_first, late_second)
+        ]
+        online, offline = await _steps(side, pairs, [(i, ENTRY) for i in range(4)], _lane())
+        assert online == ["ok", "invalid", "ok", "invalid"]
+        assert offline == online
