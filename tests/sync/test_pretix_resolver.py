@@ -1,35 +1,41 @@
-"""pretix tickets through the gate: the resolver maps them onto edge.core.decide's rules."""
+"""pretix tickets through the gate: the resolver answers as pretix's redeem would."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from drivers.protocols import Outcome
 from edge.core.codes import EntryPolicy
 from edge.core.decide import GateRules, Reason
 from edge.core.errors import SyncError
 from edge.core.facts import Direction, Revocation
 from edge.gate.gate import Gate
+from edge.gate.lane import Lane
 from edge.store.database import Store
+from edge.store.pretix import PretixPosition
 from sync.pretix.resolver import (
     KEYS_CURSOR,
     LIST_CURSOR,
     ListState,
     PretixResolver,
     keys_to_json,
-    position_credential,
     unknown_position_id,
 )
+from sync.pretix.rules import RulesError
 from sync.pretix.secrets import Ticket, raw_key, secret_hash, sign_sig1
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(64, 96)))
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-RULES = GateRules(gate="North 1")
+RULES = GateRules(gate="North 1", clock_skew=timedelta(0))
 LIST = ListState(
     list_id=3,
     products=frozenset({1, 2}),
@@ -87,7 +93,8 @@ async def test_list_products_and_subevent_narrow_the_lane(store: Store) -> None:
     await store.set_cursor(
         LIST_CURSOR, ListState(3, None, 12, include_pending=False, multiple_entries=False).to_json()
     )
-    assert await scan(store, secret(subevent=13)) is Reason.WRONG_GATE
+    # pretix looks for a secret among the list's date only: another date's is unknown there.
+    assert await scan(store, secret(subevent=13)) is Reason.UNKNOWN
     assert await scan(store, secret(subevent=12)) is Reason.ADMITTED
 
 
@@ -118,39 +125,83 @@ async def test_revoked_and_blocked_by_hash(store: Store) -> None:
     await store.revoke_codes([(secret_hash(revoked), Revocation.REVOKED)])
     await store.block_codes([(secret_hash(blocked), True)])
     assert await scan(store, revoked) is Reason.REVOKED
-    assert await scan(store, blocked) is Reason.REVOKED
+    assert await scan(store, blocked) is Reason.BLOCKED
     await store.block_codes([(secret_hash(blocked), False)])
     assert await scan(store, blocked) is Reason.ADMITTED
 
 
+def position(pid: int, text: str, item: int = 1, status: str = "p", **more: Any) -> PretixPosition:
+    return PretixPosition(pid, secret_hash(text), item, None, None, None, None, status, **more)
+
+
 async def test_synced_positions_and_random_secrets(store: Store) -> None:
     signed, random_paid, random_pending = secret(), "e70j03ynzt5zfrr9", "kkq7m2xw9abc"
-    await store.put_credentials(
+    cancelled = "c4nc3ll3d000"
+    await store.put_pretix_positions(
         [
-            position_credential(
-                41, item=1, event=0, valid_from=None, valid_until=None, paid=True, state=LIST
-            ),
-            position_credential(
-                42, item=1, event=0, valid_from=None, valid_until=None, paid=True, state=LIST
-            ),
-            position_credential(
-                43, item=2, event=0, valid_from=None, valid_until=None, paid=False, state=LIST
-            ),
+            (position(41, signed), []),
+            (position(42, random_paid), []),
+            (position(43, random_pending, item=2, status="n"), []),
+            (position(44, cancelled, status="c"), []),
         ],
-        [
-            (secret_hash(signed), 41),
-            (secret_hash(random_paid), 42),
-            (secret_hash(random_pending), 43),
-        ],
+        generation=1,
     )
     assert await scan(store, signed) is Reason.ADMITTED
     assert store.recent(1)[0].entry.credential_id == 41
     assert await scan(store, random_paid) is Reason.ADMITTED
     assert await scan(store, random_paid) is Reason.ALREADY_USED
     assert await scan(store, random_pending) is Reason.UNPAID
+    assert await scan(store, cancelled) is Reason.CANCELLED
     assert await scan(store, "zzzzzzzzzzzzzzzz") is Reason.UNKNOWN
-    await store.revoke_credentials([(41, Revocation.CANCELLED)])
-    assert await scan(store, signed) is Reason.CANCELLED
+    # The next pull no longer has position 42: its secret is unknown again.
+    await store.put_pretix_positions([(position(41, signed), [])], generation=2)
+    assert await store.drop_pretix_positions(2) == 3
+    assert await scan(store, random_paid) is Reason.UNKNOWN
+
+
+async def test_entry_after_exit_and_pulled_passages(store: Store) -> None:
+    text = "p4ss4g3s00000"
+    earlier = NOW - timedelta(hours=2)
+    await store.put_pretix_positions(
+        [
+            (
+                position(7, text),
+                [(earlier, Direction.ENTRY), (earlier + timedelta(hours=1), Direction.EXIT)],
+            )
+        ],
+        generation=1,
+    )
+    assert await scan(store, text) is Reason.ADMITTED  # pretix's default: entry after exit
+    assert await scan(store, text) is Reason.ALREADY_USED
+    gate = Gate(store, clock=lambda: NOW, resolver=PretixResolver(store))
+    check = await gate.admit(text.encode(), RULES, Direction.EXIT)
+    assert check.decision.reason is Reason.EXIT
+    no_return = dataclasses.replace(LIST, entry_after_exit=False)
+    await store.set_cursor(LIST_CURSOR, no_return.to_json())
+    assert await scan(store, text) is Reason.ALREADY_USED
+    (row,) = store.recent(1)
+    assert row.entry.credential_id == 7
+
+
+async def test_rules_decide_and_unknown_rules_refuse_every_scan(store: Store) -> None:
+    rules = {"<": [{"var": "entries_number"}, 1]}
+    await store.set_cursor(
+        LIST_CURSOR, dataclasses.replace(LIST, rules=json.dumps(rules)).to_json()
+    )
+    text = secret()
+    assert await scan(store, text) is Reason.ADMITTED
+    assert await scan(store, text) is Reason.RULES  # the rule answers before "already used"
+    unknown = {"and": [{"some": [[1], {"var": "x"}]}]}
+    await store.set_cursor(
+        LIST_CURSOR, dataclasses.replace(LIST, rules=json.dumps(unknown)).to_json()
+    )
+    resolver = PretixResolver(store)
+    with pytest.raises(RulesError, match="'some'"):
+        resolver.check_rules()
+    gate = Gate(store, clock=lambda: NOW, resolver=resolver)
+    check = gate.check(secret(item=2).encode(), RULES, Direction.ENTRY)
+    assert check.decision.reason is Reason.RULES
+    assert "'some'" in check.decision.detail
 
 
 async def test_garbage_is_malformed_and_changes_nothing(store: Store) -> None:
@@ -174,3 +225,43 @@ async def test_damaged_state_is_a_sync_error(store: Store) -> None:
     with pytest.raises(SyncError, match="damaged"):
         PretixResolver(store)
     assert LIST.policy == EntryPolicy.single()
+
+
+class _Relay:
+    """Records outcomes (the hardware boundary)."""
+
+    name = "relay"
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+
+    async def signal(self, outcome: Outcome, text: str) -> None:
+        self.outcomes.append(outcome)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+@pytest.mark.parametrize("free", [False, True])
+async def test_free_exit_opens_but_journals_pretix_answer(store: Store, free: bool) -> None:
+    unpaid = "unp41d000000"
+    await store.put_pretix_positions([(position(9, unpaid, status="n"), [])], generation=1)
+    relay = _Relay()
+    lane = Lane(
+        rules=dataclasses.replace(RULES, free_exit=free),
+        gate=Gate(store, clock=lambda: NOW, resolver=PretixResolver(store)),
+        actuator=relay,
+        sources=(),
+        language="en",
+        repeat_window=0.0,
+    )
+    result = await lane.handle(unpaid.encode(), Direction.EXIT, 1.0)
+    assert relay.outcomes == [Outcome.ADMIT_EXIT if free else Outcome.REJECT]
+    assert result.check is not None
+    assert result.check.decision.reason is Reason.UNPAID
+    (row,) = store.recent(1)
+    assert row.entry.reason is Reason.UNPAID  # the upload says what pretix would say
+    assert not row.entry.reason.admits
+    # Entries are not affected by free_exit.
+    await lane.handle(unpaid.encode(), Direction.ENTRY, 2.0)
+    assert relay.outcomes[-1] is Outcome.REJECT
