@@ -172,7 +172,10 @@ async def _check(args: argparse.Namespace) -> int:
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         direction = Direction.EXIT if args.exit else Direction.ENTRY
-        resolver = PretixResolver(store) if config.pretix else None
+        resolver = None
+        if config.pretix is not None:
+            unsynced = config.pretix.admit_unsynced_signed
+            resolver = PretixResolver(store, admit_unsynced_signed=unsynced)
         gate = Gate(store, resolver=resolver)
         check = gate.check(code, config.rules(lane), direction)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import daemon
-from edge.config import load, parse
+from edge.config import EXIT_CONFIG, load, parse
 from edge.core.errors import ConfigError
 from edge.store.database import Store
 from sync.pretix.resolver import KEYS_CURSOR, LIST_CURSOR, ListState, keys_to_json
@@ -136,3 +137,41 @@ async def test_edge_check_decides_pretix_secrets(tmp_path: Path) -> None:
     assert (admitted.returncode, admitted.stdout.split()[:2]) == (0, ["ADMIT", "admitted"])
     other = check(sign_sig1(Ticket(seed="abcdefghi", item=2), key))
     assert (other.returncode, other.stdout.split()[:2]) == (1, ["REJECT", "wrong-gate"])
+
+
+def test_config_check_and_start_refuse_rules_the_gate_cannot_evaluate(tmp_path: Path) -> None:
+    lanes = (
+        '[[scanners]]\nname = "s"\ntype = "lines"\n[[actuators]]\nname = "a"\ntype = "console"\n'
+        '[[lanes]]\nname = "North 1"\nactuator = "a"\nentry = ["s"]\n'
+    )
+    config = tmp_path / "edge.toml"
+    config.write_text(DEVICE + PRETIX + lanes)
+    (tmp_path / "pretix.token").write_text("a" * 64)
+
+    def config_check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edge.cli", "config", "check", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    async def sync_list(rules: str) -> None:
+        store = await Store.open(tmp_path / "edge.db")
+        try:
+            state = ListState(3, None, None, include_pending=False, multiple_entries=False)
+            await store.set_cursor(LIST_CURSOR, dataclasses.replace(state, rules=rules).to_json())
+        finally:
+            await store.close()
+
+    assert config_check().returncode == 0  # nothing synced yet
+    asyncio.run(sync_list('{"and": [{"<": [{"var": "entries_number"}, 2]}]}'))
+    assert config_check().returncode == 0
+    asyncio.run(sync_list('{"and": [{"if": [true, true, false]}]}'))
+    refused = config_check()
+    assert refused.returncode == EXIT_CONFIG
+    assert "North 1" in refused.stderr
+    assert "'if'" in refused.stderr
+    with pytest.raises(ConfigError, match="'if'"):
+        asyncio.run(daemon.serve(parse(config.read_text(), config)))

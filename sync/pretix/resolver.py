@@ -29,7 +29,7 @@ from edge.core.errors import CodeError, SyncError
 from edge.core.facts import Credential, Direction, EntryState
 from edge.store.database import Store
 from edge.store.pretix import BLOCKED, PretixPosition
-from sync.pretix.checkin import PAID, CheckinList, addon_choice, decide_checkin
+from sync.pretix.checkin import PAID, PENDING, CheckinList, addon_choice, decide_checkin
 from sync.pretix.rules import CheckinRules, EventDates, RulesError
 from sync.pretix.secrets import find_key, looks_sig1, parse_sig1, secret_hash
 
@@ -174,8 +174,9 @@ class PretixResolver:
     """The Gate's resolver for a device whose central system is pretix: each scan is decided
     as pretix's redeem would decide it (sync.pretix.checkin), from the store's positions."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, admit_unsynced_signed: bool = True) -> None:
         self._store = store
+        self._admit_unsynced = admit_unsynced_signed  # else such a ticket answers "unpaid"
         self._keys: list[Ed25519PublicKey] = []
         self._state: ListState | None = None
         self._list: CheckinList | None = None
@@ -305,7 +306,8 @@ class PretixResolver:
             subevent=ticket.subevent or None,
             valid_from=ticket.valid_from,
             valid_until=ticket.valid_until,
-            order_status=PAID,  # unknowable offline; pretix's own offline scanners assume it
+            # Unknowable offline: pretix's own offline scanners take it as paid.
+            order_status=PAID if self._admit_unsynced else PENDING,
         )
 
 

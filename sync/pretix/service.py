@@ -54,11 +54,18 @@ def read_token(path: Path) -> str:
 class PretixService:
     """Decides pretix tickets on the scan path and keeps the store in sync with pretix."""
 
-    def __init__(self, store: Store, settings: PretixSettings, *, interval: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: PretixSettings,
+        *,
+        interval: float,
+        admit_unsynced_signed: bool = True,
+    ) -> None:
         self.settings = settings
         self.interval = interval
         self._store = store
-        self.resolver = PretixResolver(store)
+        self.resolver = PretixResolver(store, admit_unsynced_signed=admit_unsynced_signed)
         self.state = PretixSyncState()
 
     @classmethod
@@ -74,7 +81,12 @@ class PretixService:
             token=read_token(token_file),
             device=section.device_token,
         )
-        return cls(store, settings, interval=section.sync_interval_seconds)
+        return cls(
+            store,
+            settings,
+            interval=section.sync_interval_seconds,
+            admit_unsynced_signed=section.admit_unsynced_signed,
+        )
 
     async def run(self) -> None:
         """Pull and upload until cancelled."""

@@ -18,6 +18,10 @@ class PretixConfig:
     sync_interval_seconds: int = 30  # pull and upload this often
     # Validity tolerance on pretix lanes: pretix itself has none, so 0 gives its answers.
     clock_skew_seconds: int = 0
+    # A valid signed ticket no pull has seen yet: its order's state is unknown offline. True
+    # admits it as paid (pretix's own offline scanners do); False answers "unpaid" until a
+    # pull brings it, for shops that hand out tickets of pending orders.
+    admit_unsynced_signed: bool = True
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):

@@ -568,6 +568,7 @@ def _product_rule(*items: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 async def test_rules_entries_and_exits_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
     r = pretix.seed["rules"]
     admission = {"item": r["admission"], "variation": r["red"], "price": "10.00"}
@@ -630,6 +631,7 @@ async def test_rules_entries_and_exits_as_pretix(pretix: Pretix, tmp_path: Path)
                 assert set(online) != {"ok"}, name  # the case bites
 
 
+@pytest.mark.slow
 async def test_exits_answered_as_pretix_but_free_exit_journals_it(
     pretix: Pretix, tmp_path: Path
 ) -> None:
@@ -678,6 +680,7 @@ async def test_exits_answered_as_pretix_but_free_exit_journals_it(
         assert not any(x.admits for x in reasons)
 
 
+@pytest.mark.slow
 async def test_addons_pending_validity_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
     r = pretix.seed["rules"]
     now = datetime.now(UTC)
@@ -738,6 +741,7 @@ async def test_addons_pending_validity_as_pretix(pretix: Pretix, tmp_path: Path)
             assert online == offline == ["ok"]
 
 
+@pytest.mark.slow
 async def test_subevents_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
     series = pretix.seed["series"]
     day1, day2 = series["subevents"]
@@ -758,12 +762,22 @@ async def test_subevents_as_pretix(pretix: Pretix, tmp_path: Path) -> None:
         online, offline = await _steps(side, pairs, [(i, ENTRY) for i in range(4)], _lane())
         assert online == ["ok", "invalid", "ok", "invalid"]
         assert offline == online
+        # A pending order sold after the pull: its payment cannot be known offline. A gate
+        # set to wait for it answers pretix's "unpaid"; the default admits, as pretix's apps.
+        late_pending = await _twice(side, [{**ticket, "subevent": day1}], "n")
+        strict = PretixResolver(side.store, admit_unsynced_signed=False)
+        gate = Gate(side.store, resolver=strict)
+        assert await side.online(late_pending[0][0]["secret"]) == "unpaid"
+        check = gate.check(late_pending[1][0]["secret"].encode(), _lane(), ENTRY)
+        assert _reason(check.decision) == "unpaid"
+        check = gate.check(pairs[2][1].encode(), _lane(), ENTRY)
+        assert _reason(check.decision) == "unpaid"  # the price: paid ones wait for a pull too
 
 
 DIFF_SEED = int(os.environ.get("EDGE_PRETIX_DIFF_SEED", "16"))
-DIFF_LISTS = 6  # check-in lists, each with random flags and rules
-DIFF_POSITIONS = 28  # positions, each with its own passages on every list
-DIFF_ASKS = 3  # scans per position and list, at random times and directions
+DIFF_LISTS = 5  # check-in lists, each with random flags and rules
+DIFF_POSITIONS = 24  # positions, each with its own passages on every list
+DIFF_ASKS = 5  # scans per position and list, at random times and directions
 DIFF_PARALLEL = 6  # simulated asks in flight at once
 
 
@@ -845,6 +859,7 @@ async def _place(client: PretixClient, positions: list[dict[str, Any]], **order:
     return list(answer["positions"])
 
 
+@pytest.mark.slow
 async def test_generated_scans_agree_with_pretix(pretix: Pretix, tmp_path: Path) -> None:
     """Random lists, rules, tickets, passages and scan times: pretix's answer is the gate's."""
     r = pretix.seed["rules"]
@@ -882,7 +897,7 @@ async def test_generated_scans_agree_with_pretix(pretix: Pretix, tmp_path: Path)
             {"status": "p", "cancel": True},
         ]
         secrets: list[str] = []
-        per_order = DIFF_POSITIONS // len(kinds) + 1
+        per_order = -(-DIFF_POSITIONS // len(kinds))
         for kind in kinds:
             cancel = kind.pop("cancel", False)
             placed = await _place(client, [ticket() for _ in range(per_order)], **kind)
@@ -899,7 +914,6 @@ async def test_generated_scans_agree_with_pretix(pretix: Pretix, tmp_path: Path)
                     )
                     assert code == 200, answer
             secrets += [p["secret"] for p in placed]
-        secrets = secrets[:DIFF_POSITIONS]
 
         seen: dict[str, int] = {}
         differences: list[str] = []

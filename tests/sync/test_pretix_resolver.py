@@ -265,3 +265,15 @@ async def test_free_exit_opens_but_journals_pretix_answer(store: Store, free: bo
     # Entries are not affected by free_exit.
     await lane.handle(unpaid.encode(), Direction.ENTRY, 2.0)
     assert relay.outcomes[-1] is Outcome.REJECT
+
+
+async def test_unsynced_signed_tickets_can_wait_for_their_payment(store: Store) -> None:
+    text = secret()
+    strict = Gate(
+        store, clock=lambda: NOW, resolver=PretixResolver(store, admit_unsynced_signed=False)
+    )
+    assert strict.check(text.encode(), RULES, Direction.ENTRY).decision.reason is Reason.UNPAID
+    assert await scan(store, text) is Reason.ADMITTED  # the default: as pretix's offline apps
+    await store.put_pretix_positions([(position(77, secret(item=2)), [])], generation=1)
+    synced = strict.check(secret(item=2).encode(), RULES, Direction.ENTRY).decision
+    assert synced.reason is Reason.ADMITTED  # a pull has seen it paid

@@ -7,6 +7,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.core.facts import Direction
 from sync.pretix.rules import CheckinRules, EventDates, Passage, RuleInput, RulesError
@@ -105,3 +107,27 @@ def test_javascript_comparisons() -> None:
 def test_unknown_rules_are_refused_by_name(rules: Any, named: str) -> None:
     with pytest.raises(RulesError, match=named):
         CheckinRules.compile(rules)
+
+
+_OPERATORS = ["and", "or", "<", "==", "!", "inList", "objectList", "lookup", "isAfter", "var"]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from([*_OPERATORS, "buildTime", "entries_since", "x"]), inner, max_size=2
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(_JSON)
+@settings(max_examples=300, deadline=None)
+def test_hostile_rules_compile_or_are_refused_and_never_crash_a_scan(rules: Any) -> None:
+    try:
+        compiled = CheckinRules.compile(rules)
+    except RulesError:
+        return
+    given_input = RuleInput(START, BERLIN, DATES, 1, None, None, entries(1))
+    assert compiled.admits(given_input) in (True, False)
