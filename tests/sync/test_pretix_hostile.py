@@ -48,7 +48,15 @@ def _good() -> dict[str, tuple[int, Any]]:
         "checkins": [],
     }
     return {
-        f"{EVENT}/": (200, {"valid_keys": {"pretix_sig1": [KEY]}, "has_subevents": False}),
+        f"{EVENT}/": (
+            200,
+            {
+                "valid_keys": {"pretix_sig1": [KEY]},
+                "has_subevents": False,
+                "date_from": "2026-06-01T18:00:00+00:00",
+                "timezone": "Europe/Berlin",
+            },
+        ),
         f"{EVENT}/checkinlists/3/": (
             200,
             {
@@ -64,6 +72,10 @@ def _good() -> dict[str, tuple[int, Any]]:
         f"{EVENT}/revokedsecrets/": (200, EMPTY_PAGE),
         f"{EVENT}/blockedsecrets/": (200, EMPTY_PAGE),
         f"{EVENT}/checkinlists/3/positions/": (200, {**EMPTY_PAGE, "results": [position]}),
+        f"{EVENT}/orders/": (
+            200,
+            {**EMPTY_PAGE, "results": [{"code": "ABC12", "status": "p", "positions": [position]}]},
+        ),
     }
 
 
@@ -119,6 +131,36 @@ async def test_well_behaved_server_pulls(
     stats = await sync.pull()
     assert (stats.keys, stats.positions, stats.items) == (1, 1, 1)
     assert store.stats().plain_codes == 1
+
+
+async def test_a_large_page_arrives_whole(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    """A page of 50 orders with their positions is hundreds of kB: it arrives in chunks."""
+    fake, _ = server
+    sync, store = connector
+    orders = [
+        {
+            "code": f"O{n:04}",
+            "status": "p",
+            "positions": [
+                {
+                    "id": 1000 + n,
+                    "item": 1,
+                    "subevent": None,
+                    "secret": f"s{n:015}",
+                    "valid_from": None,
+                    "valid_until": None,
+                    "checkins": [],
+                    "attendee_name": "x" * 4000,  # pretix sends much more than the gate reads
+                }
+            ],
+        }
+        for n in range(50)
+    ]
+    fake.answers[f"{EVENT}/orders/"] = (200, {**EMPTY_PAGE, "results": orders})
+    await sync.pull()
+    assert store.pretix_position(secret_hash("s000000000000049")) is not None
 
 
 @pytest.mark.parametrize(
