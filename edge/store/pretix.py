@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from edge.core.facts import Direction
 from edge.store.base import StoreBase, from_ms, to_ms
@@ -90,19 +91,19 @@ def _row(p: PretixPosition, generation: int) -> tuple[object, ...]:
     )
 
 
-def _position(row: Sequence[object]) -> PretixPosition:
+def _position(row: Any) -> PretixPosition:
     pid, code_hash, item, variation, subevent, valid_from, valid_until, status, flags, addon = row
     return PretixPosition(
-        position_id=int(pid),  # type: ignore[call-overload]
-        code_hash=bytes(code_hash),  # type: ignore[call-overload]
-        item=int(item),  # type: ignore[call-overload]
-        variation=variation,  # type: ignore[arg-type]
-        subevent=subevent,  # type: ignore[arg-type]
-        valid_from=from_ms(valid_from) if valid_from is not None else None,  # type: ignore[arg-type]
-        valid_until=from_ms(valid_until) if valid_until is not None else None,  # type: ignore[arg-type]
+        position_id=int(pid),
+        code_hash=bytes(code_hash),
+        item=int(item),
+        variation=variation,
+        subevent=subevent,
+        valid_from=from_ms(valid_from) if valid_from is not None else None,
+        valid_until=from_ms(valid_until) if valid_until is not None else None,
         order_status=str(status),
-        flags=int(flags),  # type: ignore[call-overload]
-        addon_to=addon,  # type: ignore[arg-type]
+        flags=int(flags),
+        addon_to=addon,
     )
 
 
