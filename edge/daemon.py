@@ -144,7 +144,14 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         pretix = None
         if config.pretix is not None:
             token_file = config.file(config.pretix.token_file)
-            pretix = PretixService.from_settings(config.pretix, store, token_file=token_file)
+            pretix = PretixService.from_settings(
+                config.pretix,
+                store,
+                token_file=token_file,
+                ignore_unpaid_lanes=frozenset(
+                    lane.name for lane in config.lanes if lane.ignore_unpaid
+                ),
+            )
             service = pretix
             operations.health["pretix"] = lambda: pretix_monitoring.health(service.state, store)
             check_rules(

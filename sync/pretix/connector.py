@@ -271,6 +271,7 @@ class PretixConnector:
         resolver: PretixResolver,
         *,
         state: PretixSyncState | None = None,
+        ignore_unpaid_lanes: frozenset[str] = frozenset(),  # lanes set to ignore_unpaid
     ) -> None:
         self._store = store
         self._client = client
@@ -282,6 +283,7 @@ class PretixConnector:
             self.state.refusals = [
                 _refusal_view(r) for r in store.refusals(SHOWN_REFUSALS, accepted=_ACCEPTED)
             ]
+        self._ignore_unpaid = ignore_unpaid_lanes
 
     async def pull(self) -> PullStats:
         """Fetch everything the gate decides with and mirror it; the resolver sees it after."""
@@ -577,7 +579,11 @@ class PretixConnector:
                     # pretix records check-ins, not refusals; the journal keeps them.
                     await done.mark(row.seq, REPLY_SKIPPED, entry.reason.value, "skipped")
                     continue
-                position = self._position(entry.code_hash)
+                # The position the decision was about (an add-on for addon_match), else the
+                # one a pull has mapped the secret to since.
+                position = entry.credential_id
+                if position is None or position < 0:
+                    position = self._position(entry.code_hash)
                 if position is None:
                     if entry.code_hash is None or (settled is not None and entry.at < settled):
                         await done.mark(row.seq, REPLY_UNMAPPED, UNMAPPED_DETAIL, "unmapped")
@@ -660,7 +666,8 @@ class PretixConnector:
             "datetime": entry.at.isoformat(),
             "nonce": f"edge-{prefix}-{row.seq}",
             "force": False,
-            "ignore_unpaid": False,
+            # As the lane decided: only its ignore_unpaid admitted a pending order.
+            "ignore_unpaid": entry.lane in self._ignore_unpaid,
             "questions_supported": False,
             "canceled_supported": True,
         }

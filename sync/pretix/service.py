@@ -61,16 +61,23 @@ class PretixService:
         *,
         interval: float,
         admit_unsynced_signed: bool = True,
+        ignore_unpaid_lanes: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.interval = interval
+        self._ignore_unpaid_lanes = ignore_unpaid_lanes
         self._store = store
         self.resolver = PretixResolver(store, admit_unsynced_signed=admit_unsynced_signed)
         self.state = PretixSyncState()
 
     @classmethod
     def from_settings(
-        cls, section: PretixConfig, store: Store, *, token_file: Path
+        cls,
+        section: PretixConfig,
+        store: Store,
+        *,
+        token_file: Path,
+        ignore_unpaid_lanes: frozenset[str] = frozenset(),
     ) -> PretixService:
         """The service the [pretix] section describes; `token_file` is its resolved token_file."""
         settings = PretixSettings(
@@ -86,6 +93,7 @@ class PretixService:
             settings,
             interval=section.sync_interval_seconds,
             admit_unsynced_signed=section.admit_unsynced_signed,
+            ignore_unpaid_lanes=ignore_unpaid_lanes,
         )
 
     async def run(self) -> None:
@@ -100,5 +108,11 @@ class PretixService:
         )
         async with aiohttp.ClientSession() as session:
             client = PretixClient(self.settings, session=session)
-            connector = PretixConnector(self._store, client, self.resolver, state=self.state)
+            connector = PretixConnector(
+                self._store,
+                client,
+                self.resolver,
+                state=self.state,
+                ignore_unpaid_lanes=self._ignore_unpaid_lanes,
+            )
             await connector.run(self.interval)

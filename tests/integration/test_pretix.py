@@ -704,6 +704,11 @@ async def test_addons_pending_validity_as_pretix(pretix: Pretix, tmp_path: Path)
             assert offline == online
             (row,) = side.store.recent(1)
             assert row.entry.credential_id == mine[1]["id"]  # journaled (uploaded) as the add-on
+            await side.connector.upload()
+            assert side.store.reply(row.seq) == ("ok", "")
+            api = side.client.settings.event_api
+            position = await side.client.get(f"{api}/orderpositions/{mine[1]['id']}/")
+            assert sorted(c["type"] for c in position["checkins"]) == ["entry", "entry", "exit"]
         # Two add-ons on the list: pretix cannot tell which one is meant.
         two = [*with_addon, {"item": r["vip"], "price": "20.00", "addon_to": 1, "positionid": 3}]
         async with _side(pretix, session, tmp_path, r["event"], **config) as side:
@@ -739,6 +744,13 @@ async def test_addons_pending_validity_as_pretix(pretix: Pretix, tmp_path: Path)
             assert offline == online
             online, offline = await _steps(side, pairs[:1], [(0, ENTRY)], _lane(ignore_unpaid=True))
             assert online == offline == ["ok"]
+            # The upload says what the lane decided: the pending order's entry reaches pretix.
+            uploader = PretixConnector(
+                side.store, side.client, side.resolver, ignore_unpaid_lanes=frozenset({"Lane 1"})
+            )
+            await uploader.upload()
+            (row,) = side.store.recent(1)
+            assert side.store.reply(row.seq) == ("ok", "")
 
 
 @pytest.mark.slow
