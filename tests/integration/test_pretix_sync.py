@@ -32,7 +32,7 @@ from edge.store.database import Store
 from edge.store.gate import JournalEntry
 from integration import test_pretix
 from integration.http_faults import HttpFaults
-from integration.test_pretix import Pretix
+from integration.pretix_server import Pretix
 from sync.pretix.client import PretixClient
 from sync.pretix.connector import PRETIX_REASONS, PretixConnector
 from sync.pretix.resolver import PretixResolver
