@@ -14,11 +14,12 @@ from pathlib import Path
 from edge import __version__, keys, printcli
 from edge.config import EXIT_CONFIG, load
 from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
-from edge.core.errors import CodeError, ConfigError, EdgeError
+from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
 from edge.core.facts import Direction
 from edge.core.messages import LANGUAGES, text
 from edge.gate.gate import Gate
 from edge.ops import logs
+from edge.store.base import initialise
 from edge.store.database import Store
 from sync.pretix.monitoring import status_lines
 from sync.pretix.resolver import PretixResolver
@@ -95,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the store and the last decisions")
     status.add_argument("--config", required=True, type=Path)
     status.add_argument("--last", type=int, default=10, help="decisions to list")
+
+    init = sub.add_parser(
+        "init", help="start an empty store where none is, or replace an unusable store file"
+    )
+    init.add_argument("--config", required=True, type=Path)
 
     bundle = sub.add_parser("import", help="apply an offline bundle from the central system")
     bundle.add_argument("file", type=Path, help="bundle file from `edge-central bundle`")
@@ -244,6 +250,15 @@ async def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    kept = initialise(config.store_path)
+    if kept is not None:
+        print(f"{config.store_path}: the unusable file was moved to {kept}")
+    print(f"{config.store_path}: an empty store; every ticket counts as unused on this device")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
 
@@ -258,6 +273,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_status(args))
     if args.command == "import":
         return asyncio.run(_import(args))
+    if args.command == "init":
+        return _init(args)
     if args.command == "config":
         config = load(args.file)
         print(
@@ -293,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except ConfigError as err:
         print(f"edge: configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreRefusedError as err:
+        # Restarting cannot help: an operator restores the file or runs `edge init`.
+        print(f"edge: error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except (CodeError, EdgeError) as err:
         print(f"edge: error: {err}", file=sys.stderr)
