@@ -243,7 +243,12 @@ async def _import(args: argparse.Namespace) -> int:
         outcome, first, last = await import_bundle(store, data, device=config.device.name)
     finally:
         await store.close()
-    if outcome == "stale":
+    if outcome == "stale" and last < first:
+        print(
+            f"{args.file}: older than this gate's data: the bundle ends at revision {last}, the"
+            f" store is at {first}; nothing applied (the revision never goes backwards)"
+        )
+    elif outcome == "stale":
         print(f"{args.file}: nothing new, the store is at revision {first} already")
     else:
         print(f"{args.file}: applied revisions {first + 1}..{last}")

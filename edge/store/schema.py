@@ -117,6 +117,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX desk_operations_queued ON desk_operations (seq) WHERE state = 'queued';
     """,
+    # 7: the central revision the store holds never goes backwards, whatever writes it (a push,
+    # a pull, a bundle, a bootstrap): an old bundle or a replay must not rewind it and then have
+    # stale facts re-applied. Only deleting it (SyncStore.forget_revision) starts over.
+    """
+    CREATE TRIGGER sync_revision_insert BEFORE INSERT ON sync_cursors
+    WHEN NEW.name = 'sync.revision' AND CAST(NEW.value AS INTEGER) < (
+        SELECT CAST(value AS INTEGER) FROM sync_cursors WHERE name = 'sync.revision')
+    BEGIN
+        SELECT RAISE(ABORT, 'the sync revision never goes backwards');
+    END;
+    CREATE TRIGGER sync_revision_update BEFORE UPDATE OF value ON sync_cursors
+    WHEN NEW.name = 'sync.revision' AND CAST(NEW.value AS INTEGER) < CAST(OLD.value AS INTEGER)
+    BEGIN
+        SELECT RAISE(ABORT, 'the sync revision never goes backwards');
+    END;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -40,6 +40,7 @@ SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
 APPLY_PART = 2_000
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
+SNAPSHOT_MAX_AGE_SECONDS = 300.0  # a snapshot chunk signed longer ago (or ahead) is a replay
 CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
 
 
@@ -266,6 +267,7 @@ class Replicator:
         try:
             while True:
                 envelope, parts = await fetch
+                self._check_fresh(envelope)
                 if pinned is not None and envelope.first != pinned:
                     raise protocol.ProtocolError(
                         f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
@@ -297,6 +299,20 @@ class Replicator:
                 with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
                     await fetch
 
+    def _check_fresh(self, envelope: Envelope) -> None:
+        """A snapshot chunk is signed when asked for: an old one is a replay.
+
+        Changes are ordered by revision, so an old CHANGES envelope is simply stale; a
+        snapshot pins the revision it shows, so a replayed old one would rewind the facts.
+        """
+        central_now = (self._clock() + self.state.clock_offset) * 1000
+        age = (central_now - envelope.at_ms) / 1000
+        if abs(age) > SNAPSHOT_MAX_AGE_SECONDS:
+            raise protocol.ProtocolError(
+                f"snapshot chunk was signed {age:+.0f} s from now (by the central clock);"
+                f" only chunks signed within {SNAPSHOT_MAX_AGE_SECONDS:.0f} s are taken"
+            )
+
     async def pull(self) -> None:
         """Fetch and apply changes until the store is at the central system's head."""
         while True:
@@ -310,8 +326,9 @@ class Replicator:
                     # The central system lost revisions we have (restored from a backup):
                     # load its state again; applying facts twice is harmless.
                     _LOGGER.warning("%s: %s; bootstrapping again", self._device, err.message)
-                    await self._store.set_cursor(BOOTSTRAP_CURSOR, "")
-                    self.state.revision = None
+                    async with self._apply_lock:
+                        await self._store.forget_revision()
+                        self.state.revision = None
                     await self.bootstrap()
                     continue
                 raise
