@@ -273,7 +273,10 @@ class StoreBase:
                 try:
                     yield conn
                 except BaseException:
-                    await conn.execute("ROLLBACK")
+                    # SQLite rolls back by itself on some errors (SQLITE_FULL): a second
+                    # ROLLBACK would fail and hide the error that matters (disk full).
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
                     raise
                 await conn.execute("COMMIT")
             except sqlite3.Error as err:

@@ -88,6 +88,7 @@ class Replicator:
         revision = store.cursor(REVISION_CURSOR)
         self.state.revision = int(revision) if revision else None
         self._apply_lock = asyncio.Lock()
+        self._errors: dict[str, str] = {}  # the failing loops ("pull", "upload") and why
         self._pull_wanted = asyncio.Event()
         self._upload_wanted = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -159,15 +160,17 @@ class Replicator:
                     await self.bootstrap()
                 await self.pull()
                 backoff = BACKOFF_MIN
+                self._recovered("pull")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
-                self._failed(err)
+                self._failed(err, "pull")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and the loop then never ends (shutdown hangs).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._pull_wanted.wait(), self._settings.pull_interval_seconds
-                )
+                async with asyncio.timeout(self._settings.pull_interval_seconds):
+                    await self._pull_wanted.wait()
 
     async def _upload_loop(self) -> None:
         backoff = BACKOFF_MIN
@@ -175,24 +178,34 @@ class Replicator:
             try:
                 sent = await self.upload_once()
                 backoff = BACKOFF_MIN
+                self._recovered("upload")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
-                self._failed(err)
+                self._failed(err, "upload")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if not sent:
                 self._upload_wanted.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._upload_wanted.wait(), self._settings.pull_interval_seconds
-                    )
+                    async with asyncio.timeout(self._settings.pull_interval_seconds):
+                        await self._upload_wanted.wait()
 
-    def _failed(self, err: BaseException) -> None:
+    def _failed(self, err: BaseException, task: str) -> None:
         message = str(err) or type(err).__name__
-        if message != self.state.last_error:
-            _LOGGER.warning("%s: sync: %s", self._device, message)
+        if message != self._errors.get(task):
+            _LOGGER.warning("%s: sync %s: %s", self._device, task, message)
+        self._errors[task] = message
         self.state.last_error = message
         self.state.status = Status.OFFLINE
+
+    def _recovered(self, task: str) -> None:
+        """`task` worked again: its error is history, not state (/health shows what fails now)."""
+        if self._errors.pop(task, None) is None:
+            return
+        _LOGGER.info("%s: sync %s works again", self._device, task)
+        self.state.last_error = next(reversed(self._errors.values()), "")
+        if not self._errors and self.state.status is Status.OFFLINE:
+            self.state.status = Status.CURRENT if self.state.lag == 0 else Status.BEHIND
 
     def _contact(self) -> None:
         self.state.last_contact = self._clock()
@@ -200,6 +213,18 @@ class Replicator:
     # -- requests ----------------------------------------------------------------------------
 
     async def _post(self, path: str, body: bytes) -> bytes:
+        try:
+            return await self._post_once(path, body)
+        except protocol.RemoteError as err:
+            if err.code != protocol.ErrorCode.CLOCK_SKEW.value or err.time_ms is None:
+                raise
+            # Refused for our clock: learn the central one from the refusal and sign again.
+            # Only the request time changes; the central system still checks it against its
+            # own clock, so a captured request stays useless after 300 s.
+            self._learn_offset(err.time_ms, self._clock(), self._clock())
+            return await self._post_once(path, body)
+
+    async def _post_once(self, path: str, body: bytes) -> bytes:
         if self._session is None:
             raise SyncError("the sync client is not running")
         headers = protocol.sign_request(
@@ -207,7 +232,7 @@ class Replicator:
             self._device,
             method="POST",
             path=path,
-            time_ms=int(self._clock() * 1000),
+            time_ms=int((self._clock() + self.state.clock_offset) * 1000),
             body=body,
         )
         async with self._session.post(
@@ -218,6 +243,20 @@ class Replicator:
                 raise protocol.parse_error(response.status, data)
         self._contact()
         return data
+
+    def _learn_offset(self, central_ms: int, sent: float, received: float) -> None:
+        """The central clock minus ours, from its time and our clock around the exchange."""
+        offset = central_ms / 1000 - (sent + received) / 2
+        if abs(offset) > CLOCK_WARNING_SECONDS and (
+            abs(offset - self.state.clock_offset) > CLOCK_WARNING_SECONDS
+        ):
+            _LOGGER.warning(
+                "%s: this clock is %+.0f s off the central system's; requests are signed with"
+                " the central time, validity and windows still use this clock",
+                self._device,
+                -offset,
+            )
+        self.state.clock_offset = offset
 
     async def request(self, path: str, body: bytes) -> bytes:
         """A signed request to another endpoint of the central system (the pass desk's)."""
@@ -230,13 +269,7 @@ class Replicator:
         answer = protocol.fields(await self._post("/v1/hello", body), "hello answer")
         received = self._clock()
         self.state.head = answer.integer("head")
-        self.state.clock_offset = answer.integer("time") / 1000 - (sent + received) / 2
-        if abs(self.state.clock_offset) > CLOCK_WARNING_SECONDS:
-            _LOGGER.warning(
-                "%s: this clock is %+.0f s off the central system's; validity checks use it",
-                self._device,
-                -self.state.clock_offset,
-            )
+        self._learn_offset(answer.integer("time"), sent, received)
 
     async def _snapshot_chunk(
         self, pinned: int | None, cursor: tuple[str, Any] | None
