@@ -205,6 +205,7 @@ async def _status(args: argparse.Namespace) -> int:
         pretix_lines: list[str] = []
         if config.pretix is not None:
             pretix_lines = status_lines(store)
+        jumps = store.clock_jumps(5)
     finally:
         await store.close()
     print(f"device {config.device.name}  store {config.store_path}")
@@ -215,6 +216,9 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
     for line in pretix_lines:
         print(line)
+    for at, jump_ms, after_seq in jumps:
+        when = at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"  clock stepped {jump_ms / 1000:+.0f} s at {when} (after decision #{after_seq})")
     print(f"last {len(recent)} decisions:")
     for row in recent:
         entry = row.entry

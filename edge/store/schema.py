@@ -133,6 +133,16 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT RAISE(ABORT, 'the sync revision never goes backwards');
     END;
     """,
+    # 8: steps of the wall clock the gate noticed (NTP correcting a wrong clock): journal
+    # times before `after_seq` were stamped by the clock as it was before the step.
+    """
+    CREATE TABLE clock_jumps (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,  -- unix milliseconds by the new clock
+        jump_ms INTEGER NOT NULL,  -- how far it moved against monotonic time (< 0: backwards)
+        after_seq INTEGER  -- the last journal row before the step (NULL: none yet)
+    );
+    """,
 )
 
 VERSION = len(MIGRATIONS)
