@@ -341,9 +341,10 @@ class Replicator:
         central_now = (self._clock() + self.state.clock_offset) * 1000
         age = (central_now - envelope.at_ms) / 1000
         if abs(age) > SNAPSHOT_MAX_AGE_SECONDS:
+            when = f"{age / 60:.0f} min ago" if age > 0 else f"{-age / 60:.0f} min ahead"
             raise protocol.ProtocolError(
-                f"snapshot chunk was signed {age:+.0f} s from now (by the central clock);"
-                f" only chunks signed within {SNAPSHOT_MAX_AGE_SECONDS:.0f} s are taken"
+                f"snapshot chunk was signed {when} by the central clock (a replay?); only"
+                f" chunks signed within {SNAPSHOT_MAX_AGE_SECONDS:.0f} s are taken"
             )
 
     async def pull(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -355,3 +356,49 @@ def test_an_old_or_empty_bundle_never_rewinds_the_revision_or_the_facts(
     out = edge_import("old")
     assert "the bundle ends at revision 1, the store is at 4; nothing applied" in out
     assert asyncio.run(state()) == ("4", Reason.ADMITTED)  # not unpaid again
+
+
+@pytest.mark.parametrize("age", [3600.0, 0.0], ids=["replayed-hour-old", "fresh"])
+async def test_a_snapshot_signed_long_ago_is_refused_as_a_replay(store: Store, age: float) -> None:
+    """Anyone on the path can answer 409 (error bodies are not signed) and then serve an old
+    signed snapshot, which would rewind the facts: only freshly signed chunks are taken."""
+    await store.put_keys([(KEY_ID, public_bytes(PRIVATE), False)])
+    code = mint_code(ticket(4))
+    snapshot = protocol.seal(
+        EnvelopeKind.SNAPSHOT, KEY_ID, PRIVATE, first=3, last=3,
+        at_ms=int((time.time() - age) * 1000), changes=[CancelEvent(42)], head=3,
+    )  # fmt: skip
+
+    async def hello(request: web.Request) -> web.Response:
+        del request
+        body = protocol.pack({"protocol": 1, "time": int(time.time() * 1000), "head": 3})
+        return web.Response(body=body, headers=protocol.HEADERS)
+
+    async def snapshot_chunk(request: web.Request) -> web.Response:
+        del request
+        return web.Response(body=snapshot, headers=protocol.HEADERS)
+
+    app = web.Application()
+    app.router.add_post("/v1/hello", hello)
+    app.router.add_post("/v1/snapshot", snapshot_chunk)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = SyncConfig(url=f"http://127.0.0.1:{port}", push_port=0, timeout_seconds=2)
+    client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
+    task = asyncio.create_task(client.run())
+    try:
+        if age:
+            await _until(lambda: "signed 60 min ago" in client.state.last_error, "refusal")
+            assert store.cursor(REVISION_CURSOR) is None
+            assert decision(store, code) is Reason.ADMITTED  # the replayed facts not applied
+        else:
+            await _until(lambda: store.cursor(REVISION_CURSOR) == "3", "the bootstrap")
+            assert decision(store, code) is Reason.EVENT_CANCELLED
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
