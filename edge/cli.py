@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge import __version__, keys, printcli
-from edge.config import EXIT_CONFIG, load
-from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
+from edge.config import DEFAULT_CONFIG, EXIT_CONFIG, check_paths, check_store_directory, load
+from edge.core.codes import MAX_USES, Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
 from edge.core.facts import Direction
-from edge.core.messages import LANGUAGES, text
+from edge.core.messages import LANGUAGES, counted, text
+from edge.core.usage import positive, subcommand
 from edge.gate.gate import Gate
 from edge.ops import logs
 from edge.store.base import initialise
@@ -26,7 +27,11 @@ from sync.pretix.resolver import PretixResolver
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
-EXIT_USAGE = 2  # a malformed command line (argparse's code too), e.g. a non-UTF-8 code
+EXIT_USAGE = 2  # a malformed command line (argparse's code too), or one naming what is not there
+
+
+class UsageError(EdgeError):
+    """The command line names something the configuration does not have."""
 
 
 def _moment(value: str) -> datetime:
@@ -51,71 +56,153 @@ def _zones(value: str) -> int:
     return mask
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help="the device's configuration (default: %(default)s)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edge", description="Gate and counter service for venues."
+        prog="edge",
+        description="Gate and counter service for venues. "
+        f"Every command reads {DEFAULT_CONFIG} unless --config names another file.",
+        epilog="`edge COMMAND --help` shows a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", required=True, type=Path)
+    run = subcommand(sub, "run", "run the daemon", "edge run --config /etc/edge/edge.toml")
+    _config_option(run)
 
-    check = sub.add_parser("check", help="decide about a code without recording an entry")
-    check.add_argument("code")
-    check.add_argument("--config", required=True, type=Path)
+    check = subcommand(
+        sub,
+        "check",
+        "decide about a code without recording an entry",
+        "edge check 'EDGE:...' --lane 'Lane A'    # exit status 0: admit, 1: reject",
+    )
+    check.add_argument("code", help="the code as the scanner reads it")
+    _config_option(check)
     check.add_argument("--lane", help="lane whose rules apply (default: the first)")
     check.add_argument("--exit", action="store_true", help="check the exit direction")
-    check.add_argument("--lang", choices=LANGUAGES, help="display language")
+    check.add_argument("--lang", choices=LANGUAGES, help="display language (default: [device])")
 
-    keygen = sub.add_parser("keygen", help="create a signing key file")
-    keygen.add_argument("--out", required=True, type=Path)
-    keygen.add_argument("--key-id", type=int, default=1)
+    keygen = subcommand(
+        sub,
+        "keygen",
+        "create a signing key file",
+        "edge keygen --out signing.key --key-id 1    # prints the gates' [[keys]] entry",
+    )
+    keygen.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="new key file (never overwritten)"
+    )
+    keygen.add_argument(
+        "--key-id", type=int, default=1, help="id gates know the key by (default: %(default)s)"
+    )
 
-    issue = sub.add_parser("issue", help="mint a signed code with a local key")
-    issue.add_argument("--key", required=True, type=Path, help="key file from `edge keygen`")
-    issue.add_argument("--kind", choices=[k.name.lower() for k in Kind], default="ticket")
+    issue = subcommand(
+        sub,
+        "issue",
+        "mint a signed code with a local key",
+        "edge issue --key signing.key --credential 77 --event 5",
+        "edge issue --key signing.key --credential 8 --kind pass --unlimited 10 --days 365",
+    )
+    issue.add_argument(
+        "--key", required=True, type=Path, metavar="FILE", help="key file from `edge keygen`"
+    )
+    issue.add_argument(
+        "--kind",
+        choices=[k.name.lower() for k in Kind],
+        default="ticket",
+        help="what the code is (default: %(default)s)",
+    )
     issue.add_argument("--credential", required=True, type=int, help="credential id")
-    issue.add_argument("--event", type=int, default=0)
-    issue.add_argument("--product", type=int, default=0)
-    issue.add_argument("--reissue", type=int, default=0, help="replacement number of a card")
+    issue.add_argument("--event", type=int, default=0, help="event id (default: 0, any)")
+    issue.add_argument("--product", type=int, default=0, help="product id (default: 0)")
+    issue.add_argument(
+        "--reissue", type=int, default=0, help="replacement number of a card (default: 0)"
+    )
     policy = issue.add_mutually_exclusive_group()
-    policy.add_argument("--uses", type=int, help="number of entries (default: 1)")
+    policy.add_argument(
+        "--uses",
+        type=positive("--uses", MAX_USES, "for re-entry at will use --unlimited MINUTES"),
+        help="number of entries (default: 1)",
+    )
     policy.add_argument(
         "--unlimited",
         type=int,
         metavar="PASSBACK_MINUTES",
         help="re-entry at will; anti-passback window in minutes (0: none)",
     )
-    issue.add_argument("--valid-from", type=_moment)
-    issue.add_argument("--valid-until", type=_moment)
+    issue.add_argument(
+        "--valid-from", type=_moment, metavar="WHEN", help="ISO date or time (naive: UTC)"
+    )
+    issue.add_argument(
+        "--valid-until", type=_moment, metavar="WHEN", help="ISO date or time (naive: UTC)"
+    )
     issue.add_argument("--days", type=int, help="validity length from --valid-from (or now)")
     issue.add_argument("--zones", type=_zones, default=0, help="comma-separated zones 0..31")
 
-    status = sub.add_parser("status", help="show the store and the last decisions")
-    status.add_argument("--config", required=True, type=Path)
-    status.add_argument("--last", type=int, default=10, help="decisions to list")
-
-    init = sub.add_parser(
-        "init", help="start an empty store where none is, or replace an unusable store file"
+    status = subcommand(sub, "status", "show the store and the last decisions", "edge status")
+    _config_option(status)
+    status.add_argument(
+        "--last", type=int, default=10, help="decisions to list (default: %(default)s)"
     )
-    init.add_argument("--config", required=True, type=Path)
 
-    bundle = sub.add_parser("import", help="apply an offline bundle from the central system")
+    init = subcommand(
+        sub,
+        "init",
+        "start an empty store where none is, or replace an unusable store file",
+        "edge init --config /etc/edge/edge.toml",
+    )
+    _config_option(init)
+
+    bundle = subcommand(
+        sub,
+        "import",
+        "apply an offline bundle from the central system",
+        "edge import /media/usb/gates.bundle",
+    )
     bundle.add_argument("file", type=Path, help="bundle file from `edge-central bundle`")
-    bundle.add_argument("--config", required=True, type=Path)
+    _config_option(bundle)
 
-    config = sub.add_parser("config", help="configuration tools")
+    config = subcommand(sub, "config", "configuration tools", "edge config check")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    config_check = config_sub.add_parser("check", help="validate a configuration file")
-    config_check.add_argument("file", type=Path)
+    config_check = subcommand(
+        config_sub,
+        "check",
+        "validate a configuration file and the paths it names",
+        "edge config check /etc/edge/edge.toml",
+    )
+    config_check.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_CONFIG,
+        help="configuration file (default: %(default)s)",
+    )
 
     printcli.add_parser(sub)
 
-    demo = sub.add_parser("demo", help="a gate with sample tickets; type or paste codes")
-    demo.add_argument("--lang", choices=LANGUAGES, default="en")
-    demo.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    demo = subcommand(
+        sub, "demo", "a gate with sample tickets; type or paste codes", "edge demo --lang de"
+    )
+    demo.add_argument(
+        "--lang", choices=LANGUAGES, default="en", help="display language (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the verdicts (default: auto, when a terminal)",
+    )
     return parser
 
 
@@ -170,8 +257,9 @@ async def _check(args: argparse.Namespace) -> int:
             "defines no [[lanes]]; `check` applies a lane's rules", path=str(args.config)
         )
     if args.lane is not None and args.lane not in lanes:
-        raise ConfigError(f"no lane named {args.lane!r}; lanes: {', '.join(lanes)}")
+        raise UsageError(f"no lane named {args.lane!r}; lanes: {', '.join(lanes)}")
     lane = lanes[args.lane] if args.lane else config.lanes[0]
+    check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
         if config.keys:
@@ -197,6 +285,7 @@ async def _check(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     config = load(args.config)
+    check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
         stats = store.stats()
@@ -240,6 +329,7 @@ async def _import(args: argparse.Namespace) -> int:
             data = file.read(protocol.MAX_ENVELOPE_BYTES + 1)
     except OSError as err:
         raise EdgeError(f"{args.file}: cannot read: {err.strerror}") from err
+    check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
         if config.keys:
@@ -261,6 +351,7 @@ async def _import(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     config = load(args.config)
+    check_store_directory(config)
     kept = initialise(config.store_path)
     if kept is not None:
         print(f"{config.store_path}: the unusable file was moved to {kept}")
@@ -272,7 +363,9 @@ def _run(args: argparse.Namespace) -> int:
     from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
 
     if args.command == "run":
-        asyncio.run(daemon.serve(load(args.config)))
+        config = load(args.config)
+        check_paths(config)
+        asyncio.run(daemon.serve(config))
         return 0
     if args.command == "demo":
         return asyncio.run(demo.main(language=args.lang, color=args.color))
@@ -286,10 +379,15 @@ def _run(args: argparse.Namespace) -> int:
         return _init(args)
     if args.command == "config":
         config = load(args.file)
-        print(
-            f"{args.file}: valid ({len(config.lanes)} lanes, {len(config.scanners)} scanners, "
-            f"{len(config.actuators)} actuators, {len(config.keys)} keys)"
+        check_paths(config)
+        parts = (
+            counted(len(config.lanes), "lane"),
+            counted(len(config.scanners), "scanner"),
+            counted(len(config.actuators), "actuator"),
+            counted(len(config.printers), "printer"),
+            counted(len(config.keys), "key"),
         )
+        print(f"{args.file}: valid ({', '.join(parts)})")
         return 0
     if args.command == "print":
         return printcli.run(args)
@@ -310,7 +408,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
         level = min(level, logging.INFO)
@@ -324,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Restarting cannot help: an operator restores the file or runs `edge init`.
         print(f"edge: error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except UsageError as err:
+        print(f"edge: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (CodeError, EdgeError) as err:
         print(f"edge: error: {err}", file=sys.stderr)
         return EXIT_ERROR

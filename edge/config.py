@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is a mistake
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
+DEFAULT_CONFIG = Path("/etc/edge/edge.toml")  # what every command reads without --config
 
 
 def system_zone(environ: Mapping[str, str] | None = None, etc: Path = Path("/etc")) -> str:
@@ -247,6 +248,15 @@ def parse(text: str, path: Path) -> Config:
             path=where,
             key="pretix",
         )
+    if sync is not None and not keys:
+        # Every envelope from the central system (bootstrap, pushes, changes) is checked
+        # against these keys; without one, each is rejected and sync retries forever.
+        raise ConfigError(
+            "[sync] needs the central system's public keys as [[keys]] (id and public, from "
+            "`edge-central key list`): everything it sends is signed",
+            path=where,
+            key="keys",
+        )
     counter = None
     if "counter" in document:
         counter = build(CounterConfig, document["counter"], "counter", where)
@@ -332,6 +342,34 @@ def _check_references(
                         key=f"lanes[{i}].{side}",
                     )
                 fed[name] = lane.name
+
+
+def check_paths(config: Config) -> None:
+    """Refuse paths that would stop the daemon: see check_store_directory, and a `lines`
+    scanner on a regular file (read once to its end, then the lane stops; a daemon reads a
+    FIFO, which never ends, or standard input)."""
+    check_store_directory(config)
+    for i, spec in enumerate(config.scanners):
+        path = getattr(spec.settings, "path", "-")
+        if spec.type == "lines" and path != "-" and Path(path).is_file():
+            raise ConfigError(
+                f"{path} is a regular file: a lines scanner would read it once and stop the "
+                f"lane; make it a FIFO (mkfifo {path}) or use '-' for standard input",
+                path=str(config.path),
+                key=f"scanners[{i}].path",
+            )
+
+
+def check_store_directory(config: Config) -> None:
+    """Refuse a store whose directory is missing (the package's unit creates /var/lib/edge)."""
+    directory = config.store_path.parent
+    if not directory.is_dir():
+        raise ConfigError(
+            f"the store's directory {directory} does not exist; create it (owned by the user "
+            "the daemon runs as) or change store",
+            path=str(config.path),
+            key="device.store",
+        )
 
 
 def load(path: str | Path) -> Config:

@@ -15,6 +15,7 @@ from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
 from drivers.scanners.pcsc import PcscReader
 from edge.config import Config
 from edge.core.facts import Direction
+from edge.core.messages import counted
 from edge.counter import terms
 from edge.counter.desk import Desk
 from edge.counter.deviceapi import DeviceAPI, device_status, load_token
@@ -180,9 +181,9 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         _LOGGER.info(
-            "%s: %d lanes ready in %.0f ms",
+            "%s: %s ready in %.0f ms",
             config.device.name,
-            len(lanes),
+            counted(len(lanes), "lane"),
             (time.monotonic() - started) * 1000,
         )
         async with asyncio.TaskGroup() as group:

@@ -655,3 +655,9 @@ def format_day(day: date, language: str = "en") -> str:
     if language == "fr":
         return f"{day.day:02d}/{day.month:02d}/{day.year}"
     return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`count` and the noun in the right number, for command output ("1 lane", "2 lanes")."""
+    noun = singular if count == 1 else plural or f"{singular}s"
+    return f"{count:,} {noun}"

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from drivers.protocols import DeviceState
 from edge import __version__
+from edge.core.messages import counted
 from edge.counter.printqueue import PrintQueue
 from edge.gate.lane import Lane, LaneResult
 from edge.ops import identity
@@ -246,7 +247,7 @@ class Operations:
         if fifo:
             _stall_hook(asyncio.get_running_loop(), fifo)
         await asyncio.sleep(0)  # the lanes' tasks run up to their first read
-        status = f"{device}: {len(lanes)} lanes ready"
+        status = f"{device}: {counted(len(lanes), 'lane')} ready"
         if self.metrics_url:
             status += f"; metrics on {self.metrics_url}"
         self.notifier.ready(status)

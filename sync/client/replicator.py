@@ -38,6 +38,7 @@ SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
 # journal write never waits long for the store's write lock; only the last part moves the
 # bootstrap cursor (a crash in between re-applies the chunk, which is harmless).
 APPLY_PART = 2_000
+BOOTSTRAP_PROGRESS_SECONDS = 5.0  # a long bootstrap logs how far it is this often
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
 SNAPSHOT_MAX_AGE_SECONDS = 300.0  # a snapshot chunk signed longer ago (or ahead) is a replay
@@ -295,6 +296,7 @@ class Replicator:
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
         pinned, cursor = _decode_cursor(saved) if saved else (None, None)
         started, items = time.monotonic(), 0
+        reported = started
         # The next chunk is fetched and parsed while the store writes this one.
         fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
         try:
@@ -314,6 +316,12 @@ class Replicator:
                         self._snapshot_chunk(pinned, envelope.next_cursor)
                     )
                 items += len(envelope.changes)
+                if time.monotonic() - reported >= BOOTSTRAP_PROGRESS_SECONDS:
+                    reported = time.monotonic()
+                    _LOGGER.info(
+                        "%s: bootstrapping, %d items so far (%.0f s)",
+                        self._device, items, reported - started,
+                    )  # fmt: skip
                 async with self._apply_lock:
                     for part in parts[:-1]:
                         await self._store.apply(part, {})

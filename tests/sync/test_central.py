@@ -204,7 +204,7 @@ def test_admin_cli_drives_the_workflows(tmp_path: Path, capsys: pytest.CaptureFi
     assert "valid until" in run("extend", cid)
     assert run("replace", cid).startswith("EDGE:")
     assert "revoked" in run("revoke", code)
-    assert "would renew 2 in 1 batches" in run("renew", "2025", "2026", "--valid-from",
+    assert "would renew 2 in 1 batch," in run("renew", "2025", "2026", "--valid-from",
                                                "2026-01-01", "--dry-run")  # fmt: skip
     assert "0 double entries" in run("doubles")
     assert "wrote" in run("bundle", "--out", str(tmp_path / "b.bundle"))
