@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -257,3 +259,38 @@ def test_progress_prints_at_most_once_a_second_and_a_last_line() -> None:
         "selling: 4,000 of 4,000 (100%)\n"
         "selling: 4,000 done in 2.4 s\n"
     )
+
+
+def test_dev_without_root_or_sudo_prints_the_one_root_command() -> None:
+    """A user without sudo on a machine without Python: one command to run as root, and
+    nothing created (no venv a later root run would leave root-owned)."""
+    with tempfile.TemporaryDirectory() as where:  # /tmp: the user (nobody) reaches its tools
+        Path(where).chmod(0o755)
+        as_nobody(Path(where))
+
+
+def as_nobody(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("sh", "dirname", "id", "tr", "mktemp", "rm", "cat", "stat", "apt-get"):
+        found = shutil.which(tool)
+        assert found, tool
+        (tools / tool).symlink_to(found)
+    venv = tmp_path / "venv"
+    result = subprocess.run(
+        [shutil.which("setpriv") or "setpriv", "--reuid=65534", "--regid=65534",
+         "--clear-groups", str(ROOT / "dev"), "edge", "--version"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={"PATH": str(tools), "EDGE_VENV": str(venv), "PYTHON": "python3"},
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "    apt-get update && apt-get install -y --no-install-recommends "
+        "python3 python3-venv python3-dev gcc libc6-dev"
+    )
+    assert "run this once as root, then ./dev again as yourself" in result.stderr
+    assert not venv.exists()
