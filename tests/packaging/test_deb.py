@@ -130,7 +130,7 @@ def _bump(package: Path, version: str, out: Path) -> Path:
     control.write_text(text, encoding="utf-8")
     later = out / f"edge_{version}.deb"
     subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "-Zxz", "-z1", "-b", str(tree), str(later)],
+        ["dpkg-deb", "--root-owner-group", "-Znone", "-b", str(tree), str(later)],
         check=True,
         capture_output=True,
     )
