@@ -40,6 +40,11 @@ def _run(*args: str | Path, **kwargs: object) -> None:
     subprocess.run([str(a) for a in args], check=True, env=env, **kwargs)  # type: ignore[call-overload]
 
 
+def _step(message: str) -> None:
+    """Say what the next minute or so goes into (the build takes a few)."""
+    print(f"./dev deb: {message}", file=sys.stderr, flush=True)
+
+
 def _architecture() -> str:
     return subprocess.run(
         ["dpkg", "--print-architecture"],  # noqa: S607 - Debian's dpkg, wherever PATH has it
@@ -52,11 +57,13 @@ def _architecture() -> str:
 def _venv(stage: Path, wheels: Path) -> None:
     """The virtual environment at stage/opt/edge, with edge and its pinned dependencies."""
     venv = stage / PREFIX.lstrip("/")
+    _step(f"building edge's wheel and a venv for {PREFIX} with {DEBIAN_PYTHON}")
     _run(DEBIAN_PYTHON, "-m", "venv", "--without-pip", venv)
     # This interpreter's pip installs into Debian's (which needs no python3-venv/pip package).
     _run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
          "--no-deps", "-w", wheels, ROOT)  # fmt: skip
     wheel = next(wheels.glob("edge-*.whl"))
+    _step("installing edge and its dependencies (constraints.txt)")
     _run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q",
          "--disable-pip-version-check", "--no-warn-script-location",
          "-c", ROOT / "constraints.txt", wheel)  # fmt: skip
@@ -71,6 +78,7 @@ def _venv(stage: Path, wheels: Path) -> None:
         shutil.rmtree(cache)
     for record in venv.rglob("direct_url.json"):
         record.unlink()  # names the build folder; the package is the record
+    _step("compiling bytecode")
     # Compiled once here, with the installed paths, so nothing is written under /opt at run time.
     _run(DEBIAN_PYTHON, "-m", "compileall", "-q", "-j", "0", "-s", stage, "-p", "/",
          venv / "lib")  # fmt: skip
@@ -151,7 +159,8 @@ def build(out: Path, version: str | None = None) -> Path:
     _control(stage, version, arch)
     out.mkdir(parents=True, exist_ok=True)
     package = out / f"{PACKAGE}_{version}_{arch}.deb"
-    _run("dpkg-deb", "--root-owner-group", "-Zxz", "-z6", "--build", stage, package,
+    _step(f"packing {package.name}")
+    _run("dpkg-deb", "--root-owner-group", "-Zxz", "-z2", "--build", stage, package,
          stdout=subprocess.DEVNULL)  # fmt: skip
     shutil.rmtree(work)
     return package
