@@ -5,7 +5,8 @@ aiosqlite), so the package does what dh-virtualenv does: it builds a virtual env
 /opt/edge with Debian's own python3 and every dependency pinned by constraints.txt, rewrites
 the paths in it from the build folder to /opt/edge, and packs it with the systemd unit, udev
 rules, sysusers file, /etc/edge/edge.toml (a conffile: a gate example), man pages generated
-from the argument parsers, and the docs. It depends only on Debian's python3.11.
+from the argument parsers, and the docs. It depends only on Debian's python3.11; the [nfc]
+extra (pyscard) is in, and PC/SC readers need Debian's pcscd beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "/opt/edge"
 DEBIAN_PYTHON = "/usr/bin/python3.11"  # bookworm's; the package depends on it
 PACKAGE = "edge"
+PCSC_HEADER = "/usr/include/PCSC/winscard.h"
 MAINTAINER = "edge maintainers <edge@localhost>"
 HERE = Path(__file__).resolve().parent
 UNIT_DOCS = "Documentation=man:edge(1) file:///usr/share/doc/edge/README.md"
@@ -66,7 +68,7 @@ def _venv(stage: Path, wheels: Path) -> None:
     _step("installing edge and its dependencies (constraints.txt)")
     _run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q",
          "--disable-pip-version-check", "--no-warn-script-location",
-         "-c", ROOT / "constraints.txt", wheel)  # fmt: skip
+         "-c", ROOT / "constraints.txt", f"{wheel}[nfc]")  # fmt: skip
     # Paths of the build folder become the installed ones (shebangs, activate scripts).
     built = str(venv).encode()
     for script in (venv / "bin").iterdir():
@@ -133,6 +135,7 @@ def _control(stage: Path, version: str, arch: str) -> None:
         f"Installed-Size: {size_kb}\n"
         "Depends: python3.11, libc6\n"
         "Recommends: systemd, udev\n"
+        "Suggests: pcscd\n"
         "Section: misc\n"
         "Priority: optional\n"
         "Description: gate and counter service for venues\n"
@@ -176,6 +179,11 @@ def main() -> int:
     args = parser.parse_args()
     if not Path(DEBIAN_PYTHON).exists():
         print(f"./dev deb: needs Debian's {DEBIAN_PYTHON} (bookworm's python3)", file=sys.stderr)
+        return 2
+    if not shutil.which("swig") or not Path(PCSC_HEADER).exists():
+        # pyscard (PC/SC readers, the [nfc] extra) builds from source against libpcsclite.
+        print("./dev deb: needs swig and libpcsclite-dev (apt-get install swig libpcsclite-dev)",
+              file=sys.stderr)  # fmt: skip
         return 2
     started = time.monotonic()
     package = build(args.out.resolve(), args.version)
