@@ -154,7 +154,8 @@ def build(out: Path, version: str | None = None) -> Path:
     version = version or __version__
     arch = _architecture()
     work = ROOT / "build" / "deb"
-    shutil.rmtree(work, ignore_errors=True)
+    # setuptools' build/lib keeps files deleted from the tree; they would land in the wheel.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     stage, wheels = work / "root", work / "wheels"
     stage.mkdir(parents=True)
     _venv(stage, wheels)

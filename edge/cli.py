@@ -13,11 +13,11 @@ from pathlib import Path
 
 from edge import __version__, keys, printcli
 from edge.config import DEFAULT_CONFIG, EXIT_CONFIG, check_paths, check_store_directory, load
+from edge.console import positive, subcommand
 from edge.core.codes import MAX_USES, Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
 from edge.core.facts import Direction
 from edge.core.messages import LANGUAGES, counted, text
-from edge.core.usage import positive, subcommand
 from edge.gate.gate import Gate
 from edge.ops import logs
 from edge.store.base import initialise

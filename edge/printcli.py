@@ -10,8 +10,8 @@ from pathlib import Path
 from drivers.protocols import Printer
 from drivers.registry import PRINTERS
 from edge.config import DEFAULT_CONFIG, Config, check_store_directory, load
+from edge.console import subcommand
 from edge.core.errors import ConfigError, EdgeError, PrinterError
-from edge.core.usage import subcommand
 from edge.counter.printqueue import PrintJob, PrintQueue
 from edge.counter.templates import Kind, Template
 from edge.store.database import Store

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.console import Progress, positive, subcommand
 from edge.core.codes import MAX_USES, EntryPolicy, Kind
 from edge.core.errors import EdgeError
 from edge.core.messages import counted
-from edge.core.usage import Progress, positive, subcommand
 from sync.central import bundle
 from sync.central.db import CentralDB
 from sync.central.desk import Person

@@ -1,43 +1,12 @@
-"""Command-line help shared by `edge` and `edge-central`: each subcommand shows an example."""
+"""Progress of a long command on the console."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 PROGRESS_SECONDS = 1.0  # a long command prints where it is at most this often
-
-
-def subcommand(sub: Any, name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
-    """A subparser whose --help ends with worked examples (kept as written, one a line)."""
-    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
-    parser: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=summary,
-        description=summary[:1].upper() + summary[1:] + ".",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    return parser
-
-
-def positive(name: str, maximum: int, hint: str = "") -> Any:
-    """An argparse type: an integer 1..maximum, with a message that names the option's rule."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} is a whole number, not {value!r}") from None
-        if not 1 <= number <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be 1..{maximum:,}, not {number}" + (f"; {hint}" if hint else "")
-            )
-        return number
-
-    return parse
 
 
 class Progress:
