@@ -80,6 +80,24 @@ class ErrorCode(enum.Enum):
     INTERNAL = "internal"
 
 
+CHANNEL_PATH = "/v1/channel"  # the outbound push channel (a WebSocket the edge opens)
+PUSH_STATUSES = ("applied", "stale", "gap")  # what an edge answers to a pushed envelope
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes of the push channel (docs/protocol.md, "Push channel")."""
+
+    NORMAL = 1000  # the edge or the central system stops
+    GOING_AWAY = 1001  # the central system shuts down: reconnect (to another one)
+    UNSUPPORTED = 1003  # a text frame: the channel carries binary msgpack only
+    REFUSED = 1008  # a frame that does not verify or parse; the receiver changed nothing
+    TOO_LARGE = 1009  # a frame above the push limit
+    INTERNAL = 1011  # the receiver could not store what it accepted
+    REPLACED = 4001  # the same device opened a newer channel
+    REMOVED = 4003  # the device was removed from the central system
+    SILENT = 4008  # the edge did not answer a pushed envelope in time
+
+
 class ProtocolError(SyncError, ValueError):
     """A body from the peer is malformed, wrongly signed or out of bounds."""
 
@@ -721,6 +739,25 @@ class RequestRejectedError(SyncError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def channel_path(revision: int) -> str:
+    """The path (with query) a device opens, and signs, for its push channel."""
+    return f"{CHANNEL_PATH}?revision={revision}"
+
+
+def push_answer(revision: int, status: str) -> bytes:
+    """What an edge answers to a pushed envelope (the POST body, or a channel frame)."""
+    return pack({"revision": revision, "status": status})
+
+
+def parse_push_answer(data: bytes) -> tuple[int, str]:
+    """(revision, status) of an edge's answer to a push."""
+    answer = fields(data, "push answer", 1 << 10)
+    status = answer.text("status", limit=20)
+    if status not in PUSH_STATUSES:
+        raise ProtocolError(f"push answer.status: {status!r} is not one of {PUSH_STATUSES}")
+    return answer.integer("revision"), status
 
 
 def error_body(code: ErrorCode, message: str, *, time_ms: int | None = None) -> bytes:

@@ -31,6 +31,8 @@ PUSH_TIMEOUT = 3.0  # seconds for one push request
 PUSH_BACKOFF_MIN = 0.2
 PUSH_BACKOFF_MAX = 10.0
 WATCH_INTERVAL = 0.02  # seconds between checks for commits by the admin CLI
+CHANNEL_KEEPALIVE = 20.0  # seconds between pings on a push channel; no pong in half: gone
+CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,6 +62,37 @@ _STATUS = {
 }
 
 
+class ChangeFeed:
+    """Wakes every subscriber (pushers, channels) when the head may have moved.
+
+    Fed by `Central.moved`: after this process's own commits and by the watcher that polls
+    for commits of other processes; a backend with notifications (LISTEN/NOTIFY) feeds it
+    from those instead of the poll.
+    """
+
+    def __init__(self) -> None:
+        self._events: set[asyncio.Event] = set()
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set (now, and) on every move; the subscriber clears it."""
+        event = asyncio.Event()
+        event.set()
+        self._events.add(event)
+        return event
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        """Stop waking `event`."""
+        self._events.discard(event)
+
+    def publish(self) -> None:
+        """Wake every subscriber."""
+        for event in self._events:
+            event.set()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
 class Pusher:
     """Sends one edge the changes it lacks, in order, whenever the head moves."""
 
@@ -67,8 +100,7 @@ class Pusher:
         self.device = device
         self.url = url
         self.revision = revision
-        self.wake = asyncio.Event()
-        self.wake.set()
+        self.wake = central.feed.subscribe()
         self.contact = asyncio.Event()  # the device reached us: stop backing off
         self._central = central
 
@@ -80,8 +112,10 @@ class Pusher:
             self.wake.clear()
             if self._central.db.devices.public_key(self.device) is None:
                 _LOGGER.info("%s: removed; no more pushes", self.device)
+                self._central.feed.unsubscribe(self.wake)
                 return
-            while self.revision < self._central.head:
+            # An open channel carries the pushes; this pusher resumes when it closes.
+            while self.revision < self._central.head and self.device not in self._central.channels:
                 try:
                     await self._push_once()
                     backoff = PUSH_BACKOFF_MIN
@@ -108,21 +142,81 @@ class Pusher:
             raise protocol.ProtocolError(
                 f"push answered {protocol.parse_error(response.status, data)}"
             )
-        answer = protocol.fields(data, "push answer")
-        reported = answer.integer("revision")
-        if reported == self.revision and answer.text("status", limit=20) != "applied":
+        reported, status = protocol.parse_push_answer(data)
+        if reported == self.revision and status != "applied":
             # The edge did not move (it refused, or is busy pulling): wait, then try again.
             raise protocol.ProtocolError(f"edge stayed at revision {reported}")
         self.revision = reported  # behind (a gap it now pulls), or ahead: send from there
 
 
+class Channel:
+    """One edge's open push channel: sends the changes it lacks, one envelope per answer."""
+
+    def __init__(
+        self, central: Central, device: str, ws: web.WebSocketResponse, revision: int
+    ) -> None:
+        self.device = device
+        self.revision = revision
+        self.ws = ws
+        self.wake = central.feed.subscribe()
+        self._central = central
+        self._answers: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+
+    async def run(self) -> None:
+        """Read the edge's answers while a task sends; return when the connection closes."""
+        sender = asyncio.create_task(self._send())
+        try:
+            async for message in self.ws:
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    await self.ws.close(code=protocol.CloseCode.UNSUPPORTED, message=b"binary")
+                    break
+                try:
+                    self._answers.put_nowait(protocol.parse_push_answer(message.data))
+                except protocol.ProtocolError as err:
+                    _LOGGER.info("%s: channel answer refused: %s", self.device, err)
+                    await self.ws.close(code=protocol.CloseCode.REFUSED, message=b"refused")
+                    break
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            self._central.feed.unsubscribe(self.wake)
+
+    async def _send(self) -> None:
+        central = self._central
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if central.db.devices.public_key(self.device) is None:
+                    await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
+                    return
+                while self.revision < central.head:
+                    body = await central.envelope_since(self.revision, PUSH_LIMIT)
+                    await self.ws.send_bytes(body)
+                    reported, status = await asyncio.wait_for(
+                        self._answers.get(), CHANNEL_ANSWER_TIMEOUT
+                    )
+                    self.revision = reported
+                    if status == "gap":
+                        break  # the edge pulls what it lacks; send again on the next move
+        except TimeoutError:
+            _LOGGER.info("%s: channel: no answer in %.0f s", self.device, CHANNEL_ANSWER_TIMEOUT)
+            await self.ws.close(code=protocol.CloseCode.SILENT, message=b"no answer")
+        except (ConnectionError, aiohttp.ClientError) as err:
+            _LOGGER.info("%s: channel send failed: %s", self.device, err)
+            await self.ws.close()
+
+
 class Central:
-    """The running central system: its database, HTTP app and pushers."""
+    """The running central system: its database, HTTP app, pushers and channels."""
 
     def __init__(self, db: CentralDB) -> None:
         self.db = db
         self.head = db.log.head()
+        self.feed = ChangeFeed()
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
+        self.channels: dict[str, Channel] = {}
         self.session: aiohttp.ClientSession
         self._version = db.log.data_version()
 
@@ -137,8 +231,10 @@ class Central:
         app.router.add_post("/v1/changes", self._changes)
         app.router.add_post("/v1/snapshot", self._snapshot)
         app.router.add_post("/v1/journal", self._journal)
+        app.router.add_get(protocol.CHANNEL_PATH, self._channel)
         DeskAPI(self.db.desk, authenticate=self._device, moved=self.moved).add_routes(app)
         app.cleanup_ctx.append(self._background)
+        app.on_shutdown.append(self._close_channels)
         return app
 
     async def _background(self, app: web.Application) -> Any:
@@ -172,12 +268,16 @@ class Central:
         return pusher
 
     def moved(self) -> None:
-        """The head may have moved: wake every pusher."""
+        """The head may have moved: wake every pusher and channel."""
         head = self.db.log.head()
         if head != self.head:
             self.head = head
-            for pusher, _ in self.pushers.values():
-                pusher.wake.set()
+            self.feed.publish()
+
+    async def _close_channels(self, app: web.Application) -> None:
+        del app
+        for channel in list(self.channels.values()):
+            await channel.ws.close(code=protocol.CloseCode.GOING_AWAY, message=b"shutdown")
 
     async def _watch(self) -> None:
         """Notice commits by other processes (the admin CLI) and push them."""
@@ -275,6 +375,37 @@ class Central:
             pusher[0].revision = max(pusher[0].revision, since)
             pusher[0].contact.set()
         return web.Response(body=envelope, headers=protocol.HEADERS)
+
+    async def _channel(self, request: web.Request) -> web.StreamResponse:
+        device, _ = await self._device(request)
+        revision = request.query.get("revision", "")
+        if not revision.isdigit() or len(revision) > 19:
+            raise protocol.ProtocolError("channel: revision must be a revision number")
+        since, head = int(revision), self.db.log.head()
+        if since > head:
+            raise RequestRejectedError(
+                ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
+            )
+        ws = web.WebSocketResponse(heartbeat=CHANNEL_KEEPALIVE, max_msg_size=1 << 10, autoping=True)
+        await ws.prepare(request)
+        channel = Channel(self, device, ws, since)
+        previous = self.channels.get(device)
+        self.channels[device] = channel
+        if previous is not None:
+            await previous.ws.close(code=protocol.CloseCode.REPLACED, message=b"replaced")
+        await asyncio.to_thread(self.db.devices.seen, device, revision=since)
+        _LOGGER.info("%s: channel open at revision %d (head %d)", device, since, self.head)
+        try:
+            await channel.run()
+        finally:
+            if self.channels.get(device) is channel:
+                del self.channels[device]
+                pusher = self.pushers.get(device)
+                if pusher is not None:  # inbound pushes take over from where the channel was
+                    pusher[0].revision = max(pusher[0].revision, channel.revision)
+                    pusher[0].wake.set()
+            _LOGGER.info("%s: channel closed at revision %d", device, channel.revision)
+        return ws
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         _, body = await self._device(request)

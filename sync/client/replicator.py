@@ -12,6 +12,7 @@ import base64
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,8 @@ CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
 SNAPSHOT_MAX_AGE_SECONDS = 300.0  # a snapshot chunk signed longer ago (or ahead) is a replay
 CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
+# A channel that stayed open this long was healthy: its next failure starts backing off anew.
+CHANNEL_STABLE_SECONDS = 10.0
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -91,7 +94,17 @@ class Replicator:
         self._errors: dict[str, str] = {}  # the failing loops ("pull", "upload") and why
         self._pull_wanted = asyncio.Event()
         self._upload_wanted = asyncio.Event()
+        self._bootstrapped = asyncio.Event()  # the channel opens once there is a revision
+        if self.state.revision is not None:
+            self._bootstrapped.set()
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | bool = True
+        if settings.ca_file:
+            try:
+                self._ssl = ssl.create_default_context(cafile=settings.ca_file)
+            except (OSError, ssl.SSLError) as err:
+                raise SyncError(f"[sync] ca_file {settings.ca_file}: {err}") from err
+        self._proxy = settings.proxy or None
         self.push_url: str | None = None  # announced to the central system
         self.listening_url: str | None = None  # where the push server is bound
 
@@ -108,13 +121,15 @@ class Replicator:
     async def run(self) -> None:
         """Serve pushes, pull and upload until cancelled."""
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        runner = await self._serve_pushes()
+        runner = await self._serve_pushes() if self._settings.push_listen else None
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 self._session = session
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._pull_loop())
                     group.create_task(self._upload_loop())
+                    if self._settings.channel:
+                        group.create_task(self._channel_loop())
         finally:
             self._session = None
             if runner is not None:
@@ -236,7 +251,11 @@ class Replicator:
             body=body,
         )
         async with self._session.post(
-            self._settings.url.rstrip("/") + path, data=body, headers=headers
+            self._settings.url.rstrip("/") + path,
+            data=body,
+            headers=headers,
+            proxy=self._proxy,
+            ssl=self._ssl,
         ) as response:
             data = await _read_bounded(response, protocol.MAX_ENVELOPE_BYTES)
             if response.status != 200:
@@ -321,6 +340,7 @@ class Replicator:
                 self.state.head = max(self.state.head, envelope.head)
                 if envelope.next_cursor is None:
                     self.state.revision = pinned
+                    self._bootstrapped.set()
                     _LOGGER.info(
                         "%s: bootstrapped %d items at revision %d in %.1f s",
                         self._device, items, pinned, time.monotonic() - started,
@@ -363,6 +383,7 @@ class Replicator:
                     async with self._apply_lock:
                         await self._store.forget_revision()
                         self.state.revision = None
+                        self._bootstrapped.clear()
                     await self.bootstrap()
                     continue
                 raise
@@ -395,16 +416,26 @@ class Replicator:
                 self.state.status = Status.CURRENT
             return "applied"
 
+    async def receive(self, data: bytes) -> str:
+        """Verify and apply one pushed envelope: the one path of inbound pushes and the channel.
+
+        Returns 'applied', 'stale' or 'gap'; raises ProtocolError (nothing changed) for a body
+        that does not parse or verify, StoreError when the store cannot take it.
+        """
+        envelope = protocol.open_envelope(
+            data,
+            self._store.known_keys().get,
+            limit=protocol.MAX_PUSH_BYTES,
+            kinds=(EnvelopeKind.CHANGES,),
+        )
+        outcome = await self.apply(envelope)
+        self._contact()
+        self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
+        return outcome
+
     async def _push(self, request: web.Request) -> web.Response:
         try:
-            data = await request.read()
-            envelope = protocol.open_envelope(
-                data,
-                self._store.known_keys().get,
-                limit=protocol.MAX_PUSH_BYTES,
-                kinds=(EnvelopeKind.CHANGES,),
-            )
-            outcome = await self.apply(envelope)
+            outcome = await self.receive(await request.read())
         except protocol.UntrustedError as err:
             _LOGGER.warning("%s: push refused: %s", self._device, err)
             return self._push_error(403, protocol.ErrorCode.UNTRUSTED, str(err))
@@ -413,10 +444,8 @@ class Replicator:
             return self._push_error(400, protocol.ErrorCode.BAD_REQUEST, str(err))
         except StoreError as err:
             return self._push_error(500, protocol.ErrorCode.INTERNAL, str(err))
-        self._contact()
-        self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
         return web.Response(
-            body=protocol.pack({"revision": self.state.revision or 0, "status": outcome}),
+            body=protocol.push_answer(self.state.revision or 0, outcome),
             headers=protocol.HEADERS,
         )
 
@@ -427,6 +456,80 @@ class Replicator:
             body=protocol.limit_error_body(status, message),
             headers=protocol.HEADERS,
         )
+
+    # -- the outbound push channel -----------------------------------------------------------
+
+    async def _channel_loop(self) -> None:
+        """Keep one channel open; reconnect with jittered exponential backoff."""
+        backoff = BACKOFF_MIN
+        while True:
+            await self._bootstrapped.wait()
+            opened = time.monotonic()
+            try:
+                await self._channel_once()
+                reason = "closed by the central system"
+            except (SyncError, StoreError, aiohttp.ClientError, TimeoutError, OSError) as err:
+                reason = str(err) or type(err).__name__
+            finally:
+                self.state.channel = False
+            if time.monotonic() - opened >= CHANNEL_STABLE_SECONDS:
+                backoff = BACKOFF_MIN
+            delay = backoff * random.uniform(0.5, 1.0)
+            _LOGGER.info(
+                "%s: push channel: %s; reconnecting in %.1f s", self._device, reason, delay
+            )
+            self._pull_wanted.set()  # whatever the channel missed meanwhile
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _channel_once(self) -> None:
+        """Open the channel, apply what arrives, answer each envelope; return when closed."""
+        if self._session is None:
+            raise SyncError("the sync client is not running")
+        path = protocol.channel_path(self.state.revision or 0)
+        headers = protocol.sign_request(
+            self._identity,
+            self._device,
+            method="GET",
+            path=path,
+            time_ms=int(self._clock() * 1000),
+            body=b"",
+        )
+        async with self._session.ws_connect(
+            self._settings.url.rstrip("/") + path,
+            headers=headers,
+            heartbeat=self._settings.keepalive_seconds,
+            max_msg_size=protocol.MAX_PUSH_BYTES,
+            timeout=aiohttp.ClientWSTimeout(ws_close=self._settings.timeout_seconds),
+            proxy=self._proxy,
+            ssl=self._ssl,
+            autoping=True,
+        ) as ws:
+            self.state.channel = True
+            self.state.channels += 1
+            self._contact()
+            _LOGGER.info("%s: push channel open at revision %s", self._device, self.state.revision)
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    await ws.close(code=protocol.CloseCode.UNSUPPORTED, message=b"binary only")
+                    raise protocol.ProtocolError("the channel sent a text frame")
+                try:
+                    outcome = await self.receive(message.data)
+                except protocol.ProtocolError as err:
+                    self.state.pushes["rejected"] = self.state.pushes.get("rejected", 0) + 1
+                    _LOGGER.warning("%s: channel frame refused: %s", self._device, err)
+                    await ws.close(code=protocol.CloseCode.REFUSED, message=b"refused")
+                    raise
+                except StoreError:
+                    await ws.close(code=protocol.CloseCode.INTERNAL, message=b"store")
+                    raise
+                await ws.send_bytes(protocol.push_answer(self.state.revision or 0, outcome))
+            if ws.exception() is not None:
+                raise SyncError(f"channel failed: {ws.exception()}")
+            code = ws.close_code
+            if code == protocol.CloseCode.TOO_LARGE:
+                raise protocol.ProtocolError("the channel sent a frame above the push limit")
+            raise SyncError(f"channel closed ({code})")
 
     def _push_error(self, status: int, code: protocol.ErrorCode, message: str) -> web.Response:
         self.state.pushes["rejected"] = self.state.pushes.get("rejected", 0) + 1
