@@ -188,10 +188,12 @@ class Channel:
             while True:
                 await self.wake.wait()
                 self.wake.clear()
-                if central.db.devices.public_key(self.device) is None:
-                    await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
-                    return
                 while self.revision < central.head:
+                    # Cleared before the envelope is built: a move after this is not in it.
+                    self.wake.clear()
+                    if central.db.devices.public_key(self.device) is None:
+                        await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
+                        return
                     body = await central.envelope_since(self.revision, PUSH_LIMIT)
                     await self.ws.send_bytes(body)
                     reported, status = await asyncio.wait_for(

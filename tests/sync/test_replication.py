@@ -269,7 +269,7 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
     # The central system's own pushes go nowhere, and no periodic pull comes soon: only the
     # gap in the push below can make the edge fetch what it missed.
     settings = SyncConfig(url=await ready, push_port=0, push_url="http://127.0.0.1:9/v1/push",
-                          pull_interval_seconds=3600)  # fmt: skip
+                          pull_interval_seconds=3600, channel=False)  # fmt: skip
     client = Replicator(settings, store, device="gate-1", identity=identity)
     task = asyncio.create_task(client.run())
     try:
