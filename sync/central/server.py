@@ -33,6 +33,7 @@ PUSH_BACKOFF_MAX = 10.0
 WATCH_INTERVAL = 0.02  # seconds between checks for commits by the admin CLI
 CHANNEL_KEEPALIVE = 20.0  # seconds between pings on a push channel; no pong in half: gone
 CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
+ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges in step
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -219,6 +220,7 @@ class Central:
         self.feed = ChangeFeed()
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
         self.channels: dict[str, Channel] = {}
+        self._envelopes: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
         self.session: aiohttp.ClientSession
         self._version = db.log.data_version()
 
@@ -291,8 +293,26 @@ class Central:
                 self.moved()
 
     async def envelope_since(self, revision: int, limit: int) -> bytes:
-        """A signed CHANGES envelope with up to `limit` changes after `revision`."""
+        """A signed CHANGES envelope with up to `limit` changes after `revision`.
 
+        When the head moves, every channel and pusher at the same revision asks for the same
+        envelope at once: it is built and signed once, the others wait for it.
+        """
+        key = (revision, limit, self.db.log.head())
+        future = self._envelopes.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._build_envelope(revision, limit))
+            future.add_done_callback(lambda done: self._forget_failed(key, done))
+            self._envelopes[key] = future
+            while len(self._envelopes) > ENVELOPE_CACHE:
+                del self._envelopes[next(iter(self._envelopes))]
+        return await asyncio.shield(future)
+
+    def _forget_failed(self, key: tuple[int, int, int], done: asyncio.Future[bytes]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._envelopes.get(key) is done:
+            del self._envelopes[key]
+
+    async def _build_envelope(self, revision: int, limit: int) -> bytes:
         def build() -> bytes:
             first, changes, head = self.db.log.changes_since(revision, limit)
             key_id, key, chain = self.db.keys.signer()

@@ -1,0 +1,222 @@
+"""Push channel figures: gates without a listening port, and fan-out to many channels.
+
+    ./dev bench channel                          # 10 gates x 200 revocations, 1,000 channels
+    ./dev bench channel --only latency --revocations 1000
+    ./dev bench channel --only fanout --clients 1000 --rounds 100
+
+Real processes on 127.0.0.1. `latency`: `edge-central serve` and `edge run` gates that take
+no inbound pushes (`push_listen = false`) and pull once in 10 minutes, so every revocation
+reaches them through their outbound channel. `fanout`: one `edge-central serve` (SQLite)
+and many simulated gates in this process, each a real WebSocket that verifies every
+envelope as a gate does and answers it. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from integration.sync_harness import CentralProcess, GateProcess, wait_for  # noqa: E402
+
+from sync import protocol  # noqa: E402
+from sync.protocol import EnvelopeKind  # noqa: E402
+
+NO_PORT = "push_listen = false"
+
+
+def _p(ordered: list[float], q: float) -> float:
+    return ordered[max(0, int(len(ordered) * q) - 1)] * 1000
+
+
+def latency(directory: Path, gates: int, revocations: int) -> None:
+    """From the central system's revoke call to every portless gate holding the revocation."""
+    central = CentralProcess(directory / "central")
+    key_id = central.db.keys.add()
+    public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
+    fleet = [
+        GateProcess(directory / f"g{i}", f"gate-{i}", key_id, public_b64) for i in range(gates)
+    ]
+    for gate in fleet:
+        central.db.devices.add(gate.name, gate.public_key)
+        gate.sync_extra = NO_PORT
+    url = central.start()
+    try:
+        product = central.db.catalogue.add_product("Ticket")
+        _, sold = central.db.sales.sell(product, count=revocations)
+        for gate in fleet:
+            gate.start(url, pull_interval=600.0)
+        head = central.db.log.head()
+        wait_for(lambda: all((g.revision() or 0) >= head for g in fleet), 60, "bootstrap")
+        wait_for(
+            lambda: all("push channel open" in g.log.read_text(errors="replace") for g in fleet),
+            60,
+            "every channel",
+        )
+        readers = [
+            sqlite3.connect(f"file:{g.store_path}?mode=ro", uri=True, timeout=10) for g in fleet
+        ]
+        query = "SELECT value FROM sync_cursors WHERE name = 'sync.revision'"
+        samples: list[float] = []
+        for item in sold:
+            started = time.perf_counter()
+            central.db.workflows.revoke_code(item.code)
+            target = central.db.log.head()
+            pending = set(range(len(fleet)))
+            while pending:
+                for i in list(pending):
+                    row = readers[i].execute(query).fetchone()
+                    if row and int(row[0]) >= target:
+                        samples.append(time.perf_counter() - started)
+                        pending.discard(i)
+                if time.perf_counter() - started > 10:
+                    raise SystemExit(f"revision {target} did not reach every gate in 10 s")
+        for reader in readers:
+            reader.close()
+        rejected = fleet[-1].scan(sold[0].code)
+        ordered = sorted(samples)
+        print(
+            f"push-to-enforced through the channel, gates with no listening port,"
+            f" {revocations} revocations x {gates} gates:"
+            f" p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {_p(ordered, 0.99):.1f} ms,"
+            f" max {ordered[-1] * 1000:.1f} ms"
+            f" (target p99 <= 250 ms); a revoked code then scans as {rejected!r}"
+        )
+    finally:
+        for gate in fleet:
+            gate.kill(signal.SIGTERM)
+        central.close()
+
+
+class _Client:
+    """One simulated gate: a channel that verifies envelopes and answers them."""
+
+    def __init__(self, name: str, identity: Ed25519PrivateKey, trusted: dict[int, bytes]) -> None:
+        self.name = name
+        self.identity = identity
+        self.trusted = trusted
+        self.revision = 0
+        self.arrived: dict[int, float] = {}  # revision -> perf_counter when it arrived
+        self.open = asyncio.Event()
+
+    async def run(self, session: aiohttp.ClientSession, url: str) -> None:
+        path = protocol.channel_path(self.revision)
+        headers = protocol.sign_request(
+            self.identity, self.name, method="GET", path=path,
+            time_ms=int(time.time() * 1000), body=b"",
+        )  # fmt: skip
+        async with session.ws_connect(url + path, headers=headers, heartbeat=20.0) as ws:
+            self.open.set()
+            async for message in ws:
+                envelope = protocol.open_envelope(
+                    message.data, self.trusted.get, limit=protocol.MAX_PUSH_BYTES,
+                    kinds=(EnvelopeKind.CHANGES,),
+                )  # fmt: skip
+                now = time.perf_counter()
+                status = "stale"
+                if envelope.first > self.revision:
+                    status = "gap"
+                elif envelope.last > self.revision:
+                    for revision in range(self.revision + 1, envelope.last + 1):
+                        self.arrived[revision] = now
+                    self.revision, status = envelope.last, "applied"
+                await ws.send_bytes(protocol.push_answer(self.revision, status))
+
+
+async def _fanout(central: CentralProcess, url: str, clients: list[_Client], rounds: int) -> None:
+    product = central.db.catalogue.add_product("Ticket")
+    _, sold = central.db.sales.sell(product, count=rounds)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = []
+        started = time.perf_counter()
+        for i, client in enumerate(clients):
+            tasks.append(asyncio.create_task(client.run(session, url)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # a venue's gates do not all start in one instant
+        await asyncio.wait_for(asyncio.gather(*(c.open.wait() for c in clients)), 120)
+        head = central.db.log.head()
+        # Plain ints of a thousand clients: a poll is simpler than an event per client.
+        while any(c.revision < head for c in clients):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        print(
+            f"  {len(clients)} channels open and current in {time.perf_counter() - started:.1f} s"
+        )
+        samples: list[float] = []
+        committed: dict[int, float] = {}
+        for item in sold:
+            at = time.perf_counter()
+            await asyncio.to_thread(central.db.workflows.revoke_code, item.code)
+            committed[central.db.log.head()] = at
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(3.0)
+        missed = 0
+        for revision, at in committed.items():
+            for client in clients:
+                arrived = client.arrived.get(revision)
+                if arrived is None:
+                    missed += 1
+                else:
+                    samples.append(arrived - at)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    ordered = sorted(samples)
+    print(
+        f"fan-out, 1 edge-central (SQLite), {len(clients)} channels in one process,"
+        f" {rounds} revocations: p50 {statistics.median(ordered) * 1000:.1f} ms,"
+        f" p99 {_p(ordered, 0.99):.1f} ms, max {ordered[-1] * 1000:.1f} ms"
+        f" (target p99 <= 500 ms); missed {missed} of {len(committed) * len(clients)}"
+        f" (target 0)"
+    )
+
+
+def fanout(directory: Path, count: int, rounds: int) -> None:
+    """Many channels on one central process; revocation commit to each channel's arrival."""
+    central = CentralProcess(directory / "central")
+    central.db.keys.add()
+    trusted = {k: public for k, public, _ in central.db.keys.public_keys()}
+    clients = []
+    for i in range(count):
+        identity = Ed25519PrivateKey.generate()
+        central.db.devices.add(f"sim-{i}", protocol.public_bytes(identity))
+        clients.append(_Client(f"sim-{i}", identity, trusted))
+    url = central.start()
+    try:
+        asyncio.run(_fanout(central, url, clients, rounds))
+    finally:
+        central.close()
+
+
+def main() -> None:
+    """Run the chosen figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["latency", "fanout"])
+    parser.add_argument("--gates", type=int, default=10)
+    parser.add_argument("--revocations", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        if args.only in (None, "latency"):
+            latency(directory / "latency", args.gates, args.revocations)
+        if args.only in (None, "fanout"):
+            fanout(directory / "fanout", args.clients, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
