@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
+from edge.store.database import Store
 from sync import protocol
 from sync.central.db import CentralDB
-from sync.central.server import serve
+from sync.central.server import Central, serve
+from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
 from sync.protocol import CloseCode, EnvelopeKind
 
@@ -156,3 +168,140 @@ async def test_a_newer_channel_replaces_the_older_and_a_removed_device_is_closed
 def test_channel_settings_are_checked(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SyncConfig(url="http://central:8400", **fields)  # type: ignore[arg-type]
+
+
+def _tls_files(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A CA (its PEM file) and the server context of a certificate it issued for 127.0.0.1."""
+    now = datetime.now(UTC)
+
+    def certificate(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: str,
+        signer: ec.EllipticCurvePrivateKey,
+        *,
+        ca: bool,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    ca_path, cert_path, key_path = (directory / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca_path.write_bytes(
+        certificate("venue CA", ca_key, "venue CA", ca_key, ca=True).public_bytes(Encoding.PEM)
+    )
+    cert_path.write_bytes(
+        certificate("central", server_key, "venue CA", ca_key, ca=False).public_bytes(Encoding.PEM)
+    )
+    key_path.write_bytes(
+        server_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return ca_path, context
+
+
+class _ConnectProxy:
+    """An HTTP CONNECT proxy on loopback that counts the tunnels it opened."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            writer.close()
+            return
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self.tunnels.append(target)
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_channel_runs_over_tls_through_a_proxy_with_a_pinned_ca(
+    store: Store, tmp_path: Path
+) -> None:
+    db = CentralDB(tmp_path / "central.db")
+    db.keys.add()
+    identity = Ed25519PrivateKey.generate()
+    db.devices.add("gate-1", protocol.public_bytes(identity))
+    _, sold = db.sales.sell(db.catalogue.add_product("Ticket"), count=2)
+    await store.put_keys(list(db.keys.public_keys()))
+    ca_path, server_context = _tls_files(tmp_path)
+    served = CentralDB(tmp_path / "central.db")
+    runner = web.AppRunner(Central(served).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    proxy = _ConnectProxy()
+    proxy_url = await proxy.start()
+    settings = SyncConfig(url=url, push_listen=False, proxy=proxy_url, ca_file=str(ca_path),
+                          keepalive_seconds=1.0, pull_interval_seconds=3600)  # fmt: skip
+    client = Replicator(settings, store, device="gate-1", identity=identity)
+    # The same central system without the pinned CA: its certificate is not trusted.
+    other = await Store.open(tmp_path / "other.db")
+    unpinned = Replicator(
+        SyncConfig(url=url, push_listen=False, channel=False, timeout_seconds=2),
+        other,
+        device="gate-1",
+        identity=identity,
+    )
+    tasks = [asyncio.create_task(client.run()), asyncio.create_task(unpinned.run())]
+    try:
+        await _until(lambda: client.state.channel, "the channel")
+        head = db.log.head()
+        await _until(lambda: client.state.revision == head, "the bootstrap")
+        db.workflows.revoke_code(sold[0].code)
+        await _until(lambda: client.state.revision == head + 1, "the revocation")
+        assert client.state.pushes == {"applied": 1}  # through the channel, not a pull
+        assert len(proxy.tunnels) >= 2  # requests and the channel both went through it
+        await _until(lambda: "certificate" in unpinned.state.last_error, "the refused cert")
+        assert unpinned.state.revision is None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if proxy.server is not None:
+            proxy.server.close()
+        await runner.cleanup()
+        await other.close()
+        served.close()
+        db.close()
