@@ -192,10 +192,10 @@ class Channel:
                 while self.revision < central.head:
                     # Cleared before the envelope is built: a move after this is not in it.
                     self.wake.clear()
-                    if central.db.devices.public_key(self.device) is None:
+                    if not central.registered(self.device):
                         await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
                         return
-                    body = await central.envelope_since(self.revision, PUSH_LIMIT)
+                    body = await central.envelope_since(self.revision, PUSH_LIMIT, central.head)
                     await self.ws.send_bytes(body)
                     reported, status = await asyncio.wait_for(
                         self._answers.get(), CHANNEL_ANSWER_TIMEOUT
@@ -221,6 +221,7 @@ class Central:
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
         self.channels: dict[str, Channel] = {}
         self._envelopes: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
+        self._registered: dict[str, bool] = {}  # devices looked up since the last commit
         self.session: aiohttp.ClientSession
         self._version = db.log.data_version()
 
@@ -290,15 +291,25 @@ class Central:
             version = self.db.log.data_version()
             if version != self._version:
                 self._version = version
+                self._registered.clear()  # a device may have been removed
                 self.moved()
 
-    async def envelope_since(self, revision: int, limit: int) -> bytes:
+    def registered(self, device: str) -> bool:
+        """Whether the device is still registered (cached until the next commit we notice)."""
+        known = self._registered.get(device)
+        if known is None:
+            known = self._registered[device] = self.db.devices.public_key(device) is not None
+        return known
+
+    async def envelope_since(self, revision: int, limit: int, head: int | None = None) -> bytes:
         """A signed CHANGES envelope with up to `limit` changes after `revision`.
 
         When the head moves, every channel and pusher at the same revision asks for the same
-        envelope at once: it is built and signed once, the others wait for it.
+        envelope at once: it is built and signed once, the others wait for it. `head` is the
+        head the caller saw move (the database's own when None); the envelope holds at
+        least the changes up to it.
         """
-        key = (revision, limit, self.db.log.head())
+        key = (revision, limit, self.db.log.head() if head is None else head)
         future = self._envelopes.get(key)
         if future is None:
             future = asyncio.ensure_future(self._build_envelope(revision, limit))
