@@ -104,7 +104,9 @@ def latency(directory: Path, gates: int, revocations: int) -> None:
 class _Client:
     """One simulated gate: a channel that verifies envelopes and answers them."""
 
-    def __init__(self, name: str, identity: Ed25519PrivateKey, trusted: dict[int, bytes]) -> None:
+    def __init__(
+        self, name: str, identity: Ed25519PrivateKey, trusted: dict[int, tuple[bytes, bool]]
+    ) -> None:
         self.name = name
         self.identity = identity
         self.trusted = trusted
@@ -188,7 +190,7 @@ def fanout(directory: Path, count: int, rounds: int) -> None:
     """Many channels on one central process; revocation commit to each channel's arrival."""
     central = CentralProcess(directory / "central")
     central.db.keys.add()
-    trusted = {k: public for k, public, _ in central.db.keys.public_keys()}
+    trusted = {k: (public, retired) for k, public, retired in central.db.keys.public_keys()}
     clients = []
     for i in range(count):
         identity = Ed25519PrivateKey.generate()

@@ -82,7 +82,7 @@ async def test_the_channel_sends_what_the_edge_lacks_and_follows_its_answers(
     product = db.catalogue.add_product("Ticket")
     _, sold = db.sales.sell(product, count=2)
     head = db.log.head()
-    trusted = {k: public for k, public, _ in db.keys.public_keys()}
+    trusted = {k: (public, retired) for k, public, retired in db.keys.public_keys()}
     async with aiohttp.ClientSession() as session, await _open(central, session) as ws:
         first = protocol.open_envelope((await _next(ws)).data, trusted.get,
                                        limit=protocol.MAX_PUSH_BYTES)  # fmt: skip
