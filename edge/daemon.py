@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -151,8 +152,11 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         replicator = None
         report = operations.reporter(on_result)
         if config.sync is not None and operations.identity is not None:
+            sync = config.sync
+            if sync.ca_file:  # relative to the configuration's directory, like every file
+                sync = dataclasses.replace(sync, ca_file=str(config.file(sync.ca_file)))
             replicator = Replicator(
-                config.sync,
+                sync,
                 store,
                 device=config.device.name,
                 identity=operations.identity.private,

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.core.errors import StoreError, SyncError
+from edge.core.errors import ConfigError, StoreError, SyncError
 from edge.store.sync import SyncBatch, SyncStore
 from edge.web import http
 from sync import protocol
@@ -103,7 +103,9 @@ class Replicator:
             try:
                 self._ssl = ssl.create_default_context(cafile=settings.ca_file)
             except (OSError, ssl.SSLError) as err:
-                raise SyncError(f"[sync] ca_file {settings.ca_file}: {err}") from err
+                raise ConfigError(
+                    f"cannot read the CA file {settings.ca_file}: {err}", key="sync.ca_file"
+                ) from err
         self._proxy = settings.proxy or None
         self.push_url: str | None = None  # announced to the central system
         self.listening_url: str | None = None  # where the push server is bound
