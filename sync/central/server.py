@@ -33,6 +33,9 @@ PUSH_BACKOFF_MAX = 10.0
 WATCH_INTERVAL = 0.02  # seconds between checks for commits by the admin CLI
 CHANNEL_KEEPALIVE = 20.0  # seconds between pings on a push channel; no pong in half: gone
 CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
+# Every gate holds one channel open: the process keeps this many connections (within its
+# descriptor limit, a quarter of which stays in reserve) instead of the device's 512.
+MAX_CONNECTIONS = 16_384
 ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges in step
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -501,6 +504,7 @@ async def serve(db: CentralDB, address: str, port: int, ready: Callable[[str], N
     central = Central(db)
     runner = http.runner(central.app())
     await runner.setup()
+    http.GUARD.allow(MAX_CONNECTIONS)
     try:
         await http.listen(runner, address, port)
         host, bound = runner.addresses[0][:2]

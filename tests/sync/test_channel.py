@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import resource
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,9 +23,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from cryptography.x509.oid import NameOID
 
 from edge.store.database import Store
+from edge.web import http
 from sync import protocol
 from sync.central.db import CentralDB
-from sync.central.server import Central, serve
+from sync.central.server import MAX_CONNECTIONS, Central, serve
 from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
 from sync.protocol import CloseCode, EnvelopeKind
@@ -305,3 +307,12 @@ async def test_the_channel_runs_over_tls_through_a_proxy_with_a_pinned_ca(
         await other.close()
         served.close()
         db.close()
+
+
+async def test_the_central_system_keeps_a_connection_per_gate(central: _Central) -> None:
+    # A device's servers keep 512 connections; every gate holds a channel to the central one.
+    del central
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert http.GUARD.cap == http.connection_cap(soft, MAX_CONNECTIONS)
+    assert http.connection_cap(20_000, MAX_CONNECTIONS) == 15_000
+    assert http.connection_cap(8192, MAX_CONNECTIONS) == 6144  # LimitNOFILE of the units
