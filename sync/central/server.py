@@ -422,7 +422,11 @@ class Central:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
             )
-        ws = web.WebSocketResponse(heartbeat=CHANNEL_KEEPALIVE, max_msg_size=1 << 10, autoping=True)
+        # No permessage-deflate: signed envelopes hardly compress, and a zlib context per
+        # direction per gate costs hundreds of kilobytes across thousands of channels.
+        ws = web.WebSocketResponse(
+            heartbeat=CHANNEL_KEEPALIVE, max_msg_size=1 << 10, autoping=True, compress=False
+        )
         await ws.prepare(request)
         channel = Channel(self, device, ws, since)
         previous = self.channels.get(device)

@@ -501,6 +501,7 @@ class Replicator:
             self._settings.url.rstrip("/") + path,
             headers=headers,
             heartbeat=self._settings.keepalive_seconds,
+            compress=0,  # signed envelopes hardly compress (docs/protocol.md)
             max_msg_size=protocol.MAX_PUSH_BYTES,
             timeout=aiohttp.ClientWSTimeout(ws_close=self._settings.timeout_seconds),
             proxy=self._proxy,
