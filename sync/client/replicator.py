@@ -494,7 +494,7 @@ class Replicator:
             self._device,
             method="GET",
             path=path,
-            time_ms=int(self._clock() * 1000),
+            time_ms=int((self._clock() + self.state.clock_offset) * 1000),  # as every request
             body=b"",
         )
         async with self._session.ws_connect(
