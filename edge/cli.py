@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -11,17 +10,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import __version__, keys, printcli
-from edge.config import EXIT_CONFIG, load
+from edge import __version__, printcli
 from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.core.errors import CodeError, ConfigError, EdgeError
 from edge.core.facts import Direction
 from edge.core.messages import LANGUAGES, text
-from edge.gate.gate import Gate
-from edge.ops import logs
-from edge.store.database import Store
-from sync.pretix.monitoring import status_lines
-from sync.pretix.resolver import PretixResolver
+
+# Everything else is imported by the command that needs it: `edge --version` and `edge issue`
+# load no store, no configuration and no daemon.
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -154,6 +150,11 @@ def _code_argument(code: str) -> bytes | None:
 
 
 async def _check(args: argparse.Namespace) -> int:
+    from edge.config import load  # noqa: PLC0415 - see the imports above
+    from edge.gate.gate import Gate  # noqa: PLC0415
+    from edge.store.database import Store  # noqa: PLC0415
+    from sync.pretix.resolver import PretixResolver  # noqa: PLC0415
+
     code = _code_argument(args.code)
     if code is None:
         return EXIT_USAGE
@@ -190,6 +191,9 @@ async def _check(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from edge.config import load  # noqa: PLC0415 - see the imports above
+    from edge.store.database import Store  # noqa: PLC0415
+
     config = load(args.config)
     store = await Store.open(config.store_path)
     try:
@@ -198,6 +202,8 @@ async def _status(args: argparse.Namespace) -> int:
         revision = store.cursor("sync.revision")
         pretix_lines: list[str] = []
         if config.pretix is not None:
+            from sync.pretix.monitoring import status_lines  # noqa: PLC0415
+
             pretix_lines = status_lines(store)
     finally:
         await store.close()
@@ -221,8 +227,10 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from edge.config import load  # noqa: PLC0415 - see the imports above
+    from edge.store.database import Store  # noqa: PLC0415
     from sync import protocol  # noqa: PLC0415
-    from sync.client.bundle import import_bundle  # noqa: PLC0415 - msgpack loads only when needed
+    from sync.client.bundle import import_bundle  # noqa: PLC0415
 
     config = load(args.config)
     try:
@@ -245,12 +253,19 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
+    import asyncio  # noqa: PLC0415 - `edge --version` needs no event loop
+
+    from edge import keys  # noqa: PLC0415 - see the imports above
+    from edge.config import load  # noqa: PLC0415
 
     if args.command == "run":
+        from edge import daemon  # noqa: PLC0415
+
         asyncio.run(daemon.serve(load(args.config)))
         return 0
     if args.command == "demo":
+        from edge import demo  # noqa: PLC0415
+
         return asyncio.run(demo.main(language=args.lang, color=args.color))
     if args.command == "check":
         return asyncio.run(_check(args))
@@ -284,6 +299,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge` console script."""
+    from edge.ops import logs  # noqa: PLC0415 - see the imports above
+
     args = _parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
@@ -292,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except ConfigError as err:
+        from edge.config import EXIT_CONFIG  # noqa: PLC0415 - see the imports above
+
         print(f"edge: configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except (CodeError, EdgeError) as err:

@@ -7,26 +7,25 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
-from drivers.scanners.pcsc import PcscReader
 from edge.config import Config
 from edge.core.facts import Direction
-from edge.counter import terms
-from edge.counter.desk import Desk
-from edge.counter.deviceapi import DeviceAPI, device_status, load_token
-from edge.counter.printqueue import PrintQueue
 from edge.gate.gate import Gate
 from edge.gate.lane import Lane, LaneResult
 from edge.ops.health import Operations
 from edge.store.database import Store
-from sync.client.monitoring import health, page_status, register_metrics
-from sync.client.replicator import Replicator
-from sync.pretix import monitoring as pretix_monitoring
-from sync.pretix.service import PretixService
+
+# A gate imports what its configuration uses: the counter's print queue, pass desk and web
+# API, the sync client and pretix load in serve() when their section is there.
+if TYPE_CHECKING:
+    from edge.counter.deviceapi import DeviceAPI
+    from edge.counter.printqueue import PrintQueue
+    from sync.client.replicator import Replicator
+    from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class _Devices:
 def _counter(
     config: Config,
     store: Store,
-    queue: PrintQueue,
+    queue: PrintQueue | None,
     replicator: Replicator | None,
     scanners: dict[str, ScanSource],
     *,
@@ -83,8 +82,14 @@ def _counter(
 ) -> DeviceAPI | None:
     """The [counter] device API with its pass desk; its scanners are those no lane uses."""
     settings = config.counter
-    if settings is None:
+    if settings is None or queue is None:  # serve() builds a queue for every counter
         return None
+    from drivers.scanners.pcsc import PcscReader  # noqa: PLC0415 - see the imports above
+    from edge.counter import terms  # noqa: PLC0415
+    from edge.counter.desk import Desk  # noqa: PLC0415
+    from edge.counter.deviceapi import DeviceAPI, device_status, load_token  # noqa: PLC0415
+    from sync.client.monitoring import page_status  # noqa: PLC0415
+
     token = load_token(config.file(settings.token_file))
     templates = {t.name: t for t in config.templates}
     nfc = scanners.get(settings.nfc_reader)
@@ -105,6 +110,8 @@ def _counter(
         if replicator is not None:
             return page_status(replicator)
         if pretix is not None:
+            from sync.pretix import monitoring as pretix_monitoring  # noqa: PLC0415
+
             return pretix_monitoring.page_status(pretix.state, store)
         return None
 
@@ -143,6 +150,9 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         pretix = None
         if config.pretix is not None:
+            from sync.pretix import monitoring as pretix_monitoring  # noqa: PLC0415
+            from sync.pretix.service import PretixService  # noqa: PLC0415 - see the imports
+
             token_file = config.file(config.pretix.token_file)
             pretix = PretixService.from_settings(config.pretix, store, token_file=token_file)
             service = pretix
@@ -151,6 +161,9 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         replicator = None
         report = operations.reporter(on_result)
         if config.sync is not None and operations.identity is not None:
+            from sync.client.monitoring import health, register_metrics  # noqa: PLC0415
+            from sync.client.replicator import Replicator  # noqa: PLC0415
+
             replicator = Replicator(
                 config.sync,
                 store,
@@ -162,7 +175,11 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
             report = _also(report, replicator.journal_changed)
         devices.build(config)
         scanners, actuators, printers = devices.scanners, devices.actuators, devices.printers
-        queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
+        queue = None
+        if printers or config.counter is not None:
+            from edge.counter.printqueue import PrintQueue  # noqa: PLC0415 - see the imports
+
+            queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
         counter = _counter(config, store, queue, replicator, scanners, pretix=pretix)
         lanes = [
             Lane(
@@ -188,8 +205,8 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         async with asyncio.TaskGroup() as group:
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
-            printing = [group.create_task(queue.run())] if printers else []
-            if printers:
+            printing = [group.create_task(queue.run())] if queue and printers else []
+            if queue is not None and printers:
                 operations.watch_printing(queue)
             services = await operations.start(lanes, group)
             if pretix is not None:
