@@ -6,8 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_sign_BYTES, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from edge.core.codes import Claims, EntryPolicy, Kind, Validity
 
@@ -34,12 +35,21 @@ class TrustedKey:
     key_id: int
     public_key: Ed25519PublicKey
     retired: bool = False  # codes signed with a retired key no longer admit
+    _raw: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_raw", self.public_key.public_bytes_raw())
 
     def verify(self, signed: bytes, signature: bytes) -> bool:
         """True if `signature` is this key's signature of `signed`."""
+        # libsodium verifies a code in about half the time OpenSSL through `cryptography`
+        # takes here (bench/hotpath.py prints both); it also refuses small-order keys and
+        # non-canonical signatures, which the central system never produces.
+        if len(signature) != crypto_sign_BYTES:
+            return False
         try:
-            self.public_key.verify(signature, signed)
-        except InvalidSignature:
+            crypto_sign_open(signature + signed, self._raw)
+        except BadSignatureError:
             return False
         return True
 
