@@ -97,8 +97,11 @@ def test_version_loads_no_store_no_configuration_no_event_loop() -> None:
     ("kind", "driver"),
     [
         (f"{table}:{name}", driver)
-        for table, registry in (("scanner", SCANNERS), ("actuator", ACTUATORS),
-                                ("printer", PRINTERS))  # fmt: skip
+        for table, registry in (
+            ("scanner", SCANNERS),
+            ("actuator", ACTUATORS),
+            ("printer", PRINTERS),
+        )
         for name, driver in registry.items()
     ],
 )
