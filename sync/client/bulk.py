@@ -54,52 +54,82 @@ def _frame(value: dict[str, Any]) -> bytes:
 
 
 class BulkWorker:
-    """The daemon's side: one worker process for a store, started on first use."""
+    """The daemon's side: one worker process for a store, started on first use.
+
+    Requests carry an id and may overlap (the next chunk is verified while this one is
+    written); replies come back by id, so a caller that gives up leaves nothing behind.
+    """
 
     def __init__(self, store_path: str, device: str) -> None:
         self._path = store_path
         self._device = device
         self._process: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()
-        self._handles = 0
+        self._replies: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._start_lock = asyncio.Lock()
+        self._ids = 0
 
     async def _start(self) -> asyncio.subprocess.Process:
-        if self._process is None or self._process.returncode is not None:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "sync.client.bulk",
-                self._path,
-                self._device,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=MAX_FRAME,
-            )
-        return self._process
+        async with self._start_lock:
+            if self._process is None or self._process.returncode is not None:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "sync.client.bulk",
+                    self._path,
+                    self._device,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    limit=MAX_FRAME,
+                )
+                self._replies = asyncio.create_task(self._read_replies(self._process))
+            return self._process
 
-    async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
-        async with self._lock:
-            process = await self._start()
-            if process.stdin is None or process.stdout is None:
-                raise SyncError("the bulk worker has no pipes")
-            try:
-                process.stdin.write(_frame(request))
-                await process.stdin.drain()
+    async def _read_replies(self, process: asyncio.subprocess.Process) -> None:
+        error: BaseException = SyncError("the bulk worker exited")
+        try:
+            if process.stdout is None:
+                return
+            while True:
                 (size,) = _LENGTH.unpack(await process.stdout.readexactly(_LENGTH.size))
                 reply = protocol.unpack(
                     await process.stdout.readexactly(size), "bulk reply", MAX_FRAME
                 )
-            except (OSError, asyncio.IncompleteReadError) as err:
-                await self._stop()
-                raise SyncError(f"the bulk worker failed: {err}") from err
-            except BaseException:
-                # Cancelled half way: the next reply on the pipe would belong to this call.
+                future = self._pending.pop(int(reply["rid"]), None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            protocol.ProtocolError,
+            LookupError,
+            TypeError,
+        ) as err:
+            error = SyncError(f"the bulk worker failed: {err or type(err).__name__}")
+        finally:
+            if self._process is process:
                 self._process = None
-                if process.returncode is None:
-                    process.kill()
-                raise
-        if not isinstance(reply, dict):
-            raise SyncError("the bulk worker answered nonsense")
+            pending, self._pending = self._pending, {}
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(error)
+
+    async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        process = await self._start()
+        if process.stdin is None:
+            raise SyncError("the bulk worker has no pipes")
+        self._ids += 1
+        request["rid"] = self._ids
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[self._ids] = future
+        try:
+            process.stdin.write(_frame(request))
+            await process.stdin.drain()
+            reply = await future
+        except OSError as err:
+            raise SyncError(f"the bulk worker failed: {err}") from err
+        finally:
+            self._pending.pop(request["rid"], None)
         error = reply.get("error")
         if error is not None:
             if reply.get("kind") == "untrusted":
@@ -113,8 +143,8 @@ class BulkWorker:
 
     async def open(self, data: bytes, kinds: tuple[EnvelopeKind, ...]) -> Opened:
         """Verify and decode an envelope in the worker; it keeps the changes for `write`."""
-        self._handles += 1
-        handle = self._handles
+        self._ids += 1
+        handle = self._ids
         reply = await self._call(
             {"op": "open", "id": handle, "data": data, "kinds": [kind.value for kind in kinds]}
         )
@@ -137,22 +167,20 @@ class BulkWorker:
         """Forget an opened envelope without writing it."""
         await self._call({"op": "drop", "id": opened.handle})
 
-    async def _stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
     async def close(self) -> None:
         """Stop the worker (it finishes the part it is writing)."""
-        async with self._lock:
-            await self._stop()
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._replies is not None:
+            await self._replies
+            self._replies = None
 
 
 # -- the worker process ------------------------------------------------------------------------
@@ -175,46 +203,57 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
 
     store = await Store.open(path)
     opened: dict[int, protocol.Envelope] = {}
+    writing = asyncio.Lock()  # writes one at a time, in the order they came
+
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "open":
+            kinds = tuple(EnvelopeKind(k) for k in request["kinds"])
+            trusted = store.known_keys()
+            envelope = await asyncio.to_thread(
+                protocol.open_envelope, request["data"], trusted.get, kinds=kinds
+            )
+            opened[int(request["id"])] = envelope
+            return {
+                "kind_value": envelope.kind.value,
+                "first": envelope.first,
+                "last": envelope.last,
+                "head": envelope.head,
+                "changes": len(envelope.changes),
+                "next": list(envelope.next_cursor) if envelope.next_cursor else None,
+            }
+        if op == "write":
+            async with writing:
+                envelope = opened.pop(int(request["id"]))
+                since = request.get("since")
+                changes = envelope.changes if since is None else envelope.since(int(since))
+                await store.apply(to_batch(changes, device, list(envelope.chain)), {})
+            return {"written": len(changes)}
+        if op == "drop":
+            opened.pop(int(request["id"]), None)
+            return {}
+        raise SyncError(f"unknown operation {op!r}")
+
+    async def answer(request: dict[str, Any]) -> None:
+        reply: dict[str, Any]
+        try:
+            reply = await handle(request)
+        except protocol.UntrustedError as err:
+            reply = {"error": str(err), "kind": "untrusted"}
+        except protocol.ProtocolError as err:
+            reply = {"error": str(err), "kind": "protocol"}
+        except StoreError as err:
+            reply = {"error": str(err), "kind": "store"}
+        except (SyncError, KeyError, TypeError, ValueError) as err:
+            reply = {"error": str(err) or type(err).__name__, "kind": "worker"}
+        reply["rid"] = request.get("rid")
+        replies.write(_frame(reply))
+        replies.flush()
+
     try:
-        while (request := await asyncio.to_thread(_read_frame, requests)) is not None:
-            reply: dict[str, Any]
-            try:
-                op = request.get("op")
-                if op == "open":
-                    kinds = tuple(EnvelopeKind(k) for k in request["kinds"])
-                    envelope = protocol.open_envelope(
-                        request["data"], store.known_keys().get, kinds=kinds
-                    )
-                    opened[int(request["id"])] = envelope
-                    reply = {
-                        "kind_value": envelope.kind.value,
-                        "first": envelope.first,
-                        "last": envelope.last,
-                        "head": envelope.head,
-                        "changes": len(envelope.changes),
-                        "next": list(envelope.next_cursor) if envelope.next_cursor else None,
-                    }
-                elif op == "write":
-                    envelope = opened.pop(int(request["id"]))
-                    since = request.get("since")
-                    changes = envelope.changes if since is None else envelope.since(int(since))
-                    await store.apply(to_batch(changes, device, list(envelope.chain)), {})
-                    reply = {"written": len(changes)}
-                elif op == "drop":
-                    opened.pop(int(request["id"]), None)
-                    reply = {}
-                else:
-                    raise SyncError(f"unknown operation {request.get('op')!r}")
-            except protocol.UntrustedError as err:
-                reply = {"error": str(err), "kind": "untrusted"}
-            except protocol.ProtocolError as err:
-                reply = {"error": str(err), "kind": "protocol"}
-            except StoreError as err:
-                reply = {"error": str(err), "kind": "store"}
-            except (SyncError, KeyError, TypeError, ValueError) as err:
-                reply = {"error": str(err) or type(err).__name__, "kind": "worker"}
-            replies.write(_frame(reply))
-            replies.flush()
+        async with asyncio.TaskGroup() as group:
+            while (request := await asyncio.to_thread(_read_frame, requests)) is not None:
+                group.create_task(answer(request))
     finally:
         await store.close()
 
