@@ -411,21 +411,23 @@ def bootstrap_load(venue: Venue, size: int) -> Callable[[Daemon], str]:
 
 
 def push_load(venue: Venue, per_push: int, pushes: int = 5) -> Callable[[Daemon], str]:
-    bodies = []
-    for i in range(pushes):
-        changes = _revocations(per_push)
-        bodies.append(
-            protocol.seal(
-                EnvelopeKind.CHANGES,
-                venue.key_id,
-                venue.key,
-                first=i * per_push,
-                last=(i + 1) * per_push,
-                at_ms=int(time.time() * 1000),
-                changes=changes,
-                chain=venue.chain,
-            )
+    def seal(first: int, count: int) -> bytes:
+        return protocol.seal(
+            EnvelopeKind.CHANGES,
+            venue.key_id,
+            venue.key,
+            first=first,
+            last=first + count,
+            at_ms=int(time.time() * 1000),
+            changes=_revocations(count),
+            chain=venue.chain,
         )
+
+    # As many revocations as fit one push (1 MiB), up to `per_push`.
+    probe = seal(0, per_push)
+    if len(probe) > protocol.MAX_PUSH_BYTES:
+        per_push = int(per_push * protocol.MAX_PUSH_BYTES / len(probe) * 0.995)
+    bodies = [seal(i * per_push, per_push) for i in range(pushes)]
     sizes = ", ".join(f"{len(b) / 1024:.0f} KiB" for b in bodies[:1])
 
     def work(daemon: Daemon) -> str:
