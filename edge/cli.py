@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -231,11 +229,8 @@ async def _import(args: argparse.Namespace) -> int:
     from edge.config import load  # noqa: PLC0415 - see the imports above
     from edge.store.database import Store  # noqa: PLC0415
     from sync import protocol  # noqa: PLC0415
-    from sync.client.bulk import WORKER_NICE  # noqa: PLC0415
     from sync.client.bundle import import_bundle  # noqa: PLC0415
 
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)  # bulk work: a running daemon's lanes get the core first
     config = load(args.config)
     try:
         with args.file.open("rb") as file:

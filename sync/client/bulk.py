@@ -3,8 +3,8 @@
 A bootstrap chunk is 50,000 changes. Decoded in the daemon, even in a thread, it competes with
 the lanes for the interpreter lock, and its objects make the garbage collector walk hundreds
 of thousands of them; on a one-core gate that costs scans tens of milliseconds. The daemon
-therefore hands the bytes to a worker process (`python -m sync.client.bulk STORE DEVICE`, at
-a lower CPU priority) that verifies the envelope against the keys in the store, decodes it and
+therefore hands the bytes to a worker process (`python -m sync.client.bulk STORE DEVICE`)
+that verifies the envelope against the keys in the store, decodes it and
 writes its facts through its own store connection in bounded parts; the daemon's journal
 writes get in between the parts (edge/store/writer.py). The daemon moves the sync cursors
 itself, after the worker reported the facts written, so a reader never sees a cursor ahead of
@@ -16,9 +16,7 @@ Frames both ways: a 4-byte big-endian length and a msgpack map (sync.protocol.pa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import struct
 import sys
 from dataclasses import dataclass
@@ -30,7 +28,9 @@ from sync.protocol import EnvelopeKind
 
 _LOGGER = logging.getLogger(__name__)
 
-WORKER_NICE = 10  # bulk work yields the core to the daemon's lanes
+# The worker runs at the daemon's CPU priority: it holds the store's write lock while it
+# writes a part, and a lower priority let busy neighbours preempt it there (the lanes' journal
+# writes then waited for it) and starved it on a loaded core.
 MAX_FRAME = protocol.MAX_ENVELOPE_BYTES + (1 << 16)
 _LENGTH = struct.Struct(">I")
 
@@ -260,8 +260,6 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
 
 def main(argv: list[str]) -> int:
     """Entry point of the worker process: STORE_PATH DEVICE."""
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
     path, device = argv
     asyncio.run(_serve(path, device, sys.stdin.buffer, sys.stdout.buffer))
     return 0
