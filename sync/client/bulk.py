@@ -28,9 +28,6 @@ from sync.protocol import EnvelopeKind
 
 _LOGGER = logging.getLogger(__name__)
 
-# The worker runs at the daemon's CPU priority: it holds the store's write lock while it
-# writes a part, and a lower priority let busy neighbours preempt it there (the lanes' journal
-# writes then waited for it) and starved it on a loaded core.
 MAX_FRAME = protocol.MAX_ENVELOPE_BYTES + (1 << 16)
 _LENGTH = struct.Struct(">I")
 
@@ -260,6 +257,9 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
 
 def main(argv: list[str]) -> int:
     """Entry point of the worker process: STORE_PATH DEVICE."""
+    # At the daemon's CPU priority, not below: the worker holds the store's write lock while
+    # it writes a part, and at nice 10 busy neighbours preempted it there (the lanes' journal
+    # writes then waited for it) and starved it on a loaded core.
     path, device = argv
     asyncio.run(_serve(path, device, sys.stdin.buffer, sys.stdout.buffer))
     return 0
