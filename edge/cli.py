@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -298,9 +297,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge` console script."""
-    from edge.ops import logs  # noqa: PLC0415 - see the imports above
+    args = _parser().parse_args(argv)  # `--version` and `--help` exit here
+    import logging  # noqa: PLC0415 - see the imports above
 
-    args = _parser().parse_args(argv)
+    from edge.ops import logs  # noqa: PLC0415
+
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
         level = min(level, logging.INFO)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers.registry import PRINTERS
 from edge.core.errors import ConfigError, PrinterError
 
 if TYPE_CHECKING:  # the printing code loads when a `print` action runs, not for `edge --help`
@@ -104,6 +103,8 @@ def _images(args: argparse.Namespace) -> dict[str, bytes]:
 
 
 def _printers(config: Config) -> dict[str, Printer]:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+
     return {p.name: PRINTERS[p.type].build(p.name, p.settings) for p in config.printers}
 
 
@@ -131,7 +132,8 @@ async def _submit(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _status(config: Config) -> int:
-    from edge.counter.printqueue import PrintQueue  # noqa: PLC0415 - see TYPE_CHECKING
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.counter.printqueue import PrintQueue  # noqa: PLC0415
     from edge.store.database import Store  # noqa: PLC0415
 
     printers = PRINTERS
@@ -158,7 +160,8 @@ async def _status(config: Config) -> int:
 
 
 async def _test(args: argparse.Namespace, config: Config) -> int:
-    from edge.counter.templates import Kind, Template  # noqa: PLC0415 - see TYPE_CHECKING
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.counter.templates import Kind, Template  # noqa: PLC0415
 
     specs = {p.name: p for p in config.printers}
     if args.printer not in specs:

@@ -90,7 +90,16 @@ def test_version_loads_no_store_no_configuration_no_event_loop() -> None:
     loaded = _modules_after(
         "from edge import cli\ntry:\n    cli.main(['--version'])\nexcept SystemExit:\n    pass\n"
     )
-    assert _unwanted(loaded, ("asyncio", "sqlite3", "edge.config", "edge.store", "aiohttp")) == []
+    unwanted = (
+        "asyncio",
+        "sqlite3",
+        "edge.config",
+        "edge.store",
+        "aiohttp",
+        "nacl",
+        "cryptography",
+    )
+    assert _unwanted(loaded, unwanted) == []
 
 
 @pytest.mark.parametrize(
