@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge import __version__, printcli
 from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
-from edge.core.errors import CodeError, ConfigError, EdgeError
+from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
 from edge.core.facts import Direction
 from edge.core.messages import LANGUAGES, text
 
@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the store and the last decisions")
     status.add_argument("--config", required=True, type=Path)
     status.add_argument("--last", type=int, default=10, help="decisions to list")
+
+    init = sub.add_parser(
+        "init", help="start an empty store where none is, or replace an unusable store file"
+    )
+    init.add_argument("--config", required=True, type=Path)
 
     bundle = sub.add_parser("import", help="apply an offline bundle from the central system")
     bundle.add_argument("file", type=Path, help="bundle file from `edge-central bundle`")
@@ -204,6 +209,7 @@ async def _status(args: argparse.Namespace) -> int:
             from sync.pretix.monitoring import status_lines  # noqa: PLC0415
 
             pretix_lines = status_lines(store)
+        jumps = store.clock_jumps(5)
     finally:
         await store.close()
     print(f"device {config.device.name}  store {config.store_path}")
@@ -214,6 +220,9 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
     for line in pretix_lines:
         print(line)
+    for at, jump_ms, after_seq in jumps:
+        when = at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"  clock stepped {jump_ms / 1000:+.0f} s at {when} (after decision #{after_seq})")
     print(f"last {len(recent)} decisions:")
     for row in recent:
         entry = row.entry
@@ -244,10 +253,27 @@ async def _import(args: argparse.Namespace) -> int:
         outcome, first, last = await import_bundle(store, data, device=config.device.name)
     finally:
         await store.close()
-    if outcome == "stale":
+    if outcome == "stale" and last < first:
+        print(
+            f"{args.file}: older than this gate's data: the bundle ends at revision {last}, the"
+            f" store is at {first}; nothing applied (the revision never goes backwards)"
+        )
+    elif outcome == "stale":
         print(f"{args.file}: nothing new, the store is at revision {first} already")
     else:
         print(f"{args.file}: applied revisions {first + 1}..{last}")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from edge.config import load  # noqa: PLC0415 - see the imports above
+    from edge.store.base import initialise  # noqa: PLC0415
+
+    config = load(args.config)
+    kept = initialise(config.store_path)
+    if kept is not None:
+        print(f"{config.store_path}: the unusable file was moved to {kept}")
+    print(f"{config.store_path}: an empty store; every ticket counts as unused on this device")
     return 0
 
 
@@ -272,6 +298,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_status(args))
     if args.command == "import":
         return asyncio.run(_import(args))
+    if args.command == "init":
+        return _init(args)
     if args.command == "config":
         config = load(args.file)
         print(
@@ -313,6 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edge.config import EXIT_CONFIG  # noqa: PLC0415 - see the imports above
 
         print(f"edge: configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreRefusedError as err:
+        from edge.config import EXIT_CONFIG  # noqa: PLC0415
+
+        # Restarting cannot help: an operator restores the file or runs `edge init`.
+        print(f"edge: error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except (CodeError, EdgeError) as err:
         print(f"edge: error: {err}", file=sys.stderr)

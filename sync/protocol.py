@@ -91,11 +91,12 @@ class UntrustedError(ProtocolError):
 class RemoteError(SyncError):
     """The peer answered with an error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, time_ms: int | None = None) -> None:
         super().__init__(f"central system answered {status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.time_ms = time_ms  # the central clock when it answered, if the body said
 
 
 # -- msgpack with bounds ---------------------------------------------------------------------
@@ -767,9 +768,16 @@ class RequestRejectedError(SyncError):
         self.message = message
 
 
-def error_body(code: ErrorCode, message: str) -> bytes:
-    """An error body: what went wrong, for programs (code) and people (message)."""
-    return pack({"error": code.value, "message": message[:1000], "protocol": VERSION})
+def error_body(code: ErrorCode, message: str, *, time_ms: int | None = None) -> bytes:
+    """An error body: what went wrong, for programs (code) and people (message).
+
+    The central system adds its clock (`time`), so a device refused for `clock-skew` learns
+    the offset it must sign with (docs/protocol.md, "hello").
+    """
+    body: dict[str, object] = {"error": code.value, "message": message[:1000], "protocol": VERSION}
+    if time_ms is not None:
+        body["time"] = time_ms
+    return pack(body)
 
 
 def limit_error_body(status: int, message: str) -> bytes:
@@ -782,7 +790,10 @@ def parse_error(status: int, data: bytes) -> RemoteError:
     try:
         fields = _Fields(unpack(data, "error body", 1 << 16), "error body")
         return RemoteError(
-            status, fields.text("error", limit=40), fields.text("message", limit=1000)
+            status,
+            fields.text("error", limit=40),
+            fields.text("message", limit=1000),
+            fields.integer("time", optional=True),
         )
     except ProtocolError:
         return RemoteError(status, "http", f"{len(data)} bytes that are not an error body")

@@ -174,3 +174,29 @@ def test_run_stops_cleanly_on_end_of_input(gate: tuple[Path, Path], tmp_path: Pa
     assert result.stdout.splitlines()[0].startswith("ADMIT  a  Welcome")
     assert len(result.stdout.splitlines()) == 1  # the second read was a repeat: one passage
     assert (tmp_path / "edge.db").exists()
+
+
+def test_an_emptied_store_stops_every_command_until_edge_init(
+    gate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    key_file, config = gate
+    code = edge("issue", "--key", str(key_file), "--credential", "5").stdout.strip()
+    store = tmp_path / "edge.db"  # the default store path is beside the configuration
+    assert edge("status", "--config", str(config)).returncode == 0
+    assert store.exists()
+    store.write_bytes(b"")  # lost: a full card, a bad copy
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    for command in (["status"], ["check", code]):
+        refused = edge(*command, "--config", str(config))
+        assert refused.returncode == EXIT_CONFIG  # systemd stops restarting the daemon
+        assert "is empty (0 bytes)" in refused.stderr
+        assert "edge init --config" in refused.stderr
+        assert store.read_bytes() == b""
+    made = edge("init", "--config", str(config))
+    assert made.returncode == 0, made.stderr
+    assert "moved to" in made.stdout
+    assert [p.name for p in tmp_path.glob("edge.db.replaced-*")]
+    assert edge("check", code, "--config", str(config)).returncode == 0
+    again = edge("init", "--config", str(config))
+    assert (again.returncode, "already an edge store" in again.stderr) == (1, True)

@@ -386,6 +386,11 @@ UI: dict[str, tuple[str, str, str]] = {
         "Von pretix abgelehnte Check-ins",
         "Check-ins refusés par pretix",
     ),
+    "status.sync.clock": (
+        "Clock offset to the central system (s)",
+        "Uhrabweichung zum Zentralsystem (s)",
+        "Écart d'horloge avec le système central (s)",
+    ),
     "status.never": ("never", "nie", "jamais"),
     "status.queues": ("Waiting to be sent", "Noch zu senden", "En attente d'envoi"),
     "status.queue.journal": ("Gate passages", "Durchgänge", "Passages"),

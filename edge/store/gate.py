@@ -101,6 +101,26 @@ class GateStore(FactsStore):
             raise StoreError(f"{self.path}: journal insert returned no row id")
         return seq
 
+    async def record_clock_jump(self, at: datetime, jump_ms: int) -> None:
+        """Record that the wall clock stepped by `jump_ms` (journal rows before it used the old)."""
+        row = (to_ms(at), jump_ms)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO clock_jumps (at, jump_ms, after_seq)"
+                " VALUES (?, ?, (SELECT max(seq) FROM journal))",
+                row,
+            )
+
+        await self._urgent(write)  # beside the journal rows it explains
+
+    def clock_jumps(self, limit: int = 10) -> list[tuple[datetime, int, int | None]]:
+        """The last clock steps, newest first: (at, jump in ms, last journal seq before it)."""
+        rows = self._reader.execute(
+            "SELECT at, jump_ms, after_seq FROM clock_jumps ORDER BY seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [(from_ms(at), int(jump), after) for at, jump, after in rows]
+
     def recent(self, limit: int = 20) -> list[JournalRow]:
         """The last `limit` journal entries, newest first."""
         rows = self._reader.execute(

@@ -15,6 +15,10 @@ from edge.core.facts import Credential, Direction, EntryState, Revocation
 from edge.store.base import REVOCATION_CODES, StoreBase, from_ms, now_ms, to_ms
 from edge.store.gate import JOURNAL_COLUMNS, JournalRow, journal_rows
 
+# The central system's sync cursors; schema version 7 keeps the revision from going down.
+REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
+BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
+
 _KEY_SQL = (
     "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
     " ON CONFLICT (key_id) DO UPDATE SET retired = max(retired, excluded.retired)"
@@ -491,6 +495,17 @@ class SyncStore(StoreBase):
     async def set_cursor(self, name: str, value: str) -> None:
         """Remember a sync position."""
         await self._transaction([(_CURSOR_SQL, [(name, value)])])
+
+    async def forget_revision(self) -> None:
+        """Drop the revision and bootstrap cursors: the only way the revision may go down.
+
+        For a central system restored from an older backup (its head is below ours): the
+        store then bootstraps again. Every other write of the revision that would lower it
+        fails (a trigger, schema version 7).
+        """
+        await self._transaction(
+            [("DELETE FROM sync_cursors WHERE name = ?", [(REVISION_CURSOR,), (BOOTSTRAP_CURSOR,)])]
+        )
 
     def cursor(self, name: str) -> str | None:
         """A sync position, if one was set."""

@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _error(status: int, code: ErrorCode, message: str) -> web.Response:
     return web.Response(
         status=status,
-        body=protocol.error_body(code, message),
+        body=protocol.error_body(code, message, time_ms=now_ms()),
         headers=protocol.HEADERS,
     )
 

@@ -43,6 +43,7 @@ class Opened:
     head: int
     changes: int
     next_cursor: tuple[str, Any] | None
+    at_ms: int  # when the central signed it
 
 
 def _frame(value: dict[str, Any]) -> bytes:
@@ -154,6 +155,7 @@ class BulkWorker:
             int(reply["head"]),
             int(reply["changes"]),
             None if cursor is None else protocol.snapshot_cursor(cursor, "next cursor"),
+            int(reply["at_ms"]),
         )
 
     async def write(self, opened: Opened, since: int | None = None) -> None:
@@ -218,6 +220,7 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
                 "head": envelope.head,
                 "changes": len(envelope.changes),
                 "next": list(envelope.next_cursor) if envelope.next_cursor else None,
+                "at_ms": envelope.at_ms,
             }
         if op == "write":
             async with writing:

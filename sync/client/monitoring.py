@@ -60,6 +60,9 @@ def health(replicator: Replicator) -> dict[str, object]:
         "last_contact": state.last_contact,
         "queue": replicator.queue_length(),
         "last_error": state.last_error or None,
+        # The central clock minus this device's: requests are signed with it corrected,
+        # decisions use this device's own clock (docs/operations.md, "Clocks").
+        "clock_offset_seconds": round(state.clock_offset, 3),
     }
 
 
@@ -75,4 +78,5 @@ def page_status(replicator: Replicator) -> dict[str, object]:
         if state.last_contact is None
         else datetime.fromtimestamp(state.last_contact, UTC).isoformat(),
         "last_error": state.last_error,
+        "clock_offset_seconds": round(state.clock_offset, 3),
     }

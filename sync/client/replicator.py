@@ -41,6 +41,7 @@ SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
 BULK_BYTES = 64 << 10
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
+SNAPSHOT_MAX_AGE_SECONDS = 300.0  # a snapshot chunk signed longer ago (or ahead) is a replay
 CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
 
 
@@ -88,6 +89,7 @@ class Replicator:
         revision = store.cursor(REVISION_CURSOR)
         self.state.revision = int(revision) if revision else None
         self._apply_lock = asyncio.Lock()
+        self._errors: dict[str, str] = {}  # the failing loops ("pull", "upload") and why
         self._pull_wanted = asyncio.Event()
         self._upload_wanted = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -161,15 +163,17 @@ class Replicator:
                     await self.bootstrap()
                 await self.pull()
                 backoff = BACKOFF_MIN
+                self._recovered("pull")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
-                self._failed(err)
+                self._failed(err, "pull")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and the loop then never ends (shutdown hangs).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._pull_wanted.wait(), self._settings.pull_interval_seconds
-                )
+                async with asyncio.timeout(self._settings.pull_interval_seconds):
+                    await self._pull_wanted.wait()
 
     async def _upload_loop(self) -> None:
         backoff = BACKOFF_MIN
@@ -177,24 +181,34 @@ class Replicator:
             try:
                 sent = await self.upload_once()
                 backoff = BACKOFF_MIN
+                self._recovered("upload")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
-                self._failed(err)
+                self._failed(err, "upload")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if not sent:
                 self._upload_wanted.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._upload_wanted.wait(), self._settings.pull_interval_seconds
-                    )
+                    async with asyncio.timeout(self._settings.pull_interval_seconds):
+                        await self._upload_wanted.wait()
 
-    def _failed(self, err: BaseException) -> None:
+    def _failed(self, err: BaseException, task: str) -> None:
         message = str(err) or type(err).__name__
-        if message != self.state.last_error:
-            _LOGGER.warning("%s: sync: %s", self._device, message)
+        if message != self._errors.get(task):
+            _LOGGER.warning("%s: sync %s: %s", self._device, task, message)
+        self._errors[task] = message
         self.state.last_error = message
         self.state.status = Status.OFFLINE
+
+    def _recovered(self, task: str) -> None:
+        """`task` worked again: its error is history, not state (/health shows what fails now)."""
+        if self._errors.pop(task, None) is None:
+            return
+        _LOGGER.info("%s: sync %s works again", self._device, task)
+        self.state.last_error = next(reversed(self._errors.values()), "")
+        if not self._errors and self.state.status is Status.OFFLINE:
+            self.state.status = Status.CURRENT if self.state.lag == 0 else Status.BEHIND
 
     def _contact(self) -> None:
         self.state.last_contact = self._clock()
@@ -202,6 +216,18 @@ class Replicator:
     # -- requests ----------------------------------------------------------------------------
 
     async def _post(self, path: str, body: bytes) -> bytes:
+        try:
+            return await self._post_once(path, body)
+        except protocol.RemoteError as err:
+            if err.code != protocol.ErrorCode.CLOCK_SKEW.value or err.time_ms is None:
+                raise
+            # Refused for our clock: learn the central one from the refusal and sign again.
+            # Only the request time changes; the central system still checks it against its
+            # own clock, so a captured request stays useless after 300 s.
+            self._learn_offset(err.time_ms, self._clock(), self._clock())
+            return await self._post_once(path, body)
+
+    async def _post_once(self, path: str, body: bytes) -> bytes:
         if self._session is None:
             raise SyncError("the sync client is not running")
         headers = protocol.sign_request(
@@ -209,7 +235,7 @@ class Replicator:
             self._device,
             method="POST",
             path=path,
-            time_ms=int(self._clock() * 1000),
+            time_ms=int((self._clock() + self.state.clock_offset) * 1000),
             body=body,
         )
         async with self._session.post(
@@ -220,6 +246,20 @@ class Replicator:
                 raise protocol.parse_error(response.status, data)
         self._contact()
         return data
+
+    def _learn_offset(self, central_ms: int, sent: float, received: float) -> None:
+        """The central clock minus ours, from its time and our clock around the exchange."""
+        offset = central_ms / 1000 - (sent + received) / 2
+        if abs(offset) > CLOCK_WARNING_SECONDS and (
+            abs(offset - self.state.clock_offset) > CLOCK_WARNING_SECONDS
+        ):
+            _LOGGER.warning(
+                "%s: this clock is %+.0f s off the central system's; requests are signed with"
+                " the central time, validity and windows still use this clock",
+                self._device,
+                -offset,
+            )
+        self.state.clock_offset = offset
 
     async def request(self, path: str, body: bytes) -> bytes:
         """A signed request to another endpoint of the central system (the pass desk's)."""
@@ -232,13 +272,7 @@ class Replicator:
         answer = protocol.fields(await self._post("/v1/hello", body), "hello answer")
         received = self._clock()
         self.state.head = answer.integer("head")
-        self.state.clock_offset = answer.integer("time") / 1000 - (sent + received) / 2
-        if abs(self.state.clock_offset) > CLOCK_WARNING_SECONDS:
-            _LOGGER.warning(
-                "%s: this clock is %+.0f s off the central system's; validity checks use it",
-                self._device,
-                -self.state.clock_offset,
-            )
+        self._learn_offset(answer.integer("time"), sent, received)
 
     async def _snapshot_chunk(self, pinned: int | None, cursor: tuple[str, Any] | None) -> Opened:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
@@ -257,6 +291,7 @@ class Replicator:
         try:
             while True:
                 chunk = await fetch
+                self._check_fresh(chunk.at_ms)
                 if pinned is not None and chunk.first != pinned:
                     raise protocol.ProtocolError(
                         f"snapshot chunk is at revision {chunk.first}, expected {pinned}"
@@ -287,6 +322,21 @@ class Replicator:
                 with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
                     await fetch
 
+    def _check_fresh(self, at_ms: int) -> None:
+        """A snapshot chunk is signed when asked for: an old one is a replay.
+
+        Changes are ordered by revision, so an old CHANGES envelope is simply stale; a
+        snapshot pins the revision it shows, so a replayed old one would rewind the facts.
+        """
+        central_now = (self._clock() + self.state.clock_offset) * 1000
+        age = (central_now - at_ms) / 1000
+        if abs(age) > SNAPSHOT_MAX_AGE_SECONDS:
+            when = f"{age / 60:.0f} min ago" if age > 0 else f"{-age / 60:.0f} min ahead"
+            raise protocol.ProtocolError(
+                f"snapshot chunk was signed {when} by the central clock (a replay?); only"
+                f" chunks signed within {SNAPSHOT_MAX_AGE_SECONDS:.0f} s are taken"
+            )
+
     async def pull(self) -> None:
         """Fetch and apply changes until the store is at the central system's head."""
         while True:
@@ -300,8 +350,9 @@ class Replicator:
                     # The central system lost revisions we have (restored from a backup):
                     # load its state again; applying facts twice is harmless.
                     _LOGGER.warning("%s: %s; bootstrapping again", self._device, err.message)
-                    await self._store.set_cursor(BOOTSTRAP_CURSOR, "")
-                    self.state.revision = None
+                    async with self._apply_lock:
+                        await self._store.forget_revision()
+                        self.state.revision = None
                     await self.bootstrap()
                     continue
                 raise

@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
-BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
+from edge.store.sync import BOOTSTRAP_CURSOR, REVISION_CURSOR
+
+__all__ = ["BOOTSTRAP_CURSOR", "REVISION_CURSOR", "Status", "SyncState"]
 
 
 class Status(enum.Enum):
