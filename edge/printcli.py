@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from drivers.protocols import Printer
-from drivers.registry import PRINTERS
-from edge.config import Config, load
 from edge.core.errors import ConfigError, PrinterError
-from edge.counter.printqueue import PrintJob, PrintQueue
-from edge.counter.templates import Kind, Template
-from edge.store.database import Store
+
+if TYPE_CHECKING:  # the printing code loads when a `print` action runs, not for `edge --help`
+    from drivers.protocols import Printer
+    from edge.config import Config
+    from edge.counter.templates import Template
 
 TEST_TICKET = {
     "name": "test-ticket",
@@ -104,10 +103,15 @@ def _images(args: argparse.Namespace) -> dict[str, bytes]:
 
 
 def _printers(config: Config) -> dict[str, Printer]:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+
     return {p.name: PRINTERS[p.type].build(p.name, p.settings) for p in config.printers}
 
 
 async def _submit(args: argparse.Namespace, config: Config) -> int:
+    from edge.counter.printqueue import PrintJob, PrintQueue  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.store.database import Store  # noqa: PLC0415
+
     store = await Store.open(config.store_path)
     try:
         queue = PrintQueue(
@@ -128,6 +132,10 @@ async def _submit(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _status(config: Config) -> int:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.counter.printqueue import PrintQueue  # noqa: PLC0415
+    from edge.store.database import Store  # noqa: PLC0415
+
     printers = PRINTERS
     for spec in config.printers:
         printer = printers[spec.type].build(spec.name, spec.settings)
@@ -152,6 +160,9 @@ async def _status(config: Config) -> int:
 
 
 async def _test(args: argparse.Namespace, config: Config) -> int:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.counter.templates import Kind, Template  # noqa: PLC0415
+
     specs = {p.name: p for p in config.printers}
     if args.printer not in specs:
         raise ConfigError(
@@ -173,6 +184,10 @@ async def _test(args: argparse.Namespace, config: Config) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - `edge --version` needs no event loop
+
+    from edge.config import load  # noqa: PLC0415 - see TYPE_CHECKING
+
     """Carry out an `edge print` action."""
     config = load(args.config)
     if args.print_command == "preview":

@@ -144,6 +144,51 @@ def unpack(data: bytes, what: str, limit: int) -> Any:
         raise ProtocolError(f"{what}: not valid msgpack ({err})") from err
 
 
+def unpack_streaming(data: bytes, what: str, limit: int) -> Any:
+    """Decode like `unpack`, but a top-level map's array values item by item.
+
+    The same values and the same errors as `unpack`; used for large envelope bodies, which
+    are decoded in a worker thread: one `unpackb` of a 50,000-change body holds the GIL for
+    tens of milliseconds, while decoding it a few items at a time lets the event loop's
+    thread in between (the interpreter switches threads only between Python steps).
+    """
+    if len(data) > limit:
+        raise ProtocolError(f"{what}: {len(data)} bytes is larger than allowed ({limit})")
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=True,
+        max_buffer_size=max(limit, 1),
+        max_bin_len=limit,
+        max_str_len=limit,
+        max_array_len=limit,
+        max_map_len=limit,
+        max_ext_len=0,
+    )
+    unpacker.feed(data)
+    try:
+        if data[:1] and (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
+            value: Any = {}
+            for _ in range(unpacker.read_map_header()):
+                key = unpacker.unpack()
+                if not isinstance(key, str | bytes):  # as strict_map_key in `unpack`
+                    raise ValueError(f"{type(key).__name__} is not allowed for map key")
+                first = data[unpacker.tell() : unpacker.tell() + 1]
+                if first and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD)):
+                    items = []
+                    for _ in range(unpacker.read_array_header()):
+                        items.append(unpacker.unpack())
+                    value[key] = items
+                else:
+                    value[key] = unpacker.unpack()
+        else:
+            value = unpacker.unpack()
+        if unpacker.tell() != len(data):
+            raise ValueError("unpack(b) received extra data.")
+    except (ValueError, msgpack.UnpackException, TypeError) as err:
+        raise ProtocolError(f"{what}: not valid msgpack ({err})") from err
+    return value
+
+
 class _Fields:
     """Typed access to a decoded map; every error names the field."""
 
@@ -573,7 +618,7 @@ def open_envelope(
     public, path = _signing_key(key_id, chain, keys)
     if not _check(public, signature, ENVELOPE_DOMAIN + body):
         raise UntrustedError(f"envelope: the signature does not verify with key {key_id}")
-    fields = _Fields(unpack(body, "envelope body", limit), "envelope body")
+    fields = _Fields(unpack_streaming(body, "envelope body", limit), "envelope body")
     try:
         kind = EnvelopeKind(fields.map.get("kind"))
     except ValueError:

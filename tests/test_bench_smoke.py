@@ -43,6 +43,21 @@ BENCHMARKS = [
         "--gates 2 --revocations 10 --clients 20 --rounds 5",
         ["push-to-enforced through the channel", "fan-out, 1 edge-central"],
     ),
+    (
+        "hotpath",
+        "--scale 0.005 --seconds 2",
+        [
+            "no load",
+            "5 pushes",
+            "edge import",
+            "upload",
+            "bootstrap of",
+            "decide+journal",
+            "Ed25519 verify of a code",
+            "start to first decision",
+            "edge --version",
+        ],
+    ),
 ]
 
 

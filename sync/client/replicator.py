@@ -25,6 +25,7 @@ from edge.core.errors import ConfigError, StoreError, SyncError
 from edge.store.sync import SyncBatch, SyncStore
 from edge.web import http
 from sync import protocol
+from sync.client.bulk import BulkWorker, Opened
 from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig
 from sync.client.state import BOOTSTRAP_CURSOR, REVISION_CURSOR, Status, SyncState
@@ -35,10 +36,10 @@ _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
-# A chunk is written in parts of this many items, each its own transaction, so a lane's
-# journal write never waits long for the store's write lock; only the last part moves the
-# bootstrap cursor (a crash in between re-applies the chunk, which is harmless).
-APPLY_PART = 2_000
+# Envelopes larger than this (bootstrap chunks, large pushes and pulls) are verified, decoded
+# and written by the bulk worker process (sync/client/bulk.py), never in the daemon; the
+# daemon moves the cursors once the worker wrote the facts. Smaller ones go through a thread.
+BULK_BYTES = 64 << 10
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
 SNAPSHOT_MAX_AGE_SECONDS = 300.0  # a snapshot chunk signed longer ago (or ahead) is a replay
@@ -107,6 +108,7 @@ class Replicator:
                     f"cannot read the CA file {settings.ca_file}: {err}", key="sync.ca_file"
                 ) from err
         self._proxy = settings.proxy or None
+        self._bulk = BulkWorker(store.path, device)
         self.push_url: str | None = None  # announced to the central system
         self.listening_url: str | None = None  # where the push server is bound
 
@@ -134,6 +136,7 @@ class Replicator:
                         group.create_task(self._channel_loop())
         finally:
             self._session = None
+            await self._bulk.close()
             if runner is not None:
                 await runner.cleanup()
 
@@ -292,23 +295,11 @@ class Replicator:
         self.state.head = answer.integer("head")
         self._learn_offset(answer.integer("time"), sent, received)
 
-    async def _snapshot_chunk(
-        self, pinned: int | None, cursor: tuple[str, Any] | None
-    ) -> tuple[Envelope, list[SyncBatch]]:
+    async def _snapshot_chunk(self, pinned: int | None, cursor: tuple[str, Any] | None) -> Opened:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
                    "limit": SNAPSHOT_LIMIT}  # fmt: skip
         data = await self._post("/v1/snapshot", protocol.pack(request))
-        keys = self._store.known_keys()
-
-        def parse() -> tuple[Envelope, list[SyncBatch]]:
-            envelope = protocol.open_envelope(data, keys.get, kinds=(EnvelopeKind.SNAPSHOT,))
-            changes, chain = envelope.changes, list(envelope.chain)
-            parts = range(0, max(len(changes), 1), APPLY_PART)
-            return envelope, [
-                to_batch(changes[i : i + APPLY_PART], self._device, chain) for i in parts
-            ]
-
-        return await asyncio.to_thread(parse)
+        return await self._bulk.open(data, (EnvelopeKind.SNAPSHOT,))
 
     async def bootstrap(self) -> None:
         """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was."""
@@ -316,31 +307,30 @@ class Replicator:
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
         pinned, cursor = _decode_cursor(saved) if saved else (None, None)
         started, items = time.monotonic(), 0
-        # The next chunk is fetched and parsed while the store writes this one.
+        # The next chunk is fetched and verified while the worker writes this one.
         fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
         try:
             while True:
-                envelope, parts = await fetch
-                self._check_fresh(envelope)
-                if pinned is not None and envelope.first != pinned:
+                chunk = await fetch
+                self._check_fresh(chunk.at_ms)
+                if pinned is not None and chunk.first != pinned:
                     raise protocol.ProtocolError(
-                        f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
+                        f"snapshot chunk is at revision {chunk.first}, expected {pinned}"
                     )
-                pinned = envelope.first
-                if envelope.next_cursor is None:
+                pinned = chunk.first
+                if chunk.next_cursor is None:
                     cursors = {REVISION_CURSOR: str(pinned), BOOTSTRAP_CURSOR: ""}
                 else:
-                    cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, envelope.next_cursor)}
-                    fetch = asyncio.ensure_future(
-                        self._snapshot_chunk(pinned, envelope.next_cursor)
-                    )
-                items += len(envelope.changes)
+                    cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, chunk.next_cursor)}
+                    fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, chunk.next_cursor))
+                items += chunk.changes
                 async with self._apply_lock:
-                    for part in parts[:-1]:
-                        await self._store.apply(part, {})
-                    await self._store.apply(parts[-1], cursors)
-                self.state.head = max(self.state.head, envelope.head)
-                if envelope.next_cursor is None:
+                    await self._bulk.write(chunk)
+                    # The facts are in: only now the cursors move (a crash in between
+                    # applies the chunk again, which is harmless).
+                    await self._store.apply(SyncBatch(), cursors)
+                self.state.head = max(self.state.head, chunk.head)
+                if chunk.next_cursor is None:
                     self.state.revision = pinned
                     self._bootstrapped.set()
                     _LOGGER.info(
@@ -354,14 +344,14 @@ class Replicator:
                 with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
                     await fetch
 
-    def _check_fresh(self, envelope: Envelope) -> None:
+    def _check_fresh(self, at_ms: int) -> None:
         """A snapshot chunk is signed when asked for: an old one is a replay.
 
         Changes are ordered by revision, so an old CHANGES envelope is simply stale; a
         snapshot pins the revision it shows, so a replayed old one would rewind the facts.
         """
         central_now = (self._clock() + self.state.clock_offset) * 1000
-        age = (central_now - envelope.at_ms) / 1000
+        age = (central_now - at_ms) / 1000
         if abs(age) > SNAPSHOT_MAX_AGE_SECONDS:
             when = f"{age / 60:.0f} min ago" if age > 0 else f"{-age / 60:.0f} min ahead"
             raise protocol.ProtocolError(
@@ -389,34 +379,57 @@ class Replicator:
                     await self.bootstrap()
                     continue
                 raise
-            keys = self._store.known_keys()
-            envelope = await asyncio.to_thread(
-                protocol.open_envelope, data, keys.get, kinds=(EnvelopeKind.CHANGES,)
-            )
-            await self.apply(envelope)
-            if (self.state.revision or 0) >= envelope.head or not envelope.changes:
+            opened = await self._open(data, protocol.MAX_ENVELOPE_BYTES)
+            await self.apply(opened)
+            changes = opened.changes if isinstance(opened, Opened) else len(opened.changes)
+            if (self.state.revision or 0) >= opened.head or not changes:
                 self.state.status = Status.CURRENT
                 return
 
-    async def apply(self, envelope: Envelope) -> str:
+    async def _open(self, data: bytes, limit: int) -> Envelope | Opened:
+        """Verify and decode a CHANGES envelope: a large one in the worker, else in a thread."""
+        kinds = (EnvelopeKind.CHANGES,)
+        if len(data) > BULK_BYTES:
+            if len(data) > limit:
+                raise protocol.ProtocolError(f"envelope: {len(data)} bytes is too large")
+            return await self._bulk.open(data, kinds)
+        keys = self._store.known_keys()
+        return await asyncio.to_thread(
+            protocol.open_envelope, data, keys.get, limit=limit, kinds=kinds
+        )
+
+    async def apply(self, envelope: Envelope | Opened) -> str:
         """Apply a verified envelope in revision order: 'applied', 'stale' or 'gap'."""
-        if self.state.revision is None:  # bootstrapping: do not wait for its lock
-            self._pull_wanted.set()
-            return "gap"
-        async with self._apply_lock:
-            revision = self.state.revision
-            self.state.head = max(self.state.head, envelope.head)
-            if revision is None or envelope.first > revision:
-                self._pull_wanted.set()  # we miss revisions before this envelope
+        written = False
+        try:
+            if self.state.revision is None:  # bootstrapping: do not wait for its lock
+                self._pull_wanted.set()
                 return "gap"
-            if envelope.last <= revision:
-                return "stale"  # a replay or an old envelope: nothing changes
-            batch = to_batch(envelope.since(revision), self._device, list(envelope.chain))
-            await self._store.apply(batch, {REVISION_CURSOR: str(envelope.last)})
-            self.state.revision = envelope.last
-            if envelope.last >= self.state.head:
-                self.state.status = Status.CURRENT
-            return "applied"
+            async with self._apply_lock:
+                revision = self.state.revision
+                self.state.head = max(self.state.head, envelope.head)
+                if revision is None or envelope.first > revision:
+                    self._pull_wanted.set()  # we miss revisions before this envelope
+                    return "gap"
+                if envelope.last <= revision:
+                    return "stale"  # a replay or an old envelope: nothing changes
+                cursors = {REVISION_CURSOR: str(envelope.last)}
+                if isinstance(envelope, Opened):
+                    await self._bulk.write(envelope, since=revision)
+                    written = True
+                    await self._store.apply(SyncBatch(), cursors)
+                else:
+                    batch = await asyncio.to_thread(
+                        to_batch, envelope.since(revision), self._device, list(envelope.chain)
+                    )
+                    await self._store.apply(batch, cursors)
+                self.state.revision = int(cursors[REVISION_CURSOR])
+                if self.state.revision >= self.state.head:
+                    self.state.status = Status.CURRENT
+                return "applied"
+        finally:
+            if isinstance(envelope, Opened) and not written:  # gap, stale: the worker forgets it
+                await self._bulk.drop(envelope)
 
     async def receive(self, data: bytes) -> str:
         """Verify and apply one pushed envelope: the one path of inbound pushes and the channel.
@@ -424,13 +437,8 @@ class Replicator:
         Returns 'applied', 'stale' or 'gap'; raises ProtocolError (nothing changed) for a body
         that does not parse or verify, StoreError when the store cannot take it.
         """
-        envelope = protocol.open_envelope(
-            data,
-            self._store.known_keys().get,
-            limit=protocol.MAX_PUSH_BYTES,
-            kinds=(EnvelopeKind.CHANGES,),
-        )
-        outcome = await self.apply(envelope)
+        # Never on the loop: a 1 MiB push is ~28,000 changes to verify and decode.
+        outcome = await self.apply(await self._open(data, protocol.MAX_PUSH_BYTES))
         self._contact()
         self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
         return outcome
