@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import __version__, keys, printcli
-from edge.config import DEFAULT_CONFIG, EXIT_CONFIG, check_paths, check_store_directory, load
-from edge.console import positive, subcommand
+from edge import __version__, printcli
+from edge.console import DEFAULT_CONFIG, positive, subcommand
 from edge.core.codes import MAX_USES, Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
 from edge.core.facts import Direction
 from edge.core.messages import LANGUAGES, counted, text
-from edge.gate.gate import Gate
-from edge.ops import logs
-from edge.store.base import initialise
-from edge.store.database import Store
-from sync.pretix.monitoring import status_lines
-from sync.pretix.resolver import PretixResolver
+
+# Everything else is imported by the command that needs it: `edge --version` and `edge issue`
+# load no store, no configuration and no daemon.
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -247,6 +241,11 @@ def _code_argument(code: str) -> bytes | None:
 
 
 async def _check(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.gate.gate import Gate  # noqa: PLC0415
+    from edge.store.database import Store  # noqa: PLC0415
+    from sync.pretix.resolver import PretixResolver  # noqa: PLC0415
+
     code = _code_argument(args.code)
     if code is None:
         return EXIT_USAGE
@@ -284,6 +283,9 @@ async def _check(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.store.database import Store  # noqa: PLC0415
+
     config = load(args.config)
     check_store_directory(config)
     store = await Store.open(config.store_path)
@@ -293,6 +295,8 @@ async def _status(args: argparse.Namespace) -> int:
         revision = store.cursor("sync.revision")
         pretix_lines: list[str] = []
         if config.pretix is not None:
+            from sync.pretix.monitoring import status_lines  # noqa: PLC0415
+
             pretix_lines = status_lines(store)
         jumps = store.clock_jumps(5)
     finally:
@@ -320,8 +324,10 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.store.database import Store  # noqa: PLC0415
     from sync import protocol  # noqa: PLC0415
-    from sync.client.bundle import import_bundle  # noqa: PLC0415 - msgpack loads only when needed
+    from sync.client.bundle import import_bundle  # noqa: PLC0415
 
     config = load(args.config)
     try:
@@ -350,6 +356,9 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.store.base import initialise  # noqa: PLC0415
+
     config = load(args.config)
     check_store_directory(config)
     kept = initialise(config.store_path)
@@ -360,14 +369,21 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
+    import asyncio  # noqa: PLC0415 - `edge --version` needs no event loop
+
+    from edge import keys  # noqa: PLC0415 - see the imports above
+    from edge.config import check_paths, load  # noqa: PLC0415
 
     if args.command == "run":
+        from edge import daemon  # noqa: PLC0415
+
         config = load(args.config)
         check_paths(config)
         asyncio.run(daemon.serve(config))
         return 0
     if args.command == "demo":
+        from edge import demo  # noqa: PLC0415
+
         return asyncio.run(demo.main(language=args.lang, color=args.color))
     if args.command == "check":
         return asyncio.run(_check(args))
@@ -409,10 +425,14 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # `--version` and `--help` exit here
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    import logging  # noqa: PLC0415 - see the imports above
+
+    from edge.ops import logs  # noqa: PLC0415
+
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
         level = min(level, logging.INFO)
@@ -420,9 +440,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except ConfigError as err:
+        from edge.config import EXIT_CONFIG  # noqa: PLC0415 - see the imports above
+
         print(f"edge: configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except StoreRefusedError as err:
+        from edge.config import EXIT_CONFIG  # noqa: PLC0415
+
         # Restarting cannot help: an operator restores the file or runs `edge init`.
         print(f"edge: error: {err}", file=sys.stderr)
         return EXIT_CONFIG

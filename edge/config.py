@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
@@ -28,17 +28,18 @@ from edge.core.errors import ConfigError
 from edge.core.messages import LANGUAGES
 from edge.core.tables import MAX_NAME, build
 from edge.counter.settings import CounterConfig
-from edge.counter.templates import Template
 from edge.gate.settings import LaneConfig
 from edge.ops.settings import MetricsConfig
 from sync.client.settings import SyncConfig
 from sync.pretix.settings import PretixConfig
 
+if TYPE_CHECKING:  # ticket and card layouts load only for a configuration that has some
+    from edge.counter.templates import Template
+
 T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few kB; anything this large is a mistake
 EXIT_CONFIG = 78  # EX_CONFIG (sysexits.h): systemd's RestartPreventExitStatus stops retrying
-DEFAULT_CONFIG = Path("/etc/edge/edge.toml")  # what every command reads without --config
 
 
 def system_zone(environ: Mapping[str, str] | None = None, etc: Path = Path("/etc")) -> str:
@@ -235,10 +236,14 @@ def parse(text: str, path: Path) -> Config:
         build(PretixConfig, document["pretix"], "pretix", where) if "pretix" in document else None
     )
     printers = _drivers(document.get("printers", []), "printers", PRINTERS, where)
-    templates = tuple(
-        Template.from_table(t, f"templates[{i}]", where)
-        for i, t in enumerate(_list(document, "templates", where))
-    )
+    tables = _list(document, "templates", where)
+    templates: tuple[Template, ...] = ()
+    if tables:
+        from edge.counter.templates import Template  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        templates = tuple(
+            Template.from_table(t, f"templates[{i}]", where) for i, t in enumerate(tables)
+        )
     _unique([p.name for p in printers], "printer", where)
     _unique([t.name for t in templates], "template", where)
     sync = build(SyncConfig, document["sync"], "sync", where) if "sync" in document else None

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from drivers.protocols import Printer
-from drivers.registry import PRINTERS
-from edge.config import DEFAULT_CONFIG, Config, check_store_directory, load
-from edge.console import subcommand
+from edge.console import DEFAULT_CONFIG, subcommand
 from edge.core.errors import ConfigError, EdgeError, PrinterError
-from edge.counter.printqueue import PrintJob, PrintQueue
-from edge.counter.templates import Kind, Template
-from edge.store.database import Store
+
+if TYPE_CHECKING:  # the printing code loads when a `print` action runs, not for `edge --help`
+    from drivers.protocols import Printer
+    from edge.config import Config
+    from edge.counter.templates import Template
 
 TEST_TICKET = {
     "name": "test-ticket",
@@ -162,10 +161,16 @@ def _images(args: argparse.Namespace) -> dict[str, bytes]:
 
 
 def _printers(config: Config) -> dict[str, Printer]:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+
     return {p.name: PRINTERS[p.type].build(p.name, p.settings) for p in config.printers}
 
 
 async def _submit(args: argparse.Namespace, config: Config) -> int:
+    from edge.config import check_store_directory  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.counter.printqueue import PrintJob, PrintQueue  # noqa: PLC0415
+    from edge.store.database import Store  # noqa: PLC0415
+
     check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
@@ -187,6 +192,11 @@ async def _submit(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _status(config: Config) -> int:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.config import check_store_directory  # noqa: PLC0415
+    from edge.counter.printqueue import PrintQueue  # noqa: PLC0415
+    from edge.store.database import Store  # noqa: PLC0415
+
     printers = PRINTERS
     name_width = max((len(spec.name) for spec in config.printers), default=0)
     for spec in config.printers:
@@ -220,6 +230,9 @@ async def _status(config: Config) -> int:
 
 
 async def _test(args: argparse.Namespace, config: Config) -> int:
+    from drivers.registry import PRINTERS  # noqa: PLC0415 - see TYPE_CHECKING
+    from edge.counter.templates import Kind, Template  # noqa: PLC0415
+
     specs = {p.name: p for p in config.printers}
     if args.printer not in specs:
         raise ConfigError(
@@ -241,6 +254,10 @@ async def _test(args: argparse.Namespace, config: Config) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - `edge --version` needs no event loop
+
+    from edge.config import load  # noqa: PLC0415 - see TYPE_CHECKING
+
     """Carry out an `edge print` action."""
     config = load(args.config)
     if args.print_command == "preview":

@@ -17,8 +17,8 @@ import pytest
 
 from edge import __version__
 from edge.cli import _parser as edge_parser
-from edge.config import DEFAULT_CONFIG, EXIT_CONFIG
-from edge.console import Progress
+from edge.config import EXIT_CONFIG
+from edge.console import DEFAULT_CONFIG, Progress
 from edge.core.messages import counted
 from sync.central.cli import _parser as central_parser
 from sync.central.db import CentralDB

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+DEFAULT_CONFIG = Path("/etc/edge/edge.toml")  # what every command reads without --config
 
 
 def subcommand(sub: Any, name: str, summary: str, *examples: str) -> argparse.ArgumentParser:

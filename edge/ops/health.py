@@ -14,13 +14,11 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from drivers.protocols import DeviceState
 from edge import __version__
 from edge.core.messages import counted
-from edge.counter.printqueue import PrintQueue
 from edge.gate.lane import Lane, LaneResult
 from edge.ops import identity
 from edge.ops.identity import DeviceIdentity
@@ -28,7 +26,11 @@ from edge.ops.metrics import CONTENT_TYPE, Registry
 from edge.ops.notify import Notifier
 from edge.ops.settings import MetricsConfig
 from edge.store.sync import SyncStore
-from edge.web import http
+
+if TYPE_CHECKING:  # aiohttp loads with the metrics endpoint, the print queue on a counter
+    from aiohttp import web
+
+    from edge.counter.printqueue import PrintQueue
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -258,6 +260,8 @@ class Operations:
         settings = self._settings
         if not settings.enabled:
             return None
+        from edge.web import http  # noqa: PLC0415 - see TYPE_CHECKING above
+
         app = http.application(max_body=MAX_BODY)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
@@ -282,6 +286,8 @@ class Operations:
         return runner
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415 - loaded by _serve_metrics already
+
         del request
         body = self.registry.render().encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -321,6 +327,8 @@ class Operations:
         }
 
     async def _health(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415 - loaded by _serve_metrics already
+
         del request
         report = self.health_report()
         # 503 while scans are refused: load balancers and probes that read only the status

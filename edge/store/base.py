@@ -1,9 +1,10 @@
 """The store's base: its two connections, the single write path and the migrations.
 
 Reads go through a direct sqlite3 connection on the event loop's thread (one prepared
-statement, ~10 µs); every write goes through aiosqlite, off the loop, one transaction per
-call, durable (synchronous=FULL) before the call returns. Only the owner modules of this
-package use `_reader` and `_write`; nothing outside `edge/store/` runs SQL on the store.
+statement, ~10 µs); every write is a job for the store's writer thread (edge/store/writer.py):
+journal records urgent and group-committed, everything else in bounded bulk parts, each
+durable (synchronous=FULL) before its call returns. Only the owner modules of this package use
+`_reader`, `_urgent` and `_bulk`; nothing outside `edge/store/` runs SQL on the store.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
-
-import aiosqlite
 
 from edge.core.errors import StoreError, StoreRefusedError
 from edge.core.facts import Revocation
 from edge.store import schema
+from edge.store.writer import Job, Writer
+
+T = TypeVar("T")
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -210,13 +212,10 @@ def initialise(path: str | Path) -> str | None:
 class StoreBase:
     """The connections and the write path; `await <class>.open(path)`, then `close()`."""
 
-    def __init__(self, path: str, reader: sqlite3.Connection, writer: aiosqlite.Connection) -> None:
+    def __init__(self, path: str, reader: sqlite3.Connection, writer: Writer) -> None:
         self.path = path
         self._reader = reader
         self._writer = writer
-        # One writer connection: transactions of concurrent callers (two lanes, sync) must
-        # not interleave on it, or one caller's BEGIN/ROLLBACK lands in the other's.
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path) -> Self:
@@ -224,23 +223,20 @@ class StoreBase:
         path = str(path)
         started = time.monotonic()
         await asyncio.to_thread(_prepare, path)
-        writer = await aiosqlite.connect(path, isolation_level=None)
+        writer = Writer(path)
         try:
-            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # FULL: a commit is on disk before it returns, so an acknowledged admit survives
-            # a power cut, not only a crash.
-            await writer.execute("PRAGMA synchronous = FULL")
             reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             reader.execute("PRAGMA query_only = ON")
         except BaseException:
             await writer.close()
             raise
+        writer.start()
         _LOGGER.info("%s: store open in %.0f ms", path, (time.monotonic() - started) * 1000)
         return cls(path, reader, writer)
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Finish pending writes, then close both connections."""
         self._reader.close()
         await self._writer.close()
 
@@ -257,30 +253,20 @@ class StoreBase:
         finally:
             conn.close()
 
-    async def _transaction(self, statements: Sequence[tuple[str, Iterable[Sequence[Any]]]]) -> None:
-        """Run executemany for each (sql, rows) in one transaction."""
-        async with self._write() as conn:
-            for sql, rows in statements:
-                await conn.executemany(sql, rows)
+    async def _urgent(self, job: Job[T]) -> T:
+        """A journal write: ahead of bulk work, group-committed; StoreError on failure."""
+        return await self._writer.urgent(job)
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; SQLite failures (disk full, I/O) become StoreError."""
-        conn = self._writer
-        async with self._write_lock:
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    # SQLite rolls back by itself on some errors (SQLITE_FULL): a second
-                    # ROLLBACK would fail and hide the error that matters (disk full).
-                    if conn.in_transaction:
-                        await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        await conn.execute("ROLLBACK")
-                raise StoreError(f"{self.path}: write failed: {err}") from err
+    async def _bulk(self, job: Job[T]) -> T:
+        """One bounded write transaction; StoreError on failure, and nothing changed."""
+        return await self._writer.bulk(job)
+
+    async def _transaction(self, statements: Sequence[tuple[str, Iterable[Sequence[Any]]]]) -> None:
+        """Run executemany for each (sql, rows) in one bulk transaction."""
+        materialized = [(sql, list(rows)) for sql, rows in statements]
+
+        def run(conn: sqlite3.Connection) -> None:
+            for sql, rows in materialized:
+                conn.executemany(sql, rows)
+
+        await self._bulk(run)

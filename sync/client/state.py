@@ -30,7 +30,9 @@ class SyncState:
     last_contact: float | None = None  # unix time of the last successful exchange
     clock_offset: float = 0.0  # central clock minus ours, seconds (from hello)
     uploaded: int = 0
-    pushes: dict[str, int] = field(default_factory=dict)  # by outcome
+    pushes: dict[str, int] = field(default_factory=dict)  # by outcome (inbound and channel)
+    channel: bool = False  # the outbound push channel is open
+    channels: int = 0  # channels opened since start (reconnects show as growth)
     last_error: str = ""
 
     @property

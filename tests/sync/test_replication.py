@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from sync import protocol
 from sync.central.db import CentralDB
 from sync.central.server import serve
 from sync.client.bundle import import_bundle
-from sync.client.replicator import Replicator
+from sync.client.replicator import BULK_BYTES, Replicator
 from sync.client.settings import SyncConfig
 from sync.client.state import REVISION_CURSOR
 from sync.protocol import (
@@ -107,6 +108,31 @@ async def test_pushes_apply_in_order_and_replays_change_nothing(
     assert answer == {"revision": 2, "status": "applied"}
     assert decision(store, mint_code(ticket(2))) is Reason.EVENT_CANCELLED
     assert replicator.state.pushes == {"applied": 2, "stale": 1, "gap": 1}
+
+
+async def test_large_pushes_go_through_the_bulk_worker_with_the_same_answers(
+    store: Store, replicator: Replicator
+) -> None:
+    """Pushes over BULK_BYTES are verified and written by the worker process, in order."""
+    codes = [mint_code(ticket(100 + n)) for n in range(3)]
+    filler = [RevokeCode(os.urandom(16), Revocation.REVOKED) for _ in range(3_000)]
+    revokes = [RevokeCode(parse(c.encode()).hash, Revocation.CANCELLED) for c in codes]
+    body = envelope([*filler, *revokes], 0)
+    assert len(body) > BULK_BYTES
+    status, answer = await push(replicator, envelope([*filler, CancelEvent(7)], 5))
+    assert answer == {"revision": 0, "status": "gap"}  # nothing written
+    assert store.stats().revoked_codes == 0
+    status, answer = await push(replicator, body)
+    assert (status, answer) == (200, {"revision": 3_003, "status": "applied"})
+    assert [decision(store, c) for c in codes] == [Reason.CANCELLED] * 3
+    assert store.stats().revoked_codes == 3_003
+    assert store.cursor(REVISION_CURSOR) == "3003"
+    status, answer = await push(replicator, body)
+    assert answer == {"revision": 3_003, "status": "stale"}
+    forged = envelope([*filler, *revokes], 0, Ed25519PrivateKey.generate())
+    status, answer = await push(replicator, forged)
+    assert status == 403  # untrusted, as a small push
+    assert "does not verify" in str(answer)
 
 
 @pytest.mark.parametrize(
@@ -269,7 +295,7 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
     # The central system's own pushes go nowhere, and no periodic pull comes soon: only the
     # gap in the push below can make the edge fetch what it missed.
     settings = SyncConfig(url=await ready, push_port=0, push_url="http://127.0.0.1:9/v1/push",
-                          pull_interval_seconds=3600)  # fmt: skip
+                          pull_interval_seconds=3600, channel=False)  # fmt: skip
     client = Replicator(settings, store, device="gate-1", identity=identity)
     task = asyncio.create_task(client.run())
     try:
