@@ -8,78 +8,121 @@ keys and types against the dataclass, so drivers never see unvalidated input.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from drivers.gates.console import ConsoleActuator, ConsoleActuatorSettings
-from drivers.gates.null import NullActuator, NullActuatorSettings
-from drivers.gates.relay import SerialRelaySettings, serial_relay
-from drivers.gates.usbrelay import HidRelaySettings, hid_relay
-from drivers.printers.boca import BocaPrinter, BocaSettings
-from drivers.printers.card import CupsPrinter, CupsSettings, EvolisPrinter, EvolisSettings
 from drivers.protocols import Actuator, Printer, ScanSource
-from drivers.scanners.handheld import HandheldScanner, HandheldSettings
-from drivers.scanners.hid import HidScanner, HidScannerSettings
-from drivers.scanners.lines import LineScanner, LineScannerSettings
-from drivers.scanners.pcsc import PcscReader, PcscSettings
-from drivers.scanners.serialline import SerialScanner, SerialScannerSettings
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class DriverType(Generic[T]):
-    """A configurable driver: its settings class and how to build it."""
+    """A configurable driver: the module that holds it, its settings class and factory.
 
-    settings: type[Any]
-    build: Callable[[str, Any], T]
+    The module is imported when the configuration names the type, not before, so a gate
+    loads only its own drivers (no printer code, no imaging, no HTTP server it does not use).
+    """
+
+    module: str
+    settings_name: str
+    build_name: str
     summary: str
+
+    @property
+    def settings(self) -> type[Any]:
+        """The settings dataclass (imports the driver's module)."""
+        settings: type[Any] = getattr(importlib.import_module(self.module), self.settings_name)
+        return settings
+
+    @property
+    def build(self) -> Callable[[str, Any], T]:
+        """The factory: (configured name, settings) -> device (imports the driver's module)."""
+        factory = importlib.import_module(self.module)
+        for part in self.build_name.split("."):
+            factory = getattr(factory, part)
+        return factory  # type: ignore[return-value]
 
 
 SCANNERS: dict[str, DriverType[ScanSource]] = {
     "lines": DriverType(
-        LineScannerSettings, LineScanner, "one code per line from a file, FIFO or stdin ('-')"
+        "drivers.scanners.lines",
+        "LineScannerSettings",
+        "LineScanner",
+        "one code per line from a file, FIFO or stdin ('-')",
     ),
     "hid": DriverType(
-        HidScannerSettings, HidScanner, "keyboard-wedge scanner or NFC reader (evdev, grabbed)"
+        "drivers.scanners.hid",
+        "HidScannerSettings",
+        "HidScanner",
+        "keyboard-wedge scanner or NFC reader (evdev, grabbed)",
     ),
     "serial": DriverType(
-        SerialScannerSettings, SerialScanner, "scanner or NFC reader sending lines over serial"
+        "drivers.scanners.serialline",
+        "SerialScannerSettings",
+        "SerialScanner",
+        "scanner or NFC reader sending lines over serial",
     ),
     "pcsc": DriverType(
-        PcscSettings, PcscReader, "PC/SC contactless reader through pcscd: card chip UIDs"
+        "drivers.scanners.pcsc",
+        "PcscSettings",
+        "PcscReader",
+        "PC/SC contactless reader through pcscd: card chip UIDs",
     ),
     "handheld": DriverType(
-        HandheldSettings, HandheldScanner, "handheld app posting codes over HTTP (own port)"
+        "drivers.scanners.handheld",
+        "HandheldSettings",
+        "HandheldScanner",
+        "handheld app posting codes over HTTP (own port)",
     ),
 }
 
 ACTUATORS: dict[str, DriverType[Actuator]] = {
     "console": DriverType(
-        ConsoleActuatorSettings, ConsoleActuator, "prints outcomes to the terminal (demo, tests)"
+        "drivers.gates.console",
+        "ConsoleActuatorSettings",
+        "ConsoleActuator",
+        "prints outcomes to the terminal (demo, tests)",
     ),
     "serial-relay": DriverType(
-        SerialRelaySettings, serial_relay, "LCUS-type USB-serial relay board (A0 01 01 A2 frames)"
+        "drivers.gates.relay",
+        "SerialRelaySettings",
+        "serial_relay",
+        "LCUS-type USB-serial relay board (A0 01 01 A2 frames)",
     ),
     "none": DriverType(
-        NullActuatorSettings, NullActuator, "no turnstile (a handheld scanner's lane)"
+        "drivers.gates.null",
+        "NullActuatorSettings",
+        "NullActuator",
+        "no turnstile (a handheld scanner's lane)",
     ),
     "hid-relay": DriverType(
-        HidRelaySettings, hid_relay, "USB HID relay board 16c0:05df (USBRelay1/2/4/8), via pyusb"
+        "drivers.gates.usbrelay",
+        "HidRelaySettings",
+        "hid_relay",
+        "USB HID relay board 16c0:05df (USBRelay1/2/4/8), via pyusb",
     ),
 }
 
 PRINTERS: dict[str, DriverType[Printer]] = {
     "boca": DriverType(
-        BocaSettings,
-        BocaPrinter.from_settings,
+        "drivers.printers.boca",
+        "BocaSettings",
+        "BocaPrinter.from_settings",
         "BOCA ticket printer (FGL) on USB, serial, TCP or file",
     ),
     "evolis": DriverType(
-        EvolisSettings, EvolisPrinter.from_settings, "Evolis card printer (escape commands) on USB"
+        "drivers.printers.card",
+        "EvolisSettings",
+        "EvolisPrinter.from_settings",
+        "Evolis card printer (escape commands) on USB",
     ),
     "cups": DriverType(
-        CupsSettings, CupsPrinter.from_settings, "card printer with a CUPS driver (lp)"
+        "drivers.printers.card",
+        "CupsSettings",
+        "CupsPrinter.from_settings",
+        "card printer with a CUPS driver (lp)",
     ),
 }

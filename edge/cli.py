@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge import __version__, keys, printcli
-from edge.config import EXIT_CONFIG, Config, load
-from edge.core.codes import Claims, EntryPolicy, Kind, Validity, mint, scan_text
-from edge.core.errors import CodeError, ConfigError, EdgeError
+from edge import __version__, printcli
+from edge.console import DEFAULT_CONFIG, positive, subcommand
+from edge.core.codes import MAX_USES, Claims, EntryPolicy, Kind, Validity, mint, scan_text
+from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
 from edge.core.facts import Direction
-from edge.core.messages import LANGUAGES, text
-from edge.gate.gate import Gate
-from edge.ops import logs
-from edge.store.database import Store
-from sync.pretix.monitoring import status_lines
-from sync.pretix.resolver import PretixResolver
-from sync.pretix.service import check_rules
+from edge.core.messages import LANGUAGES, counted, text
+
+if TYPE_CHECKING:
+    from edge.config import Config
+
+# Everything else is imported by the command that needs it: `edge --version` and `edge issue`
+# load no store, no configuration and no daemon.
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
-EXIT_USAGE = 2  # a malformed command line (argparse's code too), e.g. a non-UTF-8 code
+EXIT_USAGE = 2  # a malformed command line (argparse's code too), or one naming what is not there
+
+
+class UsageError(EdgeError):
+    """The command line names something the configuration does not have."""
 
 
 def _moment(value: str) -> datetime:
@@ -51,66 +54,153 @@ def _zones(value: str) -> int:
     return mask
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help="the device's configuration (default: %(default)s)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edge", description="Gate and counter service for venues."
+        prog="edge",
+        description="Gate and counter service for venues. "
+        f"Every command reads {DEFAULT_CONFIG} unless --config names another file.",
+        epilog="`edge COMMAND --help` shows a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", required=True, type=Path)
+    run = subcommand(sub, "run", "run the daemon", "edge run --config /etc/edge/edge.toml")
+    _config_option(run)
 
-    check = sub.add_parser("check", help="decide about a code without recording an entry")
-    check.add_argument("code")
-    check.add_argument("--config", required=True, type=Path)
+    check = subcommand(
+        sub,
+        "check",
+        "decide about a code without recording an entry",
+        "edge check 'EDGE:...' --lane 'Lane A'    # exit status 0: admit, 1: reject",
+    )
+    check.add_argument("code", help="the code as the scanner reads it")
+    _config_option(check)
     check.add_argument("--lane", help="lane whose rules apply (default: the first)")
     check.add_argument("--exit", action="store_true", help="check the exit direction")
-    check.add_argument("--lang", choices=LANGUAGES, help="display language")
+    check.add_argument("--lang", choices=LANGUAGES, help="display language (default: [device])")
 
-    keygen = sub.add_parser("keygen", help="create a signing key file")
-    keygen.add_argument("--out", required=True, type=Path)
-    keygen.add_argument("--key-id", type=int, default=1)
+    keygen = subcommand(
+        sub,
+        "keygen",
+        "create a signing key file",
+        "edge keygen --out signing.key --key-id 1    # prints the gates' [[keys]] entry",
+    )
+    keygen.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="new key file (never overwritten)"
+    )
+    keygen.add_argument(
+        "--key-id", type=int, default=1, help="id gates know the key by (default: %(default)s)"
+    )
 
-    issue = sub.add_parser("issue", help="mint a signed code with a local key")
-    issue.add_argument("--key", required=True, type=Path, help="key file from `edge keygen`")
-    issue.add_argument("--kind", choices=[k.name.lower() for k in Kind], default="ticket")
+    issue = subcommand(
+        sub,
+        "issue",
+        "mint a signed code with a local key",
+        "edge issue --key signing.key --credential 77 --event 5",
+        "edge issue --key signing.key --credential 8 --kind pass --unlimited 10 --days 365",
+    )
+    issue.add_argument(
+        "--key", required=True, type=Path, metavar="FILE", help="key file from `edge keygen`"
+    )
+    issue.add_argument(
+        "--kind",
+        choices=[k.name.lower() for k in Kind],
+        default="ticket",
+        help="what the code is (default: %(default)s)",
+    )
     issue.add_argument("--credential", required=True, type=int, help="credential id")
-    issue.add_argument("--event", type=int, default=0)
-    issue.add_argument("--product", type=int, default=0)
-    issue.add_argument("--reissue", type=int, default=0, help="replacement number of a card")
+    issue.add_argument("--event", type=int, default=0, help="event id (default: 0, any)")
+    issue.add_argument("--product", type=int, default=0, help="product id (default: 0)")
+    issue.add_argument(
+        "--reissue", type=int, default=0, help="replacement number of a card (default: 0)"
+    )
     policy = issue.add_mutually_exclusive_group()
-    policy.add_argument("--uses", type=int, help="number of entries (default: 1)")
+    policy.add_argument(
+        "--uses",
+        type=positive("--uses", MAX_USES, "for re-entry at will use --unlimited MINUTES"),
+        help="number of entries (default: 1)",
+    )
     policy.add_argument(
         "--unlimited",
         type=int,
         metavar="PASSBACK_MINUTES",
         help="re-entry at will; anti-passback window in minutes (0: none)",
     )
-    issue.add_argument("--valid-from", type=_moment)
-    issue.add_argument("--valid-until", type=_moment)
+    issue.add_argument(
+        "--valid-from", type=_moment, metavar="WHEN", help="ISO date or time (naive: UTC)"
+    )
+    issue.add_argument(
+        "--valid-until", type=_moment, metavar="WHEN", help="ISO date or time (naive: UTC)"
+    )
     issue.add_argument("--days", type=int, help="validity length from --valid-from (or now)")
     issue.add_argument("--zones", type=_zones, default=0, help="comma-separated zones 0..31")
 
-    status = sub.add_parser("status", help="show the store and the last decisions")
-    status.add_argument("--config", required=True, type=Path)
-    status.add_argument("--last", type=int, default=10, help="decisions to list")
+    status = subcommand(sub, "status", "show the store and the last decisions", "edge status")
+    _config_option(status)
+    status.add_argument(
+        "--last", type=int, default=10, help="decisions to list (default: %(default)s)"
+    )
 
-    bundle = sub.add_parser("import", help="apply an offline bundle from the central system")
+    init = subcommand(
+        sub,
+        "init",
+        "start an empty store where none is, or replace an unusable store file",
+        "edge init --config /etc/edge/edge.toml",
+    )
+    _config_option(init)
+
+    bundle = subcommand(
+        sub,
+        "import",
+        "apply an offline bundle from the central system",
+        "edge import /media/usb/gates.bundle",
+    )
     bundle.add_argument("file", type=Path, help="bundle file from `edge-central bundle`")
-    bundle.add_argument("--config", required=True, type=Path)
+    _config_option(bundle)
 
-    config = sub.add_parser("config", help="configuration tools")
+    config = subcommand(sub, "config", "configuration tools", "edge config check")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    config_check = config_sub.add_parser("check", help="validate a configuration file")
-    config_check.add_argument("file", type=Path)
+    config_check = subcommand(
+        config_sub,
+        "check",
+        "validate a configuration file and the paths it names",
+        "edge config check /etc/edge/edge.toml",
+    )
+    config_check.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_CONFIG,
+        help="configuration file (default: %(default)s)",
+    )
 
     printcli.add_parser(sub)
 
-    demo = sub.add_parser("demo", help="a gate with sample tickets; type or paste codes")
-    demo.add_argument("--lang", choices=LANGUAGES, default="en")
-    demo.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    demo = subcommand(
+        sub, "demo", "a gate with sample tickets; type or paste codes", "edge demo --lang de"
+    )
+    demo.add_argument(
+        "--lang", choices=LANGUAGES, default="en", help="display language (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the verdicts (default: auto, when a terminal)",
+    )
     return parser
 
 
@@ -155,6 +245,11 @@ def _code_argument(code: str) -> bytes | None:
 
 
 async def _check(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.gate.gate import Gate  # noqa: PLC0415
+    from edge.store.database import Store  # noqa: PLC0415
+    from sync.pretix.resolver import PretixResolver  # noqa: PLC0415
+
     code = _code_argument(args.code)
     if code is None:
         return EXIT_USAGE
@@ -165,8 +260,9 @@ async def _check(args: argparse.Namespace) -> int:
             "defines no [[lanes]]; `check` applies a lane's rules", path=str(args.config)
         )
     if args.lane is not None and args.lane not in lanes:
-        raise ConfigError(f"no lane named {args.lane!r}; lanes: {', '.join(lanes)}")
+        raise UsageError(f"no lane named {args.lane!r}; lanes: {', '.join(lanes)}")
     lane = lanes[args.lane] if args.lane else config.lanes[0]
+    check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
         if config.keys:
@@ -194,7 +290,11 @@ async def _check(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.store.database import Store  # noqa: PLC0415
+
     config = load(args.config)
+    check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
         stats = store.stats()
@@ -202,7 +302,10 @@ async def _status(args: argparse.Namespace) -> int:
         revision = store.cursor("sync.revision")
         pretix_lines: list[str] = []
         if config.pretix is not None:
+            from sync.pretix.monitoring import status_lines  # noqa: PLC0415
+
             pretix_lines = status_lines(store)
+        jumps = store.clock_jumps(5)
     finally:
         await store.close()
     print(f"device {config.device.name}  store {config.store_path}")
@@ -213,6 +316,9 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
     for line in pretix_lines:
         print(line)
+    for at, jump_ms, after_seq in jumps:
+        when = at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"  clock stepped {jump_ms / 1000:+.0f} s at {when} (after decision #{after_seq})")
     print(f"last {len(recent)} decisions:")
     for row in recent:
         entry = row.entry
@@ -225,8 +331,10 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.store.database import Store  # noqa: PLC0415
     from sync import protocol  # noqa: PLC0415
-    from sync.client.bundle import import_bundle  # noqa: PLC0415 - msgpack loads only when needed
+    from sync.client.bundle import import_bundle  # noqa: PLC0415
 
     config = load(args.config)
     try:
@@ -234,6 +342,7 @@ async def _import(args: argparse.Namespace) -> int:
             data = file.read(protocol.MAX_ENVELOPE_BYTES + 1)
     except OSError as err:
         raise EdgeError(f"{args.file}: cannot read: {err.strerror}") from err
+    check_store_directory(config)
     store = await Store.open(config.store_path)
     try:
         if config.keys:
@@ -241,7 +350,12 @@ async def _import(args: argparse.Namespace) -> int:
         outcome, first, last = await import_bundle(store, data, device=config.device.name)
     finally:
         await store.close()
-    if outcome == "stale":
+    if outcome == "stale" and last < first:
+        print(
+            f"{args.file}: older than this gate's data: the bundle ends at revision {last}, the"
+            f" store is at {first}; nothing applied (the revision never goes backwards)"
+        )
+    elif outcome == "stale":
         print(f"{args.file}: nothing new, the store is at revision {first} already")
     else:
         print(f"{args.file}: applied revisions {first + 1}..{last}")
@@ -250,6 +364,10 @@ async def _import(args: argparse.Namespace) -> int:
 
 async def _check_pretix_rules(config: Config) -> None:
     """ConfigError if the synced check-in list has rules this gate cannot evaluate."""
+    from edge.store.database import Store  # noqa: PLC0415 - see the imports above
+    from sync.pretix.resolver import PretixResolver  # noqa: PLC0415
+    from sync.pretix.service import check_rules  # noqa: PLC0415
+
     store = await Store.open(config.store_path)
     try:
         lanes = [lane.name for lane in config.lanes]
@@ -258,13 +376,35 @@ async def _check_pretix_rules(config: Config) -> None:
         await store.close()
 
 
+def _init(args: argparse.Namespace) -> int:
+    from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.store.base import initialise  # noqa: PLC0415
+
+    config = load(args.config)
+    check_store_directory(config)
+    kept = initialise(config.store_path)
+    if kept is not None:
+        print(f"{config.store_path}: the unusable file was moved to {kept}")
+    print(f"{config.store_path}: an empty store; every ticket counts as unused on this device")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
-    from edge import daemon, demo  # noqa: PLC0415 - keeps `edge issue` and `--help` fast
+    import asyncio  # noqa: PLC0415 - `edge --version` needs no event loop
+
+    from edge import keys  # noqa: PLC0415 - see the imports above
+    from edge.config import check_paths, load  # noqa: PLC0415
 
     if args.command == "run":
-        asyncio.run(daemon.serve(load(args.config)))
+        from edge import daemon  # noqa: PLC0415
+
+        config = load(args.config)
+        check_paths(config)
+        asyncio.run(daemon.serve(config))
         return 0
     if args.command == "demo":
+        from edge import demo  # noqa: PLC0415
+
         return asyncio.run(demo.main(language=args.lang, color=args.color))
     if args.command == "check":
         return asyncio.run(_check(args))
@@ -272,14 +412,21 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_status(args))
     if args.command == "import":
         return asyncio.run(_import(args))
+    if args.command == "init":
+        return _init(args)
     if args.command == "config":
         config = load(args.file)
         if config.pretix is not None and config.store_path.exists():
             asyncio.run(_check_pretix_rules(config))
-        print(
-            f"{args.file}: valid ({len(config.lanes)} lanes, {len(config.scanners)} scanners, "
-            f"{len(config.actuators)} actuators, {len(config.keys)} keys)"
+        check_paths(config)
+        parts = (
+            counted(len(config.lanes), "lane"),
+            counted(len(config.scanners), "scanner"),
+            counted(len(config.actuators), "actuator"),
+            counted(len(config.printers), "printer"),
+            counted(len(config.keys), "key"),
         )
+        print(f"{args.file}: valid ({', '.join(parts)})")
         return 0
     if args.command == "print":
         return printcli.run(args)
@@ -300,7 +447,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)  # `--version` and `--help` exit here
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    import logging  # noqa: PLC0415 - see the imports above
+
+    from edge.ops import logs  # noqa: PLC0415
+
     level = logging.WARNING - 10 * args.verbose
     if args.command == "run":
         level = min(level, logging.INFO)
@@ -308,8 +463,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except ConfigError as err:
+        from edge.config import EXIT_CONFIG  # noqa: PLC0415 - see the imports above
+
         print(f"edge: configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreRefusedError as err:
+        from edge.config import EXIT_CONFIG  # noqa: PLC0415
+
+        # Restarting cannot help: an operator restores the file or runs `edge init`.
+        print(f"edge: error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UsageError as err:
+        print(f"edge: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (CodeError, EdgeError) as err:
         print(f"edge: error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
@@ -28,11 +28,13 @@ from edge.core.errors import ConfigError
 from edge.core.messages import LANGUAGES
 from edge.core.tables import MAX_NAME, build
 from edge.counter.settings import CounterConfig
-from edge.counter.templates import Template
 from edge.gate.settings import LaneConfig
 from edge.ops.settings import MetricsConfig
 from sync.client.settings import SyncConfig
 from sync.pretix.settings import PretixConfig
+
+if TYPE_CHECKING:  # ticket and card layouts load only for a configuration that has some
+    from edge.counter.templates import Template
 
 T = TypeVar("T")
 
@@ -237,10 +239,14 @@ def parse(text: str, path: Path) -> Config:
         build(PretixConfig, document["pretix"], "pretix", where) if "pretix" in document else None
     )
     printers = _drivers(document.get("printers", []), "printers", PRINTERS, where)
-    templates = tuple(
-        Template.from_table(t, f"templates[{i}]", where)
-        for i, t in enumerate(_list(document, "templates", where))
-    )
+    tables = _list(document, "templates", where)
+    templates: tuple[Template, ...] = ()
+    if tables:
+        from edge.counter.templates import Template  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        templates = tuple(
+            Template.from_table(t, f"templates[{i}]", where) for i, t in enumerate(tables)
+        )
     _unique([p.name for p in printers], "printer", where)
     _unique([t.name for t in templates], "template", where)
     sync = build(SyncConfig, document["sync"], "sync", where) if "sync" in document else None
@@ -249,6 +255,15 @@ def parse(text: str, path: Path) -> Config:
             "a device has one central system: [sync] (edge-central) or [pretix], not both",
             path=where,
             key="pretix",
+        )
+    if sync is not None and not keys:
+        # Every envelope from the central system (bootstrap, pushes, changes) is checked
+        # against these keys; without one, each is rejected and sync retries forever.
+        raise ConfigError(
+            "[sync] needs the central system's public keys as [[keys]] (id and public, from "
+            "`edge-central key list`): everything it sends is signed",
+            path=where,
+            key="keys",
         )
     counter = None
     if "counter" in document:
@@ -335,6 +350,34 @@ def _check_references(
                         key=f"lanes[{i}].{side}",
                     )
                 fed[name] = lane.name
+
+
+def check_paths(config: Config) -> None:
+    """Refuse paths that would stop the daemon: see check_store_directory, and a `lines`
+    scanner on a regular file (read once to its end, then the lane stops; a daemon reads a
+    FIFO, which never ends, or standard input)."""
+    check_store_directory(config)
+    for i, spec in enumerate(config.scanners):
+        path = getattr(spec.settings, "path", "-")
+        if spec.type == "lines" and path != "-" and Path(path).is_file():
+            raise ConfigError(
+                f"{path} is a regular file: a lines scanner would read it once and stop the "
+                f"lane; make it a FIFO (mkfifo {path}) or use '-' for standard input",
+                path=str(config.path),
+                key=f"scanners[{i}].path",
+            )
+
+
+def check_store_directory(config: Config) -> None:
+    """Refuse a store whose directory is missing (the package's unit creates /var/lib/edge)."""
+    directory = config.store_path.parent
+    if not directory.is_dir():
+        raise ConfigError(
+            f"the store's directory {directory} does not exist; create it (owned by the user "
+            "the daemon runs as) or change store",
+            path=str(config.path),
+            key="device.store",
+        )
 
 
 def load(path: str | Path) -> Config:

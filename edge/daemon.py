@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drivers.protocols import Actuator, Printer, ScanSource
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS
-from drivers.scanners.pcsc import PcscReader
 from edge.config import Config
 from edge.core.facts import Direction
-from edge.counter import terms
-from edge.counter.desk import Desk
-from edge.counter.deviceapi import DeviceAPI, device_status, load_token
-from edge.counter.printqueue import PrintQueue
+from edge.core.messages import counted
 from edge.gate.gate import Gate
 from edge.gate.lane import Lane, LaneResult
 from edge.ops.health import Operations
 from edge.store.database import Store
-from sync.client.monitoring import health, page_status, register_metrics
-from sync.client.replicator import Replicator
-from sync.pretix import monitoring as pretix_monitoring
-from sync.pretix.service import PretixService, check_rules
+
+# A gate imports what its configuration uses: the counter's print queue, pass desk and web
+# API, the sync client and pretix load in serve() when their section is there.
+if TYPE_CHECKING:
+    from edge.counter.deviceapi import DeviceAPI
+    from edge.counter.printqueue import PrintQueue
+    from sync.client.replicator import Replicator
+    from sync.pretix.service import PretixService
 
 _LOGGER = logging.getLogger(__name__)
+
+# The scan never waits for bulk work in another thread (bench/hotpath.py measures both):
+# - the interpreter hands the GIL to a waiting thread after this long (default 5 ms), so the
+#   loop's thread gets it back within half a millisecond of a parser's Python step;
+# - a full (generation 2) collection walks every live object and held the loop for 150-400
+#   ms while bootstrap chunks were alive; the objects of the started daemon are frozen out
+#   of collections, and full collections come after 1000 generation-1 ones instead of 10.
+#   The daemon's garbage is mostly acyclic and freed by reference counting anyway.
+SWITCH_INTERVAL_SECONDS = 0.0005
+GC_THRESHOLDS = (700, 10, 1000)
 
 
 def _also(
@@ -75,7 +88,7 @@ class _Devices:
 def _counter(
     config: Config,
     store: Store,
-    queue: PrintQueue,
+    queue: PrintQueue | None,
     replicator: Replicator | None,
     scanners: dict[str, ScanSource],
     *,
@@ -83,8 +96,14 @@ def _counter(
 ) -> DeviceAPI | None:
     """The [counter] device API with its pass desk; its scanners are those no lane uses."""
     settings = config.counter
-    if settings is None:
+    if settings is None or queue is None:  # serve() builds a queue for every counter
         return None
+    from drivers.scanners.pcsc import PcscReader  # noqa: PLC0415 - see the imports above
+    from edge.counter import terms  # noqa: PLC0415
+    from edge.counter.desk import Desk  # noqa: PLC0415
+    from edge.counter.deviceapi import DeviceAPI, device_status, load_token  # noqa: PLC0415
+    from sync.client.monitoring import page_status  # noqa: PLC0415
+
     token = load_token(config.file(settings.token_file))
     templates = {t.name: t for t in config.templates}
     nfc = scanners.get(settings.nfc_reader)
@@ -105,6 +124,8 @@ def _counter(
         if replicator is not None:
             return page_status(replicator)
         if pretix is not None:
+            from sync.pretix import monitoring as pretix_monitoring  # noqa: PLC0415
+
             return pretix_monitoring.page_status(pretix.state, store)
         return None
 
@@ -133,6 +154,8 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
     """Run every lane until `stop` is set, SIGTERM/SIGINT arrives, or all scanners end."""
     started = time.monotonic()
     stop = stop or asyncio.Event()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    gc.set_threshold(*GC_THRESHOLDS)
     store = await Store.open(config.store_path)
     operations = Operations(config.metrics, store, device=config.device.name)
     devices = _Devices()
@@ -143,6 +166,9 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
         pretix = None
         if config.pretix is not None:
+            from sync.pretix import monitoring as pretix_monitoring  # noqa: PLC0415
+            from sync.pretix.service import PretixService, check_rules  # noqa: PLC0415 - see above
+
             token_file = config.file(config.pretix.token_file)
             pretix = PretixService.from_settings(
                 config.pretix,
@@ -161,8 +187,14 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         replicator = None
         report = operations.reporter(on_result)
         if config.sync is not None and operations.identity is not None:
+            from sync.client.monitoring import health, register_metrics  # noqa: PLC0415
+            from sync.client.replicator import Replicator  # noqa: PLC0415
+
+            sync = config.sync
+            if sync.ca_file:  # relative to the configuration's directory, like every file
+                sync = dataclasses.replace(sync, ca_file=str(config.file(sync.ca_file)))
             replicator = Replicator(
-                config.sync,
+                sync,
                 store,
                 device=config.device.name,
                 identity=operations.identity.private,
@@ -172,7 +204,11 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
             report = _also(report, replicator.journal_changed)
         devices.build(config)
         scanners, actuators, printers = devices.scanners, devices.actuators, devices.printers
-        queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
+        queue = None
+        if printers or config.counter is not None:
+            from edge.counter.printqueue import PrintQueue  # noqa: PLC0415 - see the imports
+
+            queue = PrintQueue(store, printers, {t.name: t for t in config.templates})
         counter = _counter(config, store, queue, replicator, scanners, pretix=pretix)
         lanes = [
             Lane(
@@ -189,17 +225,19 @@ async def serve(  # noqa: PLR0915 - one linear start-up sequence
         ]
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        gc.collect()
+        gc.freeze()  # what start-up built lives as long as the daemon: no collection walks it
         _LOGGER.info(
-            "%s: %d lanes ready in %.0f ms",
+            "%s: %s ready in %.0f ms",
             config.device.name,
-            len(lanes),
+            counted(len(lanes), "lane"),
             (time.monotonic() - started) * 1000,
         )
         async with asyncio.TaskGroup() as group:
             running = [group.create_task(lane.run()) for lane in lanes]
             stopper = group.create_task(stop.wait())
-            printing = [group.create_task(queue.run())] if printers else []
-            if printers:
+            printing = [group.create_task(queue.run())] if queue and printers else []
+            if queue is not None and printers:
                 operations.watch_printing(queue)
             services = await operations.start(lanes, group)
             if pretix is not None:

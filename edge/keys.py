@@ -12,7 +12,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge.core.errors import ConfigError
+from edge.core.errors import CodeError, EdgeError
+
+
+class KeyFileError(EdgeError):
+    """A signing key file cannot be written or read; not the device's configuration."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +44,7 @@ class SigningKey:
 def generate(key_id: int) -> SigningKey:
     """A new random signing key."""
     if not 0 <= key_id <= 0xFFFF:
-        raise ConfigError(f"key id must be 0..65535, not {key_id}")
+        raise CodeError(f"key id must be 0..65535, not {key_id}")
     return SigningKey(key_id, Ed25519PrivateKey.generate())
 
 
@@ -52,9 +60,11 @@ def write(path: Path, key: SigningKey) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise ConfigError("exists already; choose another path", path=str(path)) from None
+        raise KeyFileError(
+            "exists already; not overwritten, choose another path", path=path
+        ) from None
     except OSError as err:
-        raise ConfigError(f"cannot create: {err.strerror}", path=str(path)) from err
+        raise KeyFileError(f"cannot create: {err.strerror}", path=path) from err
     with os.fdopen(fd, "w") as file:
         file.write(text)
 
@@ -69,6 +79,6 @@ def read(path: Path) -> SigningKey:
             raise ValueError("key_id must be an integer and private a 32-byte key")
         return SigningKey(key_id, Ed25519PrivateKey.from_private_bytes(private))
     except OSError as err:
-        raise ConfigError(f"cannot read: {err.strerror}", path=str(path)) from err
+        raise KeyFileError(f"cannot read: {err.strerror}", path=path) from err
     except (tomllib.TOMLDecodeError, KeyError, ValueError, binascii.Error) as err:
-        raise ConfigError(f"not an edge signing key file: {err}", path=str(path)) from err
+        raise KeyFileError(f"not an edge signing key file: {err}", path=path) from err

@@ -80,6 +80,24 @@ class ErrorCode(enum.Enum):
     INTERNAL = "internal"
 
 
+CHANNEL_PATH = "/v1/channel"  # the outbound push channel (a WebSocket the edge opens)
+PUSH_STATUSES = ("applied", "stale", "gap")  # what an edge answers to a pushed envelope
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes of the push channel (docs/protocol.md, "Push channel")."""
+
+    NORMAL = 1000  # the edge or the central system stops
+    GOING_AWAY = 1001  # the central system shuts down: reconnect (to another one)
+    UNSUPPORTED = 1003  # a text frame: the channel carries binary msgpack only
+    REFUSED = 1008  # a frame that does not verify or parse; the receiver changed nothing
+    TOO_LARGE = 1009  # a frame above the push limit
+    INTERNAL = 1011  # the receiver could not store what it accepted
+    REPLACED = 4001  # the same device opened a newer channel
+    REMOVED = 4003  # the device was removed from the central system
+    SILENT = 4008  # the edge did not answer a pushed envelope in time
+
+
 class ProtocolError(SyncError, ValueError):
     """A body from the peer is malformed, wrongly signed or out of bounds."""
 
@@ -91,11 +109,12 @@ class UntrustedError(ProtocolError):
 class RemoteError(SyncError):
     """The peer answered with an error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, time_ms: int | None = None) -> None:
         super().__init__(f"central system answered {status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.time_ms = time_ms  # the central clock when it answered, if the body said
 
 
 # -- msgpack with bounds ---------------------------------------------------------------------
@@ -123,6 +142,51 @@ def unpack(data: bytes, what: str, limit: int) -> Any:
         )
     except (ValueError, msgpack.UnpackException, TypeError) as err:
         raise ProtocolError(f"{what}: not valid msgpack ({err})") from err
+
+
+def unpack_streaming(data: bytes, what: str, limit: int) -> Any:
+    """Decode like `unpack`, but a top-level map's array values item by item.
+
+    The same values and the same errors as `unpack`; used for large envelope bodies, which
+    are decoded in a worker thread: one `unpackb` of a 50,000-change body holds the GIL for
+    tens of milliseconds, while decoding it a few items at a time lets the event loop's
+    thread in between (the interpreter switches threads only between Python steps).
+    """
+    if len(data) > limit:
+        raise ProtocolError(f"{what}: {len(data)} bytes is larger than allowed ({limit})")
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=True,
+        max_buffer_size=max(limit, 1),
+        max_bin_len=limit,
+        max_str_len=limit,
+        max_array_len=limit,
+        max_map_len=limit,
+        max_ext_len=0,
+    )
+    unpacker.feed(data)
+    try:
+        if data[:1] and (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
+            value: Any = {}
+            for _ in range(unpacker.read_map_header()):
+                key = unpacker.unpack()
+                if not isinstance(key, str | bytes):  # as strict_map_key in `unpack`
+                    raise ValueError(f"{type(key).__name__} is not allowed for map key")
+                first = data[unpacker.tell() : unpacker.tell() + 1]
+                if first and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD)):
+                    items = []
+                    for _ in range(unpacker.read_array_header()):
+                        items.append(unpacker.unpack())
+                    value[key] = items
+                else:
+                    value[key] = unpacker.unpack()
+        else:
+            value = unpacker.unpack()
+        if unpacker.tell() != len(data):
+            raise ValueError("unpack(b) received extra data.")
+    except (ValueError, msgpack.UnpackException, TypeError) as err:
+        raise ProtocolError(f"{what}: not valid msgpack ({err})") from err
+    return value
 
 
 class _Fields:
@@ -554,7 +618,7 @@ def open_envelope(
     public, path = _signing_key(key_id, chain, keys)
     if not _check(public, signature, ENVELOPE_DOMAIN + body):
         raise UntrustedError(f"envelope: the signature does not verify with key {key_id}")
-    fields = _Fields(unpack(body, "envelope body", limit), "envelope body")
+    fields = _Fields(unpack_streaming(body, "envelope body", limit), "envelope body")
     try:
         kind = EnvelopeKind(fields.map.get("kind"))
     except ValueError:
@@ -722,9 +786,35 @@ class RequestRejectedError(SyncError):
         self.message = message
 
 
-def error_body(code: ErrorCode, message: str) -> bytes:
-    """An error body: what went wrong, for programs (code) and people (message)."""
-    return pack({"error": code.value, "message": message[:1000], "protocol": VERSION})
+def channel_path(revision: int) -> str:
+    """The path (with query) a device opens, and signs, for its push channel."""
+    return f"{CHANNEL_PATH}?revision={revision}"
+
+
+def push_answer(revision: int, status: str) -> bytes:
+    """What an edge answers to a pushed envelope (the POST body, or a channel frame)."""
+    return pack({"revision": revision, "status": status})
+
+
+def parse_push_answer(data: bytes) -> tuple[int, str]:
+    """(revision, status) of an edge's answer to a push."""
+    answer = fields(data, "push answer", 1 << 10)
+    status = answer.text("status", limit=20)
+    if status not in PUSH_STATUSES:
+        raise ProtocolError(f"push answer.status: {status!r} is not one of {PUSH_STATUSES}")
+    return answer.integer("revision"), status
+
+
+def error_body(code: ErrorCode, message: str, *, time_ms: int | None = None) -> bytes:
+    """An error body: what went wrong, for programs (code) and people (message).
+
+    The central system adds its clock (`time`), so a device refused for `clock-skew` learns
+    the offset it must sign with (docs/protocol.md, "hello").
+    """
+    body: dict[str, object] = {"error": code.value, "message": message[:1000], "protocol": VERSION}
+    if time_ms is not None:
+        body["time"] = time_ms
+    return pack(body)
 
 
 def limit_error_body(status: int, message: str) -> bytes:
@@ -737,7 +827,10 @@ def parse_error(status: int, data: bytes) -> RemoteError:
     try:
         fields = _Fields(unpack(data, "error body", 1 << 16), "error body")
         return RemoteError(
-            status, fields.text("error", limit=40), fields.text("message", limit=1000)
+            status,
+            fields.text("error", limit=40),
+            fields.text("message", limit=1000),
+            fields.integer("time", optional=True),
         )
     except ProtocolError:
         return RemoteError(status, "http", f"{len(data)} bytes that are not an error body")

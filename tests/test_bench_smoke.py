@@ -38,6 +38,26 @@ BENCHMARKS = [
         "--gates 2 --revocations 20 --credentials 3000 --entries 2000 --rounds 5",
         ["push-to-enforced latency", "bootstrap of", "upload of", "fault rounds"],
     ),
+    (
+        "channel",
+        "--gates 2 --revocations 10 --clients 20 --rounds 5",
+        ["push-to-enforced through the channel", "fan-out, 1 edge-central"],
+    ),
+    (
+        "hotpath",
+        "--scale 0.005 --seconds 2",
+        [
+            "no load",
+            "5 pushes",
+            "edge import",
+            "upload",
+            "bootstrap of",
+            "decide+journal",
+            "Ed25519 verify of a code",
+            "start to first decision",
+            "edge --version",
+        ],
+    ),
 ]
 
 

@@ -46,9 +46,14 @@ def gate(tmp_path: Path) -> tuple[Path, Path]:
 def test_keygen_writes_a_private_file_and_refuses_to_overwrite(gate: tuple[Path, Path]) -> None:
     key_file, _ = gate
     assert key_file.stat().st_mode & 0o777 == 0o600
+    before = key_file.read_bytes()
     again = edge("keygen", "--out", str(key_file))
-    assert again.returncode == EXIT_CONFIG
-    assert "exists already" in again.stderr
+    assert again.returncode == 1  # not 78: no configuration is involved
+    assert (
+        again.stderr
+        == f"edge: error: {key_file}: exists already; not overwritten, choose another path\n"
+    )
+    assert key_file.read_bytes() == before
 
 
 def test_issue_then_check_admits_without_recording(gate: tuple[Path, Path]) -> None:
@@ -117,9 +122,12 @@ def test_check_with_a_broken_configuration_exits_78(tmp_path: Path) -> None:
     assert "bad.toml: device: language must be one of en, de, fr" in result.stderr
 
 
-def test_config_check_accepts_the_shipped_examples() -> None:
+def test_config_check_accepts_the_shipped_examples(tmp_path: Path) -> None:
     for name in ("gate.toml", "demo.toml"):
-        result = edge("config", "check", str(ROOT / "config" / name))
+        # The installed store directory (/var/lib/edge) is a temporary one here.
+        text = (ROOT / "config" / name).read_text(encoding="utf-8")
+        (tmp_path / name).write_text(text.replace("/var/lib/edge/", f"{tmp_path}/"))
+        result = edge("config", "check", str(tmp_path / name))
         assert result.returncode == 0, result.stderr
         assert "valid" in result.stdout
 
@@ -162,15 +170,37 @@ def test_demo_shows_the_workflows_in_order() -> None:
 def test_run_stops_cleanly_on_end_of_input(gate: tuple[Path, Path], tmp_path: Path) -> None:
     key_file, config = gate
     code = edge("issue", "--key", str(key_file), "--credential", "9").stdout.strip()
-    # Only the entry scanner reads stdin here; the exit scanner reads an empty file.
-    (tmp_path / "empty").write_text("", encoding="utf-8")
-    text = config.read_text(encoding="utf-8").replace(
-        'name = "s2"\ntype = "lines"\n',
-        f'name = "s2"\ntype = "lines"\npath = "{tmp_path / "empty"}"\n',
-    )
+    # Only the entry scanner reads stdin here: the lane has no exit scanner.
+    text = config.read_text(encoding="utf-8").replace('exit = ["s2"]\n', "")
     config.write_text(text, encoding="utf-8")
     result = edge("run", "--config", str(config), stdin=f"{code}\n{code}\n", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("ADMIT  a  Welcome")
     assert len(result.stdout.splitlines()) == 1  # the second read was a repeat: one passage
     assert (tmp_path / "edge.db").exists()
+
+
+def test_an_emptied_store_stops_every_command_until_edge_init(
+    gate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    key_file, config = gate
+    code = edge("issue", "--key", str(key_file), "--credential", "5").stdout.strip()
+    store = tmp_path / "edge.db"  # the default store path is beside the configuration
+    assert edge("status", "--config", str(config)).returncode == 0
+    assert store.exists()
+    store.write_bytes(b"")  # lost: a full card, a bad copy
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    for command in (["status"], ["check", code]):
+        refused = edge(*command, "--config", str(config))
+        assert refused.returncode == EXIT_CONFIG  # systemd stops restarting the daemon
+        assert "is empty (0 bytes)" in refused.stderr
+        assert "edge init --config" in refused.stderr
+        assert store.read_bytes() == b""
+    made = edge("init", "--config", str(config))
+    assert made.returncode == 0, made.stderr
+    assert "moved to" in made.stdout
+    assert [p.name for p in tmp_path.glob("edge.db.replaced-*")]
+    assert edge("check", code, "--config", str(config)).returncode == 0
+    again = edge("init", "--config", str(config))
+    assert (again.returncode, "already an edge store" in again.stderr) == (1, True)

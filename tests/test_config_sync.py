@@ -12,11 +12,22 @@ from edge.core.errors import ConfigError
 DEVICE = '[device]\nname = "g"\n'
 
 
+KEY = '[[keys]]\nid = 1\npublic = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="\n'
+
+
 def test_sync_is_optional_and_has_defaults() -> None:
     assert parse(DEVICE, Path("e.toml")).sync is None
-    sync = parse(DEVICE + '[sync]\nurl = "http://c:8400"\n', Path("e.toml")).sync
+    sync = parse(DEVICE + KEY + '[sync]\nurl = "http://c:8400"\n', Path("e.toml")).sync
     assert sync is not None
     assert (sync.push_address, sync.push_port, sync.upload_batch) == ("127.0.0.1", 8401, 1000)
+
+
+def test_sync_without_keys_is_refused_with_what_to_add() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(DEVICE + '[sync]\nurl = "http://c:8400"\n', Path("e.toml"))
+    assert "e.toml: keys: [sync] needs the central system's public keys as [[keys]]" in str(
+        caught.value
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ PACKAGES = ("edge", "drivers", "sync")
 # `sync`, `drivers`) hold nothing else and are open to all. The order is bottom-up.
 ALLOWED: dict[str, set[str]] = {
     "edge.core": set(),
+    "edge.console": {"edge.core"},
     "edge.web": {"edge.core"},
     "drivers": {"edge.core", "edge.web"},
     "edge.store": {"edge.core"},
@@ -25,9 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "edge.ops": {"edge.core", "edge.web", "edge.store", "edge.gate", "edge.counter", "drivers"},
     "sync.client": {"edge.core", "edge.web", "edge.store", "sync.protocol", "edge.ops"},
     "sync.pretix": {"edge.core", "edge.store", "edge.gate", "edge.ops"},
-    "sync.central": {"edge.core", "edge.web", "sync.protocol"},
+    "sync.central": {"edge.core", "edge.console", "edge.web", "sync.protocol"},
     "edge.wiring": {
         "edge.core",
+        "edge.console",
         "edge.web",
         "edge.store",
         "edge.gate",
@@ -50,7 +52,7 @@ def area(module: str) -> str | None:
         return "drivers"
     if parts[0] == "sync":
         return "sync.protocol" if parts[1:2] == ["protocol"] else ".".join(parts[:2])
-    if parts[1] in ("core", "web", "store", "gate", "counter", "ops"):
+    if parts[1] in ("core", "console", "web", "store", "gate", "counter", "ops"):
         return ".".join(parts[:2])
     return "edge.wiring"
 
@@ -167,7 +169,7 @@ def test_sql_lives_only_in_the_store_and_the_central_database() -> None:
 CORE_MAY_IMPORT = {
     "__future__", "base64", "dataclasses", "datetime", "enum", "hashlib", "ipaddress",
     "struct", "types", "typing", "collections", "functools", "re", "math", "string",
-    "unicodedata", "json", "cryptography", "edge",
+    "unicodedata", "json", "cryptography", "nacl", "edge",
 }  # fmt: skip
 
 

@@ -13,11 +13,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-
-from evdev import ecodes
+from typing import TYPE_CHECKING
 
 from drivers.protocols import DeviceState
-from drivers.scanners.hid import KeyDevice
+
+if TYPE_CHECKING:  # evdev loads when a gate has inputs configured, not with every relay
+    from drivers.scanners.hid import KeyDevice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ POLL_SECONDS = 1.0  # how often an absent input device is looked for again
 
 def key_code(name: str) -> int:
     """The evdev code of a key name such as KEY_F1 or BTN_0; ValueError if unknown."""
+    from evdev import ecodes  # noqa: PLC0415 - see TYPE_CHECKING above
+
     code = ecodes.ecodes.get(name)
     if not isinstance(code, int) or not name.startswith(("KEY_", "BTN_")):
         raise ValueError(f"{name!r} is not an evdev key name (KEY_F1, BTN_0, ... see evtest)")
@@ -98,6 +101,8 @@ class GateInputs:
         on_passage: Callable[[], None],
         on_door: Callable[[bool], None],
     ) -> None:
+        from evdev import ecodes  # noqa: PLC0415 - see TYPE_CHECKING above
+
         loop = asyncio.get_running_loop()
         gone = asyncio.Event()
 

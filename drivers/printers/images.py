@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
-
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from edge.core.errors import PrinterError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_IMAGE_BYTES = 4 << 20  # a logo or photo file larger than this is not meant for a ticket
 MAX_IMAGE_PIXELS = 4096 * 4096  # decompression bombs stop here, before Pillow allocates them
@@ -16,6 +18,8 @@ CARD_HEIGHT = 648
 
 def open_image(data: bytes, what: str) -> Image.Image:
     """A decoded image within the size limits, or PrinterError."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - Pillow only where it draws
+
     if len(data) > MAX_IMAGE_BYTES:
         raise PrinterError(f"{what}: {len(data)} bytes is larger than {MAX_IMAGE_BYTES}")
     try:

@@ -11,10 +11,12 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from edge.core.errors import CodeError
+
+if TYPE_CHECKING:  # only a type here: `edge --version` and parsing load no crypto library
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PREFIX = "EDGE:"  # marks a signed code; QR alphanumeric mode has ':' and capitals
 FORMAT_VERSION = 1  # high nibble of the first payload byte

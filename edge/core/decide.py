@@ -139,6 +139,10 @@ def decide(
             and entries is not None
             and entries.last_direction is Direction.ENTRY
             and now - entries.last_at < window
+            # A passage stamped ahead of this clock (beyond the tolerance): the clock was set
+            # back since, or another gate's runs ahead. Its window cannot be measured, and
+            # holding the visitor outside until the wall clock catches up (a day) is worse.
+            and entries.last_at <= now + rules.clock_skew
         ):
             return Decision(
                 Reason.PASSBACK, direction, cid, at=entries.last_at, gate=entries.last_gate

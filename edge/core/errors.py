@@ -59,3 +59,7 @@ class PrinterAttentionError(PrinterError):
 
 class PrintUncertainError(PrinterError):
     """A job was sent but the printer did not confirm it: it may have printed; never resent."""
+
+
+class StoreRefusedError(StoreError):
+    """The store file exists but is not a store; only `edge init` may start it afresh."""

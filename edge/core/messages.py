@@ -406,6 +406,11 @@ UI: dict[str, tuple[str, str, str]] = {
         "Von pretix abgelehnte Check-ins",
         "Check-ins refusés par pretix",
     ),
+    "status.sync.clock": (
+        "Clock offset to the central system (s)",
+        "Uhrabweichung zum Zentralsystem (s)",
+        "Écart d'horloge avec le système central (s)",
+    ),
     "status.never": ("never", "nie", "jamais"),
     "status.queues": ("Waiting to be sent", "Noch zu senden", "En attente d'envoi"),
     "status.queue.journal": ("Gate passages", "Durchgänge", "Passages"),
@@ -670,3 +675,9 @@ def format_day(day: date, language: str = "en") -> str:
     if language == "fr":
         return f"{day.day:02d}/{day.month:02d}/{day.year}"
     return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`count` and the noun in the right number, for command output ("1 lane", "2 lanes")."""
+    noun = singular if count == 1 else plural or f"{singular}s"
+    return f"{count:,} {noun}"

@@ -525,7 +525,9 @@ function syncFacts(sync) {
   const kind = sync.status === "current" ? "good" : sync.status === "offline" ? "bad" : "warn";
   return [[t("status.sync.status"), badge(T["status.sync." + sync.status] ?? sync.status, kind)],
     [t("status.sync.revision"), sync.lag ? sync.revision + " (" + t("status.sync.lag", { lag: sync.lag }) + ")" : String(sync.revision ?? "")],
-    [t("status.sync.contact"), moment(sync.last_contact)], [t("status.sync.error"), sync.last_error]];
+    [t("status.sync.contact"), moment(sync.last_contact)],
+    [t("status.sync.clock"), sync.clock_offset_seconds == null ? "" : String(sync.clock_offset_seconds)],
+    [t("status.sync.error"), sync.last_error]];
 }
 function printerState(p) {
   const state = p.state.startsWith("offline") ? "offline" : p.state;

@@ -46,6 +46,7 @@ class LaneResult:
     text: str
     outcome: Outcome = Outcome.REJECT
     seconds: float = 0.0  # time to decide and journal (monotonic); 0 for repeat reads
+    error: str = ""  # why the decision could not be journaled (check is None)
 
 
 class Lane:
@@ -156,7 +157,9 @@ class Lane:
             _LOGGER.error("%s: cannot journal a decision, gate stays closed: %s", self.name, err)
             message = ERROR_TEXT[self._language]
             await self._signal(Outcome.REJECT, message)
-            result = LaneResult(self.name, None, repeat=False, actuated=False, text=message)
+            result = LaneResult(
+                self.name, None, repeat=False, actuated=False, text=message, error=str(err)
+            )
             self._report(result)
             return result
         seconds = self._monotonic() - started

@@ -14,12 +14,11 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from drivers.protocols import DeviceState
 from edge import __version__
-from edge.counter.printqueue import PrintQueue
+from edge.core.messages import counted
 from edge.gate.lane import Lane, LaneResult
 from edge.ops import identity
 from edge.ops.identity import DeviceIdentity
@@ -27,7 +26,11 @@ from edge.ops.metrics import CONTENT_TYPE, Registry
 from edge.ops.notify import Notifier
 from edge.ops.settings import MetricsConfig
 from edge.store.sync import SyncStore
-from edge.web import http
+
+if TYPE_CHECKING:  # aiohttp loads with the metrics endpoint, the print queue on a counter
+    from aiohttp import web
+
+    from edge.counter.printqueue import PrintQueue
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ MAX_BODY = 1024  # /health and /metrics take no body
 # event loop until the FIFO's writer closes it, which shows that a stuck loop stops the
 # watchdog pings. The unit file never sets it.
 STALL_FIFO_ENV = "EDGE_DEBUG_STALL_FIFO"
+
+JOURNAL_RECOVERY_SECONDS = 300.0  # /health says "degraded" this long after a journal failure
+DISK_LOW_BYTES = 64 << 20  # free space beside the store below which /health says "degraded"
 
 
 class DecisionMetrics:
@@ -62,6 +68,9 @@ class DecisionMetrics:
         self.latency = registry.histogram(
             "edge_decision_seconds", "Time to decide and journal one scan.", ("lane",)
         )
+        self.journal_failing = False  # the last journal write failed: scans are refused
+        self.journal_failed_at: float | None = None  # unix time of the last failure
+        self.journal_error = ""
 
     def record(self, result: LaneResult) -> None:
         """Count one lane result."""
@@ -70,7 +79,11 @@ class DecisionMetrics:
             return
         if result.check is None:
             self.journal_failures.inc(result.lane)
+            self.journal_failing = True
+            self.journal_failed_at = time.time()
+            self.journal_error = result.error
         else:
+            self.journal_failing = False
             decision = result.check.decision
             self.decisions.inc(result.lane, decision.direction.value, decision.reason.value)
             self.latency.observe(result.seconds, result.lane)
@@ -159,11 +172,13 @@ class Operations:
         self.decisions = DecisionMetrics(self.registry)
         self.identity: DeviceIdentity | None = None
         self.metrics_url: str | None = None
+        self._store_path: Path | None = None
         # Other services add a section to /health: name -> a function returning its state.
         self.health: dict[str, Callable[[], Mapping[str, object]]] = {}
 
     def prepare(self, store_path: Path) -> None:
         """Load the device key kept beside the store at `store_path`, creating it on first start."""
+        self._store_path = store_path
         path = identity.path_for(store_path)
         self.identity = identity.ensure(path)
         _LOGGER.info(
@@ -234,7 +249,7 @@ class Operations:
         if fifo:
             _stall_hook(asyncio.get_running_loop(), fifo)
         await asyncio.sleep(0)  # the lanes' tasks run up to their first read
-        status = f"{device}: {len(lanes)} lanes ready"
+        status = f"{device}: {counted(len(lanes), 'lane')} ready"
         if self.metrics_url:
             status += f"; metrics on {self.metrics_url}"
         self.notifier.ready(status)
@@ -245,6 +260,8 @@ class Operations:
         settings = self._settings
         if not settings.enabled:
             return None
+        from edge.web import http  # noqa: PLC0415 - see TYPE_CHECKING above
+
         app = http.application(max_body=MAX_BODY)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
@@ -269,20 +286,54 @@ class Operations:
         return runner
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415 - loaded by _serve_metrics already
+
         del request
         body = self.registry.render().encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
+    def health_report(self) -> dict[str, object]:
+        """The /health document: "failing" while journal writes fail (every scan is refused),
+        "degraded" for a while after a failure or while the store's disk is nearly full."""
+        now = time.time()
+        decisions = self.decisions
+        failed_at = decisions.journal_failed_at
+        status = "ok"
+        if decisions.journal_failing:
+            status = "failing"
+        elif failed_at is not None and now - failed_at < JOURNAL_RECOVERY_SECONDS:
+            status = "degraded"
+        journal: dict[str, object] = {
+            "failing": decisions.journal_failing,
+            "last_failure": failed_at,
+            "last_error": decisions.journal_error or None,
+        }
+        if self._store_path is not None:
+            try:
+                disk = os.statvfs(self._store_path.parent)
+            except OSError:
+                free = None
+            else:
+                free = disk.f_bavail * disk.f_frsize
+            journal["disk_free_bytes"] = free
+            if free is not None and free < DISK_LOW_BYTES and status == "ok":
+                status = "degraded"
+        return {
+            "status": status,
+            "device": self._device,
+            "uptime_seconds": round(now - self._started, 3),
+            "journal": journal,
+            **{name: dict(section()) for name, section in self.health.items()},
+        }
+
     async def _health(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415 - loaded by _serve_metrics already
+
         del request
-        return web.json_response(
-            {
-                "status": "ok",
-                "device": self._device,
-                "uptime_seconds": round(time.time() - self._started, 3),
-                **{name: dict(section()) for name, section in self.health.items()},
-            }
-        )
+        report = self.health_report()
+        # 503 while scans are refused: load balancers and probes that read only the status
+        # code see it too. The answer still comes from the loop, so it still proves liveness.
+        return web.json_response(report, status=503 if report["status"] == "failing" else 200)
 
     def stopping(self) -> None:
         """Tell systemd that shutdown has begun."""

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "edge"
 MAX_FIELD_BYTES = 32 * 1024  # a record larger than one datagram is cut, not lost
-TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # journald adds its own time
 
 # syslog priorities (sd-daemon.h)
 _PRIORITY = {

@@ -1,8 +1,9 @@
 """The SQLite store and its migrations, with a narrow typed API per owner.
 
 One mechanism: mixins over one base. `base.StoreBase` owns the two connections (a direct
-sqlite3 reader for the scan path, an aiosqlite writer), the single write path (`_write`, one
-serialized transaction per call) and the migrations (`schema`). Each owner's part is a
+sqlite3 reader for the scan path, the writer thread of `writer.Writer`), the write path
+(`_urgent` for journal records, group-committed ahead of `_bulk` parts) and the migrations
+(`schema`). Each owner's part is a
 subclass of it in its own module, holding that owner's SQL as named, typed methods:
 
 - `facts.FactsStore`: the facts of a code, in one statement (shared by the gate and the desk);

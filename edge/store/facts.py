@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-import aiosqlite
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.core.codes import Code, EntryPolicy, Kind, PolicyKind, SignedCode, Validity
 from edge.core.facts import Credential, Direction, EntryState, Facts, TrustedKey
 from edge.store.base import REVOCATIONS, StoreBase, from_ms
+from edge.store.writer import Writer
 
 # Every fact about one code in one statement: a plain code's credential is found by hash.
 _FACTS_SQL = """
@@ -37,7 +37,7 @@ LEFT JOIN keys k ON k.key_id = :kid
 class FactsStore(StoreBase):
     """Reads of synced facts on the scan path: synchronous, no thread hop (gate, desk, pretix)."""
 
-    def __init__(self, path: str, reader: sqlite3.Connection, writer: aiosqlite.Connection) -> None:
+    def __init__(self, path: str, reader: sqlite3.Connection, writer: Writer) -> None:
         super().__init__(path, reader, writer)
         self._keys: dict[tuple[int, bytes, bool], TrustedKey] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,41 +60,66 @@ class GateStore(FactsStore):
     """What a gate may do: read a code's facts, journal a decision, list recent decisions."""
 
     async def record(self, entry: JournalEntry) -> int:
-        """Journal a decision (and an admitted passage) durably; returns its sequence number."""
+        """Journal a decision (and an admitted passage) durably; returns its sequence number.
+
+        One hop to the store's writer, ahead of any bulk write, committed together with the
+        other lanes' records that wait at the same moment.
+        """
         at = to_ms(entry.at)
         admitted = entry.reason.admits
-        async with self._write() as conn:
-            cursor = await conn.execute(
-                _JOURNAL_SQL,
-                (
-                    at,
-                    entry.lane,
-                    entry.direction.value,
-                    entry.reason.value,
-                    int(admitted),
-                    entry.code_hash,
-                    entry.code_hint,
-                    entry.credential_id,
-                ),
+        journal = (
+            at,
+            entry.lane,
+            entry.direction.value,
+            entry.reason.value,
+            int(admitted),
+            entry.code_hash,
+            entry.code_hint,
+            entry.credential_id,
+        )
+        passage = None
+        if admitted and entry.credential_id is not None:
+            is_entry = entry.direction is Direction.ENTRY
+            passage = (
+                entry.credential_id,
+                int(is_entry),
+                at if is_entry else None,
+                entry.lane if is_entry else None,
+                at,
+                entry.direction.value,
+                entry.lane,
             )
-            seq = cursor.lastrowid
-            if admitted and entry.credential_id is not None:
-                is_entry = entry.direction is Direction.ENTRY
-                await conn.execute(
-                    _ENTRY_SQL,
-                    (
-                        entry.credential_id,
-                        int(is_entry),
-                        at if is_entry else None,
-                        entry.lane if is_entry else None,
-                        at,
-                        entry.direction.value,
-                        entry.lane,
-                    ),
-                )
+
+        def write(conn: sqlite3.Connection) -> int | None:
+            seq = conn.execute(_JOURNAL_SQL, journal).lastrowid
+            if passage is not None:
+                conn.execute(_ENTRY_SQL, passage)
+            return seq
+
+        seq = await self._urgent(write)
         if seq is None:  # an INSERT into a rowid table always sets it
             raise StoreError(f"{self.path}: journal insert returned no row id")
         return seq
+
+    async def record_clock_jump(self, at: datetime, jump_ms: int) -> None:
+        """Record that the wall clock stepped by `jump_ms` (journal rows before it used the old)."""
+        row = (to_ms(at), jump_ms)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO clock_jumps (at, jump_ms, after_seq)"
+                " VALUES (?, ?, (SELECT max(seq) FROM journal))",
+                row,
+            )
+
+        await self._urgent(write)  # beside the journal rows it explains
+
+    def clock_jumps(self, limit: int = 10) -> list[tuple[datetime, int, int | None]]:
+        """The last clock steps, newest first: (at, jump in ms, last journal seq before it)."""
+        rows = self._reader.execute(
+            "SELECT at, jump_ms, after_seq FROM clock_jumps ORDER BY seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [(from_ms(at), int(jump), after) for at, jump, after in rows]
 
     def recent(self, limit: int = 20) -> list[JournalRow]:
         """The last `limit` journal entries, newest first."""

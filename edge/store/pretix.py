@@ -7,6 +7,7 @@ chunks under a new generation, then drops what the pull no longer saw.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,13 +185,16 @@ class PretixStore(StoreBase):
 
     async def drop_pretix_positions(self, older_than: int) -> int:
         """Remove positions (and passages) no pull of generation `older_than` or later saw."""
-        async with self._write() as conn:
-            await conn.execute(
+
+        def write(conn: sqlite3.Connection) -> int:
+            conn.execute(
                 "DELETE FROM pretix_passages WHERE position_id IN"
                 " (SELECT position_id FROM pretix_positions WHERE generation < ?)",
                 (older_than,),
             )
-            cursor = await conn.execute(
+            cursor = conn.execute(
                 "DELETE FROM pretix_positions WHERE generation < ?", (older_than,)
             )
             return int(cursor.rowcount)
+
+        return await self._bulk(write)

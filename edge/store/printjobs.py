@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,17 +80,24 @@ class PrintJobStore(StoreBase):
         self, job_id: str, printer: str, template: str, document: bytes, digest: bytes
     ) -> Enqueued:
         """Store a queued job unless its id is taken; what was found."""
-        async with self._write() as conn:
-            cursor = await conn.execute(
+        submitted = now_ms()
+
+        def write(conn: sqlite3.Connection) -> tuple[bool, Any]:
+            cursor = conn.execute(
                 "INSERT INTO print_jobs (job_id, printer, template, document, digest, state,"
                 " submitted_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)"
                 " ON CONFLICT (job_id) DO NOTHING",
-                (job_id, printer, template, document, digest, now_ms()),
+                (job_id, printer, template, document, digest, submitted),
             )
             if cursor.rowcount == 1:
-                return Enqueued.NEW
-            cursor = await conn.execute("SELECT digest FROM print_jobs WHERE job_id = ?", (job_id,))
-            row = await cursor.fetchone()
+                return True, None
+            return False, conn.execute(
+                "SELECT digest FROM print_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+
+        new, row = await self._bulk(write)
+        if new:
+            return Enqueued.NEW
         if row is not None and bytes(row[0]) != digest:
             return Enqueued.OTHER
         return Enqueued.SAME
@@ -126,13 +134,11 @@ class PrintJobStore(StoreBase):
 
     async def claim_print_job(self, job_id: str, attempts: int) -> bool:
         """Mark a queued job printing; False if it is no longer queued (abandoned)."""
-        async with self._write() as conn:
-            cursor = await conn.execute(
-                "UPDATE print_jobs SET state = 'printing', attempts = ?, error = NULL"
-                " WHERE job_id = ? AND state = 'queued'",
-                (attempts, job_id),
-            )
-            return cursor.rowcount == 1
+        return await self._changed(
+            "UPDATE print_jobs SET state = 'printing', attempts = ?, error = NULL"
+            " WHERE job_id = ? AND state = 'queued'",
+            (attempts, job_id),
+        )
 
     async def set_print_job(
         self, job_id: str, state: JobState, attempts: int, error: str | None
@@ -153,13 +159,11 @@ class PrintJobStore(StoreBase):
 
     async def abandon_print_job(self, job_id: str, why: str) -> bool:
         """Fail a job that is still queued; False if it is past that."""
-        async with self._write() as conn:
-            cursor = await conn.execute(
-                "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
-                " WHERE job_id = ? AND state = 'queued'",
-                (why, now_ms(), job_id),
-            )
-            return cursor.rowcount == 1
+        return await self._changed(
+            "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
+            " WHERE job_id = ? AND state = 'queued'",
+            (why, now_ms(), job_id),
+        )
 
     async def fail_stale_print_jobs(
         self, interrupted: str, printers: Iterable[str]
@@ -169,18 +173,27 @@ class PrintJobStore(StoreBase):
         names = list(printers)
         now = now_ms()
         marks = ", ".join("?" for _ in names) or "''"
-        async with self._write() as conn:
-            cursor = await conn.execute(
+
+        def write(conn: sqlite3.Connection) -> tuple[int, int]:
+            stopped = conn.execute(
                 "UPDATE print_jobs SET state = 'failed', error = ?, finished_at = ?"
                 " WHERE state = 'printing'",
                 (interrupted, now),
-            )
-            stopped = cursor.rowcount
-            cursor = await conn.execute(
+            ).rowcount
+            orphaned = conn.execute(
                 "UPDATE print_jobs SET state = 'failed', error = 'its printer ' || printer ||"
                 f" ' is no longer configured', finished_at = ? WHERE state = 'queued'"
                 f" AND printer NOT IN ({marks})",
                 (now, *names),
-            )
-            orphaned = cursor.rowcount
-        return int(stopped), int(orphaned)
+            ).rowcount
+            return int(stopped), int(orphaned)
+
+        return await self._bulk(write)
+
+    async def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """Run one statement; True if it changed exactly one row."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, params).rowcount == 1
+
+        return await self._bulk(write)

@@ -117,7 +117,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX desk_operations_queued ON desk_operations (seq) WHERE state = 'queued';
     """,
-    # 7: pretix's positions as pretix's check-in decides with them (sync/pretix/checkin.py):
+    # 7: the central revision the store holds never goes backwards, whatever writes it (a push,
+    # a pull, a bundle, a bootstrap): an old bundle or a replay must not rewind it and then have
+    # stale facts re-applied. Only deleting it (SyncStore.forget_revision) starts over.
+    """
+    CREATE TRIGGER sync_revision_insert BEFORE INSERT ON sync_cursors
+    WHEN NEW.name = 'sync.revision' AND CAST(NEW.value AS INTEGER) < (
+        SELECT CAST(value AS INTEGER) FROM sync_cursors WHERE name = 'sync.revision')
+    BEGIN
+        SELECT RAISE(ABORT, 'the sync revision never goes backwards');
+    END;
+    CREATE TRIGGER sync_revision_update BEFORE UPDATE OF value ON sync_cursors
+    WHEN NEW.name = 'sync.revision' AND CAST(NEW.value AS INTEGER) < CAST(OLD.value AS INTEGER)
+    BEGIN
+        SELECT RAISE(ABORT, 'the sync revision never goes backwards');
+    END;
+    """,
+    # 8: steps of the wall clock the gate noticed (NTP correcting a wrong clock): journal
+    # times before `after_seq` were stamped by the clock as it was before the step.
+    """
+    CREATE TABLE clock_jumps (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,  -- unix milliseconds by the new clock
+        jump_ms INTEGER NOT NULL,  -- how far it moved against monotonic time (< 0: backwards)
+        after_seq INTEGER  -- the last journal row before the step (NULL: none yet)
+    );
+    """,
+    # 9: pretix's positions as pretix's check-in decides with them (sync/pretix/checkin.py):
     # every position a scan of the list can reach, by its secret's hash, with its passages on
     # the list; a pull replaces them (generation). The journal by credential gives the
     # passages a pull has not brought back yet.

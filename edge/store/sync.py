@@ -4,17 +4,20 @@ cursors, and the journal's way to the central system (unsent rows, marks, replie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import aiosqlite
 
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
 from edge.store.base import REVOCATION_CODES, StoreBase, from_ms, now_ms, to_ms
 from edge.store.gate import JOURNAL_COLUMNS, JournalRow, journal_rows
+
+# The central system's sync cursors; schema version 7 keeps the revision from going down.
+REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
+BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
 
 _KEY_SQL = (
     "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
@@ -162,17 +165,117 @@ def _key_rows(keys: Iterable[tuple[int, bytes, bool]]) -> list[tuple[int, bytes,
     return rows
 
 
-async def _put_keys(conn: aiosqlite.Connection, rows: Sequence[tuple[int, bytes, int]]) -> None:
+def _put_keys(conn: sqlite3.Connection, rows: Sequence[tuple[int, bytes, int]]) -> None:
     """Write checked key rows inside the caller's transaction (put_keys and apply)."""
     for kid, public, _ in rows:
-        cursor = await conn.execute("SELECT public_key FROM keys WHERE key_id = ?", (kid,))
-        known = await cursor.fetchone()
+        known = conn.execute("SELECT public_key FROM keys WHERE key_id = ?", (kid,)).fetchone()
         if known is not None and bytes(known[0]) != public:
             raise StoreError(
                 f"key {kid} is already trusted with another public key; "
                 "key ids are never reused, give the new key a new id"
             )
-    await conn.executemany(_KEY_SQL, rows)
+    conn.executemany(_KEY_SQL, rows)
+
+
+# Rows per bulk transaction when applying a batch: a few milliseconds of SQLite work, so a
+# journal write (which goes first whenever one waits) never waits longer than one part.
+APPLY_PART = 2_000
+
+_Piece = tuple[int, Callable[[sqlite3.Connection], None]]  # rows, and how to write them
+
+
+def _pieces(
+    sql: str, rows: Sequence[Any], convert: Callable[[Sequence[Any]], Sequence[Any]] | None = None
+) -> list[_Piece]:
+    """Slices of at most APPLY_PART rows, converted to SQL rows in the writer thread."""
+
+    def piece(part: Sequence[Any]) -> Callable[[sqlite3.Connection], None]:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(sql, convert(part) if convert is not None else part)
+
+        return write
+
+    return [
+        (len(rows[i : i + APPLY_PART]), piece(rows[i : i + APPLY_PART]))
+        for i in range(0, len(rows), APPLY_PART)
+    ]
+
+
+def _revoked_code_rows(part: Sequence[tuple[bytes, Revocation]]) -> list[tuple[bytes, int]]:
+    # Sorted by hash (stably: a later reason for the same hash still wins): rows in key order
+    # go into the B-tree several times faster.
+    return sorted(((bytes(h), REVOCATION_CODES[r]) for h, r in part), key=lambda row: row[0])
+
+
+def _reason_rows(part: Sequence[tuple[int, Revocation]]) -> list[tuple[int, int]]:
+    return [(i, REVOCATION_CODES[r]) for i, r in part]
+
+
+def _event_rows(part: Sequence[int]) -> list[tuple[int]]:
+    return [(eid,) for eid in part]
+
+
+def _credential_rows(part: Sequence[Credential]) -> list[tuple[Any, ...]]:
+    return [_credential_row(c) for c in part]
+
+
+def _apply_passages(conn: sqlite3.Connection, passages: Sequence[RemotePassage]) -> None:
+    """Count other devices' passages once each, inside the caller's transaction."""
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS incoming_passages (device TEXT, seq INTEGER,"
+        " credential_id INTEGER, at INTEGER, gate TEXT, direction TEXT, entry INTEGER,"
+        " PRIMARY KEY (device, seq))"
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO temp.incoming_passages VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                p.device,
+                p.seq,
+                p.credential_id,
+                to_ms(p.at),
+                p.gate,
+                p.direction.value,
+                int(p.direction is Direction.ENTRY),
+            )
+            for p in passages
+        ],
+    )
+    conn.execute(_REMOTE_ENTRY_SQL)
+    conn.execute(
+        "INSERT OR IGNORE INTO remote_passages SELECT device, seq FROM temp.incoming_passages"
+    )
+    conn.execute("DELETE FROM temp.incoming_passages")
+
+
+def _passage_piece(
+    passages: Sequence[RemotePassage], start: int
+) -> Callable[[sqlite3.Connection], None]:
+    part = passages[start : start + APPLY_PART]
+    return lambda conn: _apply_passages(conn, part)
+
+
+def _steps(
+    steps: Sequence[Callable[[sqlite3.Connection], None]],
+) -> Callable[[sqlite3.Connection], None]:
+    def write(conn: sqlite3.Connection) -> None:
+        for step in steps:
+            step(conn)
+
+    return write
+
+
+def _jobs(pieces: Sequence[_Piece]) -> list[list[Callable[[sqlite3.Connection], None]]]:
+    """Pieces packed in order into transactions of at most APPLY_PART rows each."""
+    jobs: list[list[Callable[[sqlite3.Connection], None]]] = [[]]
+    size = 0
+    for rows, write in pieces:
+        if size and size + rows > APPLY_PART:
+            jobs.append([])
+            size = 0
+        jobs[-1].append(write)
+        size += rows
+    return jobs
 
 
 class SyncStore(StoreBase):
@@ -188,8 +291,7 @@ class SyncStore(StoreBase):
         its public key.
         """
         rows = _key_rows(keys)
-        async with self._write() as conn:
-            await _put_keys(conn, rows)
+        await self._bulk(lambda conn: _put_keys(conn, rows))
 
     async def put_credentials(
         self, credentials: Iterable[Credential], plain_codes: Iterable[tuple[bytes, int]] = ()
@@ -268,64 +370,35 @@ class SyncStore(StoreBase):
         )
 
     async def apply(self, batch: SyncBatch, cursors: Mapping[str, str]) -> None:
-        """Apply synced facts and move sync cursors in one transaction: all or nothing.
+        """Apply synced facts, then move sync cursors: all or nothing for the cursors' readers.
 
-        Every part is idempotent (applying a batch twice leaves the same state), and within
-        a part later items win, so a batch may hold several versions of one credential.
+        The facts go in parts of at most APPLY_PART rows, each its own short transaction, so
+        a lane's journal write never waits long; the cursors move in the last one, after
+        every part committed. A reader that sees the new cursor sees every fact of the batch;
+        one that reads between parts may see some new facts under the old cursor (a
+        revocation that takes effect early is only stricter), and a failure or crash part way
+        leaves the old cursor, so the batch is applied again: every part is idempotent, and
+        within a part later items win, so a batch may hold several versions of a credential.
         """
         keys = _key_rows(batch.keys)
-        async with self._write() as conn:
-            await _put_keys(conn, keys)
-            await conn.executemany(_CREDENTIAL_SQL, map(_credential_row, batch.credentials))
-            await conn.executemany(_PLAIN_CODE_SQL, batch.plain_codes)
-            # Sorted by hash (stably: a later reason for the same hash still wins).
-            revoked = sorted(
-                ((bytes(h), REVOCATION_CODES[r]) for h, r in batch.revoked_codes),
-                key=lambda row: row[0],
-            )
-            await conn.executemany(_REVOKED_CODE_SQL, revoked)
-            await conn.executemany(
-                _REVOKED_CREDENTIAL_SQL,
-                [(cid, REVOCATION_CODES[r]) for cid, r in batch.revoked_credentials],
-            )
-            await conn.executemany(
-                _REVOKED_PRODUCT_SQL,
-                [(pid, REVOCATION_CODES[r]) for pid, r in batch.revoked_products],
-            )
-            await conn.executemany(_CANCELLED_EVENT_SQL, [(eid,) for eid in batch.cancelled_events])
-            if batch.passages:
-                await self._apply_passages(conn, batch.passages)
-            await conn.executemany(_CURSOR_SQL, list(cursors.items()))
+        pieces: list[_Piece] = [(len(keys), lambda conn: _put_keys(conn, keys))]
+        pieces += _pieces(_CREDENTIAL_SQL, batch.credentials, _credential_rows)
+        pieces += _pieces(_PLAIN_CODE_SQL, batch.plain_codes)
+        pieces += _pieces(_REVOKED_CODE_SQL, batch.revoked_codes, _revoked_code_rows)
+        pieces += _pieces(_REVOKED_CREDENTIAL_SQL, batch.revoked_credentials, _reason_rows)
+        pieces += _pieces(_REVOKED_PRODUCT_SQL, batch.revoked_products, _reason_rows)
+        pieces += _pieces(_CANCELLED_EVENT_SQL, batch.cancelled_events, _event_rows)
+        passages = batch.passages
+        for i in range(0, len(passages), APPLY_PART):
+            pieces.append((len(passages[i : i + APPLY_PART]), _passage_piece(passages, i)))
+        moves = list(cursors.items())
 
-    @staticmethod
-    async def _apply_passages(
-        conn: aiosqlite.Connection, passages: Sequence[RemotePassage]
-    ) -> None:
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_passages (device TEXT, seq INTEGER,"
-            " credential_id INTEGER, at INTEGER, gate TEXT, direction TEXT, entry INTEGER,"
-            " PRIMARY KEY (device, seq))"
-        )
-        await conn.executemany(
-            "INSERT OR IGNORE INTO temp.incoming_passages VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    p.device,
-                    p.seq,
-                    p.credential_id,
-                    to_ms(p.at),
-                    p.gate,
-                    p.direction.value,
-                    int(p.direction is Direction.ENTRY),
-                )
-                for p in passages
-            ],
-        )
-        await conn.execute(_REMOTE_ENTRY_SQL)
-        await conn.execute(
-            "INSERT OR IGNORE INTO remote_passages SELECT device, seq FROM temp.incoming_passages"
-        )
-        await conn.execute("DELETE FROM temp.incoming_passages")
+        def move(conn: sqlite3.Connection) -> None:
+            conn.executemany(_CURSOR_SQL, moves)
+
+        pieces.append((len(moves), move))
+        for job in _jobs(pieces):
+            await self._bulk(_steps(job))
 
     async def mirror(self, mirror: Mirror, cursors: Mapping[str, str]) -> None:
         """Apply a full listing's changes and move sync cursors in one transaction.
@@ -342,33 +415,38 @@ class SyncStore(StoreBase):
         blocks: dict[bytes, bool] = {}
         for code_hash, blocked in mirror.blocks:
             blocks[bytes(code_hash)] = blocked
-        async with self._write() as conn:
-            removed = [(cid,) for cid in mirror.removed]
-            await conn.executemany("DELETE FROM credentials WHERE credential_id = ?", removed)
-            await conn.executemany(
-                "DELETE FROM revoked_credentials WHERE credential_id = ?", [*removed, *restored]
-            )
-            await conn.executemany(
+        removed = [(cid,) for cid in mirror.removed]
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM credentials WHERE credential_id = ?", removed),
+            ("DELETE FROM revoked_credentials WHERE credential_id = ?", [*removed, *restored]),
+            (
                 "DELETE FROM plain_codes WHERE code_hash = ?",
                 [(bytes(h),) for h in mirror.dropped_codes],
-            )
-            await conn.executemany(_CREDENTIAL_SQL, credentials)
-            await conn.executemany(_PLAIN_CODE_SQL, mirror.plain_codes)
-            await conn.executemany(
+            ),
+            (_CREDENTIAL_SQL, credentials),
+            (_PLAIN_CODE_SQL, list(mirror.plain_codes)),
+            (
                 "DELETE FROM revoked_codes WHERE code_hash = ?",
                 [(bytes(h),) for h in mirror.cleared_codes],
-            )
-            await conn.executemany(_REVOKED_CODE_SQL, revoked)
-            await conn.executemany(_REVOKED_CREDENTIAL_SQL, revocations)
-            await conn.executemany(
+            ),
+            (_REVOKED_CODE_SQL, revoked),
+            (_REVOKED_CREDENTIAL_SQL, revocations),
+            (
                 "INSERT OR IGNORE INTO blocked_codes VALUES (?)",
                 [(h,) for h, blocked in blocks.items() if blocked],
-            )
-            await conn.executemany(
+            ),
+            (
                 "DELETE FROM blocked_codes WHERE code_hash = ?",
                 [(h,) for h, blocked in blocks.items() if not blocked],
-            )
-            await conn.executemany(_CURSOR_SQL, list(cursors.items()))
+            ),
+            (_CURSOR_SQL, list(cursors.items())),
+        ]
+
+        def write(conn: sqlite3.Connection) -> None:
+            for sql, rows in statements:
+                conn.executemany(sql, rows)
+
+        await self._bulk(write)  # one transaction: the listing is all or nothing
 
     def _mirror_diff(
         self, mirror: Mirror
@@ -417,6 +495,17 @@ class SyncStore(StoreBase):
     async def set_cursor(self, name: str, value: str) -> None:
         """Remember a sync position."""
         await self._transaction([(_CURSOR_SQL, [(name, value)])])
+
+    async def forget_revision(self) -> None:
+        """Drop the revision and bootstrap cursors: the only way the revision may go down.
+
+        For a central system restored from an older backup (its head is below ours): the
+        store then bootstraps again. Every other write of the revision that would lower it
+        fails (a trigger, schema version 7).
+        """
+        await self._transaction(
+            [("DELETE FROM sync_cursors WHERE name = ?", [(REVISION_CURSOR,), (BOOTSTRAP_CURSOR,)])]
+        )
 
     def cursor(self, name: str) -> str | None:
         """A sync position, if one was set."""

@@ -128,10 +128,10 @@ def json_error(status: int, message: str) -> web.Response:
 # -- connections -------------------------------------------------------------------------------
 
 
-def connection_cap(soft_limit: int) -> int:
+def connection_cap(soft_limit: int, ceiling: int = MAX_CONNECTIONS) -> int:
     """How many connections a process with this descriptor limit keeps open at most."""
     reserve = max(MIN_FD_RESERVE, soft_limit // FD_RESERVE_SHARE)
-    return max(1, min(MAX_CONNECTIONS, soft_limit - reserve))
+    return max(1, min(ceiling, soft_limit - reserve))
 
 
 class _RateLimitedLog:
@@ -178,6 +178,11 @@ class ConnectionGuard:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def allow(self, ceiling: int) -> None:
+        """Raise the cap up to `ceiling`, within the descriptor limit (a server whose clients
+        each hold a long-lived connection: the central system's push channels)."""
+        self._cap = connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0], ceiling)
 
     def opened(self, transport: asyncio.Transport) -> bool:
         """Admit a new connection, making room if needed; False: it was closed."""

@@ -6,7 +6,7 @@ Codes are minted with `edge.core.codes` (the code format is public API, docs/cod
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,8 @@ from sync.central.connection import Connection
 from sync.central.errors import CentralError
 from sync.central.keys import SigningKeys
 from sync.protocol import Change, CredentialChange, PlainCodeChange
+
+PROGRESS_STEP = 1000  # a large sale reports progress this often (about every 0.2 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +145,10 @@ class Sales:
         valid_from: datetime | None = None,
         season: int | None = None,
         plain_codes: Sequence[str] = (),
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[int, list[Sold]]:
-        """Sell `count` credentials in one sale; returns the sale id and the codes."""
+        """Sell `count` credentials in one sale; returns the sale id and the codes.
+        `progress` hears how many are minted, every PROGRESS_STEP credentials."""
         if count < 1:
             raise CentralError("count must be at least 1")
         if plain_codes and len(plain_codes) != count:
@@ -181,7 +185,11 @@ class Sales:
                 changes.append(facts)
                 if plain_codes:
                     changes.append(PlainCodeChange(plain_hash(plain_codes[i]), cid))
+                if progress is not None and (i + 1) % PROGRESS_STEP == 0:
+                    progress(i + 1)
             self._log.append(conn, changes)
+            if progress is not None:
+                progress(count)
         return int(sale), sold
 
     @staticmethod

@@ -15,14 +15,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.core.codes import EntryPolicy, Kind
+from edge import __version__
+from edge.console import Progress, positive, subcommand
+from edge.core.codes import MAX_USES, EntryPolicy, Kind
 from edge.core.errors import EdgeError
+from edge.core.messages import counted
 from sync.central import bundle
 from sync.central.db import CentralDB
 from sync.central.desk import Person
 from sync.central.server import serve
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
+DEFAULT_DB = Path("central.db")
+MAX_SALE = 1_000_000  # credentials in one sale (one transaction)
+LIST_IDS = 20  # cancel-sale lists the ids of a sale this small; larger ones print a summary
+# `key add` sets a central up; every other command on a missing file is a typo, not a new central.
+CREATES_DB = {("key", "add")}
 NO_ADDRESS = "n.a."  # what a desk records where a buyer has no address
 
 
@@ -46,51 +55,122 @@ def _public(value: str) -> bytes:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edge-central", description="The reference central system for edge devices."
+        prog="edge-central",
+        description="The reference central system for edge devices.",
+        epilog="`edge-central COMMAND --help` shows a command's options and an example. "
+        "`key add` creates the database; every other command needs it to exist.",
     )
-    parser.add_argument("--db", type=Path, default=Path("central.db"), help="SQLite file")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("serve", help="run the device API and push to registered edges")
-    run.add_argument("--address", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8400, help="0 picks a free port")
-
-    key = sub.add_parser("key", help="signing keys").add_subparsers(dest="action", required=True)
-    key.add_parser("add", help="a new signing key (the newest active key signs)")
-    retire = key.add_parser("retire", help="retire a key; its codes stop admitting")
-    retire.add_argument("key_id", type=int)
-    key.add_parser("list")
-
-    device = sub.add_parser("device", help="edge devices").add_subparsers(
-        dest="action", required=True
+    parser.add_argument("--version", action="version", version=f"edge-central {__version__}")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=DEFAULT_DB,
+        metavar="FILE",
+        help="the central's SQLite database (default: %(default)s)",
     )
-    add_device = device.add_parser("add", help="register a device by its public key")
-    add_device.add_argument("name")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = subcommand(
+        sub,
+        "serve",
+        "run the device API and push to registered edges",
+        "edge-central --db /var/lib/edge-central/central.db serve --address 0.0.0.0",
+    )
+    run.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    run.add_argument(
+        "--port", type=int, default=8400, help="0 picks a free port (default: %(default)s)"
+    )
+
+    key = subcommand(sub, "key", "signing keys", "edge-central key add", "edge-central key list")
+    key_actions = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    subcommand(
+        key_actions,
+        "add",
+        "a new signing key (the newest active key signs); creates the database",
+        "edge-central --db central.db key add",
+    )
+    retire = subcommand(
+        key_actions, "retire", "retire a key; its codes stop admitting", "edge-central key retire 1"
+    )
+    retire.add_argument("key_id", type=int, help="id from `key list`")
+    subcommand(
+        key_actions,
+        "list",
+        "the keys, with the public values for the gates' [[keys]]",
+        "edge-central key list",
+    )
+
+    device = subcommand(sub, "device", "edge devices", "edge-central device list")
+    device_actions = device.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_device = subcommand(
+        device_actions,
+        "add",
+        "register a device by its public key",
+        "edge-central device add north-gate-1 'q1w2...='",
+    )
+    add_device.add_argument("name", help="the device's [device] name")
     add_device.add_argument("public", type=_public, help="base64, from the device's start log")
-    remove_device = device.add_parser("remove", help="refuse a device's requests, stop pushes")
-    remove_device.add_argument("name")
-    device.add_parser("list")
-
-    event = sub.add_parser("event", help="events").add_subparsers(dest="action", required=True)
-    add_event = event.add_parser("add")
-    add_event.add_argument("name")
-    add_event.add_argument("--id", type=int)
-    cancel = event.add_parser("cancel", help="reject every ticket of the event at every gate")
-    cancel.add_argument("event_id", type=int)
-
-    product = sub.add_parser("product", help="products").add_subparsers(
-        dest="action", required=True
+    remove_device = subcommand(
+        device_actions,
+        "remove",
+        "refuse a device's requests, stop pushes",
+        "edge-central device remove north-gate-1",
     )
-    add_product = product.add_parser("add")
-    add_product.add_argument("name")
-    add_product.add_argument("--id", type=int)
-    add_product.add_argument("--kind", choices=[k.name.lower() for k in Kind], default="ticket")
+    remove_device.add_argument("name", help="a registered device")
+    subcommand(device_actions, "list", "registered devices", "edge-central device list")
+
+    event = subcommand(sub, "event", "events", "edge-central event add 'Summer gala'")
+    event_actions = event.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_event = subcommand(
+        event_actions, "add", "add an event; prints its id", "edge-central event add 'Summer gala'"
+    )
+    add_event.add_argument("name", help="the event's name")
+    add_event.add_argument("--id", type=int, help="event id (default: the next free)")
+    cancel = subcommand(
+        event_actions,
+        "cancel",
+        "reject every ticket of the event at every gate",
+        "edge-central event cancel 3",
+    )
+    cancel.add_argument("event_id", type=int, help="id from `event add`")
+
+    product = subcommand(sub, "product", "products", "edge-central product add 'Day ticket'")
+    product_actions = product.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_product = subcommand(
+        product_actions,
+        "add",
+        "add a product; prints its id",
+        "edge-central product add 'Day ticket'",
+        "edge-central product add 'Annual pass' --kind pass --unlimited 10 --days 365",
+    )
+    add_product.add_argument("name", help="the product's name")
+    add_product.add_argument("--id", type=int, help="product id (default: the next free)")
+    add_product.add_argument(
+        "--kind",
+        choices=[k.name.lower() for k in Kind],
+        default="ticket",
+        help="what is sold (default: %(default)s)",
+    )
     policy = add_product.add_mutually_exclusive_group()
-    policy.add_argument("--uses", type=int, default=1)
-    policy.add_argument("--unlimited", type=int, metavar="PASSBACK_MINUTES")
+    policy.add_argument(
+        "--uses",
+        type=positive("--uses", MAX_USES, "for re-entry at will use --unlimited MINUTES"),
+        default=1,
+        help="entries per credential (default: %(default)s)",
+    )
+    policy.add_argument(
+        "--unlimited",
+        type=int,
+        metavar="PASSBACK_MINUTES",
+        help="re-entry at will; anti-passback window in minutes (0: none)",
+    )
     add_product.add_argument("--days", type=int, help="validity of passes in days")
-    add_product.add_argument("--zones", type=int, default=0, help="zone bitmask")
+    add_product.add_argument("--zones", type=int, default=0, help="zone bitmask (default: 0)")
 
     _workflow_parsers(sub)
     _voucher_parsers(sub)
@@ -98,17 +178,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _voucher_parsers(sub: Any) -> None:
-    voucher = sub.add_parser("voucher", help="annual-pass vouchers the till sells").add_subparsers(
-        dest="action", required=True
+    voucher = subcommand(
+        sub, "voucher", "annual-pass vouchers the till sells", "edge-central voucher sell 2 ..."
     )
-    product = voucher.add_parser("product", help="a voucher product, redeemed for a pass")
-    product.add_argument("name")
-    product.add_argument("--pass", dest="pass_product", type=int, required=True)
-    sell = voucher.add_parser("sell", help="sell one voucher; prints its id and code")
-    sell.add_argument("product", type=int)
-    sell.add_argument("--surname", required=True)
-    sell.add_argument("--first-name", required=True)
-    sell.add_argument("--address", default=NO_ADDRESS, help='default "n.a."')
+    actions = voucher.add_subparsers(dest="action", required=True, metavar="ACTION")
+    product = subcommand(
+        actions,
+        "product",
+        "a voucher product, redeemed for a pass",
+        "edge-central voucher product 'Annual pass voucher' --pass 1",
+    )
+    product.add_argument("name", help="the voucher product's name")
+    product.add_argument(
+        "--pass", dest="pass_product", type=int, required=True, help="the pass product it buys"
+    )
+    sell = subcommand(
+        actions,
+        "sell",
+        "sell one voucher; prints its id and code",
+        "edge-central voucher sell 2 --surname Lovelace --first-name Ada",
+    )
+    sell.add_argument("product", type=int, help="a voucher product id")
+    sell.add_argument("--surname", required=True, help="the buyer's surname")
+    sell.add_argument("--first-name", required=True, help="the buyer's first name")
+    sell.add_argument("--address", default=NO_ADDRESS, help='the buyer\'s address (default "n.a.")')
 
 
 def _voucher(db: CentralDB, args: argparse.Namespace) -> None:
@@ -121,40 +214,96 @@ def _voucher(db: CentralDB, args: argparse.Namespace) -> None:
 
 
 def _workflow_parsers(sub: Any) -> None:
-    sell = sub.add_parser("sell", help="sell credentials; prints id and code of each")
-    sell.add_argument("product", type=int)
-    sell.add_argument("--event", type=int, default=0)
-    sell.add_argument("--count", type=int, default=1)
-    sell.add_argument("--holder")
-    sell.add_argument("--unpaid", action="store_true")
-    sell.add_argument("--season", type=int)
-    sell.add_argument("--valid-from", type=_moment)
-    sell.add_argument("--plain", action="append", default=[], help="legacy barcode, per credential")
+    sell = subcommand(
+        sub,
+        "sell",
+        "sell credentials; prints the sale, then id and code of each",
+        "edge-central sell 1 --event 3 --count 2",
+        "edge-central sell 2 --holder 'Ada Lovelace' --season 2026 --unpaid",
+    )
+    sell.add_argument("product", type=int, help="product id")
+    sell.add_argument("--event", type=int, default=0, help="event id (default: 0, any)")
+    sell.add_argument(
+        "--count",
+        type=positive("--count", MAX_SALE, "split larger sales"),
+        default=1,
+        help="credentials in the sale (default: %(default)s)",
+    )
+    sell.add_argument("--holder", help="holder's name, for passes")
+    sell.add_argument("--unpaid", action="store_true", help="sold unpaid: no entry until `paid`")
+    sell.add_argument("--season", type=int, help="season, for renewals")
+    sell.add_argument(
+        "--valid-from", type=_moment, metavar="WHEN", help="start of a pass (default: now)"
+    )
+    sell.add_argument(
+        "--plain",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="legacy barcode, one per credential",
+    )
 
-    revoke = sub.add_parser("revoke", help="revoke one code")
-    revoke.add_argument("code")
-    cancel_sale = sub.add_parser("cancel-sale", help="cancel a sale: its codes stop admitting")
-    cancel_sale.add_argument("sale", type=int)
-    extend = sub.add_parser("extend", help="extend a pass by its original duration")
-    extend.add_argument("credential", type=int)
-    replace = sub.add_parser("replace", help="invalidate a lost card and issue a new code")
-    replace.add_argument("credential", type=int)
-    paid = sub.add_parser("paid", help="record a payment: the credential opens gates")
-    paid.add_argument("credential", type=int)
+    revoke = subcommand(sub, "revoke", "revoke one code", "edge-central revoke 'EDGE:...'")
+    revoke.add_argument("code", help="the code as printed")
+    cancel_sale = subcommand(
+        sub,
+        "cancel-sale",
+        "cancel a sale: its codes stop admitting",
+        "edge-central cancel-sale 12",
+    )
+    cancel_sale.add_argument("sale", type=int, help="sale id from `sell`")
+    cancel_sale.add_argument(
+        "--list", action="store_true", help="print every cancelled credential id, one a line"
+    )
+    extend = subcommand(
+        sub, "extend", "extend a pass by its original duration", "edge-central extend 4711"
+    )
+    extend.add_argument("credential", type=int, help="credential id of the pass")
+    replace = subcommand(
+        sub, "replace", "invalidate a lost card and issue a new code", "edge-central replace 4711"
+    )
+    replace.add_argument("credential", type=int, help="credential id of the card")
+    paid = subcommand(
+        sub, "paid", "record a payment: the credential opens gates", "edge-central paid 4711"
+    )
+    paid.add_argument("credential", type=int, help="credential id")
 
-    renew = sub.add_parser("renew", help="renew a season's credentials for the next season")
-    renew.add_argument("season", type=int)
-    renew.add_argument("new_season", type=int)
-    renew.add_argument("--valid-from", type=_moment, required=True)
-    renew.add_argument("--batch", type=int, default=100, help="credentials per transaction")
+    renew = subcommand(
+        sub,
+        "renew",
+        "renew a season's credentials for the next season",
+        "edge-central renew 2025 2026 --valid-from 2026-01-01 --dry-run",
+    )
+    renew.add_argument("season", type=int, help="the season to renew")
+    renew.add_argument("new_season", type=int, help="the season renewed into")
+    renew.add_argument(
+        "--valid-from", type=_moment, required=True, metavar="WHEN", help="start of the new season"
+    )
+    renew.add_argument(
+        "--batch",
+        type=positive("--batch", 100_000),
+        default=100,
+        help="credentials per transaction (default: %(default)s)",
+    )
     renew.add_argument("--dry-run", action="store_true", help="report, change nothing")
 
-    sub.add_parser("doubles", help="report single-use credentials admitted too often")
-    sub.add_parser("status", help="revision, devices and journal")
+    subcommand(
+        sub, "doubles", "report single-use credentials admitted too often", "edge-central doubles"
+    )
+    subcommand(sub, "status", "revision, devices and journal", "edge-central status")
 
-    write_bundle = sub.add_parser("bundle", help="write a signed offline bundle for edge import")
-    write_bundle.add_argument("--out", type=Path, required=True)
-    write_bundle.add_argument("--since", type=int, default=0, help="revision the gate has")
+    write_bundle = subcommand(
+        sub,
+        "bundle",
+        "write a signed offline bundle for edge import",
+        "edge-central bundle --out /media/usb/gates.bundle --since 1200",
+    )
+    write_bundle.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="bundle file to write"
+    )
+    write_bundle.add_argument(
+        "--since", type=int, default=0, help="revision the gate has (default: 0, all)"
+    )
 
 
 def _policy(args: argparse.Namespace) -> EntryPolicy:
@@ -170,8 +319,16 @@ def _run(db: CentralDB, args: argparse.Namespace) -> int:
         def ready(url: str) -> None:
             print(f"edge-central: listening on {url}", flush=True)
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(db, args.address, args.port, ready))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve(db, args.address, args.port, ready))
+        except OSError as err:
+            print(
+                f"edge-central: cannot listen on {args.address} port {args.port}: "
+                f"{err.strerror or err}",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         return 0
     if command == "voucher":
         _voucher(db, args)
@@ -222,8 +379,10 @@ def _catalogue(db: CentralDB, args: argparse.Namespace, what: tuple[str, str | N
 def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
     command = args.command
     if command == "sell":
+        progress = Progress("selling", args.count, sys.stderr)
         sale, sold = db.sales.sell(
             args.product,
+            progress=progress.update,
             event_id=args.event,
             count=args.count,
             holder=args.holder,
@@ -232,13 +391,24 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
             season=args.season,
             plain_codes=args.plain,
         )
+        progress.done()
         print(f"sale {sale}")
         for item in sold:
             print(f"{item.credential_id} {item.code}")
     elif command == "revoke":
         print(f"revoked (credential {db.workflows.revoke_code(args.code) or 'unknown'})")
     elif command == "cancel-sale":
-        print(f"cancelled credentials {', '.join(map(str, db.workflows.cancel_sale(args.sale)))}")
+        cids = db.workflows.cancel_sale(args.sale)
+        if args.list:
+            print("\n".join(map(str, cids)))
+        elif len(cids) <= LIST_IDS:
+            print(f"sale {args.sale}: cancelled {counted(len(cids), 'credential')}: "
+                  f"{', '.join(map(str, cids))}")  # fmt: skip
+        else:
+            print(
+                f"sale {args.sale}: cancelled {counted(len(cids), 'credential')} "
+                f"(ids {min(cids)}..{max(cids)}; --list prints each)"
+            )
     elif command == "extend":
         print(f"valid until {db.workflows.extend(args.credential).isoformat()}")
     elif command == "replace":
@@ -255,7 +425,7 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
             dry_run=args.dry_run,
         )
         verb = "would renew" if report.dry_run else "renewed"
-        counts = f"{len(report.renewed)} in {report.batches} batches"
+        counts = f"{len(report.renewed)} in {counted(report.batches, 'batch', 'batches')}"
         print(f"{verb} {counts}, skipped {len(report.skipped)}")
         for old, new in report.renewed:
             print(f"  {old} -> {new or '(dry run)'}")
@@ -269,7 +439,7 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
                 f"credential {d.credential_id}: entry {d.entries} of {d.allowed} allowed"
                 f" at {d.device}/{d.lane} {when} (seq {d.seq})"
             )
-        print(f"{len(doubles)} double entries")
+        print(counted(len(doubles), "double entry", "double entries"))
     elif command == "status":
         print(f"revision {db.log.head()}, journal {db.journals.count()} rows")
         for name, url, revision, _ in db.devices.registered():
@@ -281,7 +451,18 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge-central` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if (args.command, getattr(args, "action", None)) not in CREATES_DB and not args.db.exists():
+        print(
+            f"edge-central: {args.db} does not exist; `edge-central --db {args.db} key add` "
+            "sets up a new central there",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     level = logging.WARNING - 10 * args.verbose
     if args.command == "serve":
         level = min(level, logging.INFO)

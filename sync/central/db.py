@@ -18,7 +18,12 @@ from sync.central.journals import Journals
 from sync.central.keys import SigningKeys
 from sync.central.workflows import Workflows
 
-SCHEMA = """
+# Append only: a migration that shipped never changes; `PRAGMA user_version` counts those
+# applied, each in one transaction (connection.migrate). The first one's IF NOT EXISTS adopts a
+# file written before the schema had versions.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sales, the change log and its views, devices, journals, the pass desk.
+    """
 CREATE TABLE IF NOT EXISTS signing_keys (
     key_id INTEGER PRIMARY KEY,
     private BLOB NOT NULL,
@@ -134,7 +139,9 @@ CREATE TABLE IF NOT EXISTS desk_operations (
     answer BLOB NOT NULL,               -- msgpack, answered again to a repeat
     PRIMARY KEY (device, key)
 ) WITHOUT ROWID;
-"""
+""",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class CentralDB:
@@ -142,7 +149,7 @@ class CentralDB:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._connection = Connection(self.path, SCHEMA)
+        self._connection = Connection(self.path, MIGRATIONS)
         self.log = ChangeLog(self._connection)
         self.keys = SigningKeys(self._connection, self.log)
         self.catalogue = Catalogue(self._connection)

@@ -31,6 +31,12 @@ PUSH_TIMEOUT = 3.0  # seconds for one push request
 PUSH_BACKOFF_MIN = 0.2
 PUSH_BACKOFF_MAX = 10.0
 WATCH_INTERVAL = 0.02  # seconds between checks for commits by the admin CLI
+CHANNEL_KEEPALIVE = 20.0  # seconds between pings on a push channel; no pong in half: gone
+CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
+# Every gate holds one channel open: the process keeps this many connections (within its
+# descriptor limit, a quarter of which stays in reserve) instead of the device's 512.
+MAX_CONNECTIONS = 16_384
+ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges in step
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,7 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _error(status: int, code: ErrorCode, message: str) -> web.Response:
     return web.Response(
         status=status,
-        body=protocol.error_body(code, message),
+        body=protocol.error_body(code, message, time_ms=now_ms()),
         headers=protocol.HEADERS,
     )
 
@@ -60,6 +66,37 @@ _STATUS = {
 }
 
 
+class ChangeFeed:
+    """Wakes every subscriber (pushers, channels) when the head may have moved.
+
+    Fed by `Central.moved`: after this process's own commits and by the watcher that polls
+    for commits of other processes; a backend with notifications (LISTEN/NOTIFY) feeds it
+    from those instead of the poll.
+    """
+
+    def __init__(self) -> None:
+        self._events: set[asyncio.Event] = set()
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set (now, and) on every move; the subscriber clears it."""
+        event = asyncio.Event()
+        event.set()
+        self._events.add(event)
+        return event
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        """Stop waking `event`."""
+        self._events.discard(event)
+
+    def publish(self) -> None:
+        """Wake every subscriber."""
+        for event in self._events:
+            event.set()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
 class Pusher:
     """Sends one edge the changes it lacks, in order, whenever the head moves."""
 
@@ -67,8 +104,7 @@ class Pusher:
         self.device = device
         self.url = url
         self.revision = revision
-        self.wake = asyncio.Event()
-        self.wake.set()
+        self.wake = central.feed.subscribe()
         self.contact = asyncio.Event()  # the device reached us: stop backing off
         self._central = central
 
@@ -80,8 +116,10 @@ class Pusher:
             self.wake.clear()
             if self._central.db.devices.public_key(self.device) is None:
                 _LOGGER.info("%s: removed; no more pushes", self.device)
+                self._central.feed.unsubscribe(self.wake)
                 return
-            while self.revision < self._central.head:
+            # An open channel carries the pushes; this pusher resumes when it closes.
+            while self.revision < self._central.head and self.device not in self._central.channels:
                 try:
                     await self._push_once()
                     backoff = PUSH_BACKOFF_MIN
@@ -108,21 +146,85 @@ class Pusher:
             raise protocol.ProtocolError(
                 f"push answered {protocol.parse_error(response.status, data)}"
             )
-        answer = protocol.fields(data, "push answer")
-        reported = answer.integer("revision")
-        if reported == self.revision and answer.text("status", limit=20) != "applied":
+        reported, status = protocol.parse_push_answer(data)
+        if reported == self.revision and status != "applied":
             # The edge did not move (it refused, or is busy pulling): wait, then try again.
             raise protocol.ProtocolError(f"edge stayed at revision {reported}")
         self.revision = reported  # behind (a gap it now pulls), or ahead: send from there
 
 
+class Channel:
+    """One edge's open push channel: sends the changes it lacks, one envelope per answer."""
+
+    def __init__(
+        self, central: Central, device: str, ws: web.WebSocketResponse, revision: int
+    ) -> None:
+        self.device = device
+        self.revision = revision
+        self.ws = ws
+        self.wake = central.feed.subscribe()
+        self._central = central
+        self._answers: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+
+    async def run(self) -> None:
+        """Read the edge's answers while a task sends; return when the connection closes."""
+        sender = asyncio.create_task(self._send())
+        try:
+            async for message in self.ws:
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    await self.ws.close(code=protocol.CloseCode.UNSUPPORTED, message=b"binary")
+                    break
+                try:
+                    self._answers.put_nowait(protocol.parse_push_answer(message.data))
+                except protocol.ProtocolError as err:
+                    _LOGGER.info("%s: channel answer refused: %s", self.device, err)
+                    await self.ws.close(code=protocol.CloseCode.REFUSED, message=b"refused")
+                    break
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            self._central.feed.unsubscribe(self.wake)
+
+    async def _send(self) -> None:
+        central = self._central
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.revision < central.head:
+                    # Cleared before the envelope is built: a move after this is not in it.
+                    self.wake.clear()
+                    if not central.registered(self.device):
+                        await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
+                        return
+                    body = await central.envelope_since(self.revision, PUSH_LIMIT, central.head)
+                    await self.ws.send_bytes(body)
+                    reported, status = await asyncio.wait_for(
+                        self._answers.get(), CHANNEL_ANSWER_TIMEOUT
+                    )
+                    self.revision = reported
+                    if status == "gap":
+                        break  # the edge pulls what it lacks; send again on the next move
+        except TimeoutError:
+            _LOGGER.info("%s: channel: no answer in %.0f s", self.device, CHANNEL_ANSWER_TIMEOUT)
+            await self.ws.close(code=protocol.CloseCode.SILENT, message=b"no answer")
+        except (ConnectionError, aiohttp.ClientError) as err:
+            _LOGGER.info("%s: channel send failed: %s", self.device, err)
+            await self.ws.close()
+
+
 class Central:
-    """The running central system: its database, HTTP app and pushers."""
+    """The running central system: its database, HTTP app, pushers and channels."""
 
     def __init__(self, db: CentralDB) -> None:
         self.db = db
         self.head = db.log.head()
+        self.feed = ChangeFeed()
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
+        self.channels: dict[str, Channel] = {}
+        self._envelopes: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
+        self._registered: dict[str, bool] = {}  # devices looked up since the last commit
         self.session: aiohttp.ClientSession
         self._version = db.log.data_version()
 
@@ -137,8 +239,10 @@ class Central:
         app.router.add_post("/v1/changes", self._changes)
         app.router.add_post("/v1/snapshot", self._snapshot)
         app.router.add_post("/v1/journal", self._journal)
+        app.router.add_get(protocol.CHANNEL_PATH, self._channel)
         DeskAPI(self.db.desk, authenticate=self._device, moved=self.moved).add_routes(app)
         app.cleanup_ctx.append(self._background)
+        app.on_shutdown.append(self._close_channels)
         return app
 
     async def _background(self, app: web.Application) -> Any:
@@ -172,12 +276,16 @@ class Central:
         return pusher
 
     def moved(self) -> None:
-        """The head may have moved: wake every pusher."""
+        """The head may have moved: wake every pusher and channel."""
         head = self.db.log.head()
         if head != self.head:
             self.head = head
-            for pusher, _ in self.pushers.values():
-                pusher.wake.set()
+            self.feed.publish()
+
+    async def _close_channels(self, app: web.Application) -> None:
+        del app
+        for channel in list(self.channels.values()):
+            await channel.ws.close(code=protocol.CloseCode.GOING_AWAY, message=b"shutdown")
 
     async def _watch(self) -> None:
         """Notice commits by other processes (the admin CLI) and push them."""
@@ -186,11 +294,39 @@ class Central:
             version = self.db.log.data_version()
             if version != self._version:
                 self._version = version
+                self._registered.clear()  # a device may have been removed
                 self.moved()
 
-    async def envelope_since(self, revision: int, limit: int) -> bytes:
-        """A signed CHANGES envelope with up to `limit` changes after `revision`."""
+    def registered(self, device: str) -> bool:
+        """Whether the device is still registered (cached until the next commit we notice)."""
+        known = self._registered.get(device)
+        if known is None:
+            known = self._registered[device] = self.db.devices.public_key(device) is not None
+        return known
 
+    async def envelope_since(self, revision: int, limit: int, head: int | None = None) -> bytes:
+        """A signed CHANGES envelope with up to `limit` changes after `revision`.
+
+        When the head moves, every channel and pusher at the same revision asks for the same
+        envelope at once: it is built and signed once, the others wait for it. `head` is the
+        head the caller saw move (the database's own when None); the envelope holds at
+        least the changes up to it.
+        """
+        key = (revision, limit, self.db.log.head() if head is None else head)
+        future = self._envelopes.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._build_envelope(revision, limit))
+            future.add_done_callback(lambda done: self._forget_failed(key, done))
+            self._envelopes[key] = future
+            while len(self._envelopes) > ENVELOPE_CACHE:
+                del self._envelopes[next(iter(self._envelopes))]
+        return await asyncio.shield(future)
+
+    def _forget_failed(self, key: tuple[int, int, int], done: asyncio.Future[bytes]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._envelopes.get(key) is done:
+            del self._envelopes[key]
+
+    async def _build_envelope(self, revision: int, limit: int) -> bytes:
         def build() -> bytes:
             first, changes, head = self.db.log.changes_since(revision, limit)
             key_id, key, chain = self.db.keys.signer()
@@ -276,6 +412,41 @@ class Central:
             pusher[0].contact.set()
         return web.Response(body=envelope, headers=protocol.HEADERS)
 
+    async def _channel(self, request: web.Request) -> web.StreamResponse:
+        device, _ = await self._device(request)
+        revision = request.query.get("revision", "")
+        if not revision.isdigit() or len(revision) > 19:
+            raise protocol.ProtocolError("channel: revision must be a revision number")
+        since, head = int(revision), self.db.log.head()
+        if since > head:
+            raise RequestRejectedError(
+                ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
+            )
+        # No permessage-deflate: signed envelopes hardly compress, and a zlib context per
+        # direction per gate costs hundreds of kilobytes across thousands of channels.
+        ws = web.WebSocketResponse(
+            heartbeat=CHANNEL_KEEPALIVE, max_msg_size=1 << 10, autoping=True, compress=False
+        )
+        await ws.prepare(request)
+        channel = Channel(self, device, ws, since)
+        previous = self.channels.get(device)
+        self.channels[device] = channel
+        if previous is not None:
+            await previous.ws.close(code=protocol.CloseCode.REPLACED, message=b"replaced")
+        await asyncio.to_thread(self.db.devices.seen, device, revision=since)
+        _LOGGER.info("%s: channel open at revision %d (head %d)", device, since, self.head)
+        try:
+            await channel.run()
+        finally:
+            if self.channels.get(device) is channel:
+                del self.channels[device]
+                pusher = self.pushers.get(device)
+                if pusher is not None:  # inbound pushes take over from where the channel was
+                    pusher[0].revision = max(pusher[0].revision, channel.revision)
+                    pusher[0].wake.set()
+            _LOGGER.info("%s: channel closed at revision %d", device, channel.revision)
+        return ws
+
     async def _snapshot(self, request: web.Request) -> web.Response:
         _, body = await self._device(request)
         fields = protocol.fields(body, "snapshot request")
@@ -337,6 +508,7 @@ async def serve(db: CentralDB, address: str, port: int, ready: Callable[[str], N
     central = Central(db)
     runner = http.runner(central.app())
     await runner.setup()
+    http.GUARD.allow(MAX_CONNECTIONS)
     try:
         await http.listen(runner, address, port)
         host, bound = runner.addresses[0][:2]

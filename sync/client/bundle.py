@@ -11,14 +11,21 @@ from sync.protocol import EnvelopeKind
 
 
 async def import_bundle(store: SyncStore, data: bytes, *, device: str) -> tuple[str, int, int]:
-    """Apply an offline bundle with the checks of a push: (outcome, from, to)."""
+    """Apply an offline bundle with the checks of a push: (outcome, from, to).
+
+    'applied' moves the store from revision `from` to `to`; 'stale' leaves it at `from`, and
+    `to` is where the bundle ends (below `from`: an older bundle).
+    """
     envelope = protocol.open_envelope(
         data, store.known_keys().get, kinds=(EnvelopeKind.BUNDLE, EnvelopeKind.CHANGES)
     )
     saved = store.cursor(REVISION_CURSOR)
     revision = int(saved) if saved else 0
-    if envelope.last <= revision and envelope.changes:
-        return "stale", revision, revision
+    if envelope.last <= revision:
+        # Nothing newer (an empty bundle written with --since HEAD included), or older than
+        # what the store holds: applying it would rewind the revision and re-apply stale
+        # facts (a paid ticket unpaid again). The caller reports (stale, ours, its last).
+        return "stale", revision, envelope.last
     if envelope.first > revision:
         raise SyncError(
             f"the bundle holds revisions {envelope.first + 1}..{envelope.last} but this gate is"

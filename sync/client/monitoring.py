@@ -43,6 +43,16 @@ def register_metrics(registry: Registry, replicator: Replicator) -> None:
         ("outcome",),
         collect=lambda: {(outcome,): n for outcome, n in state.pushes.items()},
     )
+    registry.gauge(
+        "edge_sync_channel_up",
+        "1 while the outbound push channel to the central system is open.",
+        collect=lambda: {(): 1 if state.channel else 0},
+    )
+    registry.counter(
+        "edge_sync_channel_opened_total",
+        "Push channels opened since start (growth beyond 1 counts reconnects).",
+        collect=lambda: {(): state.channels},
+    )
     registry.counter(
         "edge_sync_uploaded_total",
         "Journal entries acknowledged by the central system since start.",
@@ -59,7 +69,11 @@ def health(replicator: Replicator) -> dict[str, object]:
         "lag": state.lag,
         "last_contact": state.last_contact,
         "queue": replicator.queue_length(),
+        "channel": state.channel,
         "last_error": state.last_error or None,
+        # The central clock minus this device's: requests are signed with it corrected,
+        # decisions use this device's own clock (docs/operations.md, "Clocks").
+        "clock_offset_seconds": round(state.clock_offset, 3),
     }
 
 
@@ -75,4 +89,5 @@ def page_status(replicator: Replicator) -> dict[str, object]:
         if state.last_contact is None
         else datetime.fromtimestamp(state.last_contact, UTC).isoformat(),
         "last_error": state.last_error,
+        "clock_offset_seconds": round(state.clock_offset, 3),
     }

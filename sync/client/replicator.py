@@ -12,6 +12,7 @@ import base64
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +21,11 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.core.errors import StoreError, SyncError
+from edge.core.errors import ConfigError, StoreError, SyncError
 from edge.store.sync import SyncBatch, SyncStore
 from edge.web import http
 from sync import protocol
+from sync.client.bulk import BulkWorker, Opened
 from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig
 from sync.client.state import BOOTSTRAP_CURSOR, REVISION_CURSOR, Status, SyncState
@@ -34,13 +36,17 @@ _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
-# A chunk is written in parts of this many items, each its own transaction, so a lane's
-# journal write never waits long for the store's write lock; only the last part moves the
-# bootstrap cursor (a crash in between re-applies the chunk, which is harmless).
-APPLY_PART = 2_000
+# Envelopes larger than this (bootstrap chunks, large pushes and pulls) are verified, decoded
+# and written by the bulk worker process (sync/client/bulk.py), never in the daemon; the
+# daemon moves the cursors once the worker wrote the facts. Smaller ones go through a thread.
+BULK_BYTES = 64 << 10
+BOOTSTRAP_PROGRESS_SECONDS = 5.0  # a long bootstrap logs how far it is this often
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
+SNAPSHOT_MAX_AGE_SECONDS = 300.0  # a snapshot chunk signed longer ago (or ahead) is a replay
 CLOCK_WARNING_SECONDS = 30.0  # log when the device clock is further off the central one
+# A channel that stayed open this long was healthy: its next failure starts backing off anew.
+CHANNEL_STABLE_SECONDS = 10.0
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -87,9 +93,23 @@ class Replicator:
         revision = store.cursor(REVISION_CURSOR)
         self.state.revision = int(revision) if revision else None
         self._apply_lock = asyncio.Lock()
+        self._errors: dict[str, str] = {}  # the failing loops ("pull", "upload") and why
         self._pull_wanted = asyncio.Event()
         self._upload_wanted = asyncio.Event()
+        self._bootstrapped = asyncio.Event()  # the channel opens once there is a revision
+        if self.state.revision is not None:
+            self._bootstrapped.set()
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | bool = True
+        if settings.ca_file:
+            try:
+                self._ssl = ssl.create_default_context(cafile=settings.ca_file)
+            except (OSError, ssl.SSLError) as err:
+                raise ConfigError(
+                    f"cannot read the CA file {settings.ca_file}: {err}", key="sync.ca_file"
+                ) from err
+        self._proxy = settings.proxy or None
+        self._bulk = BulkWorker(store.path, device)
         self.push_url: str | None = None  # announced to the central system
         self.listening_url: str | None = None  # where the push server is bound
 
@@ -106,15 +126,18 @@ class Replicator:
     async def run(self) -> None:
         """Serve pushes, pull and upload until cancelled."""
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        runner = await self._serve_pushes()
+        runner = await self._serve_pushes() if self._settings.push_listen else None
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 self._session = session
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._pull_loop())
                     group.create_task(self._upload_loop())
+                    if self._settings.channel:
+                        group.create_task(self._channel_loop())
         finally:
             self._session = None
+            await self._bulk.close()
             if runner is not None:
                 await runner.cleanup()
 
@@ -158,15 +181,17 @@ class Replicator:
                     await self.bootstrap()
                 await self.pull()
                 backoff = BACKOFF_MIN
+                self._recovered("pull")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
-                self._failed(err)
+                self._failed(err, "pull")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and the loop then never ends (shutdown hangs).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._pull_wanted.wait(), self._settings.pull_interval_seconds
-                )
+                async with asyncio.timeout(self._settings.pull_interval_seconds):
+                    await self._pull_wanted.wait()
 
     async def _upload_loop(self) -> None:
         backoff = BACKOFF_MIN
@@ -174,24 +199,34 @@ class Replicator:
             try:
                 sent = await self.upload_once()
                 backoff = BACKOFF_MIN
+                self._recovered("upload")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
-                self._failed(err)
+                self._failed(err, "upload")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if not sent:
                 self._upload_wanted.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._upload_wanted.wait(), self._settings.pull_interval_seconds
-                    )
+                    async with asyncio.timeout(self._settings.pull_interval_seconds):
+                        await self._upload_wanted.wait()
 
-    def _failed(self, err: BaseException) -> None:
+    def _failed(self, err: BaseException, task: str) -> None:
         message = str(err) or type(err).__name__
-        if message != self.state.last_error:
-            _LOGGER.warning("%s: sync: %s", self._device, message)
+        if message != self._errors.get(task):
+            _LOGGER.warning("%s: sync %s: %s", self._device, task, message)
+        self._errors[task] = message
         self.state.last_error = message
         self.state.status = Status.OFFLINE
+
+    def _recovered(self, task: str) -> None:
+        """`task` worked again: its error is history, not state (/health shows what fails now)."""
+        if self._errors.pop(task, None) is None:
+            return
+        _LOGGER.info("%s: sync %s works again", self._device, task)
+        self.state.last_error = next(reversed(self._errors.values()), "")
+        if not self._errors and self.state.status is Status.OFFLINE:
+            self.state.status = Status.CURRENT if self.state.lag == 0 else Status.BEHIND
 
     def _contact(self) -> None:
         self.state.last_contact = self._clock()
@@ -199,6 +234,18 @@ class Replicator:
     # -- requests ----------------------------------------------------------------------------
 
     async def _post(self, path: str, body: bytes) -> bytes:
+        try:
+            return await self._post_once(path, body)
+        except protocol.RemoteError as err:
+            if err.code != protocol.ErrorCode.CLOCK_SKEW.value or err.time_ms is None:
+                raise
+            # Refused for our clock: learn the central one from the refusal and sign again.
+            # Only the request time changes; the central system still checks it against its
+            # own clock, so a captured request stays useless after 300 s.
+            self._learn_offset(err.time_ms, self._clock(), self._clock())
+            return await self._post_once(path, body)
+
+    async def _post_once(self, path: str, body: bytes) -> bytes:
         if self._session is None:
             raise SyncError("the sync client is not running")
         headers = protocol.sign_request(
@@ -206,17 +253,35 @@ class Replicator:
             self._device,
             method="POST",
             path=path,
-            time_ms=int(self._clock() * 1000),
+            time_ms=int((self._clock() + self.state.clock_offset) * 1000),
             body=body,
         )
         async with self._session.post(
-            self._settings.url.rstrip("/") + path, data=body, headers=headers
+            self._settings.url.rstrip("/") + path,
+            data=body,
+            headers=headers,
+            proxy=self._proxy,
+            ssl=self._ssl,
         ) as response:
             data = await _read_bounded(response, protocol.MAX_ENVELOPE_BYTES)
             if response.status != 200:
                 raise protocol.parse_error(response.status, data)
         self._contact()
         return data
+
+    def _learn_offset(self, central_ms: int, sent: float, received: float) -> None:
+        """The central clock minus ours, from its time and our clock around the exchange."""
+        offset = central_ms / 1000 - (sent + received) / 2
+        if abs(offset) > CLOCK_WARNING_SECONDS and (
+            abs(offset - self.state.clock_offset) > CLOCK_WARNING_SECONDS
+        ):
+            _LOGGER.warning(
+                "%s: this clock is %+.0f s off the central system's; requests are signed with"
+                " the central time, validity and windows still use this clock",
+                self._device,
+                -offset,
+            )
+        self.state.clock_offset = offset
 
     async def request(self, path: str, body: bytes) -> bytes:
         """A signed request to another endpoint of the central system (the pass desk's)."""
@@ -229,31 +294,13 @@ class Replicator:
         answer = protocol.fields(await self._post("/v1/hello", body), "hello answer")
         received = self._clock()
         self.state.head = answer.integer("head")
-        self.state.clock_offset = answer.integer("time") / 1000 - (sent + received) / 2
-        if abs(self.state.clock_offset) > CLOCK_WARNING_SECONDS:
-            _LOGGER.warning(
-                "%s: this clock is %+.0f s off the central system's; validity checks use it",
-                self._device,
-                -self.state.clock_offset,
-            )
+        self._learn_offset(answer.integer("time"), sent, received)
 
-    async def _snapshot_chunk(
-        self, pinned: int | None, cursor: tuple[str, Any] | None
-    ) -> tuple[Envelope, list[SyncBatch]]:
+    async def _snapshot_chunk(self, pinned: int | None, cursor: tuple[str, Any] | None) -> Opened:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
                    "limit": SNAPSHOT_LIMIT}  # fmt: skip
         data = await self._post("/v1/snapshot", protocol.pack(request))
-        keys = self._store.known_keys()
-
-        def parse() -> tuple[Envelope, list[SyncBatch]]:
-            envelope = protocol.open_envelope(data, keys.get, kinds=(EnvelopeKind.SNAPSHOT,))
-            changes, chain = envelope.changes, list(envelope.chain)
-            parts = range(0, max(len(changes), 1), APPLY_PART)
-            return envelope, [
-                to_batch(changes[i : i + APPLY_PART], self._device, chain) for i in parts
-            ]
-
-        return await asyncio.to_thread(parse)
+        return await self._bulk.open(data, (EnvelopeKind.SNAPSHOT,))
 
     async def bootstrap(self) -> None:
         """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was."""
@@ -261,31 +308,39 @@ class Replicator:
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
         pinned, cursor = _decode_cursor(saved) if saved else (None, None)
         started, items = time.monotonic(), 0
-        # The next chunk is fetched and parsed while the store writes this one.
+        reported = started
+        # The next chunk is fetched and verified while the worker writes this one.
         fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
         try:
             while True:
-                envelope, parts = await fetch
-                if pinned is not None and envelope.first != pinned:
+                chunk = await fetch
+                self._check_fresh(chunk.at_ms)
+                if pinned is not None and chunk.first != pinned:
                     raise protocol.ProtocolError(
-                        f"snapshot chunk is at revision {envelope.first}, expected {pinned}"
+                        f"snapshot chunk is at revision {chunk.first}, expected {pinned}"
                     )
-                pinned = envelope.first
-                if envelope.next_cursor is None:
+                pinned = chunk.first
+                if chunk.next_cursor is None:
                     cursors = {REVISION_CURSOR: str(pinned), BOOTSTRAP_CURSOR: ""}
                 else:
-                    cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, envelope.next_cursor)}
-                    fetch = asyncio.ensure_future(
-                        self._snapshot_chunk(pinned, envelope.next_cursor)
-                    )
-                items += len(envelope.changes)
+                    cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, chunk.next_cursor)}
+                    fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, chunk.next_cursor))
+                items += chunk.changes
+                if time.monotonic() - reported >= BOOTSTRAP_PROGRESS_SECONDS:
+                    reported = time.monotonic()
+                    _LOGGER.info(
+                        "%s: bootstrapping, %d items so far (%.0f s)",
+                        self._device, items, reported - started,
+                    )  # fmt: skip
                 async with self._apply_lock:
-                    for part in parts[:-1]:
-                        await self._store.apply(part, {})
-                    await self._store.apply(parts[-1], cursors)
-                self.state.head = max(self.state.head, envelope.head)
-                if envelope.next_cursor is None:
+                    await self._bulk.write(chunk)
+                    # The facts are in: only now the cursors move (a crash in between
+                    # applies the chunk again, which is harmless).
+                    await self._store.apply(SyncBatch(), cursors)
+                self.state.head = max(self.state.head, chunk.head)
+                if chunk.next_cursor is None:
                     self.state.revision = pinned
+                    self._bootstrapped.set()
                     _LOGGER.info(
                         "%s: bootstrapped %d items at revision %d in %.1f s",
                         self._device, items, pinned, time.monotonic() - started,
@@ -296,6 +351,21 @@ class Replicator:
                 fetch.cancel()
                 with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
                     await fetch
+
+    def _check_fresh(self, at_ms: int) -> None:
+        """A snapshot chunk is signed when asked for: an old one is a replay.
+
+        Changes are ordered by revision, so an old CHANGES envelope is simply stale; a
+        snapshot pins the revision it shows, so a replayed old one would rewind the facts.
+        """
+        central_now = (self._clock() + self.state.clock_offset) * 1000
+        age = (central_now - at_ms) / 1000
+        if abs(age) > SNAPSHOT_MAX_AGE_SECONDS:
+            when = f"{age / 60:.0f} min ago" if age > 0 else f"{-age / 60:.0f} min ahead"
+            raise protocol.ProtocolError(
+                f"snapshot chunk was signed {when} by the central clock (a replay?); only"
+                f" chunks signed within {SNAPSHOT_MAX_AGE_SECONDS:.0f} s are taken"
+            )
 
     async def pull(self) -> None:
         """Fetch and apply changes until the store is at the central system's head."""
@@ -310,50 +380,80 @@ class Replicator:
                     # The central system lost revisions we have (restored from a backup):
                     # load its state again; applying facts twice is harmless.
                     _LOGGER.warning("%s: %s; bootstrapping again", self._device, err.message)
-                    await self._store.set_cursor(BOOTSTRAP_CURSOR, "")
-                    self.state.revision = None
+                    async with self._apply_lock:
+                        await self._store.forget_revision()
+                        self.state.revision = None
+                        self._bootstrapped.clear()
                     await self.bootstrap()
                     continue
                 raise
-            keys = self._store.known_keys()
-            envelope = await asyncio.to_thread(
-                protocol.open_envelope, data, keys.get, kinds=(EnvelopeKind.CHANGES,)
-            )
-            await self.apply(envelope)
-            if (self.state.revision or 0) >= envelope.head or not envelope.changes:
+            opened = await self._open(data, protocol.MAX_ENVELOPE_BYTES)
+            await self.apply(opened)
+            changes = opened.changes if isinstance(opened, Opened) else len(opened.changes)
+            if (self.state.revision or 0) >= opened.head or not changes:
                 self.state.status = Status.CURRENT
                 return
 
-    async def apply(self, envelope: Envelope) -> str:
+    async def _open(self, data: bytes, limit: int) -> Envelope | Opened:
+        """Verify and decode a CHANGES envelope: a large one in the worker, else in a thread."""
+        kinds = (EnvelopeKind.CHANGES,)
+        if len(data) > BULK_BYTES:
+            if len(data) > limit:
+                raise protocol.ProtocolError(f"envelope: {len(data)} bytes is too large")
+            return await self._bulk.open(data, kinds)
+        keys = self._store.known_keys()
+        return await asyncio.to_thread(
+            protocol.open_envelope, data, keys.get, limit=limit, kinds=kinds
+        )
+
+    async def apply(self, envelope: Envelope | Opened) -> str:
         """Apply a verified envelope in revision order: 'applied', 'stale' or 'gap'."""
-        if self.state.revision is None:  # bootstrapping: do not wait for its lock
-            self._pull_wanted.set()
-            return "gap"
-        async with self._apply_lock:
-            revision = self.state.revision
-            self.state.head = max(self.state.head, envelope.head)
-            if revision is None or envelope.first > revision:
-                self._pull_wanted.set()  # we miss revisions before this envelope
+        written = False
+        try:
+            if self.state.revision is None:  # bootstrapping: do not wait for its lock
+                self._pull_wanted.set()
                 return "gap"
-            if envelope.last <= revision:
-                return "stale"  # a replay or an old envelope: nothing changes
-            batch = to_batch(envelope.since(revision), self._device, list(envelope.chain))
-            await self._store.apply(batch, {REVISION_CURSOR: str(envelope.last)})
-            self.state.revision = envelope.last
-            if envelope.last >= self.state.head:
-                self.state.status = Status.CURRENT
-            return "applied"
+            async with self._apply_lock:
+                revision = self.state.revision
+                self.state.head = max(self.state.head, envelope.head)
+                if revision is None or envelope.first > revision:
+                    self._pull_wanted.set()  # we miss revisions before this envelope
+                    return "gap"
+                if envelope.last <= revision:
+                    return "stale"  # a replay or an old envelope: nothing changes
+                cursors = {REVISION_CURSOR: str(envelope.last)}
+                if isinstance(envelope, Opened):
+                    await self._bulk.write(envelope, since=revision)
+                    written = True
+                    await self._store.apply(SyncBatch(), cursors)
+                else:
+                    batch = await asyncio.to_thread(
+                        to_batch, envelope.since(revision), self._device, list(envelope.chain)
+                    )
+                    await self._store.apply(batch, cursors)
+                self.state.revision = int(cursors[REVISION_CURSOR])
+                if self.state.revision >= self.state.head:
+                    self.state.status = Status.CURRENT
+                return "applied"
+        finally:
+            if isinstance(envelope, Opened) and not written:  # gap, stale: the worker forgets it
+                await self._bulk.drop(envelope)
+
+    async def receive(self, data: bytes) -> str:
+        """Verify and apply one pushed envelope: the one path of inbound pushes and the channel.
+
+        Returns 'applied', 'stale' or 'gap'; raises ProtocolError (nothing changed) for a body
+        that does not parse or verify, StoreError when the store cannot take it.
+        """
+        # Never on the loop: a 1 MiB push is ~28,000 changes to verify and decode.
+        outcome = await self.apply(await self._open(data, protocol.MAX_PUSH_BYTES))
+        self._contact()
+        self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
+        return outcome
 
     async def _push(self, request: web.Request) -> web.Response:
         try:
-            data = await request.read()
-            envelope = protocol.open_envelope(
-                data,
-                self._store.known_keys().get,
-                limit=protocol.MAX_PUSH_BYTES,
-                kinds=(EnvelopeKind.CHANGES,),
-            )
-            outcome = await self.apply(envelope)
+            outcome = await self.receive(await request.read())
         except protocol.UntrustedError as err:
             _LOGGER.warning("%s: push refused: %s", self._device, err)
             return self._push_error(403, protocol.ErrorCode.UNTRUSTED, str(err))
@@ -362,10 +462,8 @@ class Replicator:
             return self._push_error(400, protocol.ErrorCode.BAD_REQUEST, str(err))
         except StoreError as err:
             return self._push_error(500, protocol.ErrorCode.INTERNAL, str(err))
-        self._contact()
-        self.state.pushes[outcome] = self.state.pushes.get(outcome, 0) + 1
         return web.Response(
-            body=protocol.pack({"revision": self.state.revision or 0, "status": outcome}),
+            body=protocol.push_answer(self.state.revision or 0, outcome),
             headers=protocol.HEADERS,
         )
 
@@ -376,6 +474,81 @@ class Replicator:
             body=protocol.limit_error_body(status, message),
             headers=protocol.HEADERS,
         )
+
+    # -- the outbound push channel -----------------------------------------------------------
+
+    async def _channel_loop(self) -> None:
+        """Keep one channel open; reconnect with jittered exponential backoff."""
+        backoff = BACKOFF_MIN
+        while True:
+            await self._bootstrapped.wait()
+            opened = time.monotonic()
+            try:
+                await self._channel_once()
+                reason = "closed by the central system"
+            except (SyncError, StoreError, aiohttp.ClientError, TimeoutError, OSError) as err:
+                reason = str(err) or type(err).__name__
+            finally:
+                self.state.channel = False
+            if time.monotonic() - opened >= CHANNEL_STABLE_SECONDS:
+                backoff = BACKOFF_MIN
+            delay = backoff * random.uniform(0.5, 1.0)
+            _LOGGER.info(
+                "%s: push channel: %s; reconnecting in %.1f s", self._device, reason, delay
+            )
+            self._pull_wanted.set()  # whatever the channel missed meanwhile
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _channel_once(self) -> None:
+        """Open the channel, apply what arrives, answer each envelope; return when closed."""
+        if self._session is None:
+            raise SyncError("the sync client is not running")
+        path = protocol.channel_path(self.state.revision or 0)
+        headers = protocol.sign_request(
+            self._identity,
+            self._device,
+            method="GET",
+            path=path,
+            time_ms=int((self._clock() + self.state.clock_offset) * 1000),  # as every request
+            body=b"",
+        )
+        async with self._session.ws_connect(
+            self._settings.url.rstrip("/") + path,
+            headers=headers,
+            heartbeat=self._settings.keepalive_seconds,
+            compress=0,  # signed envelopes hardly compress (docs/protocol.md)
+            max_msg_size=protocol.MAX_PUSH_BYTES,
+            timeout=aiohttp.ClientWSTimeout(ws_close=self._settings.timeout_seconds),
+            proxy=self._proxy,
+            ssl=self._ssl,
+            autoping=True,
+        ) as ws:
+            self.state.channel = True
+            self.state.channels += 1
+            self._contact()
+            _LOGGER.info("%s: push channel open at revision %s", self._device, self.state.revision)
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    await ws.close(code=protocol.CloseCode.UNSUPPORTED, message=b"binary only")
+                    raise protocol.ProtocolError("the channel sent a text frame")
+                try:
+                    outcome = await self.receive(message.data)
+                except protocol.ProtocolError as err:
+                    self.state.pushes["rejected"] = self.state.pushes.get("rejected", 0) + 1
+                    _LOGGER.warning("%s: channel frame refused: %s", self._device, err)
+                    await ws.close(code=protocol.CloseCode.REFUSED, message=b"refused")
+                    raise
+                except StoreError:
+                    await ws.close(code=protocol.CloseCode.INTERNAL, message=b"store")
+                    raise
+                await ws.send_bytes(protocol.push_answer(self.state.revision or 0, outcome))
+            if ws.exception() is not None:
+                raise SyncError(f"channel failed: {ws.exception()}")
+            code = ws.close_code
+            if code == protocol.CloseCode.TOO_LARGE:
+                raise protocol.ProtocolError("the channel sent a frame above the push limit")
+            raise SyncError(f"channel closed ({code})")
 
     def _push_error(self, status: int, code: protocol.ErrorCode, message: str) -> web.Response:
         self.state.pushes["rejected"] = self.state.pushes.get("rejected", 0) + 1

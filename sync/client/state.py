@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
-BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
+from edge.store.sync import BOOTSTRAP_CURSOR, REVISION_CURSOR
+
+__all__ = ["BOOTSTRAP_CURSOR", "REVISION_CURSOR", "Status", "SyncState"]
 
 
 class Status(enum.Enum):
@@ -29,7 +30,9 @@ class SyncState:
     last_contact: float | None = None  # unix time of the last successful exchange
     clock_offset: float = 0.0  # central clock minus ours, seconds (from hello)
     uploaded: int = 0
-    pushes: dict[str, int] = field(default_factory=dict)  # by outcome
+    pushes: dict[str, int] = field(default_factory=dict)  # by outcome (inbound and channel)
+    channel: bool = False  # the outbound push channel is open
+    channels: int = 0  # channels opened since start (reconnects show as growth)
     last_error: str = ""
 
     @property

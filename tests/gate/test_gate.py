@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import mint_code, ticket
@@ -179,3 +179,79 @@ async def test_exit_then_entry_on_a_bidirectional_lane(store: Store) -> None:
     assert (await gate.admit(pass_code, NORTH, Direction.EXIT)).decision.reason is Reason.EXIT
     assert (await gate.admit(pass_code, NORTH, Direction.ENTRY)).decision.admitted
     assert _entries_count(store, pass_code) == 2
+
+
+# -- clock steps -------------------------------------------------------------------------------
+
+
+class Clocks:
+    """A wall clock that can be set (as NTP or an operator does) and a monotonic one."""
+
+    def __init__(self, wall: datetime) -> None:
+        self.wall = wall
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        """Time passes: both clocks move."""
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+RULES = GateRules("North 1")
+SECOND = timedelta(seconds=1)
+PASSBACK_PASS = mint_code(ticket(3003, policy=EntryPolicy.unlimited(30))).encode()
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("later", "expected"),
+    [(40 * 60, Reason.ADMITTED), (5 * 60, Reason.PASSBACK)],
+    ids=["after-the-window", "within-the-window"],
+)
+async def test_a_clock_set_back_a_day_measures_the_passback_window_in_real_time(
+    store: Store, later: float, expected: Reason
+) -> None:
+    clocks = Clocks(NOW + DAY)  # the gate's clock runs a day ahead
+    gate = Gate(store, clock=clocks.now, monotonic=clocks.monotonic)
+    first = await gate.admit(PASSBACK_PASS, RULES, Direction.ENTRY)
+    assert first.decision.reason is Reason.ADMITTED
+    clocks.wall -= DAY  # NTP corrects it
+    clocks.advance(later)
+    again = await gate.admit(PASSBACK_PASS, RULES, Direction.ENTRY)
+    # Not "already inside" until tomorrow; a card passed back within 30 minutes still is.
+    assert again.decision.reason is expected
+    ((_, jump_ms, after_seq),) = store.clock_jumps()
+    assert jump_ms == -DAY.total_seconds() * 1000
+    assert after_seq == store.recent(2)[1].seq  # the step came after the first passage
+    assert [row.entry.at for row in store.recent(2)][::-1] == [NOW + DAY, NOW + later * SECOND]
+
+
+async def test_a_clock_set_forward_a_day_still_catches_a_pass_passed_back(store: Store) -> None:
+    clocks = Clocks(NOW)
+    gate = Gate(store, clock=clocks.now, monotonic=clocks.monotonic)
+    assert (await gate.admit(PASSBACK_PASS, RULES, Direction.ENTRY)).decision.admitted
+    clocks.wall += DAY  # a wrong step ahead
+    clocks.advance(60)
+    again = await gate.admit(PASSBACK_PASS, RULES, Direction.ENTRY)
+    assert again.decision.reason is Reason.PASSBACK
+
+
+async def test_after_a_restart_a_passage_stamped_ahead_of_the_clock_does_not_hold_a_day(
+    store: Store,
+) -> None:
+    clocks = Clocks(NOW + DAY)
+    assert (
+        await Gate(store, clock=clocks.now, monotonic=clocks.monotonic).admit(
+            PASSBACK_PASS, RULES, Direction.ENTRY
+        )
+    ).decision.admitted
+    clocks.wall = NOW + 45 * 60 * SECOND  # corrected, and the daemon restarted meanwhile
+    restarted = Gate(store, clock=clocks.now, monotonic=clocks.monotonic)
+    again = await restarted.admit(PASSBACK_PASS, RULES, Direction.ENTRY)
+    assert again.decision.reason is Reason.ADMITTED

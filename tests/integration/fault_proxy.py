@@ -41,6 +41,8 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accepted = 0  # connections accepted so far; each is numbered in order
+        self._frozen_below = 0  # connections numbered below this forward nothing any more
 
     def start(self) -> int:
         """Listen; returns the port."""
@@ -67,13 +69,32 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
+    def blackhole_open(self) -> None:
+        """Every connection open now silently drops what it carries, both ways, from now on
+        (a NAT entry lost, a cable pulled); new connections pass as before."""
+        self._loop.call_soon_threadsafe(setattr, self, "_frozen_below", self._accepted)
+
+    def cut_open(self) -> None:
+        """Close every connection open now, abruptly; new connections pass as before."""
+
+        async def cut() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
+
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         fault = self._rng.choice(FAULTS) if self._rng.random() < self.rate else "pass"
         self.counts[fault] += 1
         budget = self._rng.randint(1, 600)
         delay = self._rng.uniform(0.02, 0.2)
+        number = self._accepted
+        self._accepted += 1
         task = asyncio.get_running_loop().create_task(
-            self._connection(reader, writer, fault, budget, delay)
+            self._connection(
+                reader, writer, fault, budget, delay, lambda: number < self._frozen_below
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -85,6 +106,7 @@ class FaultProxy:
         fault: str,
         budget: int,
         delay: float,
+        frozen: Callable[[], bool],
     ) -> None:
         writers = [writer]
         try:
@@ -107,10 +129,10 @@ class FaultProxy:
             response_budget = budget if fault == "cut-response" else None
             pipes = [
                 asyncio.create_task(
-                    self._pipe(reader, up_writer, request_budget, wait, copies, self._cut)
+                    self._pipe(reader, up_writer, request_budget, wait, copies, self._cut, frozen)
                 ),
                 asyncio.create_task(
-                    self._pipe(up_reader, writer, response_budget, wait, [], self._cut)
+                    self._pipe(up_reader, writer, response_budget, wait, [], self._cut, frozen)
                 ),
             ]
             try:
@@ -149,9 +171,12 @@ class FaultProxy:
         wait: float,
         copies: list[asyncio.StreamWriter],
         cut: Callable[[], bool],
+        frozen: Callable[[], bool],
     ) -> None:
         sent = 0
         while data := await source.read(CHUNK):
+            if frozen():
+                continue
             if wait:
                 await asyncio.sleep(wait)
             if cut():

@@ -48,6 +48,14 @@ def _pretix_python() -> Path:
     python = VENV / "bin" / "python"
     stamp = VENV / f".installed-pretix-{PRETIX_VERSION}"
     if not stamp.exists():
+        # Minutes of pip with nothing on screen look like a hang: say what runs, past pytest's
+        # output capture, and how long it took.
+        started = time.monotonic()
+        print(
+            f"\ninstalling pretix {PRETIX_VERSION} from PyPI into {VENV} (once, a few minutes)",
+            file=sys.__stderr__,
+            flush=True,
+        )
         shutil.rmtree(VENV, ignore_errors=True)
         CACHE.mkdir(exist_ok=True)
         base = getattr(sys, "_base_executable", sys.executable)
@@ -61,6 +69,7 @@ def _pretix_python() -> Path:
             timeout=INSTALL_SECONDS,
         )
         stamp.touch()
+        print(f"pretix installed in {time.monotonic() - started:.0f} s", file=sys.__stderr__)
     return python
 
 
@@ -107,6 +116,8 @@ def running_pretix(home: Path) -> Iterator[Pretix]:
     env.pop("VIRTUAL_ENV", None)
     if TEMPLATE_DB.exists():
         shutil.copyfile(TEMPLATE_DB, data / "db.sqlite3")
+    else:
+        print("migrating a new pretix database (once, about a minute)", file=sys.__stderr__)
     _run([python, "-m", "pretix", "migrate", "--noinput"], timeout=MIGRATE_SECONDS, env=env)
     if not TEMPLATE_DB.exists():
         partial = TEMPLATE_DB.with_suffix(".partial")

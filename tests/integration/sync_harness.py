@@ -108,6 +108,7 @@ class GateProcess:
         self._writer: int | None = None
         self._lines: queue.Queue[str] = queue.Queue()
         self.log = directory / "gate.log"
+        self.sync_extra = ""  # more [sync] lines, e.g. "push_listen = false"
 
     @property
     def public_key(self) -> bytes:
@@ -154,6 +155,7 @@ push_port = {push_port}
 push_url = "{push_url}"
 pull_interval_seconds = {pull_interval}
 timeout_seconds = 2.0
+{self.sync_extra}
 """,
             encoding="utf-8",
         )

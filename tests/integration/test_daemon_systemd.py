@@ -122,7 +122,7 @@ def test_ready_watchdog_stall_metrics_and_stop(tmp_path: Path) -> None:
         try:
             ready = _message(sock)
             assert ready["READY"] == "1", ready
-            assert ready["STATUS"].startswith("notify-test: 1 lanes ready; metrics on http://")
+            assert ready["STATUS"].startswith("notify-test: 1 lane ready; metrics on http://")
             metrics_url = ready["STATUS"].rsplit(" ", 1)[1]
             # The store is open and the device key exists by the time READY arrives.
             assert (tmp_path / "state" / "edge.db").exists()

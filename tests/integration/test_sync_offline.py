@@ -69,7 +69,15 @@ def test_a_gate_without_network_imports_bundles_from_a_usb_stick(tmp_path: Path)
     check = _command("edge.cli", "check", kept.code, "--config", str(gate))
     assert check.stdout.split()[:2] == ["REJECT", "event-cancelled"]
     again = _command("edge.cli", "import", str(stick / "all.bundle"), "--config", str(gate))
-    assert "nothing new" in again.stdout
+    assert f"ends at revision {head}, the store is at {head + 1}; nothing applied" in again.stdout
+    # What `bundle --since HEAD` writes when nothing is new: the revision stays where it is.
+    empty = _command("sync.central.cli", "--db", str(db_path), "bundle", "--since",
+                     str(head + 1), "--out", str(stick / "empty.bundle"))  # fmt: skip
+    assert empty.returncode == 0, empty.stderr
+    imported = _command("edge.cli", "import", str(stick / "empty.bundle"), "--config", str(gate))
+    assert f"nothing new, the store is at revision {head + 1}" in imported.stdout
+    check = _command("edge.cli", "check", kept.code, "--config", str(gate))
+    assert check.stdout.split()[:2] == ["REJECT", "event-cancelled"]
     central.db.close()
 
 

@@ -144,3 +144,29 @@ async def test_metrics_show_printer_state_and_queue_length(tmp_path: Path) -> No
     assert 'edge_print_queue_length{printer="tickets"} 1' in text
     assert 'edge_printer_paused{printer="tickets"} 0' in text
     assert "# TYPE edge_print_jobs_total counter" in text
+
+
+def test_preview_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    result = edge(
+        "print", "preview", "--config", str(config(tmp_path)), "--template", "day",
+        "--field", "event=X", "--field", "code=C", "--out", "/missing/x.png",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "edge: error: /missing/x.png: cannot write: No such file or directory\n"
+
+
+def test_status_columns_hold_long_job_ids(tmp_path: Path) -> None:
+    path = config(tmp_path)
+    long_id = "till-7-2026-11-30-evening-show-block-C-row-12-seat-0042"
+    for job_id in ("A-1", long_id):
+        submitted = edge(
+            "print", "submit", "--config", str(path), "--template", "day", "--job-id", job_id,
+            "--field", "event=X", "--field", "code=C",
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+    rows = edge("print", "status", "--config", str(path)).stdout.splitlines()
+    jobs = [line for line in rows if "A-1" in line or long_id in line]
+    assert len(jobs) == 2
+    # The printer column starts at the same place on every row, after the whole id.
+    assert len({line.index("tickets") for line in jobs}) == 1
+    assert f"{long_id}  tickets" in "\n".join(jobs)

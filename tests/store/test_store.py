@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,9 +15,10 @@ from conftest import KEY_ID, OTHER_PRIVATE, PRIVATE, mint_code, public_bytes, ti
 
 from edge.core.codes import EntryPolicy, Kind, PlainCode, SignedCode, Validity, parse, plain_hash
 from edge.core.decide import Reason
-from edge.core.errors import StoreError
+from edge.core.errors import StoreError, StoreRefusedError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
 from edge.store import schema
+from edge.store.base import initialise
 from edge.store.database import Store
 from edge.store.gate import JournalEntry
 
@@ -77,12 +81,101 @@ async def test_migrates_an_empty_file_to_the_current_version(tmp_path: Path) -> 
     assert "uploaded" in _columns(db, "journal")
 
 
-async def test_migrates_an_existing_zero_byte_file(tmp_path: Path) -> None:
-    db = tmp_path / "empty.db"
+async def test_an_existing_empty_file_is_refused_not_recreated(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    content = b""
+    db.write_bytes(content)
+    with pytest.raises(StoreRefusedError, match=r"empty \(0 bytes\).*edge init"):
+        await Store.open(db)
+    assert db.read_bytes() == content
+    assert _names(tmp_path) == ["edge.db"]
+
+
+async def test_a_database_without_the_edge_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = WAL")  # what a crash after the first pragma leaves
+    conn.close()
+    size = db.stat().st_size
+    with pytest.raises(StoreRefusedError, match="holds no edge schema"):
+        await Store.open(db)
+    assert db.stat().st_size == size
+    assert _user_version(db) == 0
+
+
+async def test_a_used_ticket_stays_used_when_the_store_file_is_emptied(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    await store.record(_entry())
+    await store.close()
+    db.write_bytes(b"")  # a truncated file (full disk, bad card, a careless copy)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"edge.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreRefusedError):
+        await Store.open(db)  # never a fresh store that would admit the ticket again
+
+
+async def test_initialise_moves_an_unusable_file_aside_and_starts_empty(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
     db.write_bytes(b"")
+    kept = initialise(db)
+    assert kept is not None
+    assert (tmp_path / Path(kept).name).stat().st_size == 0
+    assert _user_version(db) == schema.VERSION
     store = await Store.open(db)
     await store.close()
+
+
+async def test_initialise_refuses_a_store_and_creates_a_missing_one(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    assert initialise(db) is None
     assert _user_version(db) == schema.VERSION
+    with pytest.raises(StoreError, match="already an edge store"):
+        initialise(db)
+    assert [n for n in _names(tmp_path) if "replaced" in n] == []
+
+
+_OPEN_ONE = """
+import asyncio, sys
+from edge.store.database import Store
+
+async def main() -> None:
+    store = await Store.open(sys.argv[1])
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-store", "old-schema"])
+def test_thirty_processes_opening_one_store_at_once_all_succeed(
+    tmp_path: Path, existing: bool
+) -> None:
+    db = tmp_path / "edge.db"
+    if existing:  # a store of schema 1: every opener wants to migrate it
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(schema.MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_ONE, str(db)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(30)
+    ]
+    failures = []
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        if process.returncode:
+            failures.append(err.decode(errors="replace").strip().splitlines()[-1])
+    assert failures == []
+    assert _user_version(db) == schema.VERSION
+    assert [n for n in _names(tmp_path) if ".new-" in n] == []
 
 
 async def test_migrates_a_file_of_the_previous_schema_keeping_its_rows(tmp_path: Path) -> None:

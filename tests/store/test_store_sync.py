@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import KEY_ID
+from conftest import KEY_ID, ticket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +15,7 @@ from edge.core.codes import Kind
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, Revocation
 from edge.store.database import Store
-from edge.store.sync import RemotePassage, SyncBatch
+from edge.store.sync import BOOTSTRAP_CURSOR, REVISION_CURSOR, RemotePassage, SyncBatch
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 _EXAMPLES = itertools.count()  # tmp_path is shared by hypothesis examples: one store each
@@ -88,3 +88,32 @@ async def test_apply_moves_cursors_with_the_facts(store: Store) -> None:
     assert store.cursor("sync.revision") == "2"
     row = store._reader.execute("SELECT reason FROM revoked_codes").fetchall()
     assert row == [(2,)]  # the later reason for the same code wins
+
+
+async def test_the_sync_revision_never_goes_backwards_whoever_writes_it(store: Store) -> None:
+    await store.apply(SyncBatch(), {REVISION_CURSOR: "4"})
+    unpaid = Credential(
+        credential_id=7,
+        kind=Kind.TICKET,
+        event_id=1,
+        product_id=1,
+        policy=Credential.from_claims(ticket(7)).policy,
+        validity=None,
+        zones=0,
+        paid=False,
+    )
+    with pytest.raises(StoreError, match="never goes backwards"):
+        await store.apply(SyncBatch(credentials=[unpaid]), {REVISION_CURSOR: "0"})
+    assert store.cursor(REVISION_CURSOR) == "4"
+    assert store.stats().credentials == 0  # all or nothing: the stale fact is not applied
+    with pytest.raises(StoreError, match="never goes backwards"):
+        await store.set_cursor(REVISION_CURSOR, "3")
+    await store.set_cursor(REVISION_CURSOR, "4")  # the same revision again is fine
+    await store.apply(SyncBatch(), {REVISION_CURSOR: "10"})  # numbers, not text: 10 > 4
+    assert store.cursor(REVISION_CURSOR) == "10"
+    # Only forgetting it on purpose (a central system restored from a backup) starts over.
+    await store.set_cursor(BOOTSTRAP_CURSOR, "somewhere")
+    await store.forget_revision()
+    assert (store.cursor(REVISION_CURSOR), store.cursor(BOOTSTRAP_CURSOR)) == (None, None)
+    await store.set_cursor(REVISION_CURSOR, "2")
+    assert store.cursor(REVISION_CURSOR) == "2"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.core.codes import EntryPolicy, Kind, parse
 from sync import protocol
 from sync.central.cli import main
-from sync.central.db import CentralDB
+from sync.central.db import MIGRATIONS, SCHEMA_VERSION, CentralDB
 from sync.central.errors import CentralError
 from sync.central.server import serve
 from sync.protocol import (
@@ -200,7 +204,7 @@ def test_admin_cli_drives_the_workflows(tmp_path: Path, capsys: pytest.CaptureFi
     assert "valid until" in run("extend", cid)
     assert run("replace", cid).startswith("EDGE:")
     assert "revoked" in run("revoke", code)
-    assert "would renew 2 in 1 batches" in run("renew", "2025", "2026", "--valid-from",
+    assert "would renew 2 in 1 batch," in run("renew", "2025", "2026", "--valid-from",
                                                "2026-01-01", "--dry-run")  # fmt: skip
     assert "0 double entries" in run("doubles")
     assert "wrote" in run("bundle", "--out", str(tmp_path / "b.bundle"))
@@ -256,3 +260,59 @@ async def test_the_api_answers_bad_requests_with_error_bodies(db: CentralDB, ser
     db.devices.remove("gate-1")
     status, answer = await post("/v1/hello", protocol.pack({"revision": 0}))
     assert (status, answer["error"]) == (403, "unknown-device")  # type: ignore[index]
+
+
+# -- schema versions -------------------------------------------------------------------------
+
+_OPEN_CENTRAL = "import sys; from sync.central.db import CentralDB; CentralDB(sys.argv[1]).close()"
+
+
+def _central_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "unversioned-file"])
+def test_thirty_processes_opening_one_central_database_at_once_all_succeed(
+    tmp_path: Path, existing: bool
+) -> None:
+    path = tmp_path / "central.db"
+    if existing:  # written before the schema had versions: adopted as version 1, rows kept
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("INSERT INTO events VALUES (7, 'Opening night', 0)")
+        conn.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_CENTRAL, str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(30)
+    ]
+    failures = []
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        if process.returncode:
+            failures.append(err.decode(errors="replace").strip().splitlines()[-1])
+    assert failures == []
+    assert _central_version(path) == SCHEMA_VERSION
+    if existing:
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT name FROM events").fetchall() == [("Opening night",)]
+        conn.close()
+
+
+def test_a_newer_central_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "central.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(CentralError, match="newer than this edge-central knows"):
+        CentralDB(path)
+    assert _central_version(path) == SCHEMA_VERSION + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -259,3 +260,40 @@ def test_the_annotated_example_in_the_protocol_document_is_exact() -> None:
     envelope = protocol.open_envelope(documented, trusted)
     assert envelope.since(41) == (RevokeCode(bytes(range(16)), Revocation.REPLACED),)
     assert PUBLIC.hex() in text
+
+
+_LEAVES = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=8)
+_VALUES = st.recursive(
+    _LEAVES | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+
+
+def _decoded(decode: Any, data: bytes) -> Any:
+    try:
+        return ("value", decode(data, "body", 1 << 16))
+    except protocol.ProtocolError:
+        return ("error", None)
+
+
+@given(st.dictionaries(st.text(max_size=6), _VALUES, max_size=5) | _VALUES, st.binary(max_size=3))
+@settings(max_examples=300)
+def test_streaming_decode_matches_unpack(value: Any, tail: bytes) -> None:
+    """The body decoder that lets the loop in gives unpack's answer, value or refusal."""
+    packed = msgpack.packb(value, use_bin_type=True)
+    for data in (packed, packed + tail, packed[: len(packed) // 2]):
+        assert _decoded(protocol.unpack_streaming, data) == _decoded(protocol.unpack, data)
+
+
+def test_streaming_decode_refuses_what_unpack_refuses() -> None:
+    """Extension types, non-text keys and oversized bodies are refused the same way."""
+    ext = msgpack.packb({"a": msgpack.ExtType(1, b"x")}, use_bin_type=True)
+    int_key = bytes.fromhex("81 01 c0")  # {1: nil}
+    for data in (ext, int_key, b"", bytes.fromhex("c1")):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.unpack(data, "body", 1 << 16)
+        with pytest.raises(protocol.ProtocolError):
+            protocol.unpack_streaming(data, "body", 1 << 16)
+    with pytest.raises(protocol.ProtocolError, match="larger than allowed"):
+        protocol.unpack_streaming(b"\x90" * 20, "body", 10)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.cli import main
-from edge.core.codes import parse
+from edge.core.codes import Kind, PolicyKind, parse
 from edge.core.decide import GateRules, Reason
 from edge.core.errors import SyncError
 from edge.core.facts import Direction
@@ -25,10 +27,17 @@ from sync import protocol
 from sync.central.db import CentralDB
 from sync.central.server import serve
 from sync.client.bundle import import_bundle
-from sync.client.replicator import Replicator
+from sync.client.replicator import BULK_BYTES, Replicator
 from sync.client.settings import SyncConfig
 from sync.client.state import REVISION_CURSOR
-from sync.protocol import CancelEvent, EnvelopeKind, Passage, Revocation, RevokeCode
+from sync.protocol import (
+    CancelEvent,
+    CredentialChange,
+    EnvelopeKind,
+    Passage,
+    Revocation,
+    RevokeCode,
+)
 
 RULES = GateRules(gate="lane-1")
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -99,6 +108,31 @@ async def test_pushes_apply_in_order_and_replays_change_nothing(
     assert answer == {"revision": 2, "status": "applied"}
     assert decision(store, mint_code(ticket(2))) is Reason.EVENT_CANCELLED
     assert replicator.state.pushes == {"applied": 2, "stale": 1, "gap": 1}
+
+
+async def test_large_pushes_go_through_the_bulk_worker_with_the_same_answers(
+    store: Store, replicator: Replicator
+) -> None:
+    """Pushes over BULK_BYTES are verified and written by the worker process, in order."""
+    codes = [mint_code(ticket(100 + n)) for n in range(3)]
+    filler = [RevokeCode(os.urandom(16), Revocation.REVOKED) for _ in range(3_000)]
+    revokes = [RevokeCode(parse(c.encode()).hash, Revocation.CANCELLED) for c in codes]
+    body = envelope([*filler, *revokes], 0)
+    assert len(body) > BULK_BYTES
+    status, answer = await push(replicator, envelope([*filler, CancelEvent(7)], 5))
+    assert answer == {"revision": 0, "status": "gap"}  # nothing written
+    assert store.stats().revoked_codes == 0
+    status, answer = await push(replicator, body)
+    assert (status, answer) == (200, {"revision": 3_003, "status": "applied"})
+    assert [decision(store, c) for c in codes] == [Reason.CANCELLED] * 3
+    assert store.stats().revoked_codes == 3_003
+    assert store.cursor(REVISION_CURSOR) == "3003"
+    status, answer = await push(replicator, body)
+    assert answer == {"revision": 3_003, "status": "stale"}
+    forged = envelope([*filler, *revokes], 0, Ed25519PrivateKey.generate())
+    status, answer = await push(replicator, forged)
+    assert status == 403  # untrusted, as a small push
+    assert "does not verify" in str(answer)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +295,7 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
     # The central system's own pushes go nowhere, and no periodic pull comes soon: only the
     # gap in the push below can make the edge fetch what it missed.
     settings = SyncConfig(url=await ready, push_port=0, push_url="http://127.0.0.1:9/v1/push",
-                          pull_interval_seconds=3600)  # fmt: skip
+                          pull_interval_seconds=3600, channel=False)  # fmt: skip
     client = Replicator(settings, store, device="gate-1", identity=identity)
     task = asyncio.create_task(client.run())
     try:
@@ -285,3 +319,112 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
             with pytest.raises(asyncio.CancelledError):
                 await running
         db.close()
+
+
+def _credential_change(credential_id: int, *, paid: bool) -> CredentialChange:
+    return CredentialChange(
+        credential_id=credential_id, kind=int(Kind.TICKET), event_id=42, product_id=10,
+        policy=int(PolicyKind.SINGLE), uses=1, passback_minutes=0, valid_from=None,
+        valid_until=None, zones=0, paid=paid,
+    )  # fmt: skip
+
+
+def test_an_old_or_empty_bundle_never_rewinds_the_revision_or_the_facts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        f'[device]\nname = "g"\n[[keys]]\nid = {KEY_ID}\n'
+        f'public = "{base64.b64encode(public_bytes(PRIVATE)).decode()}"\n'
+    )
+    code = mint_code(ticket(4))
+    history: list[protocol.Change] = [
+        _credential_change(4, paid=False),
+        CancelEvent(90),
+        CancelEvent(91),
+        _credential_change(4, paid=True),
+    ]
+    files: dict[str, tuple[int, int, list[protocol.Change]]] = {
+        "old": (0, 1, history[:1]),  # written when the ticket was not paid yet
+        "all": (0, 4, history),
+        "empty": (0, 0, []),  # `edge-central bundle --since HEAD` on an empty central
+        "head": (4, 4, []),  # `--since HEAD` once the central is at 4: nothing new
+    }
+    for name, (first, last, changes) in files.items():
+        (tmp_path / f"{name}.bundle").write_bytes(
+            protocol.seal(
+                EnvelopeKind.BUNDLE,
+                KEY_ID,
+                PRIVATE,
+                first=first,
+                last=last,
+                at_ms=1,
+                changes=changes,
+            )
+        )
+
+    def edge_import(name: str) -> str:
+        assert main(["import", str(tmp_path / f"{name}.bundle"), "--config", str(config)]) == 0
+        return capsys.readouterr().out
+
+    async def state() -> tuple[str | None, Reason]:
+        store = await Store.open(tmp_path / "edge.db")
+        try:
+            return store.cursor(REVISION_CURSOR), decision(store, code)
+        finally:
+            await store.close()
+
+    assert "applied revisions 1..4" in edge_import("all")
+    assert asyncio.run(state()) == ("4", Reason.ADMITTED)
+    assert "older than this gate's data" in edge_import("empty")
+    assert asyncio.run(state()) == ("4", Reason.ADMITTED)
+    assert "nothing new, the store is at revision 4" in edge_import("head")
+    out = edge_import("old")
+    assert "the bundle ends at revision 1, the store is at 4; nothing applied" in out
+    assert asyncio.run(state()) == ("4", Reason.ADMITTED)  # not unpaid again
+
+
+@pytest.mark.parametrize("age", [3600.0, 0.0], ids=["replayed-hour-old", "fresh"])
+async def test_a_snapshot_signed_long_ago_is_refused_as_a_replay(store: Store, age: float) -> None:
+    """Anyone on the path can answer 409 (error bodies are not signed) and then serve an old
+    signed snapshot, which would rewind the facts: only freshly signed chunks are taken."""
+    await store.put_keys([(KEY_ID, public_bytes(PRIVATE), False)])
+    code = mint_code(ticket(4))
+    snapshot = protocol.seal(
+        EnvelopeKind.SNAPSHOT, KEY_ID, PRIVATE, first=3, last=3,
+        at_ms=int((time.time() - age) * 1000), changes=[CancelEvent(42)], head=3,
+    )  # fmt: skip
+
+    async def hello(request: web.Request) -> web.Response:
+        del request
+        body = protocol.pack({"protocol": 1, "time": int(time.time() * 1000), "head": 3})
+        return web.Response(body=body, headers=protocol.HEADERS)
+
+    async def snapshot_chunk(request: web.Request) -> web.Response:
+        del request
+        return web.Response(body=snapshot, headers=protocol.HEADERS)
+
+    app = web.Application()
+    app.router.add_post("/v1/hello", hello)
+    app.router.add_post("/v1/snapshot", snapshot_chunk)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = SyncConfig(url=f"http://127.0.0.1:{port}", push_port=0, timeout_seconds=2)
+    client = Replicator(settings, store, device="gate-1", identity=Ed25519PrivateKey.generate())
+    task = asyncio.create_task(client.run())
+    try:
+        if age:
+            await _until(lambda: "signed 60 min ago" in client.state.last_error, "refusal")
+            assert store.cursor(REVISION_CURSOR) is None
+            assert decision(store, code) is Reason.ADMITTED  # the replayed facts not applied
+        else:
+            await _until(lambda: store.cursor(REVISION_CURSOR) == "3", "the bootstrap")
+            assert decision(store, code) is Reason.EVENT_CANCELLED
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await runner.cleanup()

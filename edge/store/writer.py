@@ -1,0 +1,261 @@
+"""The store's one writer: a dedicated thread with a plain sqlite3 connection.
+
+Every write of a process goes through it as a job: a function run on the writer's connection
+inside one transaction. Journal records are urgent: every urgent job waiting when the writer
+is free shares one transaction and one fsync (group commit), each in its own savepoint so that
+one failing record does not undo the others, and urgent jobs go ahead of bulk ones. A bulk job
+is one bounded part (a few milliseconds of SQLite work), so a journal record waits for at most
+one part. Results reach the event loop in one hop, after the COMMIT returned: with
+synchronous=FULL the write is on disk by then.
+
+The writer never runs a WAL checkpoint on a commit (that copies the WAL into the database and
+could take a journal write tens of milliseconds after a bulk load); a checkpointer thread with
+its own connection does it after bulk work, beside the writer, which SQLite allows in WAL mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from edge.core.errors import StoreError
+
+_LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], T]
+
+LOCK_WAIT_SECONDS = 5.0  # another process (edge import, edge check) may hold the write lock
+LOCK_POLL_SECONDS = 0.0005  # how often a waiting writer tries again (SQLite's own handler
+# sleeps 1, 2, 5, 10 ms... between tries: too coarse for a journal write)
+BULK_PAUSE_SECONDS = 0.001  # after each bulk part: another process's journal write gets in
+CHECKPOINT_INTERVAL = 0.5  # seconds between WAL checkpoints while bulk work goes on
+JOURNAL_CHECKPOINT_COMMITS = 256  # journal commits between checkpoints (the WAL stays small)
+
+
+class _Pending:
+    """A job, the loop of its caller and the future that gets its result."""
+
+    __slots__ = ("future", "job", "loop")
+
+    def __init__(self, job: Job[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.job = job
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Hand the outcome to the caller's loop (from the writer thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _locked(err: sqlite3.Error) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
+class Writer:
+    """The writing thread of one store file; `start()`, then `urgent()`/`bulk()`, `close()`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 0")  # lock waits: see _begin
+            # FULL: a commit is on disk before it returns, so an acknowledged admit survives a
+            # power cut, not only a crash.
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            self._conn.close()
+            raise
+        self._urgent: collections.deque[_Pending] = collections.deque()
+        self._bulk: collections.deque[_Pending] = collections.deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._checkpoint_wanted = threading.Event()
+        self._stopped = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="store-checkpoint", daemon=True
+        )
+        self.commits = 0  # transactions committed (group commits count once)
+
+    def start(self) -> None:
+        """Start the writer and checkpoint threads."""
+        self._thread.start()
+        self._checkpointer.start()
+
+    async def urgent(self, job: Job[T]) -> T:
+        """Run `job` ahead of bulk work, committed with the other urgent jobs waiting."""
+        return await self._submit(job, self._urgent)
+
+    async def bulk(self, job: Job[T]) -> T:
+        """Run `job` (one bounded part) in its own transaction, after any urgent job."""
+        return await self._submit(job, self._bulk)
+
+    async def _submit(self, job: Job[T], queue: collections.deque[_Pending]) -> T:
+        pending = _Pending(job, asyncio.get_running_loop())
+        with self._wake:
+            if self._closing:
+                raise StoreError(f"{self.path}: the store is closed")
+            queue.append(pending)
+            self._wake.notify()
+        result: T = await pending.future
+        return result
+
+    async def close(self) -> None:
+        """Finish the queued jobs, then stop both threads and close the connection."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+        self._stopped.set()
+        self._checkpoint_wanted.set()
+        if self._checkpointer.is_alive():
+            await asyncio.to_thread(self._checkpointer.join)
+        self._conn.close()
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._urgent and not self._bulk and not self._closing:
+                    self._wake.wait()
+                if self._urgent:
+                    batch = list(self._urgent)
+                    self._urgent.clear()
+                    bulk = None
+                elif self._bulk:
+                    batch, bulk = [], self._bulk.popleft()
+                else:  # closing and nothing left
+                    return
+            if batch:
+                self._group(batch)
+                if self.commits % JOURNAL_CHECKPOINT_COMMITS == 0:
+                    self._checkpoint_wanted.set()
+            elif bulk is not None:
+                self._one(bulk)
+                self._checkpoint_wanted.set()
+                time.sleep(BULK_PAUSE_SECONDS)
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting in small steps while another connection writes."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.Error as err:
+                if not _locked(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def _commit(self) -> None:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                self._conn.execute("COMMIT")
+                self.commits += 1
+                return
+            except sqlite3.Error as err:
+                if not _locked(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _failure(self, err: BaseException) -> BaseException:
+        if isinstance(err, sqlite3.Error):
+            failure = StoreError(f"{self.path}: write failed: {err}")
+            failure.__cause__ = err
+            return failure
+        return err
+
+    def _one(self, pending: _Pending) -> None:
+        """One job in one transaction."""
+        try:
+            self._begin()
+            result = pending.job(self._conn)
+            self._commit()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller, who re-raises
+            self._rollback()
+            pending.resolve(error=self._failure(err))
+            return
+        pending.resolve(result)
+
+    def _group(self, batch: list[_Pending]) -> None:
+        """Several jobs in one transaction, each in a savepoint: one COMMIT, one fsync."""
+        if len(batch) == 1:
+            self._one(batch[0])
+            return
+        done: list[tuple[_Pending, Any]] = []
+        try:
+            self._begin()
+        except BaseException as err:  # noqa: BLE001 - handed to every caller
+            for pending in batch:
+                pending.resolve(error=self._failure(err))
+            return
+        for pending in batch:
+            try:
+                self._conn.execute("SAVEPOINT job")
+                result = pending.job(self._conn)
+                self._conn.execute("RELEASE job")
+            except BaseException as err:  # noqa: BLE001 - handed to this job's caller
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK TO job")
+                    self._conn.execute("RELEASE job")
+                pending.resolve(error=self._failure(err))
+                continue
+            done.append((pending, result))
+        try:
+            self._commit()
+        except BaseException as err:  # noqa: BLE001 - handed to every caller still waiting
+            self._rollback()
+            for pending, _ in done:
+                pending.resolve(error=self._failure(err))
+            return
+        for pending, result in done:
+            pending.resolve(result)
+
+    # -- the checkpoint thread -----------------------------------------------------------------
+
+    def _checkpoints(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                if self._stopped.is_set():
+                    return
+                if conn is None:
+                    conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                    conn.execute("PRAGMA busy_timeout = 0")
+                with contextlib.suppress(sqlite3.Error):  # busy: the next round does it
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self._stopped.wait(CHECKPOINT_INTERVAL)
+        except sqlite3.Error as err:
+            _LOGGER.warning("%s: WAL checkpoints stopped: %s", self.path, err)
+        finally:
+            if conn is not None:
+                conn.close()

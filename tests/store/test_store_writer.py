@@ -1,0 +1,187 @@
+"""The store's writer: journal records in one hop, group-committed, ahead of bulk parts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge.core.decide import Reason
+from edge.core.errors import StoreError
+from edge.core.facts import Direction, Revocation
+from edge.store import sync as store_sync
+from edge.store import writer as store_writer
+from edge.store.database import Store
+from edge.store.gate import JournalEntry
+from edge.store.sync import SyncBatch
+from edge.store.writer import Writer
+
+
+def _entry(n: int, reason: Reason = Reason.ADMITTED) -> JournalEntry:
+    return JournalEntry(datetime.now(UTC), "lane", Direction.ENTRY, reason, n, b"h" * 16, "…1")
+
+
+async def test_concurrent_records_share_commits_and_all_are_durable(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "edge.db")
+    try:
+        before = store._writer.commits
+        seqs = await asyncio.gather(*(store.record(_entry(n)) for n in range(1, 41)))
+        commits = store._writer.commits - before
+        assert sorted(seqs) == list(range(1, 41))
+        assert commits < 40  # records that waited together went in one transaction
+    finally:
+        await store.close()
+    # What a record's return promised is on disk for the next process.
+    conn = sqlite3.connect(tmp_path / "edge.db")
+    assert conn.execute(
+        "SELECT count(*), count(DISTINCT credential_id) FROM journal"
+    ).fetchone() == (
+        40,
+        40,
+    )
+    assert conn.execute("SELECT sum(count) FROM entries").fetchone() == (40,)
+    conn.close()
+
+
+async def test_one_failing_record_in_a_group_leaves_the_others(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON entries WHEN NEW.credential_id = 7"
+        " BEGIN SELECT RAISE(FAIL, 'disk full'); END"
+    )
+    conn.commit()
+    conn.close()
+    try:
+        results = await asyncio.gather(
+            *(store.record(_entry(n)) for n in range(1, 11)), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 1
+        assert isinstance(failed[0], StoreError)
+        assert "disk full" in str(failed[0])
+        held = {row.entry.credential_id for row in store.recent(20)}
+        assert held == set(range(1, 11)) - {7}  # its journal row went with it, no other did
+    finally:
+        await store.close()
+
+
+async def test_a_journal_record_goes_ahead_of_queued_bulk_work(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.db")
+    sqlite3.connect(path).execute("PRAGMA journal_mode = WAL").close()
+    writer = Writer(path)
+    writer.start()
+    release = threading.Event()
+    order: list[str] = []
+
+    def blocking(conn: sqlite3.Connection) -> None:
+        release.wait(5)
+        order.append("bulk 1")
+
+    def bulk(conn: sqlite3.Connection) -> None:
+        order.append("bulk 2")
+
+    def urgent(conn: sqlite3.Connection) -> None:
+        order.append("journal")
+
+    try:
+        first = asyncio.ensure_future(writer.bulk(blocking))
+        await asyncio.sleep(0.05)  # the writer is inside the first bulk part
+        second = asyncio.ensure_future(writer.bulk(bulk))
+        record = asyncio.ensure_future(writer.urgent(urgent))
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(first, second, record)
+        assert order == ["bulk 1", "journal", "bulk 2"]
+    finally:
+        await writer.close()
+
+
+async def test_a_write_waits_for_another_process_briefly_and_gives_up_after_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.05, lambda: other.execute("COMMIT")).start()
+        started = time.monotonic()
+        await store.record(_entry(1))
+        assert time.monotonic() - started < 2.0  # in steps of 0.5 ms, not SQLite's back-off
+        monkeypatch.setattr(store_writer, "LOCK_WAIT_SECONDS", 0.2)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            await store.record(_entry(2))
+        other.execute("ROLLBACK")
+        assert [r.entry.credential_id for r in store.recent()] == [1]
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_apply_writes_in_parts_and_moves_the_cursor_after_all_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sync, "APPLY_PART", 500)
+    store = await Store.open(tmp_path / "edge.db")
+    hashes = [os.urandom(16) for _ in range(10_000)]
+    batch = SyncBatch(revoked_codes=[(h, Revocation.REVOKED) for h in hashes])
+    seen: list[tuple[str | None, int]] = []
+    try:
+        commits = store._writer.commits
+        applying = asyncio.ensure_future(store.apply(batch, {"sync.revision": "42"}))
+        recorded = None
+        while not applying.done():
+            state = (store.cursor("sync.revision"), store.stats().revoked_codes)
+            seen.append(state)
+            if recorded is None and 0 < state[1] < len(hashes):
+                # A lane's record while the import is half way: it does not wait for the rest.
+                recorded = await store.record(_entry(1))
+                assert not applying.done()
+            await asyncio.sleep(0)
+        await applying
+        assert store._writer.commits - commits >= len(hashes) // 500
+        assert recorded is not None
+        assert any(0 < count < len(hashes) for _, count in seen)
+        # Readers never see the new revision before every part is in.
+        assert all(count == len(hashes) for cursor, count in seen if cursor == "42")
+        assert (store.cursor("sync.revision"), store.stats().revoked_codes) == ("42", 10_000)
+    finally:
+        await store.close()
+
+
+async def test_a_part_that_fails_leaves_the_cursor_and_a_retry_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sync, "APPLY_PART", 100)
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    hashes = sorted(os.urandom(16) for _ in range(1_000))
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON revoked_codes WHEN NEW.code_hash = ?"
+        " BEGIN SELECT RAISE(FAIL, 'disk full'); END".replace("?", f"x'{hashes[700].hex()}'")
+    )
+    conn.commit()
+    batch = SyncBatch(revoked_codes=[(h, Revocation.CANCELLED) for h in hashes])
+    try:
+        with pytest.raises(StoreError, match="disk full"):
+            await store.apply(batch, {"sync.revision": "9"})
+        assert store.cursor("sync.revision") is None
+        assert 0 < store.stats().revoked_codes < len(hashes)  # only stricter meanwhile
+        conn.execute("DROP TRIGGER full")
+        conn.commit()
+        await store.apply(batch, {"sync.revision": "9"})  # idempotent: the retry completes
+        assert store.cursor("sync.revision") == "9"
+        assert store.stats().revoked_codes == len(hashes)
+    finally:
+        conn.close()
+        await store.close()

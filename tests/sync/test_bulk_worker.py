@@ -1,0 +1,59 @@
+"""The bulk worker process: verifies with the store's keys, writes facts, survives a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.core.errors import SyncError
+from edge.store.database import Store
+from sync import protocol
+from sync.client.bulk import BulkWorker
+from sync.protocol import EnvelopeKind, Revocation, RevokeCode
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def _changes(first: int, count: int, key: Ed25519PrivateKey = KEY) -> bytes:
+    changes = [RevokeCode(os.urandom(16), Revocation.REVOKED) for _ in range(count)]
+    return protocol.seal(
+        EnvelopeKind.CHANGES, 1, key, first=first, last=first + count, at_ms=1, changes=changes
+    )
+
+
+async def test_the_worker_writes_only_what_verifies_and_restarts_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "edge.db")
+    await store.put_keys([(1, protocol.public_bytes(KEY), False)])
+    worker = BulkWorker(store.path, "gate-1")
+    try:
+        with pytest.raises(protocol.ProtocolError, match="does not verify"):
+            await worker.open(
+                _changes(0, 10, Ed25519PrivateKey.generate()), (EnvelopeKind.CHANGES,)
+            )
+        with pytest.raises(protocol.ProtocolError, match="not accepted here"):
+            await worker.open(_changes(0, 10), (EnvelopeKind.SNAPSHOT,))
+        opened = await worker.open(_changes(0, 3_000), (EnvelopeKind.CHANGES,))
+        assert (opened.first, opened.last, opened.changes) == (0, 3_000, 3_000)
+        assert store.stats().revoked_codes == 0  # opening writes nothing
+        await worker.write(opened, since=1_000)
+        assert store.stats().revoked_codes == 2_000
+        assert store.cursor("sync.revision") is None  # cursors are the daemon's to move
+
+        pending = await worker.open(_changes(3_000, 10), (EnvelopeKind.CHANGES,))
+        assert worker._process is not None
+        worker._process.send_signal(signal.SIGKILL)
+        await worker._process.wait()
+        with pytest.raises(SyncError, match="bulk worker"):
+            await worker.write(pending)  # the crashed worker's envelope is gone
+        again = await worker.open(_changes(3_000, 10), (EnvelopeKind.CHANGES,))
+        await worker.write(again)
+        assert store.stats().revoked_codes == 2_010
+    finally:
+        await worker.close()
+        await store.close()
