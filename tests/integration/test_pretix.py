@@ -396,13 +396,16 @@ enabled = false
         try:
 
             async def pulled() -> bool:
-                with contextlib.closing(sqlite3.connect(tmp_path / "edge.db")) as conn:
-                    try:
+                # Read only: a plain connect would create an empty file before the daemon's
+                # store, and the daemon rightly refuses a store file that holds nothing.
+                uri = f"file:{tmp_path / 'edge.db'}?mode=ro"
+                try:
+                    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
                         row = conn.execute(
                             "SELECT 1 FROM sync_cursors WHERE name = 'pretix:list'"
                         ).fetchone()
-                    except sqlite3.OperationalError:  # not created yet
-                        return False
+                except sqlite3.OperationalError:  # not created yet
+                    return False
                 return row is not None
 
             await _until(pulled, "the daemon's first pull")

@@ -378,11 +378,13 @@ def _daemon(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def _answered(db: Path) -> int:
     """Journal rows with a stored answer (another process's store: read it directly)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        try:
+    # Read only: a plain connect would create an empty file before the daemon's store, and
+    # the daemon rightly refuses a store file that holds nothing.
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
             return int(conn.execute("SELECT count(*) FROM journal_replies").fetchone()[0])
-        except sqlite3.OperationalError:  # not created yet
-            return 0
+    except sqlite3.OperationalError:  # not created yet
+        return 0
 
 
 def _wait_answered(db: Path, target: int, process: subprocess.Popen[bytes], log: Path) -> None:
