@@ -7,14 +7,13 @@ through them.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from edge.core.errors import SyncError
 from sync import protocol
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.protocol import (
     CancelEvent,
     Change,
@@ -61,11 +60,7 @@ class ChangeLog:
         """The newest revision (0: nothing yet)."""
         return int(self._connection.row("SELECT coalesce(max(revision), 0) FROM changes")[0])
 
-    def data_version(self) -> int:
-        """Changes when another connection commits (the admin CLI): the server then pushes."""
-        return int(self._connection.row("PRAGMA data_version")[0])
-
-    def append(self, conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    def append(self, conn: SQL, changes: Sequence[Change]) -> None:
         """Append changes in the caller's transaction, one revision each."""
         at = now_ms()
         rows = []
@@ -74,6 +69,8 @@ class ChangeLog:
             rows.append((at, wire))
             _view(conn, change, wire)
         conn.executemany("INSERT INTO changes (at_ms, change) VALUES (?, ?)", rows)
+        if rows:
+            self._connection.announce(conn)
 
     def publish(self, changes: Sequence[Change]) -> int:
         """Publish changes as they are, one revision each (imports from another system,
@@ -129,42 +126,54 @@ class ChangeLog:
         return out, (section, after)
 
 
-def _view(conn: sqlite3.Connection, change: Change, wire: bytes) -> None:
+def _view(conn: SQL, change: Change, wire: bytes) -> None:
     """Keep the snapshot view of a change's kind equal to the state after it."""
     match change:
         case KeyChange():
-            conn.execute("INSERT OR REPLACE INTO view_keys VALUES (?, ?)", (change.key_id, wire))
+            conn.execute(
+                "INSERT INTO view_keys VALUES (?, ?)"
+                " ON CONFLICT (key_id) DO UPDATE SET change = excluded.change",
+                (change.key_id, wire),
+            )
         case CredentialChange():
             conn.execute(
-                "INSERT OR REPLACE INTO view_credentials VALUES (?, ?)",
+                "INSERT INTO view_credentials VALUES (?, ?)"
+                " ON CONFLICT (credential_id) DO UPDATE SET change = excluded.change",
                 (change.credential_id, wire),
             )
         case PlainCodeChange():
             conn.execute(
-                "INSERT OR REPLACE INTO view_plain_codes VALUES (?, ?)", (change.code_hash, wire)
+                "INSERT INTO view_plain_codes VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET change = excluded.change",
+                (change.code_hash, wire),
             )
         case RevokeCode():
             conn.execute(
-                "INSERT OR REPLACE INTO view_revoked_codes VALUES (?, ?)",
+                "INSERT INTO view_revoked_codes VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET change = excluded.change",
                 (change.code_hash, wire),
             )
         case RevokeCredential():
             conn.execute(
-                "INSERT OR REPLACE INTO view_revoked_credentials VALUES (?, ?)",
+                "INSERT INTO view_revoked_credentials VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET change = excluded.change",
                 (change.credential_id, wire),
             )
         case RevokeProduct():
             conn.execute(
-                "INSERT OR REPLACE INTO view_revoked_products VALUES (?, ?)",
+                "INSERT INTO view_revoked_products VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET change = excluded.change",
                 (change.product_id, wire),
             )
         case CancelEvent():
             conn.execute(
-                "INSERT OR REPLACE INTO view_cancelled_events VALUES (?, ?)",
+                "INSERT INTO view_cancelled_events VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET change = excluded.change",
                 (change.event_id, wire),
             )
         case Passage():
             conn.execute(
-                "INSERT OR REPLACE INTO view_passages VALUES (?, ?, ?)",
+                "INSERT INTO view_passages VALUES (?, ?, ?)"
+                " ON CONFLICT (device, seq) DO UPDATE SET change = excluded.change",
                 (change.device, change.seq, wire),
             )
