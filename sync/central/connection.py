@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, Protocol
 
+from sync.central.errors import CentralError
+
 BUSY_TIMEOUT_MS = 10_000
 WATCH_INTERVAL = 0.02  # seconds between SQLite checks for commits by other processes
 
@@ -117,7 +119,7 @@ class SqliteConnection(Connection):
         with self.transaction() as conn:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > len(migrations):
-                raise sqlite3.DatabaseError(
+                raise CentralError(
                     f"{self.path} has schema version {version}, newer than this edge-central"
                     f" knows ({len(migrations)}): run the newer edge-central"
                 )

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from sync.central.connection import SQL, Connection, Notifier
+from sync.central.errors import CentralError
 
 CHANNEL = "edge_central_changes"
 WRITE_LOCK = 0x6564676563  # the advisory lock every write transaction holds ("edgec")
@@ -62,7 +63,7 @@ def placeholders(sql: str) -> str:
     return "".join(out)
 
 
-_ROWID = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \(\s*(\w+) INTEGER PRIMARY KEY\b")
+_ROWID = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+) \(\s*(\w+) INTEGER PRIMARY KEY\b")
 
 
 def schema(script: str) -> str:
@@ -177,7 +178,7 @@ class PostgresConnection(Connection):
             row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
             version = int(row[0])
             if version > len(migrations):
-                raise asyncpg.InvalidSchemaNameError(
+                raise CentralError(
                     f"the database has schema version {version}, newer than this edge-central"
                     f" knows ({len(migrations)}): run the newer edge-central"
                 )
