@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,8 +22,13 @@ from typing import Any, Protocol
 
 from sync.central.errors import CentralError
 
+_LOGGER = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 WATCH_INTERVAL = 0.02  # seconds between SQLite checks for commits by other processes
+
+
+class SchemaError(CentralError):
+    """The database's schema is newer than this edge-central knows."""
 
 
 class Rows(Protocol):
@@ -119,14 +125,17 @@ class SqliteConnection(Connection):
         with self.transaction() as conn:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > len(migrations):
-                raise CentralError(
-                    f"{self.path} has schema version {version}, newer than this edge-central"
-                    f" knows ({len(migrations)}): run the newer edge-central"
+                raise SchemaError(
+                    f"{self.path}: schema version {version} is newer than this edge-central"
+                    f" knows ({len(migrations)}); install a newer edge-central"
                 )
-            for script in migrations[version:]:
-                for statement in statements(script):
+            for number in range(version + 1, len(migrations) + 1):
+                for statement in statements(migrations[number - 1]):
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {len(migrations)}")
+                conn.execute(f"PRAGMA user_version = {number}")
+        if version < len(migrations):
+            _LOGGER.info("%s: migrated schema from version %d to %d", self.path, version,
+                         len(migrations))  # fmt: skip
         return int(version)
 
     @contextmanager
@@ -181,6 +190,12 @@ class _DataVersion(Notifier):
 
 
 def statements(script: str) -> list[str]:
-    """The statements of a migration script (no ';' inside literals or comments there)."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """A migration script's statements one by one (comments may hold semicolons)."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                found.append(pending.strip())
+            pending = ""
+    return found

@@ -24,8 +24,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from sync.central.connection import SQL, Connection, Notifier
-from sync.central.errors import CentralError
+from sync.central.connection import SQL, Connection, Notifier, SchemaError
 
 CHANNEL = "edge_central_changes"
 WRITE_LOCK = 0x6564676563  # the advisory lock every write transaction holds ("edgec")
@@ -178,12 +177,13 @@ class PostgresConnection(Connection):
             row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
             version = int(row[0])
             if version > len(migrations):
-                raise CentralError(
-                    f"the database has schema version {version}, newer than this edge-central"
-                    f" knows ({len(migrations)}): run the newer edge-central"
+                raise SchemaError(
+                    f"PostgreSQL: schema version {version} is newer than this edge-central"
+                    f" knows ({len(migrations)}); install a newer edge-central"
                 )
             for number, script in enumerate(migrations[version:], start=version + 1):
                 conn.execute(schema(script))  # one simple-protocol call: many statements
+                _LOGGER.info("PostgreSQL: migrated schema to version %d", number)
                 conn.execute(
                     "INSERT INTO schema_version"
                     " VALUES (?, (extract(epoch FROM now()) * 1000)::bigint)",

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from sync import protocol
+from sync.central.connection import SchemaError
 from sync.central.db import MIGRATIONS, CentralDB
-from sync.central.errors import CentralError
 from sync.protocol import Revocation, RevokeCode
 
 WRITERS = 4
@@ -93,5 +93,5 @@ def test_schema_versions_migrate_forward_and_a_newer_database_is_refused(
         assert row[0] == 1  # an INTEGER PRIMARY KEY left NULL is numbered, on both backends
     finally:
         db.close()
-    with pytest.raises(CentralError, match="newer than this edge-central knows"):
+    with pytest.raises(SchemaError, match="newer than this edge-central knows"):
         CentralDB(central_target)
