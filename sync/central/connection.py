@@ -99,6 +99,19 @@ class Connection(abc.ABC):
         """Every row of a query."""
 
     @abc.abstractmethod
+    def insert_many(
+        self,
+        conn: SQL,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        key: Sequence[str] = (),
+    ) -> None:
+        """Insert rows in the caller's transaction; with `key`, a row whose key exists
+        replaces the other columns (of rows with one key, the last stands)."""
+
+    @abc.abstractmethod
     def announce(self, conn: SQL) -> None:
         """Tell every server, when this transaction commits, that the change log moved."""
 
@@ -162,6 +175,18 @@ class SqliteConnection(Connection):
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
+    def insert_many(
+        self,
+        conn: SQL,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        key: Sequence[str] = (),
+    ) -> None:
+        if rows:
+            conn.executemany(insert_sql(table, columns, key), rows)
+
     def announce(self, conn: SQL) -> None:
         del conn  # other processes see PRAGMA data_version move
 
@@ -187,6 +212,17 @@ class _DataVersion(Notifier):
             if version != self._version:
                 self._version = version
                 return
+
+
+def insert_sql(table: str, columns: Sequence[str], key: Sequence[str], values: str = "") -> str:
+    """INSERT of one row (or of `values`), as an upsert on `key` if given."""
+    marks = values or f"VALUES ({', '.join('?' * len(columns))})"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) {marks}"
+    if key:
+        others = [c for c in columns if c not in key]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in others)
+        sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+    return sql
 
 
 def statements(script: str) -> list[str]:

@@ -24,11 +24,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from sync.central.connection import SQL, Connection, Notifier, SchemaError
+from sync.central.connection import SQL, Connection, Notifier, SchemaError, insert_sql
 
 CHANNEL = "edge_central_changes"
 WRITE_LOCK = 0x6564676563  # the advisory lock every write transaction holds ("edgec")
 POOL_SIZE = 8
+BULK_ROWS = 50_000  # rows per INSERT ... SELECT FROM unnest(...)
 RECONNECT_SECONDS = 1.0
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -144,6 +145,7 @@ class PostgresConnection(Connection):
         )
         self._thread.start()
         self._local = threading.local()
+        self._column_types: dict[str, dict[str, str]] = {}
         try:
             self._pool: asyncpg.Pool = self.call(self._create_pool())
         except BaseException:
@@ -225,6 +227,41 @@ class PostgresConnection(Connection):
     def rows(self, sql: str, *args: Any) -> list[Any]:
         with self.reading() as conn:
             return conn.execute(sql, args).fetchall()
+
+    def insert_many(
+        self,
+        conn: SQL,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        key: Sequence[str] = (),
+    ) -> None:
+        # One statement per chunk over unnest()ed arrays: a few times faster than a row each.
+        if key:  # one statement may not update a row twice: the last row of a key stands
+            width = [columns.index(k) for k in key]
+            rows = list({tuple(r[i] for i in width): r for r in rows}.values())
+        types = self._types(conn, table)
+        arrays = ", ".join(f"${n}::{types[c]}[]" for n, c in enumerate(columns, start=1))
+        sql = insert_sql(table, columns, key, f"SELECT * FROM unnest({arrays})")
+        if not isinstance(conn, _Session):
+            raise TypeError("insert_many runs in a transaction of its PostgresConnection")
+        for start in range(0, len(rows), BULK_ROWS):
+            chunk = rows[start : start + BULK_ROWS]
+            self.call(conn.conn.execute(sql, *[list(c) for c in zip(*chunk, strict=True)]))
+
+    def _types(self, conn: SQL, table: str) -> dict[str, str]:
+        known = self._column_types.get(table)
+        if known is None:
+            known = dict(
+                conn.execute(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = ?::regclass AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                ).fetchall()
+            )
+            self._column_types[table] = known
+        return known
 
     def announce(self, conn: SQL) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")
