@@ -107,8 +107,8 @@ class _Rows:
 
 
 def _returns_rows(sql: str) -> bool:
-    head = sql.lstrip()[:6].upper()
-    return head in ("SELECT", "WITH (", "VALUES") or " RETURNING " in sql.upper()
+    text = sql.lstrip().upper()
+    return text.startswith(("SELECT", "WITH", "VALUES")) or " RETURNING " in text
 
 
 class _Session:
