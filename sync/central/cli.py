@@ -65,10 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-central {__version__}")
     parser.add_argument(
         "--db",
-        default=os.environ.get("EDGE_CENTRAL_DB", str(DEFAULT_DB)),
         metavar="FILE|DSN",
-        help="the central's database: a SQLite file, or a postgresql:// DSN"
-        " (default: $EDGE_CENTRAL_DB, else %(default)s)",
+        help="the central's database: a SQLite file or a postgresql:// DSN; without --db,"
+        f" $EDGE_CENTRAL_DB names it (default: {DEFAULT_DB})",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
@@ -463,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    # From the environment after parsing: the help never shows a DSN (and its password).
+    args.db = args.db or os.environ.get("EDGE_CENTRAL_DB") or str(DEFAULT_DB)
     creates = (args.command, getattr(args, "action", None)) in CREATES_DB
     if not creates and not is_dsn(args.db) and not Path(args.db).exists():
         print(
