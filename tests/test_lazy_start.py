@@ -98,6 +98,10 @@ def test_version_loads_no_store_no_configuration_no_event_loop() -> None:
         "aiohttp",
         "nacl",
         "cryptography",
+        "edge.core.codes",
+        "edge.core.messages",
+        "edge.printcli",
+        "inspect",
     )
     assert _unwanted(loaded, unwanted) == []
 
