@@ -3,6 +3,7 @@
     ./dev bench sync                      # about two minutes: smaller bootstrap, fewer rounds
     ./dev bench sync --full               # the sizes (1M + 1M bootstrap, 200 rounds)
     ./dev bench sync --only latency       # one figure
+    ./dev bench sync --only bootstrap --full --postgres   # the central on PostgreSQL
 
 Real processes on 127.0.0.1: `edge-central serve` and `edge run` gates. Prints figures;
 asserts nothing (the machines are shared and noisy).
@@ -34,9 +35,13 @@ from edge.core.codes import Claims, Kind, mint, parse  # noqa: E402
 from edge.keys import SigningKey  # noqa: E402
 from sync.protocol import CredentialChange, Revocation, RevokeCode  # noqa: E402
 
+# With --postgres: what makes each figure's central database (a PostgreSQL DSN); without, a
+# SQLite file per figure.
+_DATABASES: list[Callable[[], str]] = []
+
 
 def _venue(directory: Path, gates: int) -> tuple[CentralProcess, list[GateProcess]]:
-    central = CentralProcess(directory / "central")
+    central = CentralProcess(directory / "central", _DATABASES[0]() if _DATABASES else None)
     key_id = central.db.keys.add()
     public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
     fleet = [
@@ -249,7 +254,30 @@ def main() -> None:
     parser.add_argument("--credentials", type=int, help="bootstrap size (each of two tables)")
     parser.add_argument("--entries", type=int, default=100_000, help="upload: queued entries")
     parser.add_argument("--rounds", type=int, default=200, help="fault rounds")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="",
+        help="run the central on PostgreSQL: this DSN, or a throwaway cluster if none is given",
+    )
     args = parser.parse_args()
+    cluster = None
+    if args.postgres is not None:
+        if args.postgres:
+            _DATABASES.append(lambda: str(args.postgres))
+        else:
+            from pgcluster import Cluster  # noqa: PLC0415 - only with --postgres
+
+            cluster = Cluster()
+            _DATABASES.append(cluster.database)
+    try:
+        _figures(args)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def _figures(args: argparse.Namespace) -> None:
     size = args.credentials or (1_000_000 if args.full else 200_000)
     figures: dict[str, Callable[[Path], None]] = {
         "latency": lambda d: latency(d, args.gates, args.revocations or 1000),

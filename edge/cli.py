@@ -10,18 +10,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge import __version__, printcli
+from edge import __version__
 from edge.console import DEFAULT_CONFIG, positive, subcommand
-from edge.core.codes import MAX_USES, Claims, EntryPolicy, Kind, Validity, mint, scan_text
 from edge.core.errors import CodeError, ConfigError, EdgeError, StoreRefusedError
-from edge.core.facts import Direction
-from edge.core.messages import LANGUAGES, counted, text
 
 if TYPE_CHECKING:
     from edge.config import Config
+    from edge.core.codes import Claims
 
-# Everything else is imported by the command that needs it: `edge --version` and `edge issue`
-# load no store, no configuration and no daemon.
+# Everything else is imported by the command that needs it: `edge --version` loads neither the
+# code tables nor the messages, and `edge issue` no store, no configuration and no daemon.
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -65,6 +63,10 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from edge import printcli  # noqa: PLC0415 - see the imports above
+    from edge.core.codes import MAX_USES, Kind  # noqa: PLC0415
+    from edge.core.messages import LANGUAGES  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="edge",
         description="Gate and counter service for venues. "
@@ -205,6 +207,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _claims(args: argparse.Namespace, key_id: int) -> Claims:
+    from edge.core.codes import Claims, EntryPolicy, Kind, Validity  # noqa: PLC0415
+
     if args.unlimited is not None:
         policy = EntryPolicy.unlimited(args.unlimited)
     elif args.uses is not None and args.uses != 1:
@@ -246,6 +250,8 @@ def _code_argument(code: str) -> bytes | None:
 
 async def _check(args: argparse.Namespace) -> int:
     from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
+    from edge.core.facts import Direction  # noqa: PLC0415 - see the imports above
+    from edge.core.messages import text  # noqa: PLC0415
     from edge.gate.gate import Gate  # noqa: PLC0415
     from edge.store.database import Store  # noqa: PLC0415
     from sync.pretix.resolver import PretixResolver  # noqa: PLC0415
@@ -415,6 +421,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args)
     if args.command == "config":
+        from edge.core.messages import counted  # noqa: PLC0415 - see the imports above
+
         config = load(args.file)
         if config.pretix is not None and config.store_path.exists():
             asyncio.run(_check_pretix_rules(config))
@@ -429,6 +437,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid ({', '.join(parts)})")
         return 0
     if args.command == "print":
+        from edge import printcli  # noqa: PLC0415
+
         return printcli.run(args)
     if args.command == "keygen":
         key = keys.generate(args.key_id)
@@ -437,6 +447,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f'[[keys]]\nid = {key.key_id}\npublic = "{key.public_b64}"')
         return 0
     if args.command == "issue":
+        from edge.core.codes import mint, scan_text  # noqa: PLC0415
+
         key = keys.read(args.key)
         code = mint(_claims(args, key.key_id), key.private)
         scan_text(code.encode("ascii"))  # the minted text must scan back
@@ -447,6 +459,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge` console script."""
+    if (sys.argv[1:] if argv is None else list(argv)) == ["--version"]:
+        # Answered before the parser exists: building it loads the code and message tables.
+        print(f"edge {__version__}")
+        return 0
     parser = _parser()
     args = parser.parse_args(argv)  # `--version` and `--help` exit here
     if args.command is None:

@@ -1,14 +1,16 @@
-"""Shared fixtures: signing keys, a store in tmp_path, and minting helpers."""
+"""Shared fixtures: signing keys, a store in tmp_path, minting helpers, and the central
+system's database on each of its backends (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pgcluster import Cluster
 
 from edge.core.codes import Claims, Kind, mint
 from edge.core.facts import TrustedKey
@@ -76,3 +78,20 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """The session's PostgreSQL (started on first use, stopped at the end)."""
+    cluster = Cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new central database on each backend: a SQLite path or a PostgreSQL DSN."""
+    if request.param == "sqlite":
+        return str(tmp_path / "central.db")
+    cluster: Cluster = request.getfixturevalue("postgres")
+    return cluster.database()

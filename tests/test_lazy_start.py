@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
 
 from drivers.registry import ACTUATORS, PRINTERS, SCANNERS, DriverType
 
@@ -98,6 +100,10 @@ def test_version_loads_no_store_no_configuration_no_event_loop() -> None:
         "aiohttp",
         "nacl",
         "cryptography",
+        "edge.core.codes",
+        "edge.core.messages",
+        "edge.printcli",
+        "inspect",
     )
     assert _unwanted(loaded, unwanted) == []
 
@@ -117,3 +123,96 @@ def test_version_loads_no_store_no_configuration_no_event_loop() -> None:
 def test_every_registered_driver_resolves(kind: str, driver: DriverType[object]) -> None:
     assert isinstance(driver.settings, type), kind
     assert callable(driver.build), kind
+
+
+_FIRST_DECISION = """
+import asyncio, importlib.abc, importlib.machinery, json, os, sys, time, tty
+from pathlib import Path
+
+
+class SlowLoader(importlib.abc.Loader):
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return self.real.create_module(spec)
+
+    def exec_module(self, module):
+        time.sleep(3)  # aiohttp, the metrics endpoint's server, loading on a slow board
+        self.real.exec_module(module)
+        LOADED.append(module.__name__)
+
+
+class SlowHttpServer(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "aiohttp":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec.loader = SlowLoader(spec.loader)
+        return spec
+
+
+LOADED = []
+sys.meta_path.insert(0, SlowHttpServer())
+from edge.config import parse
+from edge.daemon import serve
+
+directory = Path(sys.argv[1])
+scanner, scanner_device = os.openpty()
+relay, relay_device = os.openpty()
+for fd in (scanner, scanner_device, relay, relay_device):
+    tty.setraw(fd)
+text = (directory / "gate.toml").read_text().format(
+    scanner=os.ttyname(scanner_device), relay=os.ttyname(relay_device)
+)
+config = parse(text, directory / "gate.toml")
+
+
+async def main():
+    results = asyncio.Queue()
+    stop = asyncio.Event()
+    started = time.monotonic()
+    daemon = asyncio.create_task(serve(config, stop=stop, on_result=results.put_nowait))
+    while True:
+        os.write(scanner, sys.argv[2].encode() + b"\\r\\n")
+        try:
+            result = await asyncio.wait_for(results.get(), 0.05)
+            break
+        except TimeoutError:
+            continue
+    answer = {
+        "admitted": result.check.decision.admitted,
+        "seconds": time.monotonic() - started,
+        "aiohttp_loaded": bool(LOADED),
+    }
+    stop.set()
+    await daemon
+    print(json.dumps(answer))
+
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_decision_does_not_wait_for_the_metrics_server(tmp_path: Path) -> None:
+    config = (
+        GATE.replace("{store}", str(tmp_path / "edge.db"))
+        .replace('url = "/dev/null"\n\n[[actuators]]', 'url = "{scanner}"\n\n[[actuators]]')
+        .replace('url = "/dev/null"\n\n[[lanes]]', 'url = "{relay}"\n\n[[lanes]]')
+    )
+    public = base64.b64encode(public_bytes(PRIVATE)).decode()
+    config += f'\n[[keys]]\nid = {KEY_ID}\npublic = "{public}"\n\n[metrics]\nport = 0\n'
+    (tmp_path / "gate.toml").write_text(config, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_DECISION, str(tmp_path), mint_code(ticket(4711))],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["admitted"], answer
+    # The lane decided while the HTTP server was still loading, not after.
+    assert not answer["aiohttp_loaded"], answer

@@ -8,6 +8,7 @@ Other services (sync, printers) register their metrics on `registry`.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -242,13 +243,16 @@ class Operations:
             self._started
         )
         tasks = []
-        runner = await self._serve_metrics()
-        if runner is not None:
-            tasks.append(group.create_task(_hold(runner)))
         fifo = self._environ.get(STALL_FIFO_ENV)
         if fifo:
             _stall_hook(asyncio.get_running_loop(), fifo)
         await asyncio.sleep(0)  # the lanes' tasks run up to their first read
+        # The lanes decide from here on. The HTTP server (aiohttp: ~14 MB and a gate's largest
+        # import) loads in a worker thread meanwhile, so a scan during start-up is not queued
+        # behind it; READY follows once /metrics and /health answer.
+        runner = await self._serve_metrics()
+        if runner is not None:
+            tasks.append(group.create_task(_hold(runner)))
         status = f"{device}: {counted(len(lanes), 'lane')} ready"
         if self.metrics_url:
             status += f"; metrics on {self.metrics_url}"
@@ -260,7 +264,8 @@ class Operations:
         settings = self._settings
         if not settings.enabled:
             return None
-        from edge.web import http  # noqa: PLC0415 - see TYPE_CHECKING above
+        await asyncio.to_thread(importlib.import_module, "edge.web.http")  # off the loop
+        from edge.web import http  # noqa: PLC0415 - loaded just above, see TYPE_CHECKING
 
         app = http.application(max_body=MAX_BODY)
         app.router.add_get("/metrics", self._metrics)

@@ -5,7 +5,6 @@ Codes are minted with `edge.core.codes` (the code format is public API, docs/cod
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from typing import Any
 
 from edge.core.codes import Claims, EntryPolicy, Kind, PolicyKind, Validity, mint, plain_hash
 from sync.central.changelog import ChangeLog
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.central.errors import CentralError
 from sync.central.keys import SigningKeys
 from sync.protocol import Change, CredentialChange, PlainCodeChange
@@ -44,9 +43,10 @@ class Catalogue:
         """A new event; returns its id."""
         with self._connection.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO events (event_id, name) VALUES (?, ?)", (event_id, name)
+                "INSERT INTO events (event_id, name) VALUES (?, ?) RETURNING event_id",
+                (event_id, name),
             )
-            return int(cursor.lastrowid or 0)
+            return int(cursor.fetchone()[0])
 
     def add_product(
         self,
@@ -64,7 +64,7 @@ class Catalogue:
             raise CentralError("a pass product needs its validity in days")
         with self._connection.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING product_id",
                 (
                     product_id,
                     name,
@@ -76,10 +76,10 @@ class Catalogue:
                     zones,
                 ),
             )
-            return int(cursor.lastrowid or 0)
+            return int(cursor.fetchone()[0])
 
     @staticmethod
-    def product(conn: sqlite3.Connection, product_id: int) -> tuple[Any, ...]:
+    def product(conn: SQL, product_id: int) -> tuple[Any, ...]:
         """(kind, policy, uses, passback minutes, days, zones) of a product; CentralError if
         there is no such product."""
         row = conn.execute(
@@ -103,7 +103,7 @@ class Sales:
         self._keys = keys
         self._catalogue = catalogue
 
-    def mint(self, conn: sqlite3.Connection, cid: int) -> tuple[str, CredentialChange]:
+    def mint(self, conn: SQL, cid: int) -> tuple[str, CredentialChange]:
         """Mint the code of a credential as it stands, and its facts for the edges."""
         row = conn.execute(
             "SELECT c.product_id, c.event_id, c.paid, c.valid_from, c.valid_until, c.reissue,"
@@ -175,10 +175,10 @@ class Sales:
                 cursor = conn.execute(
                     "INSERT INTO credentials (product_id, event_id, sale_id, holder, season,"
                     " paid, valid_from, valid_until, duration, code)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '') RETURNING credential_id",
                     (product_id, event_id, sale, holder, season, int(paid), start, end, duration),
                 )
-                cid = int(cursor.lastrowid or 0)
+                cid = int(cursor.fetchone()[0])
                 code, facts = self.mint(conn, cid)
                 conn.execute("UPDATE credentials SET code = ? WHERE credential_id = ?", (code, cid))
                 sold.append(Sold(cid, code))
@@ -193,7 +193,7 @@ class Sales:
         return int(sale), sold
 
     @staticmethod
-    def credential(conn: sqlite3.Connection, cid: int) -> tuple[Any, ...]:
+    def credential(conn: SQL, cid: int) -> tuple[Any, ...]:
         """(state, code, valid from, valid until, duration, paid) of a credential; CentralError
         if there is no such credential."""
         row = conn.execute(

@@ -7,14 +7,13 @@ through them.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from edge.core.errors import SyncError
 from sync import protocol
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.protocol import (
     CancelEvent,
     Change,
@@ -39,6 +38,7 @@ _SECTIONS: dict[str, tuple[str, str]] = {
     "cancelled_events": ("view_cancelled_events", "key"),
     "passages": ("view_passages", "device, seq"),
 }
+_KEYS = {table: tuple(key.split(", ")) for table, key in _SECTIONS.values()}
 if tuple(_SECTIONS) != protocol.SNAPSHOT_SECTIONS:
     raise SyncError(
         f"the central snapshot sections {tuple(_SECTIONS)} differ from"
@@ -61,19 +61,25 @@ class ChangeLog:
         """The newest revision (0: nothing yet)."""
         return int(self._connection.row("SELECT coalesce(max(revision), 0) FROM changes")[0])
 
-    def data_version(self) -> int:
-        """Changes when another connection commits (the admin CLI): the server then pushes."""
-        return int(self._connection.row("PRAGMA data_version")[0])
-
-    def append(self, conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    def append(self, conn: SQL, changes: Sequence[Change]) -> None:
         """Append changes in the caller's transaction, one revision each."""
+        if not changes:
+            return
         at = now_ms()
+        # Under the write lock (every backend serialises writers): max + 1 has no gaps.
+        (head,) = conn.execute("SELECT coalesce(max(revision), 0) FROM changes").fetchone()
         rows = []
-        for change in changes:
+        views: dict[str, list[tuple[Any, ...]]] = {}
+        for revision, change in enumerate(changes, start=int(head) + 1):
             wire = protocol.pack(change_to_wire(change))
-            rows.append((at, wire))
-            _view(conn, change, wire)
-        conn.executemany("INSERT INTO changes (at_ms, change) VALUES (?, ?)", rows)
+            rows.append((revision, at, wire))
+            table, key = _view(change)
+            views.setdefault(table, []).append((*key, wire))
+        self._connection.insert_many(conn, "changes", ("revision", "at_ms", "change"), rows)
+        for table, values in views.items():  # in order within a table: the last one stands
+            key = _KEYS[table]
+            self._connection.insert_many(conn, table, (*key, "change"), values, key=key)
+        self._connection.announce(conn)
 
     def publish(self, changes: Sequence[Change]) -> int:
         """Publish changes as they are, one revision each (imports from another system,
@@ -129,42 +135,23 @@ class ChangeLog:
         return out, (section, after)
 
 
-def _view(conn: sqlite3.Connection, change: Change, wire: bytes) -> None:
-    """Keep the snapshot view of a change's kind equal to the state after it."""
+def _view(change: Change) -> tuple[str, tuple[Any, ...]]:
+    """The snapshot view a change's kind keeps equal to the state after it, and its key."""
     match change:
         case KeyChange():
-            conn.execute("INSERT OR REPLACE INTO view_keys VALUES (?, ?)", (change.key_id, wire))
+            return "view_keys", (change.key_id,)
         case CredentialChange():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_credentials VALUES (?, ?)",
-                (change.credential_id, wire),
-            )
+            return "view_credentials", (change.credential_id,)
         case PlainCodeChange():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_plain_codes VALUES (?, ?)", (change.code_hash, wire)
-            )
+            return "view_plain_codes", (change.code_hash,)
         case RevokeCode():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_revoked_codes VALUES (?, ?)",
-                (change.code_hash, wire),
-            )
+            return "view_revoked_codes", (change.code_hash,)
         case RevokeCredential():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_revoked_credentials VALUES (?, ?)",
-                (change.credential_id, wire),
-            )
+            return "view_revoked_credentials", (change.credential_id,)
         case RevokeProduct():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_revoked_products VALUES (?, ?)",
-                (change.product_id, wire),
-            )
+            return "view_revoked_products", (change.product_id,)
         case CancelEvent():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_cancelled_events VALUES (?, ?)",
-                (change.event_id, wire),
-            )
+            return "view_cancelled_events", (change.event_id,)
         case Passage():
-            conn.execute(
-                "INSERT OR REPLACE INTO view_passages VALUES (?, ?, ?)",
-                (change.device, change.seq, wire),
-            )
+            return "view_passages", (change.device, change.seq)
+    raise SyncError(f"no snapshot view for {type(change).__name__}")

@@ -8,7 +8,8 @@ import base64
 import binascii
 import contextlib
 import logging
-import sqlite3
+import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from edge.core.messages import counted
 from sync.central import bundle
 from sync.central.db import CentralDB
 from sync.central.desk import Person
+from sync.central.postgres import is_dsn
 from sync.central.server import serve
 
 EXIT_ERROR = 1
@@ -63,10 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-central {__version__}")
     parser.add_argument(
         "--db",
-        type=Path,
-        default=DEFAULT_DB,
-        metavar="FILE",
-        help="the central's SQLite database (default: %(default)s)",
+        metavar="FILE|DSN",
+        help="the central's database: a SQLite file or a postgresql:// DSN; without --db,"
+        f" $EDGE_CENTRAL_DB names it (default: {DEFAULT_DB})",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
@@ -449,6 +450,11 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
         print(f"wrote {args.out}: revisions {first + 1}..{last}")
 
 
+def _shown(target: str) -> str:
+    """A --db value as it may be printed: a DSN without its password."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", target)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `edge-central` console script."""
     parser = _parser()
@@ -456,7 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    if (args.command, getattr(args, "action", None)) not in CREATES_DB and not args.db.exists():
+    # From the environment after parsing: the help never shows a DSN (and its password).
+    args.db = args.db or os.environ.get("EDGE_CENTRAL_DB") or str(DEFAULT_DB)
+    creates = (args.command, getattr(args, "action", None)) in CREATES_DB
+    if not creates and not is_dsn(args.db) and not Path(args.db).exists():
         print(
             f"edge-central: {args.db} does not exist; `edge-central --db {args.db} key add` "
             "sets up a new central there",
@@ -470,11 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         db = CentralDB(args.db)
     except Exception as err:  # noqa: BLE001 - any failure to open is reported the same way
-        print(f"edge-central: cannot open {args.db}: {err}", file=sys.stderr)
+        print(f"edge-central: cannot open {_shown(args.db)}: {err}", file=sys.stderr)
         return EXIT_ERROR
+    errors: tuple[type[Exception], ...] = (EdgeError, ValueError, *db.connection.errors)
     try:
         return _run(db, args)
-    except (EdgeError, ValueError, sqlite3.Error) as err:
+    except errors as err:
         print(f"edge-central: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     finally:

@@ -1,4 +1,7 @@
-"""The reference central system's data: one SQLite file, its schema, and its parts by concern.
+"""The reference central system's data: its database, schema migrations, and parts by concern.
+
+The database is a SQLite file (embedded default) or PostgreSQL (`postgresql://` DSN, the
+production backend for several server processes); `sync.central.connection` is the seam.
 
 Every workflow operation writes its business rows and appends its changes to the change log in
 one transaction (`sync.central.changelog`). Codes are minted with `edge.core.codes` (the code
@@ -11,16 +14,18 @@ from pathlib import Path
 
 from sync.central.catalogue import Catalogue, Sales
 from sync.central.changelog import ChangeLog
-from sync.central.connection import Connection
+from sync.central.connection import Connection, SqliteConnection
 from sync.central.desk import PassDesk
 from sync.central.devices import Devices
 from sync.central.journals import Journals
 from sync.central.keys import SigningKeys
+from sync.central.postgres import PostgresConnection, is_dsn
 from sync.central.workflows import Workflows
 
-# Append only: a migration that shipped never changes; `PRAGMA user_version` counts those
-# applied, each in one transaction (connection.migrate). The first one's IF NOT EXISTS adopts a
-# file written before the schema had versions.
+# Append only: a migration that shipped never changes; `PRAGMA user_version` (SQLite) or the
+# schema_version table (PostgreSQL, types translated by `sync.central.postgres.schema`) counts
+# those applied, each in one transaction (Connection.migrate). The first one's IF NOT EXISTS
+# adopts a file written before the schema had versions.
 MIGRATIONS: tuple[str, ...] = (
     # 1: sales, the change log and its views, devices, journals, the pass desk.
     """
@@ -144,12 +149,25 @@ CREATE TABLE IF NOT EXISTS desk_operations (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def connect(target: str | Path) -> Connection:
+    """The connection a --db value names: a PostgreSQL DSN or a SQLite file path."""
+    text = str(target)
+    if is_dsn(text):
+        return PostgresConnection(text)
+    return SqliteConnection(text)
+
+
 class CentralDB:
-    """The central system's SQLite file and its parts; safe to share between threads."""
+    """The central system's database and its parts; safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._connection = Connection(self.path, MIGRATIONS)
+        self._connection = connect(path)
+        try:
+            self._connection.migrate(MIGRATIONS)
+        except BaseException:
+            self._connection.close()
+            raise
         self.log = ChangeLog(self._connection)
         self.keys = SigningKeys(self._connection, self.log)
         self.catalogue = Catalogue(self._connection)
@@ -159,6 +177,11 @@ class CentralDB:
         self.journals = Journals(self._connection, self.log)
         self.desk = PassDesk(self._connection, self.log, self.catalogue, self.sales, self.workflows)
 
+    @property
+    def connection(self) -> Connection:
+        """The database connection (its notifier wakes the server on commits elsewhere)."""
+        return self._connection
+
     def close(self) -> None:
-        """Close the file."""
+        """Close the database."""
         self._connection.close()

@@ -7,7 +7,6 @@ extends, replaces or cancels passes. Every desk operation but the lookup is done
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from edge.core.errors import CodeError
 from sync import protocol
 from sync.central.catalogue import Catalogue, Sales, Sold
 from sync.central.changelog import ChangeLog, now_ms
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.central.errors import CentralError
 from sync.central.workflows import Workflows
 from sync.protocol import PlainCodeChange, Revocation, RevokeCode, RevokeCredential
@@ -82,7 +81,7 @@ def nfc_uid(text: str | None) -> str | None:
     return text
 
 
-def _bind_chip(conn: sqlite3.Connection, uid: str, cid: int) -> PlainCodeChange:
+def _bind_chip(conn: SQL, uid: str, cid: int) -> PlainCodeChange:
     """Bind a chip to a pass; a chip already on another pass's card is refused."""
     row = conn.execute(
         "SELECT credential_id, revoked FROM nfc_chips WHERE uid = ?", (uid,)
@@ -132,10 +131,10 @@ class PassDesk:
                 raise CentralError(f"product {pass_product} is not a pass")
             cursor = conn.execute(
                 "INSERT INTO products (name, kind, policy, uses, passback_minutes)"
-                " VALUES (?, ?, ?, 1, 0)",
+                " VALUES (?, ?, ?, 1, 0) RETURNING product_id",
                 (name, int(Kind.VOUCHER), int(PolicyKind.SINGLE)),
             )
-            product = int(cursor.lastrowid or 0)
+            product = int(cursor.fetchone()[0])
             conn.execute("INSERT INTO voucher_products VALUES (?, ?)", (product, pass_product))
         return product
 
@@ -209,7 +208,7 @@ class PassDesk:
     @contextmanager
     def _operation(
         self, device: str, key: str, operation: str
-    ) -> Iterator[tuple[sqlite3.Connection, dict[str, Any]]]:
+    ) -> Iterator[tuple[SQL, dict[str, Any]]]:
         """One desk operation: done once per (device, key); a repeat gets the first answer."""
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise CentralError(f"key: 1..{MAX_KEY_LENGTH} printable characters")
@@ -258,7 +257,8 @@ class PassDesk:
             duration = days * 86400
             cursor = conn.execute(
                 "INSERT INTO credentials (product_id, event_id, sale_id, holder, paid,"
-                " valid_from, valid_until, duration, code) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                " valid_from, valid_until, duration, code) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+                " RETURNING credential_id",
                 (
                     pass_product,
                     event,
@@ -270,7 +270,7 @@ class PassDesk:
                     card,
                 ),
             )
-            cid = int(cursor.lastrowid or 0)
+            cid = int(cursor.fetchone()[0])
             conn.execute(
                 "INSERT INTO passes VALUES (?, ?, ?, ?, ?, ?)",
                 (cid, voucher, customer, request.shipping, device, now_ms()),
@@ -359,7 +359,7 @@ class PassDesk:
         return int(self._connection.row("SELECT count(*) FROM passes")[0])
 
 
-def _customer(conn: sqlite3.Connection, person: Person) -> int:
+def _customer(conn: SQL, person: Person) -> int:
     """The customer id of a person, recorded now if they are new."""
     row = conn.execute(
         "SELECT customer_id FROM customers WHERE surname = ? AND first_name = ? AND address = ?",
@@ -368,13 +368,14 @@ def _customer(conn: sqlite3.Connection, person: Person) -> int:
     if row is not None:
         return int(row[0])
     cursor = conn.execute(
-        "INSERT INTO customers (surname, first_name, address) VALUES (?, ?, ?)",
+        "INSERT INTO customers (surname, first_name, address) VALUES (?, ?, ?)"
+        " RETURNING customer_id",
         (person.surname, person.first_name, person.address),
     )
-    return int(cursor.lastrowid or 0)
+    return int(cursor.fetchone()[0])
 
 
-def _find(conn: sqlite3.Connection, code: str | None, number: int | None) -> int:
+def _find(conn: SQL, code: str | None, number: int | None) -> int:
     """The credential a desk names by a scanned code or by a pass number."""
     if number is not None:
         if conn.execute("SELECT 1 FROM credentials WHERE credential_id = ?", (number,)).fetchone():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from sync import protocol
 from sync.central.changelog import now_ms
 from sync.central.connection import Connection
@@ -24,18 +22,18 @@ class Devices:
             raise CentralError("a device key is a 32-byte Ed25519 public key")
         protocol.printable(name, "device name")
         with self._connection.transaction() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO devices (name, public_key) VALUES (?, ?)", (name, public_key)
-                )
-            except sqlite3.IntegrityError:
-                raise CentralError(f"device {name!r} is registered already") from None
+            if not conn.execute(
+                "INSERT INTO devices (name, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (name, public_key),
+            ).rowcount:
+                raise CentralError(f"device {name!r} is registered already")
 
     def remove(self, name: str) -> None:
         """Forget a device (stolen, retired): its requests are refused, it gets no pushes."""
         with self._connection.transaction() as conn:
             if not conn.execute("DELETE FROM devices WHERE name = ?", (name,)).rowcount:
                 raise CentralError(f"no device {name!r}")
+            self._connection.announce(conn)  # servers drop its channel and pushes
 
     def public_key(self, name: str) -> bytes | None:
         """The public key a registered device signs its requests with."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge.core.codes import PolicyKind
 from sync.central.changelog import ChangeLog, now_ms
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.protocol import Change, JournalRecord, Passage
 
 
@@ -40,7 +39,8 @@ class Journals:
             changes: list[Change] = []
             for r in records:
                 cursor = conn.execute(
-                    "INSERT OR IGNORE INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
                     (
                         device,
                         r.seq,
@@ -97,7 +97,7 @@ class Journals:
         ]
 
 
-def _check_double(conn: sqlite3.Connection, device: str, r: JournalRecord) -> None:
+def _check_double(conn: SQL, device: str, r: JournalRecord) -> None:
     """Record an admitted entry beyond what its credential's policy allows."""
     row = conn.execute(
         "SELECT p.policy, p.uses FROM credentials c JOIN products p USING (product_id)"
@@ -113,6 +113,6 @@ def _check_double(conn: sqlite3.Connection, device: str, r: JournalRecord) -> No
     ).fetchone()
     if count > row[1]:
         conn.execute(
-            "INSERT OR IGNORE INTO double_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO double_entries VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (r.credential_id, device, r.seq, r.at_ms, r.lane, count, row[1]),
         )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync import protocol
 from sync.central.changelog import ChangeLog
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.central.errors import CentralError
 from sync.protocol import Endorsement, KeyChange
 
@@ -68,7 +66,7 @@ class SigningKeys:
             self._log.append(conn, [KeyChange(key_id, bytes(row[0]), retired=True)])
 
     @staticmethod
-    def _reendorse(conn: sqlite3.Connection, retired: int) -> None:
+    def _reendorse(conn: SQL, retired: int) -> None:
         """Keys the retired key vouched for get a voucher that still counts, if one exists.
 
         Edges drop every endorsement by a retired key; an active key it vouched for is
@@ -107,7 +105,7 @@ class SigningKeys:
         return [(k, bytes(p), bool(r)) for k, p, r in rows]
 
     @staticmethod
-    def active(conn: sqlite3.Connection) -> tuple[int, Ed25519PrivateKey] | None:
+    def active(conn: SQL) -> tuple[int, Ed25519PrivateKey] | None:
         """The newest active key (id, private key), or None if there is none."""
         row = conn.execute(
             "SELECT key_id, private FROM signing_keys WHERE retired = 0 ORDER BY key_id DESC"
@@ -116,7 +114,7 @@ class SigningKeys:
             return None
         return int(row[0]), Ed25519PrivateKey.from_private_bytes(bytes(row[1]))
 
-    def current(self, conn: sqlite3.Connection) -> tuple[int, Ed25519PrivateKey]:
+    def current(self, conn: SQL) -> tuple[int, Ed25519PrivateKey]:
         """The newest active key (id, private key); CentralError if there is none."""
         active = self.active(conn)
         if active is None:

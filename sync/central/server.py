@@ -30,7 +30,6 @@ PUSH_LIMIT = 500  # changes per push
 PUSH_TIMEOUT = 3.0  # seconds for one push request
 PUSH_BACKOFF_MIN = 0.2
 PUSH_BACKOFF_MAX = 10.0
-WATCH_INTERVAL = 0.02  # seconds between checks for commits by the admin CLI
 CHANNEL_KEEPALIVE = 20.0  # seconds between pings on a push channel; no pong in half: gone
 CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
 # Every gate holds one channel open: the process keeps this many connections (within its
@@ -226,7 +225,6 @@ class Central:
         self._envelopes: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
         self._registered: dict[str, bool] = {}  # devices looked up since the last commit
         self.session: aiohttp.ClientSession
-        self._version = db.log.data_version()
 
     def app(self) -> web.Application:
         """The aiohttp application (routes under /v1)."""
@@ -288,12 +286,10 @@ class Central:
             await channel.ws.close(code=protocol.CloseCode.GOING_AWAY, message=b"shutdown")
 
     async def _watch(self) -> None:
-        """Notice commits by other processes (the admin CLI) and push them."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            version = self.db.log.data_version()
-            if version != self._version:
-                self._version = version
+        """Notice commits by other processes (the admin CLI, other servers) and push them."""
+        async with self.db.connection.notifier() as notifier:
+            while True:
+                await notifier.wait()
                 self._registered.clear()  # a device may have been removed
                 self.moved()
 

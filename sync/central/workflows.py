@@ -3,7 +3,6 @@ renew a season. Each writes its rows and appends its changes in one transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,7 +10,7 @@ from edge.core.codes import parse as parse_code
 from edge.core.errors import CodeError
 from sync.central.catalogue import Catalogue, Sales, epoch
 from sync.central.changelog import ChangeLog
-from sync.central.connection import Connection
+from sync.central.connection import SQL, Connection
 from sync.central.errors import CentralError
 from sync.protocol import CancelEvent, Revocation, RevokeCode, RevokeCredential
 
@@ -50,7 +49,7 @@ class Workflows:
             self._log.append(conn, [RevokeCode(parsed.hash, Revocation.REVOKED)])
         return int(row[0]) if row else 0
 
-    def cancel_active(self, conn: sqlite3.Connection, sale_id: int) -> list[int]:
+    def cancel_active(self, conn: SQL, sale_id: int) -> list[int]:
         """Cancel the active credentials of a sale in the caller's transaction; their ids
         (none: nothing was changed)."""
         rows = conn.execute(
@@ -86,7 +85,7 @@ class Workflows:
             conn.execute("UPDATE events SET cancelled = 1 WHERE event_id = ?", (event_id,))
             self._log.append(conn, [CancelEvent(event_id)])
 
-    def extend_validity(self, conn: sqlite3.Connection, cid: int, noun: str) -> int:
+    def extend_validity(self, conn: SQL, cid: int, noun: str) -> int:
         """Extend a credential by its original duration in the caller's transaction; its new
         end in unix seconds. `noun` names it in the error (credential, pass)."""
         state, _, _, end, duration, _ = self._sales.credential(conn, cid)
@@ -171,10 +170,10 @@ class Workflows:
                         "INSERT INTO credentials (product_id, event_id, sale_id, holder, season,"
                         " paid, valid_from, valid_until, duration, code)"
                         " SELECT product_id, event_id, sale_id, holder, ?, 0, ?, ?, ?, ''"
-                        " FROM credentials WHERE credential_id = ?",
+                        " FROM credentials WHERE credential_id = ? RETURNING credential_id",
                         (new_season, start, end, duration, cid),
                     )
-                    new = int(cursor.lastrowid or 0)
+                    new = int(cursor.fetchone()[0])
                     code, facts = self._sales.mint(conn, new)
                     conn.execute(
                         "UPDATE credentials SET code = ? WHERE credential_id = ?", (code, new)

@@ -1,7 +1,8 @@
 """Real processes on loopback for sync tests: one `edge-central`, gates running `edge run`.
 
-The central system's data is administered in-process through CentralDB on the same SQLite
-file (the server notices the commits, as it does for the admin CLI). Gates are scanned
+The central system's data is administered in-process through CentralDB on the same database
+(a SQLite file, or a PostgreSQL DSN several servers share); the server notices the commits, as
+it does for the admin CLI. Gates are scanned
 through a FIFO; each decision is read back from the gate's own journal.
 """
 
@@ -52,13 +53,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 class CentralProcess:
-    """`edge-central serve` on 127.0.0.1 port 0, with its database."""
+    """`edge-central serve` on 127.0.0.1 port 0, with its database (by default a SQLite file
+    in `directory`; `target` may name another, e.g. a PostgreSQL DSN)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, target: str | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.db_path = directory / "central.db"
-        self.db = CentralDB(self.db_path)
+        self.target = target or str(self.db_path)
+        self.db = CentralDB(self.target)
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.log = directory / "central.log"
@@ -67,7 +70,7 @@ class CentralProcess:
         """Start the server; returns its base URL."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sync.central.cli", "--db", str(self.db_path), "serve",
+                [sys.executable, "-m", "sync.central.cli", "--db", self.target, "serve",
                  "--port", str(port)],
                 stdout=subprocess.PIPE,
                 stderr=log,

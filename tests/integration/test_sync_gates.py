@@ -24,8 +24,10 @@ PUSH_WAIT = 20.0
 
 
 @pytest.fixture
-def venue(tmp_path: Path) -> Iterator[tuple[CentralProcess, list[GateProcess]]]:
-    central = CentralProcess(tmp_path / "central")
+def venue(
+    tmp_path: Path, central_target: str
+) -> Iterator[tuple[CentralProcess, list[GateProcess]]]:
+    central = CentralProcess(tmp_path / "central", central_target)
     key_id = central.db.keys.add()
     (_, public, _) = central.db.keys.public_keys()[0]
     public_b64 = base64.b64encode(public).decode()
@@ -192,8 +194,10 @@ def test_pass_extension_and_sync_state_on_health_and_metrics(
 
 
 @pytest.mark.slow
-def test_bootstrap_comes_in_chunks_and_resumes_after_sigkill(tmp_path: Path) -> None:
-    central = CentralProcess(tmp_path / "central")
+def test_bootstrap_comes_in_chunks_and_resumes_after_sigkill(
+    tmp_path: Path, central_target: str
+) -> None:
+    central = CentralProcess(tmp_path / "central", central_target)
     key_id = central.db.keys.add()
     public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
     gate = GateProcess(tmp_path / "gate", "gate-0", key_id, public_b64)

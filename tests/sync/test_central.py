@@ -35,8 +35,8 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[CentralDB]:
-    central = CentralDB(tmp_path / "central.db")
+def db(central_target: str) -> Iterator[CentralDB]:
+    central = CentralDB(central_target)
     central.keys.add()
     try:
         yield central

@@ -22,8 +22,8 @@ BUYER = Person("Smith", "Ann", "1 High St, Bath")
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[CentralDB]:
-    central = CentralDB(tmp_path / "central.db")
+def db(central_target: str) -> Iterator[CentralDB]:
+    central = CentralDB(central_target)
     central.keys.add()
     try:
         yield central
