@@ -41,7 +41,7 @@ from edge.store.database import Store
 from edge.store.gate import JournalRow
 from edge.store.sync import Mirror, Refusal
 from sync.pretix.client import PretixClient
-from sync.pretix.positions import calendar, pull_positions
+from sync.pretix.positions import calendar, passages, pull_positions
 from sync.pretix.resolver import (
     CALENDAR_CURSOR,
     KEYS_CURSOR,
@@ -236,21 +236,11 @@ def _on_list(state: ListState, product: int, event: int) -> bool:
 
 def _checkins(checkins: Any, list_id: int) -> EntryState | None:
     """The passages pretix recorded for a position on the list, or None if there are none."""
-    if not isinstance(checkins, list):
-        raise SyncError("pretix position: field 'checkins' is not a list")
-    passages: list[tuple[datetime, Direction]] = []
-    for checkin in checkins:
-        if not isinstance(checkin, dict) or checkin.get("list") != list_id:
-            continue
-        at = _time(checkin, "datetime", "check-in")
-        if at is None:
-            raise SyncError("pretix check-in: no datetime")
-        kind = checkin.get("type", "entry")
-        passages.append((at, Direction.EXIT if kind == "exit" else Direction.ENTRY))
-    if not passages:
+    seen = passages(checkins, list_id)
+    if not seen:
         return None
-    entries = sorted(at for at, d in passages if d is Direction.ENTRY)
-    last_at, last_direction = max(passages, key=lambda p: p[0])
+    entries = sorted(at for at, d in seen if d is Direction.ENTRY)
+    last_at, last_direction = max(seen, key=lambda p: p[0])
     return EntryState(
         count=len(entries),
         first_at=entries[0] if entries else None,

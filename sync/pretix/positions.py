@@ -50,7 +50,8 @@ def _time(obj: dict[str, Any], key: str, where: str) -> datetime | None:
     return moment
 
 
-def _passages(checkins: Any, list_id: int) -> list[tuple[datetime, Direction]]:
+def passages(checkins: Any, list_id: int) -> list[tuple[datetime, Direction]]:
+    """The entries and exits pretix recorded for a position on the list, in its order."""
     if not isinstance(checkins, list):
         raise SyncError("pretix position: field 'checkins' is not a list")
     out: list[tuple[datetime, Direction]] = []
@@ -102,7 +103,7 @@ def order_positions(order: dict[str, Any], state: ListState) -> Iterator[Pulled]
             flags=flags | (BLOCKED if blocked else 0),
             addon_to=_int(row, "addon_to", where, optional=True),
         )
-        yield position, _passages(row.get("checkins"), state.list_id)
+        yield position, passages(row.get("checkins"), state.list_id)
 
 
 async def pull_positions(client: PretixClient, store: Store, state: ListState) -> int:
