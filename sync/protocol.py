@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import enum
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
@@ -523,9 +524,14 @@ class Envelope:
     next_cursor: tuple[str, Any] | None = None  # SNAPSHOT: where the next chunk starts
     chain: tuple[Endorsement, ...] = ()  # how the signing key descends from an older one
     head: int = 0  # the central system's newest revision when it signed
+    # CHANGES of a device with a venue: the revision of each change (the others in
+    # first+1..last concern other venues). Empty: the changes are first+1..last, one each.
+    revisions: tuple[int, ...] = ()
 
     def since(self, revision: int) -> tuple[Change, ...]:
         """The changes after `revision` (CHANGES/BUNDLE with first <= revision <= last)."""
+        if self.revisions:
+            return self.changes[bisect.bisect_right(self.revisions, revision) :]
         return self.changes[revision - self.first :]
 
 
@@ -541,20 +547,24 @@ def seal(
     next_cursor: tuple[str, Any] | None = None,
     chain: Sequence[Endorsement] = (),
     head: int | None = None,
+    revisions: Sequence[int] | None = None,
 ) -> bytes:
-    """A signed envelope; `changes` may be Change values or their wire arrays already."""
+    """A signed envelope; `changes` may be Change values or their wire arrays already.
+    `revisions` (a venue's CHANGES): the revision of each change, where they are fewer than
+    first+1..last."""
     wire = [c if isinstance(c, list) else change_to_wire(c) for c in changes]
-    body = pack(
-        {
-            "kind": kind.value,
-            "first": first,
-            "last": last,
-            "head": last if head is None else head,
-            "at": at_ms,
-            "changes": wire,
-            "next": list(next_cursor) if next_cursor is not None else None,
-        }
-    )
+    fields: dict[str, Any] = {
+        "kind": kind.value,
+        "first": first,
+        "last": last,
+        "head": last if head is None else head,
+        "at": at_ms,
+        "changes": wire,
+        "next": list(next_cursor) if next_cursor is not None else None,
+    }
+    if revisions is not None:
+        fields["revisions"] = list(revisions)
+    body = pack(fields)
     return pack(
         {
             "v": VERSION,
@@ -634,19 +644,35 @@ def open_envelope(
         change_from_wire(c, f"envelope change {i + 1}") for i, c in enumerate(raw_changes)
     )
     next_cursor = None
+    revisions: tuple[int, ...] = ()
     if kind is EnvelopeKind.SNAPSHOT:
         if first != last:
             raise ProtocolError("envelope body: a snapshot chunk has first == last")
         raw_next = fields.map.get("next")
         if raw_next is not None:
             next_cursor = snapshot_cursor(raw_next, "envelope body.next")
+    elif fields.map.get("revisions") is not None:
+        revisions = _revisions(fields.array("revisions"), first, last, len(changes))
     elif last - first != len(changes):
         raise ProtocolError(
             f"envelope body: revisions {first + 1}..{last} but {len(changes)} changes"
         )
     if head < last:
         raise ProtocolError("envelope body: head revision is older than the last change")
-    return Envelope(kind, key_id, first, last, at_ms, changes, next_cursor, path, head)
+    return Envelope(kind, key_id, first, last, at_ms, changes, next_cursor, path, head, revisions)
+
+
+def _revisions(raw: list[Any], first: int, last: int, count: int) -> tuple[int, ...]:
+    """A venue envelope's revision of each change: ascending, within first+1..last."""
+    if len(raw) != count:
+        raise ProtocolError(f"envelope body: {len(raw)} revisions for {count} changes")
+    out = tuple(_int(r, f"envelope body.revisions[{i}]", 0, 1 << 62) for i, r in enumerate(raw))
+    previous = first
+    for revision in out:
+        if revision <= previous or revision > last:
+            raise ProtocolError(f"envelope body: revisions must ascend within {first + 1}..{last}")
+        previous = revision
+    return out
 
 
 def _signing_key(

@@ -13,6 +13,7 @@ from typing import Any
 from edge.core.codes import Claims, EntryPolicy, Kind, PolicyKind, Validity, mint, plain_hash
 from sync.central.changelog import ChangeLog
 from sync.central.connection import SQL, Connection
+from sync.central.devices import venue_name
 from sync.central.errors import CentralError
 from sync.central.keys import SigningKeys
 from sync.protocol import Change, CredentialChange, PlainCodeChange
@@ -39,14 +40,27 @@ class Catalogue:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def add_event(self, name: str, event_id: int | None = None) -> int:
-        """A new event; returns its id."""
+    def add_event(self, name: str, event_id: int | None = None, venue: str | None = None) -> int:
+        """A new event (of one venue, or of none: its tickets open every venue's gates);
+        returns its id."""
+        if venue is not None:
+            venue_name(venue)
         with self._connection.transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO events (event_id, name) VALUES (?, ?) RETURNING event_id",
-                (event_id, name),
+                "INSERT INTO events (event_id, name, venue) VALUES (?, ?, ?) RETURNING event_id",
+                (event_id, name, venue),
             )
             return int(cursor.fetchone()[0])
+
+    def events(self, venue: str | None = None) -> list[tuple[int, str, str | None, bool]]:
+        """(id, name, venue, cancelled) of every event, or of one venue's."""
+        sql = "SELECT event_id, name, venue, cancelled FROM events"
+        rows = (
+            self._connection.rows(sql + " ORDER BY event_id")
+            if venue is None
+            else self._connection.rows(sql + " WHERE venue = ? ORDER BY event_id", venue)
+        )
+        return [(int(i), str(n), v, bool(c)) for i, n, v, c in rows]
 
     def add_product(
         self,

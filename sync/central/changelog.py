@@ -8,7 +8,7 @@ through them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edge.core.errors import SyncError
@@ -38,6 +38,7 @@ _SECTIONS: dict[str, tuple[str, str]] = {
     "cancelled_events": ("view_cancelled_events", "key"),
     "passages": ("view_passages", "device, seq"),
 }
+_GROUP_SECTIONS = ("keys", "revoked_products")  # the whole group's: their views have no venue
 _KEYS = {table: tuple(key.split(", ")) for table, key in _SECTIONS.values()}
 if tuple(_SECTIONS) != protocol.SNAPSHOT_SECTIONS:
     raise SyncError(
@@ -61,24 +62,36 @@ class ChangeLog:
         """The newest revision (0: nothing yet)."""
         return int(self._connection.row("SELECT coalesce(max(revision), 0) FROM changes")[0])
 
-    def append(self, conn: SQL, changes: Sequence[Change]) -> None:
-        """Append changes in the caller's transaction, one revision each."""
+    def append(
+        self, conn: SQL, changes: Sequence[Change], codes: Mapping[bytes, int] | None = None
+    ) -> None:
+        """Append changes in the caller's transaction, one revision each, each noted with the
+        venue it concerns. `codes`: the credential of a revoked code hash, where known."""
         if not changes:
             return
         at = now_ms()
+        venues = _Venues(conn, codes or {})
         # Under the write lock (every backend serialises writers): max + 1 has no gaps.
         (head,) = conn.execute("SELECT coalesce(max(revision), 0) FROM changes").fetchone()
         rows = []
         views: dict[str, list[tuple[Any, ...]]] = {}
         for revision, change in enumerate(changes, start=int(head) + 1):
             wire = protocol.pack(change_to_wire(change))
-            rows.append((revision, at, wire))
+            venue = venues.of(change)
+            rows.append((revision, at, wire, venue))
             table, key = _view(change)
-            views.setdefault(table, []).append((*key, wire))
-        self._connection.insert_many(conn, "changes", ("revision", "at_ms", "change"), rows)
+            views.setdefault(table, []).append((*key, wire, venue))
+        columns = ("revision", "at_ms", "change", "venue")
+        self._connection.insert_many(conn, "changes", columns, rows)
         for table, values in views.items():  # in order within a table: the last one stands
             key = _KEYS[table]
-            self._connection.insert_many(conn, table, (*key, "change"), values, key=key)
+            if table in ("view_keys", "view_revoked_products"):  # the whole group's
+                plain = [v[:-1] for v in values]
+                self._connection.insert_many(conn, table, (*key, "change"), plain, key=key)
+            else:
+                self._connection.insert_many(
+                    conn, table, (*key, "change", "venue"), values, key=key
+                )
         self._connection.announce(conn)
 
     def publish(self, changes: Sequence[Change]) -> int:
@@ -91,34 +104,61 @@ class ChangeLog:
     def changes_since(self, revision: int, limit: int) -> tuple[int, list[list[Any]], int]:
         """(first, wire changes first+1.., head): at most `limit` changes after `revision`."""
         with self._connection.reading() as conn:
-            head = self.head()
-            if revision > head:
-                raise protocol.RequestRejectedError(
-                    protocol.ErrorCode.REVISION_AHEAD,
-                    f"revision {revision} is ahead of the central system's {head}; "
-                    "the edge must bootstrap again",
-                )
+            head = self._head_at_most(conn, revision)
             rows = conn.execute(
                 "SELECT change FROM changes WHERE revision > ? ORDER BY revision LIMIT ?",
                 (revision, limit),
             ).fetchall()
         return revision, [protocol.unpack(r[0], "change", 1 << 20) for r in rows], head
 
+    def venue_changes_since(
+        self, revision: int, limit: int, venue: str
+    ) -> tuple[int, int, list[int], list[list[Any]], int]:
+        """(first, last, revisions, wire changes, head) for a device of `venue`: at most
+        `limit` changes after `revision` that concern the venue or the whole group. The
+        range first+1..last is contiguous; the changes in it for other venues are left out."""
+        with self._connection.reading() as conn:
+            head = self._head_at_most(conn, revision)
+            rows = conn.execute(
+                "SELECT revision, change FROM changes WHERE revision > ? AND revision <= ?"
+                " AND (venue IS NULL OR venue = ?) ORDER BY revision LIMIT ?",
+                (revision, head, venue, limit),
+            ).fetchall()
+        # Fewer than `limit`: nothing else of the venue's up to the head.
+        last = int(rows[-1][0]) if len(rows) == limit else head
+        changes = [protocol.unpack(r[1], "change", 1 << 20) for r in rows]
+        return revision, last, [int(r[0]) for r in rows], changes, head
+
+    def _head_at_most(self, conn: SQL, revision: int) -> int:
+        (head,) = conn.execute("SELECT coalesce(max(revision), 0) FROM changes").fetchone()
+        if revision > head:
+            raise protocol.RequestRejectedError(
+                protocol.ErrorCode.REVISION_AHEAD,
+                f"revision {revision} is ahead of the central system's {head}; "
+                "the edge must bootstrap again",
+            )
+        return int(head)
+
     def snapshot_chunk(
-        self, cursor: tuple[str, Any] | None, limit: int
+        self, cursor: tuple[str, Any] | None, limit: int, venue: str | None = None
     ) -> tuple[list[list[Any]], tuple[str, Any] | None]:
-        """Up to `limit` state changes from `cursor` on, and the cursor after them."""
+        """Up to `limit` state changes from `cursor` on, and the cursor after them; with a
+        `venue`, only what concerns it or the whole group."""
         section, after = cursor if cursor is not None else (protocol.SNAPSHOT_SECTIONS[0], None)
         names = list(protocol.SNAPSHOT_SECTIONS)
         out: list[list[Any]] = []
         with self._connection.reading() as conn:
             while len(out) < limit:
                 table, key = _SECTIONS[section]
-                where, args = "", tuple[Any, ...]()
+                terms, args = [], tuple[Any, ...]()
                 if section == "passages" and after:
-                    where, args = "WHERE (device, seq) > (?, ?)", tuple(after)
+                    terms, args = ["(device, seq) > (?, ?)"], tuple(after)
                 elif section != "passages" and after is not None:
-                    where, args = f"WHERE {key} > ?", (after,)
+                    terms, args = [f"{key} > ?"], (after,)
+                if venue is not None and section not in _GROUP_SECTIONS:
+                    terms.append("(venue IS NULL OR venue = ?)")
+                    args = (*args, venue)
+                where = f"WHERE {' AND '.join(terms)}" if terms else ""
                 rows = conn.execute(
                     f"SELECT {key}, change FROM {table} {where} ORDER BY {key} LIMIT ?",
                     (*args, limit - len(out)),
@@ -133,6 +173,62 @@ class ChangeLog:
                     return out, None
                 section, after = names[index + 1], None
         return out, (section, after)
+
+
+class _Venues:
+    """The venue each change concerns, looked up once per event, credential and device.
+
+    An event's credentials (and their codes, revocations, cancellation) concern its venue;
+    a passage concerns the venue of the gate that admitted it. Keys, product revocations,
+    codes of no known credential and anything of an event without a venue concern every venue.
+    """
+
+    def __init__(self, conn: SQL, codes: Mapping[bytes, int]) -> None:
+        self._conn = conn
+        self._codes = codes
+        self._events: dict[int, str | None] = {}
+        self._credentials: dict[int, str | None] = {}
+        self._devices: dict[str, str | None] = {}
+
+    def of(self, change: Change) -> str | None:
+        match change:
+            case CredentialChange():
+                venue = self._event(change.event_id)
+                self._credentials[change.credential_id] = venue
+                return venue
+            case CancelEvent():
+                return self._event(change.event_id)
+            case PlainCodeChange() | RevokeCredential():
+                return self._credential(change.credential_id)
+            case RevokeCode():
+                cid = self._codes.get(change.code_hash)
+                return None if cid is None else self._credential(cid)
+            case Passage():
+                if change.device not in self._devices:
+                    row = self._conn.execute(
+                        "SELECT venue FROM devices WHERE name = ?", (change.device,)
+                    ).fetchone()
+                    self._devices[change.device] = None if row is None else row[0]
+                return self._devices[change.device]
+        return None
+
+    def _event(self, event_id: int) -> str | None:
+        if event_id not in self._events:
+            row = self._conn.execute(
+                "SELECT venue FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            self._events[event_id] = None if row is None else row[0]
+        return self._events[event_id]
+
+    def _credential(self, cid: int) -> str | None:
+        if cid not in self._credentials:
+            row = self._conn.execute(
+                "SELECT e.venue FROM credentials c JOIN events e USING (event_id)"
+                " WHERE c.credential_id = ?",
+                (cid,),
+            ).fetchone()
+            self._credentials[cid] = None if row is None else row[0]
+        return self._credentials[cid]
 
 
 def _view(change: Change) -> tuple[str, tuple[Any, ...]]:

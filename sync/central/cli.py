@@ -116,6 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_device.add_argument("name", help="the device's [device] name")
     add_device.add_argument("public", type=_public, help="base64, from the device's start log")
+    add_device.add_argument(
+        "--venue", help="the venue it serves: it gets only that venue's and group-wide changes"
+    )
+    move_device = subcommand(
+        device_actions,
+        "move",
+        "move a device to another venue; it bootstraps again",
+        "edge-central device move north-gate-1 --venue arena",
+    )
+    move_device.add_argument("name", help="a registered device")
+    move_device.add_argument("--venue", help="its new venue (none given: every venue's changes)")
     remove_device = subcommand(
         device_actions,
         "remove",
@@ -123,7 +134,10 @@ def _parser() -> argparse.ArgumentParser:
         "edge-central device remove north-gate-1",
     )
     remove_device.add_argument("name", help="a registered device")
-    subcommand(device_actions, "list", "registered devices", "edge-central device list")
+    list_devices = subcommand(
+        device_actions, "list", "registered devices", "edge-central device list --venue arena"
+    )
+    list_devices.add_argument("--venue", help="only this venue's devices")
 
     event = subcommand(sub, "event", "events", "edge-central event add 'Summer gala'")
     event_actions = event.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -132,6 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_event.add_argument("name", help="the event's name")
     add_event.add_argument("--id", type=int, help="event id (default: the next free)")
+    add_event.add_argument(
+        "--venue", help="the venue it takes place at (default: none, its tickets open every gate)"
+    )
+    list_events = subcommand(
+        event_actions, "list", "events, with their venues", "edge-central event list --venue arena"
+    )
+    list_events.add_argument("--venue", help="only this venue's events")
     cancel = subcommand(
         event_actions,
         "cancel",
@@ -351,17 +372,30 @@ def _catalogue(db: CentralDB, args: argparse.Namespace, what: tuple[str, str | N
             state = "retired" if retired else "active"
             print(f"{key_id}  {base64.b64encode(public).decode()}  {state}")
     elif what == ("device", "add"):
-        db.devices.add(args.name, args.public)
-        print(f"device {args.name} registered")
+        db.devices.add(args.name, args.public, args.venue)
+        print(f"device {args.name} registered" + (f" at {args.venue}" if args.venue else ""))
+    elif what == ("device", "move"):
+        db.devices.move(args.name, args.venue)
+        print(f"device {args.name} moved to {args.venue or 'every venue'}; it bootstraps again")
     elif what == ("device", "remove"):
         db.devices.remove(args.name)
         print(f"device {args.name} removed")
     elif what == ("device", "list"):
+        venues = db.devices.venues()
         for name, url, revision, seen in db.devices.registered():
+            if args.venue is not None and venues.get(name) != args.venue:
+                continue
             when = datetime.fromtimestamp(seen / 1000, UTC).isoformat() if seen else "never"
-            print(f"{name}  revision {revision}  push {url or '-'}  last seen {when}")
+            print(
+                f"{name}  revision {revision}  push {url or '-'}  last seen {when}"
+                f"  venue {venues.get(name) or '-'}"
+            )
     elif what == ("event", "add"):
-        print(f"event {db.catalogue.add_event(args.name, args.id)}")
+        print(f"event {db.catalogue.add_event(args.name, args.id, args.venue)}")
+    elif what == ("event", "list"):
+        for event_id, name, venue, cancelled in db.catalogue.events(args.venue):
+            state = "  cancelled" if cancelled else ""
+            print(f"{event_id}  {name}  venue {venue or '-'}{state}")
     elif what == ("event", "cancel"):
         db.workflows.cancel_event(args.event_id)
         print(f"event {args.event_id} cancelled")

@@ -145,6 +145,21 @@ CREATE TABLE IF NOT EXISTS desk_operations (
     PRIMARY KEY (device, key)
 ) WITHOUT ROWID;
 """,
+    # 2: venues (docs/protocol.md, "Venues"). An event, and so what is sold for it, may belong
+    # to a venue; so may a device. The log and its views note the venue a change concerns
+    # (NULL: every venue) and a device with a venue is sent only its own and the group's.
+    """
+ALTER TABLE events ADD COLUMN venue TEXT;
+ALTER TABLE devices ADD COLUMN venue TEXT;
+ALTER TABLE devices ADD COLUMN rebootstrap INTEGER NOT NULL DEFAULT 0;  -- moved: snapshot first
+ALTER TABLE changes ADD COLUMN venue TEXT;
+ALTER TABLE view_credentials ADD COLUMN venue TEXT;
+ALTER TABLE view_plain_codes ADD COLUMN venue TEXT;
+ALTER TABLE view_revoked_codes ADD COLUMN venue TEXT;
+ALTER TABLE view_revoked_credentials ADD COLUMN venue TEXT;
+ALTER TABLE view_cancelled_events ADD COLUMN venue TEXT;
+ALTER TABLE view_passages ADD COLUMN venue TEXT;
+""",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

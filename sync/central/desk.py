@@ -328,7 +328,8 @@ class PassDesk:
             changes.append(PlainCodeChange(plain_hash(card), cid))
             if chip is not None:
                 changes.append(_bind_chip(conn, chip, cid))
-            self._log.append(conn, changes)
+            codes = {c.code_hash: cid for c in changes if isinstance(c, RevokeCode)}
+            self._log.append(conn, changes, codes)
             answer.update(credential=cid)
         return answer
 

@@ -16,17 +16,50 @@ class Devices:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def add(self, name: str, public_key: bytes) -> None:
-        """Register a device by its identity key (from its start log)."""
+    def add(self, name: str, public_key: bytes, venue: str | None = None) -> None:
+        """Register a device by its identity key (from its start log); with a venue, it is
+        sent only that venue's changes and the whole group's."""
         if len(public_key) != DEVICE_KEY_BYTES:
             raise CentralError("a device key is a 32-byte Ed25519 public key")
         protocol.printable(name, "device name")
+        if venue is not None:
+            venue_name(venue)
         with self._connection.transaction() as conn:
             if not conn.execute(
-                "INSERT INTO devices (name, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (name, public_key),
+                "INSERT INTO devices (name, public_key, venue) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (name, public_key, venue),
             ).rowcount:
                 raise CentralError(f"device {name!r} is registered already")
+
+    def venue(self, name: str) -> str | None:
+        """The venue a device belongs to (None: every venue's changes)."""
+        row = self._connection.row("SELECT venue FROM devices WHERE name = ?", name)
+        return None if row is None else row[0]
+
+    def move(self, name: str, venue: str | None) -> None:
+        """Move a device to another venue (None: all of them). What it holds was chosen for
+        its old venue, so the central system refuses its pulls and channel with
+        revision-ahead until it bootstraps again (its revision is reset to 0)."""
+        if venue is not None:
+            venue_name(venue)
+        with self._connection.transaction() as conn:
+            if not conn.execute(
+                "UPDATE devices SET venue = ?, revision = 0, rebootstrap = 1 WHERE name = ?",
+                (venue, name),
+            ).rowcount:
+                raise CentralError(f"no device {name!r}")
+            self._connection.announce(conn)  # servers drop its channel and pushes
+
+    def must_bootstrap(self, name: str) -> bool:
+        """Whether a moved device has not bootstrapped since."""
+        row = self._connection.row("SELECT rebootstrap FROM devices WHERE name = ?", name)
+        return row is not None and bool(row[0])
+
+    def bootstrapped(self, name: str) -> None:
+        """A moved device asked for a fresh snapshot: its pulls are served again."""
+        with self._connection.transaction() as conn:
+            conn.execute("UPDATE devices SET rebootstrap = 0 WHERE name = ?", (name,))
 
     def remove(self, name: str) -> None:
         """Forget a device (stolen, retired): its requests are refused, it gets no pushes."""
@@ -55,3 +88,16 @@ class Devices:
             "SELECT name, push_url, revision, last_seen_ms FROM devices ORDER BY name"
         )
         return [(str(n), u, int(r), s) for n, u, r, s in rows]
+
+    def venues(self) -> dict[str, str | None]:
+        """The venue of every device (None: all venues)."""
+        rows = self._connection.rows("SELECT name, venue FROM devices ORDER BY name")
+        return {str(n): v for n, v in rows}
+
+
+def venue_name(venue: str) -> str:
+    """A venue's name, checked: printable, 1..64 characters."""
+    if not 0 < len(venue) <= 64:
+        raise CentralError("a venue name has 1 to 64 characters")
+    protocol.printable(venue, "venue name")
+    return venue

@@ -37,6 +37,9 @@ CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
 MAX_CONNECTIONS = 16_384
 ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges in step
 
+# Central.venue of a device moved to another venue that has not bootstrapped since.
+_MOVED = "\x00moved"
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -132,7 +135,8 @@ class Pusher:
                     backoff = min(backoff * 2, PUSH_BACKOFF_MAX)
 
     async def _push_once(self) -> None:
-        body = await self._central.envelope_since(self.revision, PUSH_LIMIT)
+        venue = await self._central.venue(self.device)
+        body = await self._central.envelope_since(self.revision, PUSH_LIMIT, venue=venue)
         timeout = aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
         async with self._central.session.post(
             self.url,
@@ -197,7 +201,13 @@ class Channel:
                     if not central.registered(self.device):
                         await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
                         return
-                    body = await central.envelope_since(self.revision, PUSH_LIMIT, central.head)
+                    venue = await central.venue(self.device)
+                    if venue is _MOVED:  # its pulls are refused until it bootstraps again
+                        await self.ws.close(code=protocol.CloseCode.REFUSED, message=b"moved")
+                        return
+                    body = await central.envelope_since(
+                        self.revision, PUSH_LIMIT, central.head, venue=venue
+                    )
                     await self.ws.send_bytes(body)
                     reported, status = await asyncio.wait_for(
                         self._answers.get(), CHANNEL_ANSWER_TIMEOUT
@@ -222,8 +232,9 @@ class Central:
         self.feed = ChangeFeed()
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
         self.channels: dict[str, Channel] = {}
-        self._envelopes: dict[tuple[int, int, int], asyncio.Future[bytes]] = {}
+        self._envelopes: dict[tuple[int, int, int, str | None], asyncio.Future[bytes]] = {}
         self._registered: dict[str, bool] = {}  # devices looked up since the last commit
+        self._venues: dict[str, str | None] = {}  # likewise, their venues
         self.session: aiohttp.ClientSession
 
     def app(self) -> web.Application:
@@ -291,6 +302,7 @@ class Central:
             while True:
                 await notifier.wait()
                 self._registered.clear()  # a device may have been removed
+                self._venues.clear()  # or moved
                 self.moved()
 
     def registered(self, device: str) -> bool:
@@ -300,42 +312,73 @@ class Central:
             known = self._registered[device] = self.db.devices.public_key(device) is not None
         return known
 
-    async def envelope_since(self, revision: int, limit: int, head: int | None = None) -> bytes:
-        """A signed CHANGES envelope with up to `limit` changes after `revision`.
+    async def venue(self, device: str) -> str | None:
+        """The device's venue (None: all), or _MOVED while a moved device must bootstrap;
+        cached until the next commit we notice."""
+        if device not in self._venues:
+
+            def look() -> str | None:
+                if self.db.devices.must_bootstrap(device):
+                    return _MOVED
+                return self.db.devices.venue(device)
+
+            self._venues[device] = await asyncio.to_thread(look)
+        return self._venues[device]
+
+    async def envelope_since(
+        self, revision: int, limit: int, head: int | None = None, *, venue: str | None = None
+    ) -> bytes:
+        """A signed CHANGES envelope with up to `limit` changes after `revision` (of a device
+        of `venue`: only those that concern the venue or the whole group).
 
         When the head moves, every channel and pusher at the same revision asks for the same
         envelope at once: it is built and signed once, the others wait for it. `head` is the
         head the caller saw move (the database's own when None); the envelope holds at
         least the changes up to it.
         """
-        key = (revision, limit, self.db.log.head() if head is None else head)
+        if venue is _MOVED:
+            raise RequestRejectedError(
+                ErrorCode.REVISION_AHEAD,
+                "this device was moved to another venue; it must bootstrap again",
+            )
+        key = (revision, limit, self.db.log.head() if head is None else head, venue)
         future = self._envelopes.get(key)
         if future is None:
-            future = asyncio.ensure_future(self._build_envelope(revision, limit))
+            future = asyncio.ensure_future(self._build_envelope(revision, limit, venue))
             future.add_done_callback(lambda done: self._forget_failed(key, done))
             self._envelopes[key] = future
             while len(self._envelopes) > ENVELOPE_CACHE:
                 del self._envelopes[next(iter(self._envelopes))]
         return await asyncio.shield(future)
 
-    def _forget_failed(self, key: tuple[int, int, int], done: asyncio.Future[bytes]) -> None:
+    def _forget_failed(
+        self, key: tuple[int, int, int, str | None], done: asyncio.Future[bytes]
+    ) -> None:
         if (done.cancelled() or done.exception() is not None) and self._envelopes.get(key) is done:
             del self._envelopes[key]
 
-    async def _build_envelope(self, revision: int, limit: int) -> bytes:
+    async def _build_envelope(self, revision: int, limit: int, venue: str | None) -> bytes:
         def build() -> bytes:
-            first, changes, head = self.db.log.changes_since(revision, limit)
+            revisions = None
+            if venue is None:
+                first, changes, head = self.db.log.changes_since(revision, limit)
+                last = first + len(changes)
+            else:
+                first, last, revisions, changes, head = self.db.log.venue_changes_since(
+                    revision, limit, venue
+                )
             key_id, key, chain = self.db.keys.signer()
             return protocol.seal(
                 EnvelopeKind.CHANGES,
                 key_id,
                 key,
                 first=first,
-                last=first + len(changes),
+                last=last,
                 at_ms=now_ms(),
                 changes=changes,
                 chain=chain,
                 head=head,
+                revisions=revisions,
             )
 
         return await asyncio.to_thread(build)
@@ -400,7 +443,7 @@ class Central:
         limit = min(
             fields.integer("limit", 1, CHANGES_LIMIT, optional=True) or CHANGES_LIMIT, CHANGES_LIMIT
         )
-        envelope = await self.envelope_since(since, limit)
+        envelope = await self.envelope_since(since, limit, venue=await self.venue(device))
         await asyncio.to_thread(self.db.devices.seen, device, revision=since)
         pusher = self.pushers.get(device)
         if pusher is not None:
@@ -417,6 +460,11 @@ class Central:
         if since > head:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
+            )
+        if await self.venue(device) is _MOVED:
+            raise RequestRejectedError(
+                ErrorCode.REVISION_AHEAD,
+                "this device was moved to another venue; it must bootstrap again",
             )
         # No permessage-deflate: signed envelopes hardly compress, and a zlib context per
         # direction per gate costs hundreds of kilobytes across thousands of channels.
@@ -444,7 +492,7 @@ class Central:
         return ws
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        _, body = await self._device(request)
+        device, body = await self._device(request)
         fields = protocol.fields(body, "snapshot request")
         revision = fields.integer("revision", optional=True)
         raw_cursor = fields.map.get("cursor")
@@ -459,7 +507,10 @@ class Central:
             # is harmless: the edge then pulls every change after the pinned revision, and
             # applying a change twice leaves the same state.
             pinned = self.db.log.head() if revision is None else revision
-            changes, next_cursor = self.db.log.snapshot_chunk(cursor, limit)
+            if cursor is None and self.db.devices.must_bootstrap(device):
+                self.db.devices.bootstrapped(device)  # a moved device starts over
+            venue = self.db.devices.venue(device)
+            changes, next_cursor = self.db.log.snapshot_chunk(cursor, limit, venue)
             key_id, key, chain = self.db.keys.signer()
             return protocol.seal(
                 EnvelopeKind.SNAPSHOT,
@@ -474,7 +525,9 @@ class Central:
                 head=max(pinned, self.db.log.head()),
             )
 
-        return web.Response(body=await asyncio.to_thread(build), headers=protocol.HEADERS)
+        answer = await asyncio.to_thread(build)
+        self._venues.pop(device, None)
+        return web.Response(body=answer, headers=protocol.HEADERS)
 
     async def _journal(self, request: web.Request) -> web.Response:
         device, body = await self._device(request)

@@ -46,7 +46,8 @@ class Workflows:
             row = conn.execute(
                 "SELECT credential_id FROM credentials WHERE code = ?", (code.upper(),)
             ).fetchone()
-            self._log.append(conn, [RevokeCode(parsed.hash, Revocation.REVOKED)])
+            codes = {parsed.hash: int(row[0])} if row else {}
+            self._log.append(conn, [RevokeCode(parsed.hash, Revocation.REVOKED)], codes)
         return int(row[0]) if row else 0
 
     def cancel_active(self, conn: SQL, sale_id: int) -> list[int]:
@@ -115,7 +116,9 @@ class Workflows:
             code, facts = self._sales.mint(conn, cid)
             conn.execute("UPDATE credentials SET code = ? WHERE credential_id = ?", (code, cid))
             old_hash = parse_code(str(old).encode("ascii")).hash
-            self._log.append(conn, [RevokeCode(old_hash, Revocation.REPLACED), facts])
+            self._log.append(
+                conn, [RevokeCode(old_hash, Revocation.REPLACED), facts], {old_hash: cid}
+            )
         return code
 
     def mark_paid(self, cid: int) -> None:

@@ -1,0 +1,324 @@
+"""Per-venue partitioning: a device of a venue holds only its venue's and the group's facts."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import KEY_ID, PRIVATE
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.core.codes import Kind, parse
+from edge.store.database import Store
+from sync import protocol
+from sync.central.catalogue import Sold
+from sync.central.db import CentralDB
+from sync.central.errors import CentralError
+from sync.central.server import serve
+from sync.client.replicator import Replicator
+from sync.client.settings import SyncConfig
+from sync.protocol import (
+    CredentialChange,
+    EnvelopeKind,
+    JournalRecord,
+    KeyChange,
+    Revocation,
+    RevokeCode,
+)
+
+WAIT = 15.0
+
+
+@dataclass
+class Group:
+    """Two venues' events and sales, and a group pass valid at both."""
+
+    db: CentralDB
+    a: list[Sold]
+    b: list[Sold]
+    group: list[Sold]
+
+
+def _group(db: CentralDB) -> Group:
+    db.keys.add()
+    ticket = db.catalogue.add_product("Day ticket")
+    season = db.catalogue.add_product("Group pass", kind=Kind.PASS, days=365)
+    arena = db.catalogue.add_event("Cup final", venue="arena")
+    hall = db.catalogue.add_event("Concert", venue="hall")
+    _, a = db.sales.sell(ticket, event_id=arena, count=3)
+    _, b = db.sales.sell(ticket, event_id=hall, count=4, plain_codes=["B1", "B2", "B3", "B4"])
+    _, group = db.sales.sell(season, count=2)
+    return Group(db, a, b, group)
+
+
+@pytest.fixture
+def group(central_target: str) -> Iterator[Group]:
+    db = CentralDB(central_target)
+    try:
+        yield _group(db)
+    finally:
+        db.close()
+
+
+def _ids(changes: list[list[object]]) -> set[int]:
+    out = set()
+    for wire in changes:
+        change = protocol.change_from_wire(wire, "change")
+        if isinstance(change, CredentialChange):
+            out.add(change.credential_id)
+    return out
+
+
+def _cids(sold: list[Sold]) -> set[int]:
+    return {s.credential_id for s in sold}
+
+
+def test_a_venue_snapshot_holds_its_own_and_the_groups_credentials(group: Group) -> None:
+    db = group.db
+    full, _ = db.log.snapshot_chunk(None, 1000)
+    arena, _ = db.log.snapshot_chunk(None, 1000, "arena")
+    hall, _ = db.log.snapshot_chunk(None, 1000, "hall")
+    assert _ids(full) == _cids(group.a) | _cids(group.b) | _cids(group.group)
+    assert _ids(arena) == _cids(group.a) | _cids(group.group)
+    assert _ids(hall) == _cids(group.b) | _cids(group.group)
+    kinds = [type(protocol.change_from_wire(c, "c")).__name__ for c in arena]
+    assert "KeyChange" in kinds
+    assert "PlainCodeChange" not in kinds  # the hall's plain codes stay at the hall
+    assert len(hall) == len(arena) + 1 + 4  # one more credential, and its four plain codes
+    # Paged in small chunks, the same items.
+    items, cursor = [], None
+    while True:
+        chunk, cursor = db.log.snapshot_chunk(cursor, 2, "arena")
+        items += chunk
+        if cursor is None:
+            break
+    assert items == arena
+
+
+def test_venue_changes_span_the_whole_range_and_leave_other_venues_out(group: Group) -> None:
+    db = group.db
+    before = db.log.head()
+    db.workflows.revoke_code(group.b[0].code)
+    db.workflows.revoke_code(group.group[0].code)
+    db.workflows.revoke_code(group.a[0].code)
+    head = db.log.head()
+    first, last, revisions, changes, at = db.log.venue_changes_since(before, 100, "arena")
+    assert (first, last, at) == (before, head, head)
+    assert revisions == [before + 2, before + 3]  # the group pass, then arena's ticket
+    hashes = [protocol.change_from_wire(c, "c") for c in changes]
+    assert hashes == [
+        RevokeCode(parse(group.group[0].code.encode()).hash, Revocation.REVOKED),
+        RevokeCode(parse(group.a[0].code.encode()).hash, Revocation.REVOKED),
+    ]
+    # A limit ends the range at the last change it holds; the next pull goes on from there.
+    first, last, revisions, changes, _ = db.log.venue_changes_since(before, 1, "arena")
+    assert (last, revisions) == (before + 2, [before + 2])
+    # Nothing of the venue's since: an empty envelope still reaches the head.
+    assert db.log.venue_changes_since(head, 100, "arena") == (head, head, [], [], head)
+    # Without a venue: every change, as before.
+    assert len(db.log.changes_since(before, 100)[1]) == 3
+
+
+def _kinds(db: CentralDB, venue: str) -> list[str]:
+    changes = db.log.snapshot_chunk(None, 1000, venue)[0]
+    return [type(protocol.change_from_wire(c, "c")).__name__ for c in changes]
+
+
+def test_a_gates_passages_reach_only_its_venue(group: Group) -> None:
+    db = group.db
+    public = protocol.public_bytes(Ed25519PrivateKey.generate())
+    db.devices.add("hall-gate", public, "hall")
+    cid = group.b[0].credential_id
+    record = JournalRecord(1, 1, "lane-1", "entry", "admitted", admitted=True, code_hash=None,
+                           credential_id=cid)  # fmt: skip
+    assert db.journals.ingest("hall-gate", [record]) == (1, 0)
+    assert "Passage" in _kinds(db, "hall")
+    assert "Passage" not in _kinds(db, "arena")
+
+
+def test_bad_venue_names_are_refused_and_change_nothing(group: Group) -> None:
+    db = group.db
+    events = db.catalogue.events()
+    with pytest.raises(CentralError, match="venue name"):
+        db.catalogue.add_event("Bad", venue="")
+    with pytest.raises(CentralError, match="venue"):
+        db.catalogue.add_event("Bad", venue="x" * 65)
+    assert db.catalogue.events() == events
+    assert [e[1] for e in db.catalogue.events("hall")] == ["Concert"]
+    with pytest.raises(CentralError, match="no device"):
+        db.devices.move("nobody", "hall")
+
+
+def test_an_envelope_with_revisions_applies_only_what_is_newer() -> None:
+    changes = [KeyChange(KEY_ID, PRIVATE.public_key().public_bytes_raw(), retired=False)] * 3
+    body = protocol.seal(
+        EnvelopeKind.CHANGES, KEY_ID, PRIVATE, first=10, last=20, at_ms=1,
+        changes=changes, revisions=[12, 15, 19],
+    )  # fmt: skip
+    keys = {KEY_ID: (PRIVATE.public_key().public_bytes_raw(), False)}
+    opened = protocol.open_envelope(body, keys.get)
+    assert opened.revisions == (12, 15, 19)
+    assert len(opened.since(10)) == 3
+    assert len(opened.since(12)) == 2
+    assert len(opened.since(18)) == 1
+    assert opened.since(19) == ()
+    for bad in ([12, 12, 19], [9, 15, 19], [12, 15, 21], [12, 15]):
+        body = protocol.seal(
+            EnvelopeKind.CHANGES, KEY_ID, PRIVATE, first=10, last=20, at_ms=1,
+            changes=changes, revisions=bad,
+        )  # fmt: skip
+        with pytest.raises(protocol.ProtocolError, match="revisions"):
+            protocol.open_envelope(body, keys.get)
+
+
+# -- real gates against a real server -------------------------------------------------------
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _held(path: Path) -> tuple[set[int], set[bytes]]:
+    """(credential ids, revoked code hashes) a gate's store holds."""
+    conn = sqlite3.connect(path)
+    try:
+        credentials = {int(r[0]) for r in conn.execute("SELECT credential_id FROM credentials")}
+        revoked = {bytes(r[0]) for r in conn.execute("SELECT code_hash FROM revoked_codes")}
+    finally:
+        conn.close()
+    return credentials, revoked
+
+
+def _hash(sold: Sold) -> bytes:
+    return parse(sold.code.encode()).hash
+
+
+@dataclass
+class Gate:
+    name: str
+    path: Path
+    store: Store
+    client: Replicator
+
+
+@pytest.fixture
+async def served(central_target: str) -> AsyncIterator[tuple[Group, str]]:
+    db = CentralDB(central_target)
+    group = _group(db)
+    server_db = CentralDB(central_target)
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(serve(server_db, "127.0.0.1", 0, ready.set_result))
+    try:
+        yield group, await ready
+    finally:
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
+        server_db.close()
+        db.close()
+
+
+async def _gate(
+    tmp_path: Path, db: CentralDB, url: str, name: str, venue: str | None, *, channel: bool
+) -> Gate:
+    identity = Ed25519PrivateKey.generate()
+    db.devices.add(name, protocol.public_bytes(identity), venue)
+    path = tmp_path / f"{name}.db"
+    store = await Store.open(path)
+    await store.put_keys(list(db.keys.public_keys()))
+    settings = SyncConfig(
+        url=url, channel=channel, push_listen=not channel, push_port=0,
+        pull_interval_seconds=0.5 if name.endswith("moved") else 3600, timeout_seconds=5,
+    )  # fmt: skip
+    return Gate(name, path, store, Replicator(settings, store, device=name, identity=identity))
+
+
+async def test_a_gate_holds_and_hears_only_its_venue_and_the_group(
+    served: tuple[Group, str], tmp_path: Path
+) -> None:
+    group, url = served
+    db = group.db
+    gates = [
+        await _gate(tmp_path, db, url, "arena-channel", "arena", channel=True),
+        await _gate(tmp_path, db, url, "arena-push", "arena", channel=False),
+        await _gate(tmp_path, db, url, "hall-channel", "hall", channel=True),
+        await _gate(tmp_path, db, url, "everywhere", None, channel=True),
+    ]
+    arena, arena_push, hall, everywhere = gates
+    tasks = [asyncio.create_task(g.client.run()) for g in gates]
+    try:
+        head = db.log.head()
+        for g in gates:
+            await _until(lambda g=g: g.client.state.revision == head, f"{g.name} bootstrap")  # type: ignore[misc]
+        await _until(lambda: arena.client.state.channel and hall.client.state.channel, "channels")
+        await _until(lambda: arena_push.client.listening_url is not None, "the push listener")
+        for g in (arena, arena_push):
+            assert _held(g.path)[0] == _cids(group.a) | _cids(group.group)
+        assert _held(hall.path)[0] == _cids(group.b) | _cids(group.group)
+        assert _held(everywhere.path)[0] == _cids(group.a) | _cids(group.b) | _cids(group.group)
+
+        # (An inbound push that arrives while a gate bootstraps counts as a gap.)
+        gaps = {g.name: g.client.state.pushes.get("gap", 0) for g in gates}
+        # A revocation at the hall: its gate stores it; the arena's gates only move on.
+        db.workflows.revoke_code(group.b[1].code)
+        head = db.log.head()
+        for g in gates:
+            await _until(lambda g=g: g.client.state.revision == head, f"{g.name} at {head}")  # type: ignore[misc]
+        assert _hash(group.b[1]) in _held(hall.path)[1]
+        assert _hash(group.b[1]) in _held(everywhere.path)[1]
+        for g in (arena, arena_push):
+            assert _held(g.path)[1] == set()
+        # A group pass revoked: every gate stores it, through the channel or an inbound push.
+        db.workflows.revoke_code(group.group[1].code)
+        head = db.log.head()
+        for g in gates:
+            await _until(lambda g=g: g.client.state.revision == head, f"{g.name} at {head}")  # type: ignore[misc]
+            assert _hash(group.group[1]) in _held(g.path)[1]
+        for g in (arena, arena_push):
+            assert _held(g.path)[1] == {_hash(group.group[1])}
+            # Pushed, never a gap: the envelopes span the hall's revisions too.
+            assert g.client.state.pushes.get("gap", 0) == gaps[g.name], g.client.state.pushes
+            assert g.client.state.pushes.get("applied", 0) >= 2, g.client.state.pushes
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        for g in gates:
+            await g.store.close()
+
+
+async def test_a_gate_moved_to_another_venue_bootstraps_its_new_venue(
+    served: tuple[Group, str], tmp_path: Path
+) -> None:
+    group, url = served
+    db = group.db
+    gate = await _gate(tmp_path, db, url, "gate-moved", "arena", channel=True)
+    task = asyncio.create_task(gate.client.run())
+    try:
+        head = db.log.head()
+        await _until(lambda: gate.client.state.revision == head, "the bootstrap")
+        assert not _cids(group.b) & _held(gate.path)[0]
+        db.devices.move("gate-moved", "hall")
+        # Its next pull is refused as revision-ahead: it loads the hall's snapshot.
+        await _until(lambda: _cids(group.b) <= _held(gate.path)[0], "the hall's credentials")
+        db.workflows.revoke_code(group.b[2].code)
+        head = db.log.head()
+        await _until(lambda: gate.client.state.revision == head, "the hall's revocation")
+        assert _hash(group.b[2]) in _held(gate.path)[1]
+        assert not db.devices.must_bootstrap("gate-moved")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await gate.store.close()
