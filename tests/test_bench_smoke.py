@@ -44,6 +44,11 @@ BENCHMARKS = [
         ["push-to-enforced through the channel", "fan-out, 1 edge-central"],
     ),
     (
+        "venues",
+        "--credentials 2000 --venues 4",
+        ["bootstrap, whole group", "bootstrap, one venue", "of the credentials"],
+    ),
+    (
         "hotpath",
         "--scale 0.005 --seconds 2",
         [

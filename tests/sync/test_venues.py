@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ from edge.core.codes import Kind, parse
 from edge.store.database import Store
 from sync import protocol
 from sync.central.catalogue import Sold
+from sync.central.cli import main
 from sync.central.db import CentralDB
 from sync.central.errors import CentralError
 from sync.central.server import serve
@@ -322,3 +324,35 @@ async def test_a_gate_moved_to_another_venue_bootstraps_its_new_venue(
         with pytest.raises(asyncio.CancelledError):
             await task
         await gate.store.close()
+
+
+def test_admin_cli_adds_lists_and_moves_by_venue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "c.db")
+
+    def run(*args: str) -> str:
+        assert main(["--db", path, *args]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    public = base64.b64encode(protocol.public_bytes(Ed25519PrivateKey.generate())).decode()
+    run("key", "add")
+    assert run("event", "add", "Cup final", "--venue", "arena") == "event 1\n"
+    assert run("event", "add", "Group day") == "event 2\n"
+    assert run("event", "list") == "1  Cup final  venue arena\n2  Group day  venue -\n"
+    assert run("event", "list", "--venue", "arena") == "1  Cup final  venue arena\n"
+    assert (
+        run("device", "add", "g1", public, "--venue", "arena") == "device g1 registered at arena\n"
+    )
+    assert run("device", "add", "g2", public) == "device g2 registered\n"
+    assert run("device", "list", "--venue", "arena").startswith("g1  revision 0")
+    assert "venue -" in run("device", "list").splitlines()[1]
+    assert "moved to hall" in run("device", "move", "g1", "--venue", "hall")
+    assert run("device", "list", "--venue", "arena") == ""
+    assert "venue hall" in run("device", "list", "--venue", "hall")
+    # Bad input: a clear error, nothing changed.
+    assert main(["--db", path, "event", "add", "Bad", "--venue", ""]) == 1
+    assert "venue name" in capsys.readouterr().err
+    assert main(["--db", path, "device", "move", "nobody", "--venue", "hall"]) == 1
+    assert "no device 'nobody'" in capsys.readouterr().err
+    assert len(run("event", "list").splitlines()) == 2

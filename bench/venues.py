@@ -1,0 +1,129 @@
+"""Per-venue bootstrap: a venue's gate loads only its share of the group's credentials.
+
+    ./dev bench venues                         # 1,000,000 credentials over 20 venues (~1 min)
+    ./dev bench venues --credentials 10000000  # the issue's size (hours here, GBs of disk)
+    ./dev bench venues --postgres              # the central on a throwaway PostgreSQL
+
+Real processes on 127.0.0.1: one `edge-central serve` and `edge run` gates, bootstrapped one
+after the other: a gate without a venue (the whole group, as before venues) and a gate of one
+venue. Prints figures; asserts nothing (the machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from integration.sync_harness import CentralProcess, GateProcess  # noqa: E402
+
+from sync.protocol import CredentialChange  # noqa: E402
+
+TARGET = 10_000_000  # the issue's group: 20 venues, 10M credentials in total
+BATCH = 100_000
+
+
+def _bootstrap(gate: GateProcess, url: str, head: int) -> float:
+    started = time.perf_counter()
+    gate.start(url, pull_interval=600.0)
+    while (gate.revision() or 0) < head:
+        if time.perf_counter() - started > 1800:
+            raise SystemExit(f"{gate.name}: bootstrap did not finish in 30 min")
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def run(directory: Path, credentials: int, venues: int, target: str | None) -> None:
+    central = CentralProcess(directory / "central", target)
+    key_id = central.db.keys.add()
+    public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
+    events = [
+        central.db.catalogue.add_event(f"Event {v}", venue=f"venue-{v}") for v in range(venues)
+    ]
+    started = time.perf_counter()
+    for first in range(1, credentials + 1, BATCH):
+        central.db.log.publish(
+            [
+                CredentialChange(
+                    cid, 0, events[cid % venues], 10, 0, 1, 0, None, None, 0, paid=True
+                )
+                for cid in range(first, min(first + BATCH, credentials + 1))
+            ]
+        )
+    print(
+        f"  (central prepared {credentials:,} credentials over {venues} venues in"
+        f" {time.perf_counter() - started:.1f} s; scale {credentials / TARGET:.2%} of the"
+        f" issue's {TARGET:,})"
+    )
+    gates = {
+        None: GateProcess(directory / "all", "gate-all", key_id, public_b64),
+        "venue-0": GateProcess(directory / "venue0", "gate-venue-0", key_id, public_b64),
+    }
+    for venue, gate in gates.items():
+        central.db.devices.add(gate.name, gate.public_key, venue)
+    url = central.start()
+    head = central.db.log.head()
+    try:
+        figures = {}
+        for venue, gate in gates.items():
+            took = _bootstrap(gate, url, head)
+            held = gate.count("credentials")
+            gate.kill(signal.SIGTERM)
+            files = [gate.store_path, gate.store_path.with_name(gate.store_path.name + "-wal")]
+            size = sum(f.stat().st_size for f in files if f.exists())
+            figures[venue] = (took, held, size)
+        for venue, (took, held, size) in figures.items():
+            who = "whole group (no venue)" if venue is None else f"one venue ({venue})"
+            print(
+                f"bootstrap, {who}: {held:,} credentials, store {size / 1e6:.1f} MB,"
+                f" {took:.1f} s from gate start to revision {head:,}"
+            )
+        share = figures["venue-0"]
+        whole = figures[None]
+        print(
+            f"  a venue's gate holds {share[1] / max(whole[1], 1):.1%} of the credentials"
+            f" (target: its share, 1/{venues} = {1 / venues:.1%}), in"
+            f" {share[0] / whole[0]:.0%} of the time"
+        )
+    finally:
+        for gate in gates.values():
+            gate.kill(signal.SIGTERM)
+        central.close()
+
+
+def main() -> None:
+    """Run the figure."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--credentials", type=int, default=1_000_000, help="in total")
+    parser.add_argument("--venues", type=int, default=20)
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="",
+        help="run the central on PostgreSQL: this DSN, or a throwaway cluster if none is given",
+    )
+    args = parser.parse_args()
+    cluster = None
+    target = args.postgres or None
+    if args.postgres == "":
+        from pgcluster import Cluster  # noqa: PLC0415 - only with --postgres
+
+        cluster = Cluster()
+        target = cluster.database()
+    try:
+        with tempfile.TemporaryDirectory(prefix="edge-bench-venues-") as directory:
+            run(Path(directory), args.credentials, args.venues, target)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
