@@ -136,6 +136,8 @@ class Pusher:
 
     async def _push_once(self) -> None:
         venue = await self._central.venue(self.device)
+        if venue == _MOVED:  # nothing until it bootstraps its new venue (its pull is refused)
+            raise protocol.ProtocolError("moved to another venue; not bootstrapped since")
         body = await self._central.envelope_since(self.revision, PUSH_LIMIT, venue=venue)
         timeout = aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
         async with self._central.session.post(
@@ -202,7 +204,7 @@ class Channel:
                         await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
                         return
                     venue = await central.venue(self.device)
-                    if venue is _MOVED:  # its pulls are refused until it bootstraps again
+                    if venue == _MOVED:  # its pulls are refused until it bootstraps again
                         await self.ws.close(code=protocol.CloseCode.REFUSED, message=b"moved")
                         return
                     body = await central.envelope_since(
@@ -336,7 +338,7 @@ class Central:
         head the caller saw move (the database's own when None); the envelope holds at
         least the changes up to it.
         """
-        if venue is _MOVED:
+        if venue == _MOVED:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD,
                 "this device was moved to another venue; it must bootstrap again",
@@ -461,7 +463,7 @@ class Central:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
             )
-        if await self.venue(device) is _MOVED:
+        if await self.venue(device) == _MOVED:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD,
                 "this device was moved to another venue; it must bootstrap again",

@@ -300,25 +300,33 @@ async def test_a_gate_holds_and_hears_only_its_venue_and_the_group(
             await g.store.close()
 
 
+@pytest.mark.parametrize("channel", [True, False], ids=["channel", "inbound-push"])
 async def test_a_gate_moved_to_another_venue_bootstraps_its_new_venue(
-    served: tuple[Group, str], tmp_path: Path
+    served: tuple[Group, str], tmp_path: Path, channel: bool
 ) -> None:
     group, url = served
     db = group.db
-    gate = await _gate(tmp_path, db, url, "gate-moved", "arena", channel=True)
+    gate = await _gate(tmp_path, db, url, "gate-moved", "arena", channel=channel)
     task = asyncio.create_task(gate.client.run())
     try:
         head = db.log.head()
         await _until(lambda: gate.client.state.revision == head, "the bootstrap")
         assert not _cids(group.b) & _held(gate.path)[0]
         db.devices.move("gate-moved", "hall")
-        # Its next pull is refused as revision-ahead: it loads the hall's snapshot.
-        await _until(lambda: _cids(group.b) <= _held(gate.path)[0], "the hall's credentials")
+        # A change right after the move: neither the channel nor a push sends it (they would
+        # send it on top of the arena's state); the next pull is refused as revision-ahead
+        # and the gate loads the hall's snapshot, this revocation included.
         db.workflows.revoke_code(group.b[2].code)
         head = db.log.head()
-        await _until(lambda: gate.client.state.revision == head, "the hall's revocation")
+        await _until(lambda: _cids(group.b) <= _held(gate.path)[0], "the hall's credentials")
+        await _until(lambda: gate.client.state.revision == head, "the hall's revision")
         assert _hash(group.b[2]) in _held(gate.path)[1]
         assert not db.devices.must_bootstrap("gate-moved")
+        # From then on it hears the hall's changes as any hall gate does.
+        db.workflows.revoke_code(group.b[3].code)
+        head = db.log.head()
+        await _until(lambda: gate.client.state.revision == head, "the next hall revocation")
+        assert _hash(group.b[3]) in _held(gate.path)[1]
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
