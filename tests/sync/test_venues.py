@@ -289,7 +289,8 @@ async def test_a_gate_holds_and_hears_only_its_venue_and_the_group(
             assert _held(g.path)[1] == {_hash(group.group[1])}
             # Pushed, never a gap: the envelopes span the hall's revisions too.
             assert g.client.state.pushes.get("gap", 0) == gaps[g.name], g.client.state.pushes
-            assert g.client.state.pushes.get("applied", 0) >= 2, g.client.state.pushes
+        # The channel carried both (an inbound push may find the gate there already: stale).
+        assert arena.client.state.pushes.get("applied", 0) >= 2, arena.client.state.pushes
     finally:
         for task in tasks:
             task.cancel()
