@@ -19,7 +19,7 @@ from edge.store.database import Store
 from sync import protocol
 from sync.central.catalogue import Sold
 from sync.central.cli import main
-from sync.central.db import CentralDB
+from sync.central.db import MIGRATIONS, CentralDB, connect
 from sync.central.errors import CentralError
 from sync.central.server import serve
 from sync.client.replicator import Replicator
@@ -365,3 +365,22 @@ def test_admin_cli_adds_lists_and_moves_by_venue(
     assert main(["--db", path, "device", "move", "nobody", "--venue", "hall"]) == 1
     assert "no device 'nobody'" in capsys.readouterr().err
     assert len(run("event", "list").splitlines()) == 2
+
+
+def test_a_log_written_before_venues_counts_as_group_wide(central_target: str) -> None:
+    old = connect(central_target)
+    try:
+        assert old.migrate(MIGRATIONS[:1]) == 0
+        change = CredentialChange(5, 0, 3, 1, 0, 1, 0, None, None, 0, paid=True)
+        wire = protocol.pack(protocol.change_to_wire(change))
+        with old.transaction() as conn:
+            conn.execute("INSERT INTO changes VALUES (1, 0, ?)", (wire,))
+            conn.execute("INSERT INTO view_credentials VALUES (5, ?)", (wire,))
+    finally:
+        old.close()
+    db = CentralDB(central_target)  # migration 2 adds the venue columns, NULL for old rows
+    try:
+        assert _ids(db.log.snapshot_chunk(None, 100, "arena")[0]) == {5}
+        assert db.log.venue_changes_since(0, 100, "arena")[2] == [1]
+    finally:
+        db.close()
