@@ -81,7 +81,16 @@ class _Listing:
             return web.json_response({})
         empty: dict[str, Any] = {"count": 0, "next": None, "previous": None, "results": []}
         if path == f"{EVENT}/":
-            return web.json_response({"valid_keys": {"pretix_sig1": []}, "has_subevents": False})
+            return web.json_response(
+                {
+                    "valid_keys": {"pretix_sig1": []},
+                    "has_subevents": False,
+                    "timezone": "Europe/Berlin",
+                    "date_from": "2026-06-01T10:00:00+02:00",
+                    "date_to": None,
+                    "date_admission": None,
+                }
+            )
         if path == f"{EVENT}/checkinlists/{LIST_ID}/":
             return web.json_response(
                 {
@@ -104,6 +113,17 @@ class _Listing:
             rows = [r for p in range(first, last) if (r := self.row(p)) is not None]
             more = last <= self.positions
             return web.json_response({**empty, "results": rows, "next": "more" if more else None})
+        if path == f"{EVENT}/orders/":  # the decision table's read: one order per position
+            page = int(request.query.get("page", "1"))
+            first = (page - 1) * PAGE_SIZE + 1
+            last = min(first + PAGE_SIZE, self.positions + 1)
+            orders = [
+                {"status": "p", "positions": [row]}
+                for p in range(first, last)
+                if (row := self.row(p)) is not None
+            ]
+            more = last <= self.positions
+            return web.json_response({**empty, "results": orders, "next": "more" if more else None})
         if path.startswith(f"{EVENT}/orderpositions/"):
             row = self.row(int(path.rstrip("/").rsplit("/", 1)[1]))
             if row is None:
