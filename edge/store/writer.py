@@ -76,11 +76,18 @@ class Writer:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            self._conn.execute("PRAGMA busy_timeout = 0")  # lock waits: see _begin
+            # The first statements read the schema, which waits while another process holds
+            # the file exclusively (the last connection of a process checkpointing as it
+            # closes): they wait as long as any open does; transactions then poll (_begin).
+            self._conn.execute(f"PRAGMA busy_timeout = {round(LOCK_WAIT_SECONDS * 1000)}")
             # FULL: a commit is on disk before it returns, so an acknowledged admit survives a
             # power cut, not only a crash.
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._conn.execute("PRAGMA busy_timeout = 0")  # lock waits: see _begin
+        except sqlite3.Error as err:
+            self._conn.close()
+            raise StoreError(f"{path}: cannot open the store's writer: {err}") from err
         except BaseException:
             self._conn.close()
             raise

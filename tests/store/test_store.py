@@ -172,8 +172,8 @@ def test_thirty_processes_opening_one_store_at_once_all_succeed(
     for process in processes:
         _, err = process.communicate(timeout=120)
         if process.returncode:
-            failures.append(err.decode(errors="replace").strip().splitlines()[-1])
-    assert failures == []
+            failures.append("\n".join(err.decode(errors="replace").strip().splitlines()[-12:]))
+    assert failures == [], "\n\n".join(failures)
     assert _user_version(db) == schema.VERSION
     assert [n for n in _names(tmp_path) if ".new-" in n] == []
 
