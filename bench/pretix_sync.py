@@ -193,10 +193,12 @@ async def run(url: str, positions: int, directory: Path) -> None:
                 stop = asyncio.Event()
                 scans = asyncio.create_task(_scans(gate, secrets, stop))
                 started = time.perf_counter()
-                stats = await connector.pull()
+                try:
+                    stats = await connector.pull()
+                finally:  # a failed pull must not leave scans running on a closing store
+                    stop.set()
+                    latencies = await scans
                 took = time.perf_counter() - started
-                stop.set()
-                latencies = await scans
                 print(
                     f"{label:36} {positions:>7,} positions: pull {took:6.1f} s "
                     f"({positions / took:,.0f} positions/s); scans during it: "
