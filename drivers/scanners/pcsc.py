@@ -48,9 +48,9 @@ class PcscSettings:
 
 def _pyscard() -> Any:
     try:
-        import smartcard.CardRequest  # noqa: PLC0415 - optional: only PC/SC readers need it
-        import smartcard.Exceptions  # noqa: PLC0415
+        import smartcard.Exceptions  # noqa: PLC0415 - optional: only PC/SC readers need it
         import smartcard.pcsc.PCSCExceptions  # noqa: PLC0415
+        import smartcard.scard  # noqa: PLC0415
         import smartcard.System  # noqa: PLC0415
     except ImportError as err:
         raise ScannerError("PC/SC readers need pyscard (pip install pyscard) and pcscd") from err
@@ -60,6 +60,71 @@ def _pyscard() -> Any:
 def canonical(uid: bytes) -> str:
     """The plain code of a chip: upper-case hex in reading order."""
     return uid.hex().upper()
+
+
+class _PcscdError(Exception):
+    """pcscd could not answer a wait (it restarted, the reader went away)."""
+
+
+class _Field:
+    """What pcscd knows of one reader's field, and a wait for it to change.
+
+    One PC/SC context, kept across waits: SCardGetStatusChange returns when the reader's state
+    differs from the one given, so a card that stays on the reader costs nothing. The state a
+    card lying there reports changes too while someone talks to it (in use, powered); only
+    a card coming or going, pcscd's event counter in the high word, counts as a change.
+    """
+
+    def __init__(self, scard: Any, name: str) -> None:
+        self._scard = scard
+        self.name = name
+        self._context: Any = None
+        self._state = scard.SCARD_STATE_UNAWARE
+        self.present = False
+
+    def _event(self, state: int) -> tuple[int, bool]:
+        scard = self._scard
+        present = bool(state & scard.SCARD_STATE_PRESENT) and not state & scard.SCARD_STATE_MUTE
+        return state >> 16, present
+
+    def wait(self, seconds: float) -> bool:
+        """Block up to `seconds` for a card to come or go; True if one did."""
+        scard = self._scard
+        if self._context is None:
+            hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if hresult != scard.SCARD_S_SUCCESS:
+                raise _PcscdError(f"pcscd: {scard.SCardGetErrorMessage(hresult)}")
+            self._context = context
+            self._state = scard.SCARD_STATE_UNAWARE
+        deadline = time.monotonic() + seconds
+        before = self._event(self._state) if self._state != scard.SCARD_STATE_UNAWARE else None
+        while True:
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            hresult, states = scard.SCardGetStatusChange(
+                self._context, left_ms, [(self.name, self._state)]
+            )
+            if hresult == scard.SCARD_E_TIMEOUT:
+                return False
+            if hresult != scard.SCARD_S_SUCCESS:
+                self.close()  # a new context next time: pcscd may have restarted
+                raise _PcscdError(f"pcscd: {scard.SCardGetErrorMessage(hresult)}")
+            self._state = states[0][1] & ~scard.SCARD_STATE_CHANGED
+            now = self._event(self._state)
+            self.present = now[1]
+            if now != before:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    @property
+    def watching(self) -> bool:
+        """Whether a previous wait knows the field's state (else the next one reports it)."""
+        return self._context is not None and self._state != self._scard.SCARD_STATE_UNAWARE
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._scard.SCardReleaseContext(self._context)
+            self._context = None
 
 
 class PcscReader:
@@ -72,6 +137,9 @@ class PcscReader:
         self._closed = False
         self.state = DeviceState.ABSENT
         self.last_error = ""  # why the last card could not be read, for the timeout's message
+        self._field: _Field | None = None  # the gate's watch on the reader, kept between waits
+        self._unread = False  # a card came that could not be read yet
+        self._last: bytes | None = None  # the UID of the card lying on the reader
 
     def _reader(self, smartcard: Any) -> Any:
         try:
@@ -128,60 +196,88 @@ class PcscReader:
         reader = self._reader(smartcard)
         self.last_error = ""
         deadline = time.monotonic() + (timeout or self._settings.timeout_seconds)
-        while True:
-            uid = self._uid_of(smartcard, reader)
-            if uid is not None:
-                self.state = DeviceState.READY
-                return uid
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed:
-                why = f" (the last one: {self.last_error})" if self.last_error else ""
-                raise ScannerError(f"no card on the reader{why}", device=self.name)
-            request = smartcard.CardRequest.CardRequest(
-                timeout=min(left, POLL_SECONDS), readers=[reader]
-            )
-            with contextlib.suppress(smartcard.Exceptions.CardRequestTimeoutException):
-                request.waitforcard()
+        field = _Field(smartcard.scard, str(reader))
+        try:
+            while True:
+                uid = self._uid_of(smartcard, reader)
+                if uid is not None:
+                    self.state = DeviceState.READY
+                    return uid
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    why = f" (the last one: {self.last_error})" if self.last_error else ""
+                    raise ScannerError(f"no card on the reader{why}", device=self.name)
+                self._watch(field, min(left, POLL_SECONDS))
+        finally:
+            field.close()
 
     async def read_uid(self) -> str:
         """The plain code of the card on the reader; ScannerError if none comes in time."""
         return canonical(await asyncio.to_thread(self.read_uid_blocking))
 
     def _next_card(self) -> bytes | None:
-        """The UID of the card on the reader, waiting up to POLL_SECONDS for one."""
+        """The UID of a card put on the reader since the last call, after waiting up to
+        POLL_SECONDS for one; None if none came. A card is read once, when it comes: while it
+        lies there the reader is not asked again (pcscd says when a card comes or goes)."""
         smartcard = _pyscard()
         reader = self._reader(smartcard)
         self.state = DeviceState.READY
+        if self._field is None or self._field.name != str(reader):
+            self._close_field()
+            self._field = _Field(smartcard.scard, str(reader))
+        field = self._field
+        fresh = not field.watching  # pcscd (again) tells us of whatever lies there now
+        if self._watch(field, POLL_SECONDS):
+            self._unread = field.present
+            if not field.present:
+                self._last = None  # the field is empty: the same card again is a new tap
+            elif not fresh:
+                self._last = None  # a card came: a new tap, even if it is the same card
+        if not (self._unread and field.present):
+            return None
         uid = self._uid_of(smartcard, reader)
-        if uid is not None:
-            time.sleep(POLL_SECONDS / 5)  # a card lies there: look again shortly
-            return uid
-        request = smartcard.CardRequest.CardRequest(timeout=POLL_SECONDS, readers=[reader])
-        with contextlib.suppress(smartcard.Exceptions.CardRequestTimeoutException):
-            request.waitforcard()
-        return self._uid_of(smartcard, reader)
+        if uid is None:
+            return None  # could not read it (yet): try again at the next wait
+        self._unread = False
+        if uid == self._last:
+            return None  # the card that lay there before pcscd lost track of it
+        self._last = uid
+        return uid
+
+    def _watch(self, field: _Field, seconds: float) -> bool:
+        """Wait for the field to change; pcscd's errors are noted and the wait slept out."""
+        deadline = time.monotonic() + seconds
+        try:
+            return field.wait(seconds)
+        except _PcscdError as err:
+            self.last_error = str(err)
+            _LOGGER.debug("%s: %s", self.name, err)
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            return False  # the next wait, on a new context, reports what lies there
+
+    def _close_field(self) -> None:
+        if self._field is not None:
+            self._field.close()
+            self._field = None
 
     async def scans(self) -> AsyncIterator[ScanEvent]:
         """Yield each card put on the reader once, as its UID's plain code."""
-        last: bytes | None = None
-        while not self._closed:
-            try:
-                uid = await asyncio.to_thread(self._next_card)
-            except ScannerError as err:
-                if self.state is not DeviceState.ABSENT:
-                    _LOGGER.warning("%s: %s; waiting for the reader", self.name, err)
-                self.state = DeviceState.ABSENT
-                last = None
-                await asyncio.sleep(ABSENT_RETRY)
-                continue
-            if uid is None:
-                last = None  # the field is empty: the same card again is a new tap
-                continue
-            if uid == last:
-                continue  # still lying on the reader
-            last = uid
-            yield ScanEvent(self.name, canonical(uid).encode("ascii"), time.monotonic())
+        try:
+            while not self._closed:
+                try:
+                    uid = await asyncio.to_thread(self._next_card)
+                except ScannerError as err:
+                    if self.state is not DeviceState.ABSENT:
+                        _LOGGER.warning("%s: %s; waiting for the reader", self.name, err)
+                    self.state = DeviceState.ABSENT
+                    self._close_field()
+                    await asyncio.sleep(ABSENT_RETRY)
+                    continue
+                if uid is not None:
+                    yield ScanEvent(self.name, canonical(uid).encode("ascii"), time.monotonic())
+        finally:
+            self._close_field()
 
     async def close(self) -> None:
-        """Stop reading; a wait in progress ends within POLL_SECONDS."""
+        """Stop reading; a wait in progress ends within POLL_SECONDS, and lets go of pcscd."""
         self._closed = True

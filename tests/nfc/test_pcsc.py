@@ -134,9 +134,11 @@ def _reader() -> PcscReader:
     return PcscReader("desk-nfc", PcscSettings(reader="Virtual PCD", timeout_seconds=STARTUP))
 
 
-def _stop(card: subprocess.Popen[bytes]) -> None:
+def _stop(card: subprocess.Popen[bytes]) -> int:
+    """Take the card away; how many times its UID was read while it lay there."""
     card.terminate()
-    card.wait(10)
+    out, _ = card.communicate(timeout=10)
+    return out.count(b"read\n")
 
 
 def test_the_reader_reads_the_chip_of_the_card_on_it(pcscd: Pcscd) -> None:
@@ -155,7 +157,7 @@ def test_the_reader_reads_the_chip_of_the_card_on_it(pcscd: Pcscd) -> None:
 
 
 def test_a_gate_reader_yields_each_card_put_on_it_once(pcscd: Pcscd) -> None:
-    async def taps() -> list[bytes]:
+    async def taps() -> tuple[list[bytes], list[int]]:
         reader = _reader()
         seen: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -164,24 +166,34 @@ def test_a_gate_reader_yields_each_card_put_on_it_once(pcscd: Pcscd) -> None:
                 seen.put_nowait(event.data)
 
         task = asyncio.create_task(consume())
-        taps = []
+        taps: list[bytes] = []
+        reads: list[int] = []
         try:
-            for uid in (UID_A, UID_B):
+            # A, B, then A again: the same card put back is a new tap.
+            for uid in (UID_A, UID_B, UID_A):
                 card = pcscd.card(uid)
                 try:
-                    taps.append(await asyncio.wait_for(seen.get(), STARTUP))
-                    # Lying on the reader, the card is not read again (the reader looks
-                    # several times a second).
+                    try:
+                        taps.append(await asyncio.wait_for(seen.get(), STARTUP))
+                    except TimeoutError:
+                        state = f"ended: {task.exception()!r}" if task.done() else "running"
+                        raise AssertionError(
+                            f"card {uid} not read within {STARTUP} s (read before: {taps}; "
+                            f"the reading task: {state}; last error: {reader.last_error!r})"
+                        ) from None
+                    # Lying on the reader, the card is neither yielded nor read again.
                     await asyncio.sleep(1.5)
                     assert seen.empty()
                 finally:
-                    _stop(card)
+                    reads.append(_stop(card))
         finally:
             await reader.close()
             task.cancel()
-        return taps
+        return taps, reads
 
-    assert asyncio.run(taps()) == [UID_A.encode(), UID_B.encode()]
+    taps_seen, reads = asyncio.run(taps())
+    assert taps_seen == [UID_A.encode(), UID_B.encode(), UID_A.encode()]
+    assert reads == [1, 1, 1]
 
 
 @pytest.mark.slow

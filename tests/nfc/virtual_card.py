@@ -48,6 +48,7 @@ class ContactlessCard(SmartcardOS):  # type: ignore[misc]
     def execute(self, msg: bytes) -> bytes:
         if len(msg) >= 4 and msg[0] == 0xFF and msg[1] == 0xCA:
             if msg[2:4] == b"\x00\x00":
+                print("read", flush=True)  # the tests count how often the reader asks
                 return self.uid + OK
             return WRONG_P1P2
         return NOT_SUPPORTED
