@@ -306,6 +306,7 @@ async def _status(args: argparse.Namespace) -> int:
         stats = store.stats()
         recent = store.recent(args.last)
         revision = store.cursor("sync.revision")
+        central = store.cursor("sync.central")  # the one last in use (sync.client.centrals)
         pretix_lines: list[str] = []
         if config.pretix is not None:
             from sync.pretix.monitoring import status_lines  # noqa: PLC0415
@@ -319,7 +320,14 @@ async def _status(args: argparse.Namespace) -> int:
         del value
         print(f"  {name.replace('_', ' '):22} {getattr(stats, name):>12,}")
     if config.sync is not None:
-        print(f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({config.sync.url})")
+        centrals = config.sync.centrals
+        in_use = central if central in centrals else centrals[0]
+        others = [url for url in centrals if url != in_use]
+        print(
+            f"  {'sync revision':22} {revision or 'not bootstrapped':>12}  ({in_use}"
+            + (f"; also {', '.join(others)}" if others else "")
+            + ")"
+        )
     for line in pretix_lines:
         print(line)
     for at, jump_ms, after_seq in jumps:

@@ -33,7 +33,7 @@ def test_sync_without_keys_is_refused_with_what_to_add() -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ("[sync]\n", "e.toml: sync.url: is required"),
+        ("[sync]\n", 'e.toml: sync: url (or urls = ["https://c1", "https://c2"]) must name'),
         (
             '[sync]\nurl = "ftp://c"\n',
             "sync: url must be an http:// or https:// URL, not 'ftp://c'",

@@ -53,6 +53,17 @@ def register_metrics(registry: Registry, replicator: Replicator) -> None:
         "Push channels opened since start (growth beyond 1 counts reconnects).",
         collect=lambda: {(): state.channels},
     )
+    registry.gauge(
+        "edge_sync_central_info",
+        "1 for the central process in use (by its URL; [sync] urls may name several).",
+        ("url",),
+        collect=lambda: {(replicator.centrals.current,): 1},
+    )
+    registry.counter(
+        "edge_sync_central_switches_total",
+        "Moves to another central process because the one in use was down, since start.",
+        collect=lambda: {(): replicator.centrals.switches},
+    )
     registry.counter(
         "edge_sync_uploaded_total",
         "Journal entries acknowledged by the central system since start.",
@@ -70,6 +81,9 @@ def health(replicator: Replicator) -> dict[str, object]:
         "last_contact": state.last_contact,
         "queue": replicator.queue_length(),
         "channel": state.channel,
+        # The central process in use; another one of [sync] urls after a failover.
+        "central": replicator.centrals.current,
+        "central_switches": replicator.centrals.switches,
         "last_error": state.last_error or None,
         # The central clock minus this device's: requests are signed with it corrected,
         # decisions use this device's own clock (docs/operations.md, "Clocks").
@@ -85,6 +99,7 @@ def page_status(replicator: Replicator) -> dict[str, object]:
         "revision": state.revision,
         "head": state.head,
         "lag": state.lag,
+        "central": replicator.centrals.current,
         "last_contact": None
         if state.last_contact is None
         else datetime.fromtimestamp(state.last_contact, UTC).isoformat(),

@@ -26,6 +26,7 @@ from edge.store.sync import SyncBatch, SyncStore
 from edge.web import http
 from sync import protocol
 from sync.client.bulk import BulkWorker, Opened
+from sync.client.centrals import CENTRAL_CURSOR, Centrals
 from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig
 from sync.client.state import BOOTSTRAP_CURSOR, REVISION_CURSOR, Status, SyncState
@@ -109,6 +110,9 @@ class Replicator:
                     f"cannot read the CA file {settings.ca_file}: {err}", key="sync.ca_file"
                 ) from err
         self._proxy = settings.proxy or None
+        self._stored_central = store.cursor(CENTRAL_CURSOR)
+        # A restart begins where the last run worked, not at a central that may still be down.
+        self.centrals = Centrals(settings.centrals, device=device, start=self._stored_central)
         self._bulk = BulkWorker(store.path, device)
         self.push_url: str | None = None  # announced to the central system
         self.listening_url: str | None = None  # where the push server is bound
@@ -175,8 +179,10 @@ class Replicator:
             # Cleared before the pull, not after: a gap a push reports while this pull runs
             # may lie beyond what the pull fetches, and its request must not be lost.
             self._pull_wanted.clear()
+            switches = self.centrals.switches
             try:
                 await self.hello()
+                await self._note_central()
                 if self.state.revision is None:
                     await self.bootstrap()
                 await self.pull()
@@ -184,8 +190,7 @@ class Replicator:
                 self._recovered("pull")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
                 self._failed(err, "pull")
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = await self._back_off(backoff, switches)
                 continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
             # arrives as the event is set, and the loop then never ends (shutdown hangs).
@@ -196,20 +201,36 @@ class Replicator:
     async def _upload_loop(self) -> None:
         backoff = BACKOFF_MIN
         while True:
+            switches = self.centrals.switches
             try:
                 sent = await self.upload_once()
                 backoff = BACKOFF_MIN
                 self._recovered("upload")
             except (SyncError, StoreError, aiohttp.ClientError, TimeoutError) as err:
                 self._failed(err, "upload")
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = await self._back_off(backoff, switches)
                 continue
             if not sent:
                 self._upload_wanted.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._settings.pull_interval_seconds):
                         await self._upload_wanted.wait()
+
+    async def _back_off(self, backoff: float, switches: int) -> float:
+        """Sleep a jittered `backoff`; return the next one: doubled, unless the failure moved
+        to a central that has not failed in this round (`switches`: the count before the
+        attempt), which is tried at the first delay."""
+        await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+        if self.centrals.switches != switches and self.centrals.fresh:
+            return BACKOFF_MIN
+        return min(backoff * 2, BACKOFF_MAX)
+
+    async def _note_central(self) -> None:
+        """Remember the central that answered (for `edge status` and the next start)."""
+        current = self.centrals.current
+        if current != self._stored_central:
+            await self._store.set_cursor(CENTRAL_CURSOR, current)
+            self._stored_central = current
 
     def _failed(self, err: BaseException, task: str) -> None:
         message = str(err) or type(err).__name__
@@ -230,6 +251,7 @@ class Replicator:
 
     def _contact(self) -> None:
         self.state.last_contact = self._clock()
+        self.centrals.answered()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -256,16 +278,21 @@ class Replicator:
             time_ms=int((self._clock() + self.state.clock_offset) * 1000),
             body=body,
         )
-        async with self._session.post(
-            self._settings.url.rstrip("/") + path,
-            data=body,
-            headers=headers,
-            proxy=self._proxy,
-            ssl=self._ssl,
-        ) as response:
-            data = await _read_bounded(response, protocol.MAX_ENVELOPE_BYTES)
-            if response.status != 200:
-                raise protocol.parse_error(response.status, data)
+        base = self.centrals.current
+        try:
+            async with self._session.post(
+                base + path,
+                data=body,
+                headers=headers,
+                proxy=self._proxy,
+                ssl=self._ssl,
+            ) as response:
+                data = await _read_bounded(response, protocol.MAX_ENVELOPE_BYTES)
+                if response.status != 200:
+                    raise protocol.parse_error(response.status, data)
+        except (protocol.RemoteError, aiohttp.ClientError, TimeoutError, OSError) as err:
+            self.centrals.failed(base, err)
+            raise
         self._contact()
         return data
 
@@ -483,6 +510,7 @@ class Replicator:
         while True:
             await self._bootstrapped.wait()
             opened = time.monotonic()
+            switches = self.centrals.switches
             try:
                 await self._channel_once()
                 reason = "closed by the central system"
@@ -494,11 +522,15 @@ class Replicator:
                 backoff = BACKOFF_MIN
             delay = backoff * random.uniform(0.5, 1.0)
             _LOGGER.info(
-                "%s: push channel: %s; reconnecting in %.1f s", self._device, reason, delay
-            )
+                "%s: push channel: %s; reconnecting to %s in %.1f s",
+                self._device, reason, self.centrals.current, delay,
+            )  # fmt: skip
             self._pull_wanted.set()  # whatever the channel missed meanwhile
             await asyncio.sleep(delay)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            if self.centrals.switches != switches and self.centrals.fresh:
+                backoff = BACKOFF_MIN  # moved on to a central that has not failed: try it soon
+            else:
+                backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _channel_once(self) -> None:
         """Open the channel, apply what arrives, answer each envelope; return when closed."""
@@ -513,21 +545,32 @@ class Replicator:
             time_ms=int((self._clock() + self.state.clock_offset) * 1000),  # as every request
             body=b"",
         )
-        async with self._session.ws_connect(
-            self._settings.url.rstrip("/") + path,
-            headers=headers,
-            heartbeat=self._settings.keepalive_seconds,
-            compress=0,  # signed envelopes hardly compress (docs/protocol.md)
-            max_msg_size=protocol.MAX_PUSH_BYTES,
-            timeout=aiohttp.ClientWSTimeout(ws_close=self._settings.timeout_seconds),
-            proxy=self._proxy,
-            ssl=self._ssl,
-            autoping=True,
-        ) as ws:
+        base = self.centrals.current
+        try:
+            ws = await self._session.ws_connect(
+                base + path,
+                headers=headers,
+                heartbeat=self._settings.keepalive_seconds,
+                compress=0,  # signed envelopes hardly compress (docs/protocol.md)
+                max_msg_size=protocol.MAX_PUSH_BYTES,
+                timeout=aiohttp.ClientWSTimeout(ws_close=self._settings.timeout_seconds),
+                proxy=self._proxy,
+                ssl=self._ssl,
+                autoping=True,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            self.centrals.failed(base, err)
+            raise
+        async with ws:
             self.state.channel = True
             self.state.channels += 1
             self._contact()
-            _LOGGER.info("%s: push channel open at revision %s", self._device, self.state.revision)
+            _LOGGER.info(
+                "%s: push channel open to %s at revision %s",
+                self._device,
+                base,
+                self.state.revision,
+            )
             async for message in ws:
                 if message.type is not aiohttp.WSMsgType.BINARY:
                     await ws.close(code=protocol.CloseCode.UNSUPPORTED, message=b"binary only")

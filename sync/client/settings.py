@@ -6,12 +6,17 @@ from dataclasses import dataclass
 
 from edge.core.tables import check_listener
 
+MAX_CENTRALS = 16  # URLs in [sync] urls
+
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
     """[sync]: the central system (docs/protocol.md). Without this section a device is offline."""
 
-    url: str  # the central system's base URL, e.g. "http://central.venue:8400"
+    url: str = ""  # the central system's base URL, e.g. "http://central.venue:8400"
+    # Several central processes on one database, tried in this order; a gate stays on the
+    # one that answers and moves to the next when it is down (docs/operations.md).
+    urls: tuple[str, ...] = ()
     push_address: str = "127.0.0.1"  # where the central system's pushes arrive
     push_port: int = 8401  # 0 picks a free port (tests)
     push_url: str = ""  # the URL the central system pushes to; default built from the above
@@ -25,11 +30,25 @@ class SyncConfig:
     ca_file: str = ""  # PEM CA certificates pinned for an https:// central system (default: system)
 
     def __post_init__(self) -> None:
-        for key, url in (("url", self.url), ("push_url", self.push_url), ("proxy", self.proxy)):
+        named = [(f"urls[{i}]", url) for i, url in enumerate(self.urls)]
+        named += [("url", self.url), ("push_url", self.push_url), ("proxy", self.proxy)]
+        for key, url in named:
             if url and not url.startswith(("http://", "https://")):
                 raise ValueError(f"{key} must be an http:// or https:// URL, not {url!r}")
-        if not self.url:
-            raise ValueError("url must name the central system")
+        if self.url and self.urls:
+            raise ValueError(
+                "url and urls both name central systems: list every central in urls only"
+            )
+        if not self.url and not self.urls:
+            raise ValueError('url (or urls = ["https://c1", "https://c2"]) must name the central')
+        if len(self.urls) > MAX_CENTRALS:
+            raise ValueError(f"urls names at most {MAX_CENTRALS} central processes")
+        bases = [url.rstrip("/") for url in self.urls]
+        for i, base in enumerate(bases):
+            if not base.partition("://")[2]:
+                raise ValueError(f"urls[{i}] must name a host, not {self.urls[i]!r}")
+            if base in bases[:i]:
+                raise ValueError(f"urls[{i}] names {self.urls[i]!r} a second time")
         check_listener(self.push_address, self.push_port, "push_")
         if not 0.1 <= self.pull_interval_seconds <= 86400:
             raise ValueError("pull_interval_seconds must be 0.1..86400")
@@ -39,5 +58,10 @@ class SyncConfig:
             raise ValueError("timeout_seconds must be 0.1..300")
         if not 0.2 <= self.keepalive_seconds <= 600:
             raise ValueError("keepalive_seconds must be 0.2..600")
-        if self.ca_file and not self.url.startswith("https://"):
-            raise ValueError("ca_file pins the CA of an https:// url; url is not https")
+        if self.ca_file and not all(url.startswith("https://") for url in self.centrals):
+            raise ValueError("ca_file pins the CA of https:// centrals; a url is not https")
+
+    @property
+    def centrals(self) -> tuple[str, ...]:
+        """The central processes' base URLs in the order they are tried (no trailing /)."""
+        return tuple(url.rstrip("/") for url in (self.urls or (self.url,)))
