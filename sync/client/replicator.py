@@ -522,9 +522,8 @@ class Replicator:
                 backoff = BACKOFF_MIN
             delay = backoff * random.uniform(0.5, 1.0)
             _LOGGER.info(
-                "%s: push channel: %s; reconnecting to %s in %.1f s",
-                self._device, reason, self.centrals.current, delay,
-            )  # fmt: skip
+                "%s: push channel: %s; reconnecting in %.1f s", self._device, reason, delay
+            )
             self._pull_wanted.set()  # whatever the channel missed meanwhile
             await asyncio.sleep(delay)
             if self.centrals.switches != switches and self.centrals.fresh:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import os
 import queue
 import re
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -119,10 +120,18 @@ class GateProcess:
         return base64.b64decode(self.identity.public_b64)
 
     def config(
-        self, central_url: str, pull_interval: float, push_port: int = 0, push_url: str = ""
+        self,
+        central_url: str | Sequence[str],
+        pull_interval: float,
+        push_port: int = 0,
+        push_url: str = "",
     ) -> Path:
-        """Write the gate's configuration."""
+        """Write the gate's configuration (several URLs: central processes tried in order)."""
         path = self.directory / "gate.toml"
+        if isinstance(central_url, str):
+            central = f'url = "{central_url}"'
+        else:
+            central = f"urls = {json.dumps(list(central_url))}"  # a JSON list of text is TOML
         path.write_text(
             f"""
 [device]
@@ -153,7 +162,7 @@ entry = ["fifo"]
 port = 0
 
 [sync]
-url = "{central_url}"
+{central}
 push_port = {push_port}
 push_url = "{push_url}"
 pull_interval_seconds = {pull_interval}
@@ -166,7 +175,7 @@ timeout_seconds = 2.0
 
     def start(
         self,
-        central_url: str,
+        central_url: str | Sequence[str],
         pull_interval: float = 5.0,
         push_port: int = 0,
         push_url: str = "",
