@@ -44,6 +44,11 @@ BENCHMARKS = [
         ["push-to-enforced through the channel", "fan-out, 1 edge-central"],
     ),
     (
+        "failover",
+        "--rounds 2 --gates 2",
+        ["lost journal rows", "duplicated journal rows", "converge after the kill"],
+    ),
+    (
         "venues",
         "--credentials 2000 --venues 4",
         ["bootstrap, whole group", "bootstrap, one venue", "of the credentials"],

@@ -173,4 +173,3 @@ class FailoverVenue:
             duplicated += len(seqs) - len(held)
         duplicated += sum(n - 1 for n in self._passages.values() if n > 1)
         return rows, lost, duplicated
-
