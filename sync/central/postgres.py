@@ -14,6 +14,7 @@ send a NOTIFY on `CHANNEL`; every server LISTENs and pushes (`PostgresNotifier`)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -31,6 +32,11 @@ WRITE_LOCK = 0x6564676563  # the advisory lock every write transaction holds ("e
 POOL_SIZE = 8
 BULK_ROWS = 50_000  # rows per INSERT ... SELECT FROM unnest(...)
 RECONNECT_SECONDS = 1.0
+# A process that vanishes inside a write transaction (its host lost, the VM paused) would hold
+# the write lock until TCP notices, hours by default, and stop every write of the others (their
+# gates' uploads included). PostgreSQL ends a session idle in a transaction this long instead;
+# no transaction here waits that long between two statements.
+IDLE_IN_TRANSACTION_SECONDS = 30.0
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -137,8 +143,11 @@ class PostgresConnection(Connection):
 
     errors = (asyncpg.PostgresError, OSError)
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(
+        self, dsn: str, *, idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS
+    ) -> None:
         self.dsn = dsn
+        self._idle_ms = str(int(idle_in_transaction_seconds * 1000))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="central-postgres", daemon=True
@@ -154,7 +163,12 @@ class PostgresConnection(Connection):
 
     async def _create_pool(self) -> asyncpg.Pool:
         # Created on the private loop: the pool binds to the loop it is made in.
-        return await asyncpg.create_pool(self.dsn, min_size=1, max_size=POOL_SIZE)
+        return await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=POOL_SIZE,
+            server_settings={"idle_in_transaction_session_timeout": self._idle_ms},
+        )
 
     def call(self, work: Awaitable[_T]) -> _T:
         """Run a coroutine on the private loop and wait for it."""
@@ -207,7 +221,9 @@ class PostgresConnection(Connection):
             try:
                 yield session
             except BaseException:
-                self.call(conn.execute("ROLLBACK"))
+                # A session the server ended (the idle timeout) has rolled back already.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    self.call(conn.execute("ROLLBACK"))
                 raise
             self.call(conn.execute("COMMIT"))
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import aiohttp
 import pytest
 from conftest import until
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pgcluster import Cluster
 
 from edge.config import parse
 from edge.core.decide import Reason
@@ -28,6 +30,7 @@ from edge.store.database import Store
 from edge.store.gate import JournalEntry
 from sync import protocol
 from sync.central.db import CentralDB
+from sync.central.postgres import PostgresConnection
 from sync.central.server import serve
 from sync.client.centrals import CENTRAL_CURSOR, Centrals, is_down
 from sync.client.monitoring import health, page_status
@@ -235,3 +238,47 @@ async def test_a_refused_device_stays_where_it_is(pair: Pair, store: Store) -> N
         await asyncio.sleep(0.5)
         # Moved past the refusing port once, then stayed on the central that said no.
         assert (client.centrals.current, client.centrals.switches) == (pair.urls[0], 1)
+
+
+def test_a_frozen_writer_does_not_stop_the_other_processes_writes(postgres: Cluster) -> None:
+    """A process frozen inside a write transaction (its host gone) holds the write lock only
+    until PostgreSQL ends its idle session; the other process's writes then go on, and the
+    frozen one's transaction never commits."""
+    dsn = postgres.database()
+    frozen = PostgresConnection(dsn, idle_in_transaction_seconds=0.5)
+    other = PostgresConnection(dsn)
+    with other.transaction() as conn:
+        conn.execute("CREATE TABLE written (who TEXT)")
+    inside, thawed, written = threading.Event(), threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with frozen.transaction() as conn:
+                conn.execute("INSERT INTO written VALUES ('frozen')")
+                inside.set()
+                thawed.wait(30)  # frozen, with the write lock
+                conn.execute("INSERT INTO written VALUES ('frozen, thawed')")
+        except Exception as err:  # whatever the dead session raises: it is ended
+            failures.append(err)
+
+    def write() -> None:
+        with other.transaction() as conn:
+            conn.execute("INSERT INTO written VALUES ('other')")
+        written.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(20)
+        assert written.is_set(), "the other process's write waited for the frozen one"
+    finally:
+        thawed.set()
+        holder.join(10)
+    assert failures, "the frozen process's transaction went on after the server ended it"
+    assert other.rows("SELECT who FROM written") == [("other",)]
+    frozen.close()
+    other.close()
