@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -282,3 +283,32 @@ def test_a_frozen_writer_does_not_stop_the_other_processes_writes(postgres: Clus
     assert other.rows("SELECT who FROM written") == [("other",)]
     frozen.close()
     other.close()
+
+
+async def test_edge_status_names_the_central_in_use(tmp_path: Path) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(DEVICE + '[sync]\nurls = ["http://c1:8400", "http://c2:8400/"]\n')
+    store = await Store.open(tmp_path / "edge.db")
+    try:
+        await store.set_cursor(CENTRAL_CURSOR, "http://c2:8400")  # as the daemon keeps it
+    finally:
+        await store.close()
+    status = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge.cli", "status", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await status.communicate()
+    assert status.returncode == 0, err
+    assert "not bootstrapped  (http://c2:8400; also http://c1:8400)" in out.decode(), out
+
+
+async def test_a_gate_bootstraps_through_the_second_when_the_first_is_refused(
+    pair: Pair, store: Store
+) -> None:
+    settings = SyncConfig(urls=(REFUSED, pair.urls[1]), push_listen=False, timeout_seconds=2)
+    client = Replicator(settings, store, device="gate-1", identity=pair.identity)
+    async with _running(client):
+        head = pair.db.log.head()
+        await until(lambda: client.state.revision == head, "the bootstrap", seconds=20)
+        await until(lambda: client.state.channel, "the channel")
+    assert (client.centrals.current, client.centrals.switches) == (pair.urls[1], 1)
