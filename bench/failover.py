@@ -33,7 +33,7 @@ TARGET_DUPLICATED = 0
 TARGET_ROUNDS = 100
 
 
-def _report(results: list[Round], started: float, bootstrap: float, gates: int) -> None:
+def _report(results: list[Round], started: float, bootstrap: float, gates: int, cut: int) -> None:
     took = sorted(r.converge_seconds for r in results)
     # Each round counts every row so far in PostgreSQL: the worst count is the figure.
     lost = max((r.lost for r in results), default=0)
@@ -46,6 +46,7 @@ def _report(results: list[Round], started: float, bootstrap: float, gates: int) 
     print(f"  journal rows in PostgreSQL    {rows:>8}")
     print(f"  lost journal rows             {lost:>8}      target {TARGET_LOST}")
     print(f"  duplicated journal rows       {duplicated:>8}      target {TARGET_DUPLICATED}")
+    print(f"  uploads cut by a kill         {cut:>8}      (sent again to the other process)")
     print(f"  revocations not enforced      {unenforced:>8}      target 0")
     print(f"  gates moved to the survivor   {moved:>8}      (each one that was on the killed)")
     if took:
@@ -79,7 +80,7 @@ def main() -> None:
                     results.append(venue.round(number))
             finally:
                 venue.close()
-                _report(results, started, bootstrap, args.gates)
+                _report(results, started, bootstrap, args.gates, venue.uploads_cut())
     finally:
         if cluster is not None:
             cluster.stop()

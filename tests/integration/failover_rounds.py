@@ -153,6 +153,16 @@ class FailoverVenue:
             thread.start()
         return threads
 
+    def uploads_cut(self) -> int:
+        """Journal uploads that were in flight when a process died (the gates' own logs)."""
+        cut = ("sync upload: Server disconnected", "sync upload: Connection reset")
+        return sum(
+            line.count(text)
+            for gate in self.gates
+            for line in [gate.log.read_text(errors="replace")]
+            for text in cut
+        )
+
     def count(self) -> tuple[int, int, int]:
         """(rows, lost, duplicated) of every gate's journal in PostgreSQL."""
         while True:
