@@ -46,7 +46,7 @@ def _report(results: list[Round], started: float, bootstrap: float, gates: int, 
     print(f"  journal rows in PostgreSQL    {rows:>8}")
     print(f"  lost journal rows             {lost:>8}      target {TARGET_LOST}")
     print(f"  duplicated journal rows       {duplicated:>8}      target {TARGET_DUPLICATED}")
-    print(f"  uploads cut by a kill         {cut:>8}      (sent again to the other process)")
+    print(f"  uploads whose connection died {cut:>8}      (sent again to the other process)")
     print(f"  revocations not enforced      {unenforced:>8}      target 0")
     print(f"  gates moved to the survivor   {moved:>8}      (each one that was on the killed)")
     if took:

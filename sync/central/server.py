@@ -237,6 +237,7 @@ class Central:
         self._envelopes: dict[tuple[int, int, int, str | None], asyncio.Future[bytes]] = {}
         self._registered: dict[str, bool] = {}  # devices looked up since the last commit
         self._venues: dict[str, str | None] = {}  # likewise, their venues
+        self._log: bytes | None = None  # the change log's identity (hello answers)
         self.session: aiohttp.ClientSession
 
     def app(self) -> web.Application:
@@ -434,9 +435,12 @@ class Central:
         if push_url:
             self._pusher(device, push_url, revision)
         _LOGGER.info("%s: hello at revision %d (head %d)", device, revision, self.head)
+        if self._log is None:  # fixed once the log has a first change
+            self._log = await asyncio.to_thread(self.db.log.identity)
         return self._answer(
-            {"protocol": protocol.VERSION, "time": now_ms(), "head": self.db.log.head()}
-        )
+            {"protocol": protocol.VERSION, "time": now_ms(), "head": self.db.log.head(),
+             "log": self._log}
+        )  # fmt: skip
 
     async def _changes(self, request: web.Request) -> web.Response:
         device, body = await self._device(request)

@@ -18,11 +18,18 @@ from sync import protocol
 _LOGGER = logging.getLogger(__name__)
 
 CENTRAL_CURSOR = "sync.central"  # the central in use, for `edge status` and the next start
+LOG_CURSOR = "sync.log"  # hex of the identity of the change log the store follows
+
+
+class ForeignLogError(protocol.ProtocolError):
+    """A central process answers for another change log than the one the store follows."""
 
 
 def is_down(err: BaseException) -> bool:
     """Whether `err` says the central process (not the request) failed: refused, reset, silent
     (timeout) or a 5xx answer, also from a proxy in front of it."""
+    if isinstance(err, ForeignLogError):  # misconfigured: the next one may be right
+        return True
     if isinstance(err, protocol.RemoteError):
         return err.status >= 500
     if isinstance(err, aiohttp.ClientResponseError):  # the channel's handshake among them

@@ -26,7 +26,7 @@ from edge.store.sync import SyncBatch, SyncStore
 from edge.web import http
 from sync import protocol
 from sync.client.bulk import BulkWorker, Opened
-from sync.client.centrals import CENTRAL_CURSOR, Centrals
+from sync.client.centrals import CENTRAL_CURSOR, LOG_CURSOR, Centrals, ForeignLogError
 from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig
 from sync.client.state import BOOTSTRAP_CURSOR, REVISION_CURSOR, Status, SyncState
@@ -113,6 +113,8 @@ class Replicator:
         self._stored_central = store.cursor(CENTRAL_CURSOR)
         # A restart begins where the last run worked, not at a central that may still be down.
         self.centrals = Centrals(settings.centrals, device=device, start=self._stored_central)
+        self._log = store.cursor(LOG_CURSOR)  # the change log the store follows (hex)
+        self._verified: set[str] = set()  # centrals whose hello showed that log, this run
         self._bulk = BulkWorker(store.path, device)
         self.push_url: str | None = None  # announced to the central system
         self.listening_url: str | None = None  # where the push server is bound
@@ -255,9 +257,15 @@ class Replicator:
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _post(self, path: str, body: bytes) -> bytes:
+    async def _post(self, path: str, body: bytes, base: str | None = None) -> bytes:
+        """A signed POST to `base` (default: the central in use, once its hello showed it
+        serves the store's change log)."""
+        if base is None:
+            base = self.centrals.current
+            if base not in self._verified:
+                await self._hello_at(base)
         try:
-            return await self._post_once(path, body)
+            return await self._post_once(base, path, body)
         except protocol.RemoteError as err:
             if err.code != protocol.ErrorCode.CLOCK_SKEW.value or err.time_ms is None:
                 raise
@@ -265,9 +273,9 @@ class Replicator:
             # Only the request time changes; the central system still checks it against its
             # own clock, so a captured request stays useless after 300 s.
             self._learn_offset(err.time_ms, self._clock(), self._clock())
-            return await self._post_once(path, body)
+            return await self._post_once(base, path, body)
 
-    async def _post_once(self, path: str, body: bytes) -> bytes:
+    async def _post_once(self, base: str, path: str, body: bytes) -> bytes:
         if self._session is None:
             raise SyncError("the sync client is not running")
         headers = protocol.sign_request(
@@ -278,7 +286,6 @@ class Replicator:
             time_ms=int((self._clock() + self.state.clock_offset) * 1000),
             body=body,
         )
-        base = self.centrals.current
         try:
             async with self._session.post(
                 base + path,
@@ -316,12 +323,39 @@ class Replicator:
 
     async def hello(self) -> None:
         """Tell the central system where pushes go; learn its head and clock."""
+        await self._hello_at(self.centrals.current)
+
+    async def _hello_at(self, base: str) -> None:
         sent = self._clock()
         body = protocol.pack({"revision": self.state.revision or 0, "push_url": self.push_url})
-        answer = protocol.fields(await self._post("/v1/hello", body), "hello answer")
+        answer = protocol.fields(await self._post("/v1/hello", body, base), "hello answer")
         received = self._clock()
+        await self._check_log(base, answer.blob("log", 16, optional=True))
         self.state.head = answer.integer("head")
         self._learn_offset(answer.integer("time"), sent, received)
+        self._verified.add(base)
+
+    async def _check_log(self, base: str, log: bytes | None) -> None:
+        """Refuse a central process of another database: its revisions are another stream.
+
+        Every process on one database names the same change log; a store follows the one it
+        bootstrapped from. A store without a revision (or a central too old to say) takes
+        any; one with a revision takes only its own, whichever process answers.
+        """
+        if log is None or log.hex() == self._log:
+            return
+        following = self.state.revision is not None or self._store.cursor(BOOTSTRAP_CURSOR)
+        if self._log is None or not following:
+            await self._store.set_cursor(LOG_CURSOR, log.hex())
+            self._log = log.hex()
+            return
+        err = ForeignLogError(
+            f"central {base} serves another change log ({log.hex()[:8]}) than the one this"
+            f" store follows ({self._log[:8]}): [sync] urls must name processes of one"
+            " database; nothing taken from it"
+        )
+        self.centrals.failed(base, err)
+        raise err
 
     async def _snapshot_chunk(self, pinned: int | None, cursor: tuple[str, Any] | None) -> Opened:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
@@ -545,6 +579,8 @@ class Replicator:
             body=b"",
         )
         base = self.centrals.current
+        if base not in self._verified:
+            await self._hello_at(base)
         try:
             ws = await self._session.ws_connect(
                 base + path,

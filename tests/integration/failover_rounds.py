@@ -154,7 +154,8 @@ class FailoverVenue:
         return threads
 
     def uploads_cut(self) -> int:
-        """Journal uploads that were in flight when a process died (the gates' own logs)."""
+        """Upload attempts whose connection a kill dropped (in flight, or pooled to the dead
+        process), from the gates' own logs."""
         cut = ("sync upload: Server disconnected", "sync upload: Connection reset")
         return sum(
             line.count(text)

@@ -312,3 +312,37 @@ async def test_a_gate_bootstraps_through_the_second_when_the_first_is_refused(
         await until(lambda: client.state.revision == head, "the bootstrap", seconds=20)
         await until(lambda: client.state.channel, "the channel")
     assert (client.centrals.current, client.centrals.switches) == (pair.urls[1], 1)
+
+
+async def test_a_central_of_another_database_is_refused(
+    pair: Pair, store: Store, tmp_path: Path
+) -> None:
+    """Two processes on their own databases are two change logs: revision R means different
+    changes at each. A gate that bootstrapped from one takes nothing from the other."""
+    foreign = CentralDB(tmp_path / "foreign.db")
+    foreign.keys.add()
+    foreign.devices.add("gate-1", protocol.public_bytes(pair.identity))
+    product = foreign.catalogue.add_product("Ticket")
+    foreign.sales.sell(product, count=50)  # its head is far beyond the pair's
+    url, server = await _serve(foreign)
+    settings = SyncConfig(urls=(pair.urls[0], url), push_listen=False, timeout_seconds=2)
+    client = Replicator(settings, store, device="gate-1", identity=pair.identity)
+    try:
+        async with _running(client):
+            head = pair.db.log.head()
+            await until(lambda: client.state.channel, "the channel to the pair's first")
+            await store.record(_entry(1))
+            client.journal_changed()
+            await until(lambda: pair.db.journals.count("gate-1") == 1, "the first upload")
+            await pair.stop(0)
+            await store.record(_entry(2))
+            client.journal_changed()
+            await until(lambda: "another change log" in client.state.last_error, "the refusal")
+            assert client.state.revision == head
+            assert store.journal_backlog() == 1  # not taken by the foreign one
+            assert foreign.journals.count() == 0
+    finally:
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
+        foreign.close()
