@@ -569,6 +569,9 @@ class Replicator:
         """Open the channel, apply what arrives, answer each envelope; return when closed."""
         if self._session is None:
             raise SyncError("the sync client is not running")
+        base = self.centrals.current
+        if base not in self._verified:
+            await self._hello_at(base)
         path = protocol.channel_path(self.state.revision or 0)
         headers = protocol.sign_request(
             self._identity,
@@ -578,9 +581,6 @@ class Replicator:
             time_ms=int((self._clock() + self.state.clock_offset) * 1000),  # as every request
             body=b"",
         )
-        base = self.centrals.current
-        if base not in self._verified:
-            await self._hello_at(base)
         try:
             ws = await self._session.ws_connect(
                 base + path,
