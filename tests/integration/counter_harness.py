@@ -17,6 +17,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,11 @@ class GateWithPages(GateProcess):
     """A gate that also serves the status page ([counter] without a desk)."""
 
     def config(
-        self, central_url: str, pull_interval: float, push_port: int = 0, push_url: str = ""
+        self,
+        central_url: str | Sequence[str],
+        pull_interval: float,
+        push_port: int = 0,
+        push_url: str = "",
     ) -> Path:
         """The gate's configuration with a [counter] section."""
         path = super().config(central_url, pull_interval, push_port, push_url)
