@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from conftest import until
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pgcluster import Cluster
@@ -346,3 +347,30 @@ async def test_a_central_of_another_database_is_refused(
         with pytest.raises(asyncio.CancelledError):
             await server
         foreign.close()
+
+
+async def test_a_proxy_answering_502_for_a_dead_central_moves_the_gate_on(
+    pair: Pair, store: Store
+) -> None:
+    """A reverse proxy in front of a dead process answers 502 to requests and to the channel's
+    handshake: the process behind it is down, so the gate moves on."""
+
+    async def bad_gateway(request: web.Request) -> web.Response:
+        del request
+        return web.Response(status=502, text="no upstream")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", bad_gateway)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    proxy = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        settings = SyncConfig(urls=(proxy, pair.urls[1]), push_listen=False, timeout_seconds=2)
+        client = Replicator(settings, store, device="gate-1", identity=pair.identity)
+        async with _running(client):
+            await until(lambda: client.state.channel, "the channel through the second")
+        assert (client.centrals.current, client.centrals.switches) == (pair.urls[1], 1)
+    finally:
+        await runner.cleanup()
