@@ -189,8 +189,9 @@ class _Venues:
     """The venue each change concerns, looked up once per event, credential and device.
 
     An event's credentials (and their codes, revocations, cancellation) concern its venue;
-    a passage concerns the venue of the gate that admitted it. Keys, product revocations,
-    codes of no known credential and anything of an event without a venue concern every venue.
+    a passage concerns the venue of the gate that admitted it; a plain code revoked by its
+    text, the venue it was given for. Keys, product revocations, codes of no known credential
+    and anything of an event without a venue concern every venue.
     """
 
     def __init__(self, conn: SQL, codes: Mapping[bytes, int]) -> None:
@@ -212,7 +213,9 @@ class _Venues:
                 return self._credential(change.credential_id)
             case RevokeCode():
                 cid = self._codes.get(change.code_hash)
-                return None if cid is None else self._credential(cid)
+                if cid is not None:
+                    return self._credential(cid)
+                return self._plain_code(change.code_hash)
             case Passage():
                 if change.device not in self._devices:
                     row = self._conn.execute(
@@ -229,6 +232,14 @@ class _Venues:
             ).fetchone()
             self._events[event_id] = None if row is None else row[0]
         return self._events[event_id]
+
+    def _plain_code(self, code_hash: bytes) -> str | None:
+        """The venue of a plain code (a legacy barcode, a card's chip) the log gave a
+        credential; None for any other code."""
+        row = self._conn.execute(
+            "SELECT venue FROM view_plain_codes WHERE key = ?", (code_hash,)
+        ).fetchone()
+        return None if row is None else row[0]
 
     def _credential(self, cid: int) -> str | None:
         if cid not in self._credentials:

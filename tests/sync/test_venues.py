@@ -124,6 +124,10 @@ def test_venue_changes_span_the_whole_range_and_leave_other_venues_out(group: Gr
     assert db.log.venue_changes_since(head, 100, "arena") == (head, head, [], [], head)
     # Without a venue: every change, as before.
     assert len(db.log.changes_since(before, 100)[1]) == 3
+    # A plain code revoked by its text concerns the venue it was given for.
+    db.workflows.revoke_code("B2")
+    assert db.log.venue_changes_since(head, 100, "arena")[2] == []
+    assert db.log.venue_changes_since(head, 100, "hall")[2] == [head + 1]
 
 
 def _kinds(db: CentralDB, venue: str) -> list[str]:
