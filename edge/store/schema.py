@@ -170,6 +170,26 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX journal_credential ON journal (credential_id) WHERE admitted = 1;
     """,
+    # 10: a bootstrap that starts over (the device was moved to another venue, the central
+    # system lost revisions) replaces the synced facts instead of adding to them: it marks the
+    # facts held as stale first, every fact the snapshot brings again is written unmarked
+    # (INSERT OR REPLACE), and those still marked at its end are removed
+    # (SyncStore.mark_replaced, sweep_replaced). Decisions never read the mark.
+    """
+    ALTER TABLE credentials ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plain_codes ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE revoked_codes ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE revoked_credentials ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE revoked_products ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE cancelled_events ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX credentials_stale ON credentials (credential_id) WHERE stale = 1;
+    CREATE INDEX plain_codes_stale ON plain_codes (code_hash) WHERE stale = 1;
+    CREATE INDEX revoked_codes_stale ON revoked_codes (code_hash) WHERE stale = 1;
+    CREATE INDEX revoked_credentials_stale ON revoked_credentials (credential_id)
+        WHERE stale = 1;
+    CREATE INDEX revoked_products_stale ON revoked_products (product_id) WHERE stale = 1;
+    CREATE INDEX cancelled_events_stale ON cancelled_events (event_id) WHERE stale = 1;
+    """,
 )
 
 VERSION = len(MIGRATIONS)

@@ -4,6 +4,7 @@ cursors, and the journal's way to the central system (unsent rows, marks, replie
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from edge.store.gate import JOURNAL_COLUMNS, JournalRow, journal_rows
 # The central system's sync cursors; schema version 7 keeps the revision from going down.
 REVISION_CURSOR = "sync.revision"  # the revision the store holds (absent: never bootstrapped)
 BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
+# Set (non-empty) while a bootstrap replaces the facts held (schema version 10): after a
+# revision-ahead refusal (the device moved to another venue, the central lost revisions).
+REPLACE_CURSOR = "sync.replace"
 
 _KEY_SQL = (
     "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"
@@ -31,11 +35,25 @@ _CREDENTIAL_SQL = (
     f"INSERT OR REPLACE INTO credentials ({_CREDENTIAL_COLUMNS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_PLAIN_CODE_SQL = "INSERT OR REPLACE INTO plain_codes VALUES (?, ?)"
-_REVOKED_CODE_SQL = "INSERT OR REPLACE INTO revoked_codes VALUES (?, ?)"
-_REVOKED_CREDENTIAL_SQL = "INSERT OR REPLACE INTO revoked_credentials VALUES (?, ?)"
-_REVOKED_PRODUCT_SQL = "INSERT OR REPLACE INTO revoked_products VALUES (?, ?)"
-_CANCELLED_EVENT_SQL = "INSERT OR IGNORE INTO cancelled_events VALUES (?)"
+# Every write names its columns and replaces: a fact written again loses the stale mark.
+_PLAIN_CODE_SQL = "INSERT OR REPLACE INTO plain_codes (code_hash, credential_id) VALUES (?, ?)"
+_REVOKED_CODE_SQL = "INSERT OR REPLACE INTO revoked_codes (code_hash, reason) VALUES (?, ?)"
+_REVOKED_CREDENTIAL_SQL = (
+    "INSERT OR REPLACE INTO revoked_credentials (credential_id, reason) VALUES (?, ?)"
+)
+_REVOKED_PRODUCT_SQL = "INSERT OR REPLACE INTO revoked_products (product_id, reason) VALUES (?, ?)"
+_CANCELLED_EVENT_SQL = "INSERT OR REPLACE INTO cancelled_events (event_id) VALUES (?)"
+# The synced facts a replacing bootstrap marks and sweeps, by key column: what admits first
+# (a credential, a plain code), then what refuses, so no part of the sweep leaves a fact that
+# admits without the revocation that held it back.
+_REPLACED = (
+    ("credentials", "credential_id"),
+    ("plain_codes", "code_hash"),
+    ("revoked_codes", "code_hash"),
+    ("revoked_credentials", "credential_id"),
+    ("revoked_products", "product_id"),
+    ("cancelled_events", "event_id"),
+)
 _CURSOR_SQL = "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)"
 _UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq = ?"
 
@@ -278,6 +296,25 @@ def _jobs(pieces: Sequence[_Piece]) -> list[list[Callable[[sqlite3.Connection], 
     return jobs
 
 
+def _mark_part(conn: sqlite3.Connection, table: str, key: str, after: Any) -> tuple[bool, Any, int]:
+    """Mark the next APPLY_PART rows of a table by key after `after` (None: from the start):
+    (done, the last key marked, rows marked)."""
+    where, args = (f"WHERE {key} > ?", (after,)) if after is not None else ("", ())
+    bound = conn.execute(
+        f"SELECT {key} FROM {table} {where} ORDER BY {key} LIMIT 1 OFFSET {APPLY_PART - 1}", args
+    ).fetchone()
+    if bound is None:
+        count = conn.execute(f"UPDATE {table} SET stale = 1 {where}", args).rowcount
+        return True, after, int(count)
+    upper = f"{where} AND {key} <= ?" if where else f"WHERE {key} <= ?"
+    count = conn.execute(f"UPDATE {table} SET stale = 1 {upper}", (*args, bound[0])).rowcount
+    return False, bound[0], int(count)
+
+
+def _delete_part(conn: sqlite3.Connection, sql: str) -> int:
+    return int(conn.execute(sql).rowcount)
+
+
 class SyncStore(StoreBase):
     """What sync may do: apply synced facts, keep cursors, upload the journal."""
 
@@ -497,15 +534,54 @@ class SyncStore(StoreBase):
         await self._transaction([(_CURSOR_SQL, [(name, value)])])
 
     async def forget_revision(self) -> None:
-        """Drop the revision and bootstrap cursors: the only way the revision may go down.
+        """Drop the revision and bootstrap cursors, the only way the revision may go down,
+        and have the next bootstrap replace the facts held (REPLACE_CURSOR).
 
-        For a central system restored from an older backup (its head is below ours): the
-        store then bootstraps again. Every other write of the revision that would lower it
-        fails (a trigger, schema version 7).
+        For a device moved to another venue, or a central system restored from an older
+        backup (its head is below ours): the store then bootstraps again and ends up holding
+        what the central system sends it now, nothing of before. Every other write of the
+        revision that would lower it fails (a trigger, schema version 7).
         """
         await self._transaction(
-            [("DELETE FROM sync_cursors WHERE name = ?", [(REVISION_CURSOR,), (BOOTSTRAP_CURSOR,)])]
+            [
+                (
+                    "DELETE FROM sync_cursors WHERE name = ?",
+                    [(REVISION_CURSOR,), (BOOTSTRAP_CURSOR,)],
+                ),
+                (_CURSOR_SQL, [(REPLACE_CURSOR, "1")]),
+            ]
         )
+
+    async def mark_replaced(self) -> int:
+        """Mark every synced fact held as stale, before a replacing bootstrap writes any;
+        returns how many. Decisions do not read the mark: the facts count until swept."""
+        marked = 0
+        for table, key in _REPLACED:
+            after: Any = None
+            while True:
+                done, after, count = await self._bulk(
+                    functools.partial(_mark_part, table=table, key=key, after=after)
+                )
+                marked += count
+                if done:
+                    break
+        return marked
+
+    async def sweep_replaced(self) -> int:
+        """Remove the facts a replacing bootstrap did not bring again (still marked stale), in
+        parts, admitting facts first; returns how many."""
+        removed = 0
+        for table, key in _REPLACED:
+            sql = (
+                f"DELETE FROM {table} WHERE {key} IN"
+                f" (SELECT {key} FROM {table} WHERE stale = 1 LIMIT {APPLY_PART})"
+            )
+            while True:
+                count = await self._bulk(functools.partial(_delete_part, sql=sql))
+                removed += count
+                if count < APPLY_PART:
+                    break
+        return removed
 
     def cursor(self, name: str) -> str | None:
         """A sync position, if one was set."""

@@ -29,7 +29,13 @@ from sync.client.bulk import BulkWorker, Opened
 from sync.client.centrals import CENTRAL_CURSOR, LOG_CURSOR, Centrals, ForeignLogError
 from sync.client.changes import to_batch
 from sync.client.settings import SyncConfig
-from sync.client.state import BOOTSTRAP_CURSOR, REVISION_CURSOR, Status, SyncState
+from sync.client.state import (
+    BOOTSTRAP_CURSOR,
+    REPLACE_CURSOR,
+    REVISION_CURSOR,
+    Status,
+    SyncState,
+)
 from sync.protocol import Envelope, EnvelopeKind
 
 _LOGGER = logging.getLogger(__name__)
@@ -369,6 +375,12 @@ class Replicator:
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
         pinned, cursor = _decode_cursor(saved) if saved else (None, None)
         started, items = time.monotonic(), 0
+        # Starting over (moved to another venue, the central lost revisions): the snapshot
+        # replaces what the store holds. Until its end the old facts still decide.
+        replacing = bool(self._store.cursor(REPLACE_CURSOR))
+        if replacing and not saved:
+            marked = await self._store.mark_replaced()
+            _LOGGER.info("%s: bootstrap replaces the %d facts held", self._device, marked)
         reported = started
         # The next chunk is fetched and verified while the worker writes this one.
         fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
@@ -395,6 +407,13 @@ class Replicator:
                     )  # fmt: skip
                 async with self._apply_lock:
                     await self._bulk.write(chunk)
+                    if chunk.next_cursor is None and replacing:
+                        removed = await self._store.sweep_replaced()
+                        cursors[REPLACE_CURSOR] = ""
+                        _LOGGER.info(
+                            "%s: bootstrap removed %d facts it did not bring again",
+                            self._device, removed,
+                        )  # fmt: skip
                     # The facts are in: only now the cursors move (a crash in between
                     # applies the chunk again, which is harmless).
                     await self._store.apply(SyncBatch(), cursors)
@@ -438,8 +457,8 @@ class Replicator:
                 data = await self._post("/v1/changes", body)
             except protocol.RemoteError as err:
                 if err.code == protocol.ErrorCode.REVISION_AHEAD.value:
-                    # The central system lost revisions we have (restored from a backup):
-                    # load its state again; applying facts twice is harmless.
+                    # Moved to another venue, or the central system lost revisions we have
+                    # (restored from a backup): load its state again, in place of ours.
                     _LOGGER.warning("%s: %s; bootstrapping again", self._device, err.message)
                     async with self._apply_lock:
                         await self._store.forget_revision()

@@ -11,11 +11,18 @@ from conftest import KEY_ID, ticket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.core.codes import Kind
+from edge.core.codes import Kind, PlainCode, plain_hash
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, Revocation
 from edge.store.database import Store
-from edge.store.sync import BOOTSTRAP_CURSOR, REVISION_CURSOR, RemotePassage, SyncBatch
+from edge.store.sync import (
+    APPLY_PART,
+    BOOTSTRAP_CURSOR,
+    REPLACE_CURSOR,
+    REVISION_CURSOR,
+    RemotePassage,
+    SyncBatch,
+)
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 _EXAMPLES = itertools.count()  # tmp_path is shared by hypothesis examples: one store each
@@ -117,3 +124,99 @@ async def test_the_sync_revision_never_goes_backwards_whoever_writes_it(store: S
     assert (store.cursor(REVISION_CURSOR), store.cursor(BOOTSTRAP_CURSOR)) == (None, None)
     await store.set_cursor(REVISION_CURSOR, "2")
     assert store.cursor(REVISION_CURSOR) == "2"
+
+
+def _credential(cid: int, event_id: int) -> Credential:
+    return Credential(
+        credential_id=cid,
+        kind=Kind.TICKET,
+        event_id=event_id,
+        product_id=10,
+        policy=Credential.from_claims(ticket(cid)).policy,
+        validity=None,
+        zones=0,
+        paid=True,
+    )
+
+
+def _venue_batch(first: int, count: int, event_id: int, prefix: str) -> SyncBatch:
+    """`count` credentials of one event, a plain code each; the first two revoked (by code
+    and by credential) and the event's neighbour cancelled."""
+    ids = range(first, first + count)
+    return SyncBatch(
+        credentials=[_credential(cid, event_id) for cid in ids],
+        plain_codes=[(plain_hash(f"{prefix}{cid}"), cid) for cid in ids],
+        revoked_codes=[(plain_hash(f"{prefix}{first}"), Revocation.REVOKED)],
+        revoked_credentials=[(first + 1, Revocation.CANCELLED)],
+        cancelled_events=[event_id + 100],
+    )
+
+
+_GROUP = SyncBatch(
+    credentials=[_credential(1, 0)],
+    plain_codes=[(plain_hash("G1"), 1)],
+    revoked_products=[(99, Revocation.REVOKED)],
+)
+_FACT_TABLES = (
+    "credentials",
+    "plain_codes",
+    "revoked_codes",
+    "revoked_credentials",
+    "revoked_products",
+    "cancelled_events",
+)
+
+
+def _held(store: Store) -> dict[str, set[object]]:
+    out: dict[str, set[object]] = {}
+    for table in _FACT_TABLES:
+        rows = store._reader.execute(f"SELECT * FROM {table}").fetchall()
+        out[table] = {tuple(r[:-1]) for r in rows}  # without the stale mark
+    return out
+
+
+async def test_a_replacing_bootstrap_leaves_exactly_the_new_facts(store: Store) -> None:
+    # The old venue's share is larger than one part, so marking and sweeping take several.
+    arena = _venue_batch(1000, 2 * APPLY_PART + 7, 5, "A")
+    await store.apply(arena, {})
+    await store.apply(_GROUP, {REVISION_CURSOR: "40"})
+    codes = [PlainCode(plain_hash(t)) for t in ("A1000", "A1001", "A1002", "G1", "B50")]
+    before = [store.facts(c) for c in codes]
+    await store.forget_revision()
+    assert store.cursor(REPLACE_CURSOR) == "1"
+    assert await store.mark_replaced() == sum(len(v) for v in _held(store).values())
+    # Marked, the facts still decide exactly as before, until the sweep.
+    assert [store.facts(c) for c in codes] == before
+    assert before[2].credential is not None  # an arena ticket admits until then
+    # The new snapshot: the group's facts again, and the hall's.
+    hall = _venue_batch(50, 3, 6, "B")
+    await store.apply(_GROUP, {})
+    await store.apply(hall, {})
+    expected = _held(store)  # what the new venue's gate would hold ...
+    fresh = await Store.open(store.path + ".fresh")
+    try:
+        await fresh.apply(_GROUP, {})
+        await fresh.apply(hall, {})
+        expected = _held(fresh)  # ... on a store of its own
+    finally:
+        await fresh.close()
+    removed = await store.sweep_replaced()
+    assert removed == len(arena.credentials) * 2 + 3
+    assert _held(store) == expected
+    for table in _FACT_TABLES:
+        assert store._reader.execute(f"SELECT count(*) FROM {table} WHERE stale").fetchone() == (0,)
+    # The arena's codes are unknown now; the group's pass and the hall's tickets are known.
+    after = [store.facts(c) for c in codes]
+    assert [f.credential is not None for f in after] == [False, False, False, True, True]
+    assert after[0].code_revoked is None  # its revocation went with it
+    # A second sweep finds nothing; a mark without a replacing bootstrap is never left over.
+    assert await store.sweep_replaced() == 0
+
+
+async def test_a_fact_written_again_during_the_replacement_loses_its_mark(store: Store) -> None:
+    await store.apply(_venue_batch(10, 3, 5, "A"), {REVISION_CURSOR: "9"})
+    await store.forget_revision()
+    await store.mark_replaced()
+    await store.apply(_venue_batch(10, 3, 5, "A"), {})  # every one of them again
+    assert await store.sweep_replaced() == 0
+    assert store.stats().credentials == 3
