@@ -28,6 +28,9 @@ from sync.protocol import CredentialChange  # noqa: E402
 
 TARGET = 10_000_000  # the issue's group: 20 venues, 10M credentials in total
 BATCH = 100_000
+PULL_SHARE = 10  # the pull figure: a gate offline while 1/10 of the group's credentials change
+PAGE = 5_000  # changes per pull (sync.client.replicator.CHANGES_LIMIT)
+SNAPSHOT_PAGE = 50_000  # items per bootstrap chunk (the central's limit)
 
 
 def _bootstrap(gate: GateProcess, url: str, head: int) -> float:
@@ -38,6 +41,27 @@ def _bootstrap(gate: GateProcess, url: str, head: int) -> float:
             raise SystemExit(f"{gate.name}: bootstrap did not finish in 30 min")
         time.sleep(0.05)
     return time.perf_counter() - started
+
+
+def _central_reads(central: CentralProcess, venue: str, since: int) -> tuple[float, float, float]:
+    """Seconds the central spends reading a venue's whole snapshot, its changes after
+    `since`, and its changes in the whole log, page by page as a gate's bootstrap and pulls
+    ask for them (no signing, no HTTP)."""
+    log = central.db.log
+    started = time.perf_counter()
+    cursor = None
+    while True:
+        _, cursor = log.snapshot_chunk(cursor, SNAPSHOT_PAGE, venue)
+        if cursor is None:
+            break
+    figures = [time.perf_counter() - started]
+    for first in (since, 0):
+        started = time.perf_counter()
+        revision, head = first, log.head()
+        while revision < head:
+            _, revision, _, _, _ = log.venue_changes_since(revision, PAGE, venue)
+        figures.append(time.perf_counter() - started)
+    return figures[0], figures[1], figures[2]
 
 
 def run(directory: Path, credentials: int, venues: int, target: str | None) -> None:
@@ -91,6 +115,31 @@ def run(directory: Path, credentials: int, venues: int, target: str | None) -> N
             f"  a venue's gate holds {share[1] / max(whole[1], 1):.1%} of the credentials"
             f" (target: its share, 1/{venues} = {1 / venues:.1%}), in"
             f" {share[0] / whole[0]:.0%} of the time"
+        )
+        # The venue's gate was stopped at `head`; the group sells on; it starts and pulls.
+        changed = max(credentials // PULL_SHARE, 1)
+        for first in range(1, changed + 1, BATCH):
+            central.db.log.publish(
+                [
+                    CredentialChange(
+                        cid, 0, events[cid % venues], 10, 0, 1, 0, None, None, 0, paid=False
+                    )
+                    for cid in range(first, min(first + BATCH, changed + 1))
+                ]
+            )
+        gate = gates["venue-0"]
+        new_head = central.db.log.head()
+        took = _bootstrap(gate, url, new_head)
+        gate.kill(signal.SIGTERM)
+        print(
+            f"pull, one venue: {changed // venues:,} of the group's {changed:,} changes,"
+            f" {took:.1f} s from gate start to revision {new_head:,}"
+        )
+        snapshot, pulled, whole_log = _central_reads(central, "venue-0", head)
+        print(
+            f"  the central's reads for venue-0: its snapshot {snapshot:.2f} s, its changes"
+            f" after {head:,} {pulled:.2f} s, its changes in the whole log of {new_head:,}"
+            f" {whole_log:.2f} s (pages of {PAGE:,})"
         )
     finally:
         for gate in gates.values():

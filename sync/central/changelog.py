@@ -48,6 +48,16 @@ if tuple(_SECTIONS) != protocol.SNAPSHOT_SECTIONS:
     )
 
 
+# A venue's changes: two ranges of the changes_venue index (migration 3), the venue's and the
+# group's, merged in revision order; the rows of other venues are never read.
+VENUE_CHANGES_SQL = (
+    "SELECT revision, change FROM changes WHERE venue = ? AND revision > ? AND revision <= ?"
+    " UNION ALL"
+    " SELECT revision, change FROM changes WHERE venue IS NULL AND revision > ? AND revision <= ?"
+    " ORDER BY revision LIMIT ?"
+)
+
+
 def now_ms() -> int:
     """Wall clock in unix milliseconds."""
     return time.time_ns() // 1_000_000
@@ -129,11 +139,8 @@ class ChangeLog:
         range first+1..last is contiguous; the changes in it for other venues are left out."""
         with self._connection.reading() as conn:
             head = self._head_at_most(conn, revision)
-            rows = conn.execute(
-                "SELECT revision, change FROM changes WHERE revision > ? AND revision <= ?"
-                " AND (venue IS NULL OR venue = ?) ORDER BY revision LIMIT ?",
-                (revision, head, venue, limit),
-            ).fetchall()
+            arguments = (venue, revision, head, revision, head, limit)
+            rows = conn.execute(VENUE_CHANGES_SQL, arguments).fetchall()
         # Fewer than `limit`: nothing else of the venue's up to the head.
         last = int(rows[-1][0]) if len(rows) == limit else head
         changes = [protocol.unpack(r[1], "change", 1 << 20) for r in rows]
@@ -159,20 +166,8 @@ class ChangeLog:
         out: list[list[Any]] = []
         with self._connection.reading() as conn:
             while len(out) < limit:
-                table, key = _SECTIONS[section]
-                terms, args = [], tuple[Any, ...]()
-                if section == "passages" and after:
-                    terms, args = ["(device, seq) > (?, ?)"], tuple(after)
-                elif section != "passages" and after is not None:
-                    terms, args = [f"{key} > ?"], (after,)
-                if venue is not None and section not in _GROUP_SECTIONS:
-                    terms.append("(venue IS NULL OR venue = ?)")
-                    args = (*args, venue)
-                where = f"WHERE {' AND '.join(terms)}" if terms else ""
-                rows = conn.execute(
-                    f"SELECT {key}, change FROM {table} {where} ORDER BY {key} LIMIT ?",
-                    (*args, limit - len(out)),
-                ).fetchall()
+                sql, args = snapshot_query(section, after, venue, limit - len(out))
+                rows = conn.execute(sql, args).fetchall()
                 out.extend(protocol.unpack(r[-1], "change", 1 << 20) for r in rows)
                 if len(out) >= limit and rows:
                     last = rows[-1]
@@ -183,6 +178,31 @@ class ChangeLog:
                     return out, None
                 section, after = names[index + 1], None
         return out, (section, after)
+
+
+def snapshot_query(
+    section: str, after: Any, venue: str | None, limit: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL and arguments of up to `limit` rows (key columns, change) of a snapshot
+    section after the key `after` (None: from its start), of a venue's device if `venue`."""
+    table, key = _SECTIONS[section]
+    terms, args = [], tuple[Any, ...]()
+    if section == "passages" and after:
+        terms, args = ["(device, seq) > (?, ?)"], tuple(after)
+    elif section != "passages" and after is not None:
+        terms, args = [f"{key} > ?"], (after,)
+    if venue is not None and section not in _GROUP_SECTIONS:
+        # Two ranges of the view's venue index (migration 3), merged in key order: the
+        # venue's rows and the group's, never the other venues'.
+        ranges = [
+            f"SELECT {key}, change FROM {table} WHERE {' AND '.join([test, *terms])}"
+            for test in ("venue = ?", "venue IS NULL")
+        ]
+        return f"{ranges[0]} UNION ALL {ranges[1]} ORDER BY {key} LIMIT ?", (
+            venue, *args, *args, limit,
+        )  # fmt: skip
+    where = f"WHERE {' AND '.join(terms)}" if terms else ""
+    return f"SELECT {key}, change FROM {table} {where} ORDER BY {key} LIMIT ?", (*args, limit)
 
 
 class _Venues:

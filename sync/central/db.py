@@ -160,6 +160,18 @@ ALTER TABLE view_revoked_credentials ADD COLUMN venue TEXT;
 ALTER TABLE view_cancelled_events ADD COLUMN venue TEXT;
 ALTER TABLE view_passages ADD COLUMN venue TEXT;
 """,
+    # 3: a device of a venue reads its venue's rows and the group's (venue NULL) by index:
+    # its pulls two ranges of the log, its snapshot two ranges of each view, never the rows of
+    # the other venues (ChangeLog.venue_changes_since, snapshot_chunk).
+    """
+CREATE INDEX IF NOT EXISTS changes_venue ON changes (venue, revision);
+CREATE INDEX IF NOT EXISTS view_credentials_venue ON view_credentials (venue, credential_id);
+CREATE INDEX IF NOT EXISTS view_plain_codes_venue ON view_plain_codes (venue, key);
+CREATE INDEX IF NOT EXISTS view_revoked_codes_venue ON view_revoked_codes (venue, key);
+CREATE INDEX IF NOT EXISTS view_revoked_credentials_venue ON view_revoked_credentials (venue, key);
+CREATE INDEX IF NOT EXISTS view_cancelled_events_venue ON view_cancelled_events (venue, key);
+CREATE INDEX IF NOT EXISTS view_passages_venue ON view_passages (venue, device, seq);
+""",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from conftest import KEY_ID, PRIVATE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,9 +19,11 @@ from edge.core.codes import Kind, parse
 from edge.store.database import Store
 from sync import protocol
 from sync.central.catalogue import Sold
+from sync.central.changelog import VENUE_CHANGES_SQL, snapshot_query
 from sync.central.cli import main
 from sync.central.db import MIGRATIONS, CentralDB, connect
 from sync.central.errors import CentralError
+from sync.central.postgres import placeholders
 from sync.central.server import serve
 from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
@@ -388,3 +391,55 @@ def test_a_log_written_before_venues_counts_as_group_wide(central_target: str) -
         assert db.log.venue_changes_since(0, 100, "arena")[2] == [1]
     finally:
         db.close()
+
+
+def _plan(target: str, sql: str, args: tuple[object, ...]) -> str:
+    """The query plan of `sql` on the central database `target`, as text."""
+    if target.startswith("postgresql://"):
+
+        async def explain() -> str:
+            conn = await asyncpg.connect(target)
+            try:
+                await conn.execute("ANALYZE")
+                rows = await conn.fetch(f"EXPLAIN {placeholders(sql)}", *args)
+            finally:
+                await conn.close()
+            return "\n".join(str(r[0]) for r in rows)
+
+        return asyncio.run(explain())
+    conn = sqlite3.connect(target)
+    try:
+        conn.execute("ANALYZE")
+        return "\n".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+    finally:
+        conn.close()
+
+
+def test_a_venues_pull_and_snapshot_read_by_the_venue_index(central_target: str) -> None:
+    db = CentralDB(central_target)
+    try:
+        events = [db.catalogue.add_event(f"Day {v}", venue=f"venue-{v}") for v in range(20)]
+        db.log.publish(
+            [
+                CredentialChange(cid, 0, events[cid % 20], 10, 0, 1, 0, None, None, 0, paid=True)
+                for cid in range(1, 20_001)
+            ]
+        )
+        db.log.publish([KeyChange(KEY_ID, PRIVATE.public_key().public_bytes_raw(), retired=False)])
+        head = db.log.head()
+        # What the index gives: the venue's and the group's changes, nothing else.
+        first, last, revisions, changes, _ = db.log.venue_changes_since(0, 5_000, "venue-3")
+        assert (first, last, len(changes)) == (0, head, 1_000 + 1)
+        assert revisions[0] == 3
+        assert revisions[-1] == head
+    finally:
+        db.close()
+    pull = _plan(central_target, VENUE_CHANGES_SQL, ("venue-3", 100, head, 100, head, 5_000))
+    snapshot = _plan(central_target, *snapshot_query("credentials", 100, "venue-3", 5_000))
+    for plan, table in ((pull, "changes"), (snapshot, "view_credentials")):
+        assert f"{table}_venue" in plan, plan
+        # Neither a scan of the table (SQLite: SCAN, PostgreSQL: Seq Scan) nor of its key.
+        assert f"SCAN {table}" not in plan, plan
+        assert "Seq Scan" not in plan, plan
+        assert f"{table}_pkey" not in plan, plan
+        print(plan)
