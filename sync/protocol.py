@@ -46,6 +46,7 @@ MAX_CHAIN = 16  # key endorsements carried by one envelope
 REQUEST_MAX_SKEW_MS = 300_000  # a signed request older or newer than this is refused
 MAX_ID = 2**63 - 1
 MAX_TEXT = 200  # lane and device names, error messages are bounded
+MAX_VENUE = 64  # a venue's name (edge-central checks the same bound)
 
 SNAPSHOT_SECTIONS = (
     "keys",
@@ -527,6 +528,9 @@ class Envelope:
     # CHANGES of a device with a venue: the revision of each change (the others in
     # first+1..last concern other venues). Empty: the changes are first+1..last, one each.
     revisions: tuple[int, ...] = ()
+    # SNAPSHOT and BUNDLE: the venue whose share it holds (with the group's); None: every
+    # venue's (docs/protocol.md, "Venues").
+    venue: str | None = None
 
     def since(self, revision: int) -> tuple[Change, ...]:
         """The changes after `revision` (CHANGES/BUNDLE with first <= revision <= last)."""
@@ -548,10 +552,11 @@ def seal(
     chain: Sequence[Endorsement] = (),
     head: int | None = None,
     revisions: Sequence[int] | None = None,
+    venue: str | None = None,
 ) -> bytes:
     """A signed envelope; `changes` may be Change values or their wire arrays already.
-    `revisions` (a venue's CHANGES): the revision of each change, where they are fewer than
-    first+1..last."""
+    `revisions` (a venue's CHANGES or BUNDLE): the revision of each change, where they are
+    fewer than first+1..last. `venue` (SNAPSHOT, BUNDLE): the venue whose share it holds."""
     wire = [c if isinstance(c, list) else change_to_wire(c) for c in changes]
     fields: dict[str, Any] = {
         "kind": kind.value,
@@ -564,6 +569,8 @@ def seal(
     }
     if revisions is not None:
         fields["revisions"] = list(revisions)
+    if venue is not None:
+        fields["venue"] = venue
     body = pack(fields)
     return pack(
         {
@@ -659,7 +666,12 @@ def open_envelope(
         )
     if head < last:
         raise ProtocolError("envelope body: head revision is older than the last change")
-    return Envelope(kind, key_id, first, last, at_ms, changes, next_cursor, path, head, revisions)
+    venue = fields.text("venue", optional=True, limit=MAX_VENUE)
+    if venue is not None and not venue:
+        raise ProtocolError("envelope body.venue: must not be empty")
+    return Envelope(
+        kind, key_id, first, last, at_ms, changes, next_cursor, path, head, revisions, venue
+    )
 
 
 def _revisions(raw: list[Any], first: int, last: int, count: int) -> tuple[int, ...]:

@@ -22,6 +22,9 @@ BOOTSTRAP_CURSOR = "sync.bootstrap"  # where an interrupted bootstrap resumes
 # Set (non-empty) while a bootstrap replaces the facts held (schema version 10): after a
 # revision-ahead refusal (the device moved to another venue, the central lost revisions).
 REPLACE_CURSOR = "sync.replace"
+# The venue whose share the store holds, from its last bootstrap ("": every venue's; absent:
+# bootstrapped before venues were recorded). Offline bundles must be of the same.
+VENUE_CURSOR = "sync.venue"
 
 _KEY_SQL = (
     "INSERT INTO keys (key_id, public_key, retired) VALUES (?, ?, ?)"

@@ -24,6 +24,7 @@ from edge.core.messages import counted
 from sync.central import bundle
 from sync.central.db import CentralDB
 from sync.central.desk import Person
+from sync.central.errors import CentralError
 from sync.central.postgres import is_dsn
 from sync.central.server import serve
 
@@ -326,6 +327,16 @@ def _workflow_parsers(sub: Any) -> None:
     write_bundle.add_argument(
         "--since", type=int, default=0, help="revision the gate has (default: 0, all)"
     )
+    whose = write_bundle.add_mutually_exclusive_group()
+    whose.add_argument(
+        "--venue",
+        help="only this venue's changes and the group's, for its gates (default: every"
+        " venue's, for gates of no venue)",
+    )
+    whose.add_argument(
+        "--device", help="for this device: its venue's changes and the group's, or every"
+        " venue's if it has none",
+    )  # fmt: skip
 
 
 def _policy(args: argparse.Namespace) -> EntryPolicy:
@@ -480,8 +491,14 @@ def _workflow(db: CentralDB, args: argparse.Namespace) -> None:
         for name, url, revision, _ in db.devices.registered():
             print(f"  {name}: revision {revision}, push {url or '-'}")
     elif command == "bundle":
-        first, last = bundle.write(db, args.out, args.since)
-        print(f"wrote {args.out}: revisions {first + 1}..{last}")
+        venue = args.venue
+        if args.device is not None:
+            if db.devices.public_key(args.device) is None:
+                raise CentralError(f"no device {args.device!r}")
+            venue = db.devices.venue(args.device)
+        first, last = bundle.write(db, args.out, args.since, venue)
+        whose = "every venue" if venue is None else f"venue {venue} and the group"
+        print(f"wrote {args.out}: revisions {first + 1}..{last} of {whose}")
 
 
 def _shown(target: str) -> str:

@@ -529,6 +529,7 @@ class Central:
                 next_cursor=next_cursor,
                 chain=chain,
                 head=max(pinned, self.db.log.head()),
+                venue=venue,
             )
 
         answer = await asyncio.to_thread(build)

@@ -44,6 +44,7 @@ class Opened:
     changes: int
     next_cursor: tuple[str, Any] | None
     at_ms: int  # when the central signed it
+    venue: str | None = None  # SNAPSHOT: the venue whose share it holds (None: every venue's)
 
 
 def _frame(value: dict[str, Any]) -> bytes:
@@ -156,6 +157,7 @@ class BulkWorker:
             int(reply["changes"]),
             None if cursor is None else protocol.snapshot_cursor(cursor, "next cursor"),
             int(reply["at_ms"]),
+            reply.get("venue"),
         )
 
     async def write(self, opened: Opened, since: int | None = None) -> None:
@@ -221,6 +223,7 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
                 "changes": len(envelope.changes),
                 "next": list(envelope.next_cursor) if envelope.next_cursor else None,
                 "at_ms": envelope.at_ms,
+                "venue": envelope.venue,
             }
         if op == "write":
             async with writing:

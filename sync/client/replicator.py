@@ -33,6 +33,7 @@ from sync.client.state import (
     BOOTSTRAP_CURSOR,
     REPLACE_CURSOR,
     REVISION_CURSOR,
+    VENUE_CURSOR,
     Status,
     SyncState,
 )
@@ -394,7 +395,11 @@ class Replicator:
                     )
                 pinned = chunk.first
                 if chunk.next_cursor is None:
-                    cursors = {REVISION_CURSOR: str(pinned), BOOTSTRAP_CURSOR: ""}
+                    cursors = {
+                        REVISION_CURSOR: str(pinned),
+                        BOOTSTRAP_CURSOR: "",
+                        VENUE_CURSOR: chunk.venue or "",  # which bundles it may import
+                    }
                 else:
                     cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, chunk.next_cursor)}
                     fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, chunk.next_cursor))

@@ -5,9 +5,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from edge.store.sync import BOOTSTRAP_CURSOR, REPLACE_CURSOR, REVISION_CURSOR
+from edge.store.sync import BOOTSTRAP_CURSOR, REPLACE_CURSOR, REVISION_CURSOR, VENUE_CURSOR
 
-__all__ = ["BOOTSTRAP_CURSOR", "REPLACE_CURSOR", "REVISION_CURSOR", "Status", "SyncState"]
+__all__ = [
+    "BOOTSTRAP_CURSOR",
+    "REPLACE_CURSOR",
+    "REVISION_CURSOR",
+    "VENUE_CURSOR",
+    "Status",
+    "SyncState",
+]
 
 
 class Status(enum.Enum):

@@ -16,8 +16,11 @@ from conftest import KEY_ID, PRIVATE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.core.codes import Kind, parse
+from edge.core.errors import SyncError
 from edge.store.database import Store
+from edge.store.sync import REVISION_CURSOR, VENUE_CURSOR
 from sync import protocol
+from sync.central import bundle
 from sync.central.catalogue import Sold
 from sync.central.changelog import VENUE_CHANGES_SQL, snapshot_query
 from sync.central.cli import main
@@ -25,6 +28,7 @@ from sync.central.db import MIGRATIONS, CentralDB, connect
 from sync.central.errors import CentralError
 from sync.central.postgres import placeholders
 from sync.central.server import serve
+from sync.client.bundle import import_bundle
 from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
 from sync.protocol import (
@@ -330,6 +334,7 @@ async def test_a_gate_moved_to_another_venue_bootstraps_its_new_venue(
         await _until(lambda: gate.client.state.revision == head, "the hall's revision")
         assert _hash(group.b[2]) in _held(gate.path)[1]
         assert not db.devices.must_bootstrap("gate-moved")
+        assert gate.store.cursor(VENUE_CURSOR) == "hall"  # the hall's bundles only, from now
         # From then on it hears the hall's changes as any hall gate does.
         db.workflows.revoke_code(group.b[3].code)
         head = db.log.head()
@@ -372,6 +377,15 @@ def test_admin_cli_adds_lists_and_moves_by_venue(
     assert main(["--db", path, "device", "move", "nobody", "--venue", "hall"]) == 1
     assert "no device 'nobody'" in capsys.readouterr().err
     assert len(run("event", "list").splitlines()) == 2
+    # Bundles for a venue's gates: by venue, or by device (its venue, or every venue's).
+    out = str(tmp_path / "g.bundle")
+    assert run("bundle", "--out", out, "--device", "g1").endswith("of venue hall and the group\n")
+    assert run("bundle", "--out", out, "--venue", "arena").endswith("venue arena and the group\n")
+    assert run("bundle", "--out", out, "--device", "g2").endswith("of every venue\n")
+    assert main(["--db", path, "bundle", "--out", out, "--device", "nobody"]) == 1
+    assert "no device 'nobody'" in capsys.readouterr().err
+    assert main(["--db", path, "bundle", "--out", out, "--venue", "x" * 65]) == 1
+    assert "venue name" in capsys.readouterr().err
 
 
 def test_a_log_written_before_venues_counts_as_group_wide(central_target: str) -> None:
@@ -443,3 +457,93 @@ def test_a_venues_pull_and_snapshot_read_by_the_venue_index(central_target: str)
         assert "Seq Scan" not in plan, plan
         assert f"{table}_pkey" not in plan, plan
         print(plan)
+
+
+# -- offline bundles by venue -----------------------------------------------------------------
+
+
+async def _bootstrapped(gate: Gate, db: CentralDB) -> None:
+    task = asyncio.create_task(gate.client.run())
+    try:
+        head = db.log.head()
+        await _until(lambda: gate.client.state.revision == head, f"{gate.name} bootstrap")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_gate_imports_only_bundles_of_its_own_venue(
+    served: tuple[Group, str], tmp_path: Path
+) -> None:
+    group, url = served
+    db = group.db
+    gate = await _gate(tmp_path, db, url, "hall-gate", "hall", channel=False)
+    try:
+        await _bootstrapped(gate, db)
+        assert gate.store.cursor(VENUE_CURSOR) == "hall"  # the snapshot said whose it is
+        before = db.log.head()
+        db.workflows.revoke_code(group.a[0].code)
+        db.workflows.revoke_code(group.b[0].code)
+        db.workflows.revoke_code(group.group[0].code)
+        head = db.log.head()
+        paths = {name: tmp_path / f"{name}.bundle" for name in ("arena", "hall", "all")}
+        for name, path in paths.items():
+            assert bundle.write(db, path, before, None if name == "all" else name) == (
+                before,
+                head,
+            )
+        opened = protocol.open_envelope(paths["hall"].read_bytes(), _keys(db))
+        assert (opened.venue, opened.revisions) == ("hall", (before + 2, before + 3))
+
+        # The arena's bundle, or every venue's, on a hall gate: refused, nothing changed.
+        held = _held(gate.path)
+        for name, whose in (("arena", "venue 'arena'"), ("all", "every venue")):
+            with pytest.raises(SyncError, match=f"holds {whose}'s changes but .* 'hall'"):
+                await import_bundle(gate.store, paths[name].read_bytes(), device="hall-gate")
+            assert _held(gate.path) == held
+            assert gate.store.cursor(REVISION_CURSOR) == str(before)
+        # Relabelled for the hall without the central's key: the signature fails.
+        forged = _relabelled(paths["arena"].read_bytes(), "hall")
+        with pytest.raises(protocol.UntrustedError):
+            await import_bundle(gate.store, forged, device="hall-gate")
+        assert _held(gate.path) == held
+
+        # Its own venue's: the hall's revocation and the group's, nothing of the arena.
+        result = await import_bundle(gate.store, paths["hall"].read_bytes(), device="hall-gate")
+        assert result == ("applied", before, head)
+        assert _held(gate.path) == (held[0], {_hash(group.b[0]), _hash(group.group[0])})
+        # The same bundle again, or an older one: nothing changes.
+        again = await import_bundle(gate.store, paths["hall"].read_bytes(), device="hall-gate")
+        assert again == ("stale", head, head)
+        assert _held(gate.path) == (held[0], {_hash(group.b[0]), _hash(group.group[0])})
+
+        # A new store takes the venue of its first bundle, and then keeps to it.
+        fresh = await Store.open(tmp_path / "fresh.db")
+        try:
+            await fresh.put_keys(list(db.keys.public_keys()))
+            bundle.write(db, paths["hall"], 0, "hall")
+            assert (await import_bundle(fresh, paths["hall"].read_bytes(), device="new"))[0] == (
+                "applied"
+            )
+            assert fresh.cursor(VENUE_CURSOR) == "hall"
+            with pytest.raises(SyncError, match="every venue's changes"):
+                await import_bundle(fresh, paths["all"].read_bytes(), device="new")
+        finally:
+            await fresh.close()
+        assert _held(tmp_path / "fresh.db") == _held(gate.path)
+    finally:
+        await gate.store.close()
+
+
+def _keys(db: CentralDB) -> Callable[[int], tuple[bytes, bool] | None]:
+    keys = {kid: (public, retired) for kid, public, retired in db.keys.public_keys()}
+    return keys.get
+
+
+def _relabelled(data: bytes, venue: str) -> bytes:
+    outer = protocol.unpack(data, "bundle", 1 << 26)
+    body = protocol.unpack(outer["body"], "body", 1 << 26)
+    body["venue"] = venue
+    outer["body"] = protocol.pack(body)
+    return protocol.pack(outer)
