@@ -135,6 +135,26 @@ def run(directory: Path, credentials: int, venues: int, target: str | None) -> N
             f"pull, one venue: {changed // venues:,} of the group's {changed:,} changes,"
             f" {took:.1f} s from gate start to revision {new_head:,}"
         )
+        # Moved to another venue: from start to holding exactly venue-1's share (its own
+        # credentials and the group's; the sweep removed venue-0's).
+        central.db.devices.move(gate.name, "venue-1")
+        moved_to = len(range(1, credentials + 1, venues))  # ids 1, 1 + venues, ...: venue-1
+        started = time.perf_counter()
+        gate.start(url, pull_interval=600.0)
+        while not (
+            gate.cursor("sync.replace") == ""
+            and (gate.revision() or 0) >= new_head
+            and gate.count("credentials") == moved_to
+        ):
+            if time.perf_counter() - started > 1800:
+                raise SystemExit(f"{gate.name}: not moved in 30 min")
+            time.sleep(0.05)
+        took = time.perf_counter() - started
+        gate.kill(signal.SIGTERM)
+        print(
+            f"move, venue-0 to venue-1: {took:.1f} s from gate start to holding exactly"
+            f" venue-1's {moved_to:,} credentials (venue-0's removed)"
+        )
         snapshot, pulled, whole_log = _central_reads(central, "venue-0", head)
         print(
             f"  the central's reads for venue-0: its snapshot {snapshot:.2f} s, its changes"

@@ -51,7 +51,14 @@ BENCHMARKS = [
     (
         "venues",
         "--credentials 2000 --venues 4",
-        ["bootstrap, whole group", "bootstrap, one venue", "of the credentials"],
+        [
+            "bootstrap, whole group",
+            "bootstrap, one venue",
+            "of the credentials",
+            "pull, one venue",
+            "move, venue-0 to venue-1",
+            "the central's reads for venue-0",
+        ],
     ),
     (
         "hotpath",
