@@ -161,6 +161,12 @@ def run(directory: Path, credentials: int, venues: int, target: str | None) -> N
             f" after {head:,} {pulled:.2f} s, its changes in the whole log of {new_head:,}"
             f" {whole_log:.2f} s (pages of {PAGE:,})"
         )
+        # A venue with nothing sold yet: what the central reads to tell its gates so.
+        snapshot, pulled, whole_log = _central_reads(central, "venue-quiet", head)
+        print(
+            f"  the central's reads for a venue with nothing sold: its snapshot {snapshot:.3f} s,"
+            f" its changes after {head:,} {pulled:.3f} s, in the whole log {whole_log:.3f} s"
+        )
     finally:
         for gate in gates.values():
             gate.kill(signal.SIGTERM)
