@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from conftest import KEY_ID, PRIVATE
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.core.codes import Kind, parse
 from edge.core.errors import SyncError
 from edge.store.database import Store
-from edge.store.sync import REVISION_CURSOR, VENUE_CURSOR
+from edge.store.sync import REPLACE_CURSOR, REVISION_CURSOR, VENUE_CURSOR
 from sync import protocol
 from sync.central import bundle
 from sync.central.catalogue import Sold
@@ -28,6 +29,7 @@ from sync.central.db import MIGRATIONS, CentralDB, connect
 from sync.central.errors import CentralError
 from sync.central.postgres import placeholders
 from sync.central.server import serve
+from sync.client.bulk import Opened
 from sync.client.bundle import import_bundle
 from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
@@ -547,3 +549,46 @@ def _relabelled(data: bytes, venue: str) -> bytes:
     body["venue"] = venue
     outer["body"] = protocol.pack(body)
     return protocol.pack(outer)
+
+
+async def test_a_replacing_bootstrap_cut_short_resumes_without_losing_what_it_brought(
+    served: tuple[Group, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group, url = served
+    db = group.db
+    gate = await _gate(tmp_path, db, url, "gate-moved", "arena", channel=False)
+    await _bootstrapped(gate, db)
+    db.devices.move("gate-moved", "hall")
+    # Chunks of 3 items; the second fetch of the new venue's snapshot fails once, after the
+    # first chunk is written: the next attempt resumes from its cursor, and must not mark
+    # again what the first chunk brought (it would be swept at the end).
+    monkeypatch.setattr("sync.client.replicator.SNAPSHOT_LIMIT", 3)
+    fetch = gate.client._snapshot_chunk
+    calls: list[object] = []
+
+    async def cut_short(pinned: int | None, cursor: tuple[str, object] | None) -> Opened:
+        calls.append(cursor)
+        if len(calls) == 2:
+            raise aiohttp.ClientConnectionError("the network went away")
+        return await fetch(pinned, cursor)
+
+    monkeypatch.setattr(gate.client, "_snapshot_chunk", cut_short)
+    task = asyncio.create_task(gate.client.run())
+    try:
+        head = db.log.head()
+        await _until(
+            lambda: (
+                gate.store.cursor(VENUE_CURSOR) == "hall"
+                and gate.client.state.revision == head
+                and not gate.store.cursor(REPLACE_CURSOR)
+            ),
+            "the hall's state",
+        )
+        assert len(calls) > 3  # it was cut short, then resumed
+        assert calls[2] is not None  # from where it was, not from the start
+        assert _held(gate.path)[0] == _cids(group.b) | _cids(group.group)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await gate.store.close()
