@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,3 +121,54 @@ def test_a_moved_gate_holds_exactly_its_new_venues_share(venues: Venues) -> None
     central.db.workflows.revoke_code("B2")
     wait_for(lambda: plain_hash("B2") in _facts(gate)[2], WAIT, "the hall's revocation")
     assert gate.scan("B2") == "revoked"
+
+
+def _command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_edge_import_takes_only_its_venues_bundles(tmp_path: Path) -> None:
+    central = CentralProcess(tmp_path)  # administered only: no server, no network
+    db = central.db
+    db.keys.add()
+    public = base64.b64encode(db.keys.public_keys()[0][1]).decode()
+    ticket = db.catalogue.add_product("Day ticket")
+    arena = db.catalogue.add_event("Cup final", venue="arena")
+    hall = db.catalogue.add_event("Concert", venue="hall")
+    db.sales.sell(ticket, event_id=arena, count=2, plain_codes=["A1", "A2"])
+    db.sales.sell(ticket, event_id=hall, count=2, plain_codes=["B1", "B2"])
+    db.workflows.revoke_code("B2")
+    central.close()
+    gate = tmp_path / "gate.toml"
+    gate.write_text(
+        f'[device]\nname = "hall-1"\nstore = "gate.db"\n'
+        f'[[keys]]\nid = 1\npublic = "{public}"\n'
+        '[[scanners]]\nname = "s"\ntype = "lines"\npath = "-"\n'
+        '[[actuators]]\nname = "a"\ntype = "console"\n'
+        '[[lanes]]\nname = "L"\nactuator = "a"\nentry = ["s"]\n',
+        encoding="utf-8",
+    )
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    for venue in ("arena", "hall"):
+        wrote = _command("sync.central.cli", "--db", str(central.db_path), "bundle", "--venue",
+                         venue, "--out", str(stick / f"{venue}.bundle"))  # fmt: skip
+        assert wrote.returncode == 0, wrote.stderr
+    imported = _command("edge.cli", "import", str(stick / "hall.bundle"), "--config", str(gate))
+    assert imported.returncode == 0, imported.stderr
+
+    # The arena's bundle carried to the hall's gate: refused, named, nothing applied.
+    refused = _command("edge.cli", "import", str(stick / "arena.bundle"), "--config", str(gate))
+    assert refused.returncode == 1
+    assert "holds venue 'arena''s changes but this gate (hall-1) holds venue 'hall''s" in (
+        refused.stderr
+    )
+    assert "edge-central bundle --device hall-1" in refused.stderr
+
+    def check(code: str) -> str:
+        answer = _command("edge.cli", "check", code, "--config", str(gate))
+        return answer.stdout.split()[1]
+
+    assert [check(c) for c in ("B1", "B2", "A1")] == ["admitted", "revoked", "unknown"]
