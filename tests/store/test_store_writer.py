@@ -27,12 +27,38 @@ def _entry(n: int, reason: Reason = Reason.ADMITTED) -> JournalEntry:
     return JournalEntry(datetime.now(UTC), "lane", Direction.ENTRY, reason, n, b"h" * 16, "…1")
 
 
+class _Held:
+    """The writer thread inside a bulk part until `release()`: records queue behind it."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._inside = threading.Event()
+        self._release = threading.Event()
+
+        def part(conn: sqlite3.Connection) -> None:
+            self._inside.set()
+            self._release.wait(5)
+
+        self.done = asyncio.ensure_future(writer.bulk(part))
+
+    async def inside(self) -> None:
+        assert await asyncio.to_thread(self._inside.wait, 5)
+
+    def release(self) -> None:
+        self._release.set()
+
+
 async def test_concurrent_records_share_commits_and_all_are_durable(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "edge.db")
     try:
+        held = _Held(store._writer)
+        await held.inside()
         before = store._writer.commits
-        seqs = await asyncio.gather(*(store.record(_entry(n)) for n in range(1, 41)))
-        commits = store._writer.commits - before
+        records = asyncio.gather(*(store.record(_entry(n)) for n in range(1, 41)))
+        await asyncio.sleep(0.01)  # every record queued behind the part
+        held.release()
+        seqs = await records
+        await held.done
+        commits = store._writer.commits - before - 1
         assert sorted(seqs) == list(range(1, 41))
         assert commits < 40  # records that waited together went in one transaction
     finally:
@@ -60,15 +86,21 @@ async def test_one_failing_record_in_a_group_leaves_the_others(tmp_path: Path) -
     conn.commit()
     conn.close()
     try:
-        results = await asyncio.gather(
+        held = _Held(store._writer)
+        await held.inside()
+        records = asyncio.gather(
             *(store.record(_entry(n)) for n in range(1, 11)), return_exceptions=True
         )
+        await asyncio.sleep(0.01)  # all ten queued: they go in one group
+        held.release()
+        results = await records
+        await held.done
         failed = [r for r in results if isinstance(r, BaseException)]
         assert len(failed) == 1
         assert isinstance(failed[0], StoreError)
         assert "disk full" in str(failed[0])
-        held = {row.entry.credential_id for row in store.recent(20)}
-        assert held == set(range(1, 11)) - {7}  # its journal row went with it, no other did
+        kept = {row.entry.credential_id for row in store.recent(20)}
+        assert kept == set(range(1, 11)) - {7}  # its journal row went with it, no other did
     finally:
         await store.close()
 
@@ -102,6 +134,78 @@ async def test_a_journal_record_goes_ahead_of_queued_bulk_work(tmp_path: Path) -
         assert order == ["bulk 1", "journal", "bulk 2"]
     finally:
         await writer.close()
+
+
+async def test_a_record_with_the_writer_idle_is_committed_on_the_callers_thread(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    threads: list[int] = []
+    try:
+        before = store._writer.commits
+        original = store._writer._conn
+
+        def job(conn: sqlite3.Connection) -> int:
+            threads.append(threading.get_ident())
+            assert conn is original
+            return 7
+
+        assert await store._writer.urgent(job) == 7
+        seq = await store.record(_entry(1))
+        assert threads == [threading.get_ident()]  # no hop to the writer thread
+        assert store._writer.commits - before == 2
+        # Committed when it returned: another connection (another process) sees it.
+        other = sqlite3.connect(db)
+        assert other.execute("SELECT seq FROM journal").fetchall() == [(seq,)]
+        other.close()
+    finally:
+        await store.close()
+
+
+async def test_a_failing_record_on_the_callers_thread_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON entries WHEN NEW.credential_id = 2"
+        " BEGIN SELECT RAISE(FAIL, 'disk full'); END"
+    )
+    conn.commit()
+    conn.close()
+    try:
+        await store.record(_entry(1))
+        with pytest.raises(StoreError, match="disk full"):
+            await store.record(_entry(2))
+        await store.record(_entry(3))
+        assert [r.entry.credential_id for r in store.recent()] == [3, 1]
+    finally:
+        await store.close()
+
+
+async def test_a_record_waiting_for_another_process_leaves_the_loop_free(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.2, lambda: other.execute("COMMIT")).start()
+        await store.record(_entry(1))
+        assert ticks >= 10  # the wait was the writer thread's, not the loop's
+        assert [r.entry.credential_id for r in store.recent()] == [1]
+    finally:
+        ticker.cancel()
+        other.close()
+        await store.close()
 
 
 async def test_a_write_waits_for_another_process_briefly_and_gives_up_after_the_limit(
