@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge import __version__
 from edge.console import DEFAULT_CONFIG, positive, subcommand
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 # Everything else is imported by the command that needs it: `edge --version` loads neither the
 # code tables nor the messages, and `edge issue` no store, no configuration and no daemon.
+
+T = TypeVar("T")
 
 EXIT_REJECTED = 1  # `edge check`: the code would not be admitted
 EXIT_ERROR = 1
@@ -344,7 +346,19 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _yielding(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` on this thread, in an event loop of its own, at the background priority."""
+    import asyncio  # noqa: PLC0415 - see the imports above
+
+    from edge.store.writer import yield_cpu  # noqa: PLC0415
+
+    yield_cpu()
+    return asyncio.run(work)
+
+
 async def _import(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - see the imports above
+
     from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
     from edge.store.database import Store  # noqa: PLC0415
     from sync import protocol  # noqa: PLC0415
@@ -361,7 +375,12 @@ async def _import(args: argparse.Namespace) -> int:
     try:
         if config.keys:
             await store.put_keys((k.id, k.public_bytes, k.retired) for k in config.keys)
-        outcome, first, last = await import_bundle(store, data, device=config.device.name)
+        # A running daemon's lanes come first: verifying, decoding and sorting the bundle run
+        # in a thread that yields the CPU. The store's writer thread, started above, keeps
+        # this process's priority: it holds the write lock that a lane's journal may wait for.
+        outcome, first, last = await asyncio.to_thread(
+            _yielding, import_bundle(store, data, device=config.device.name)
+        )
     finally:
         await store.close()
     if outcome == "stale" and last < first:

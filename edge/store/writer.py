@@ -19,6 +19,11 @@ loop never waits for a lock or behind a bulk part.
 The writer never runs a WAL checkpoint on a commit (that copies the WAL into the database and
 could take a journal write tens of milliseconds after a bulk load); a checkpointer thread with
 its own connection does it after bulk work, beside the writer, which SQLite allows in WAL mode.
+
+CPU priority: the writer thread runs at the process's priority, since whatever it writes
+holds the store's write lock that a journal record may be waiting for (niced, a busy neighbour
+preempts it there). Threads that only prepare bulk work (decoding, WAL checkpoints) call
+`yield_cpu()`: on one core the scan path then gets the CPU whenever it wants it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +53,24 @@ LOCK_POLL_SECONDS = 0.0005  # how often a waiting writer tries again (SQLite's o
 BULK_PAUSE_SECONDS = 0.001  # after each bulk part: another process's journal write gets in
 CHECKPOINT_INTERVAL = 0.5  # seconds between WAL checkpoints while bulk work goes on
 JOURNAL_CHECKPOINT_COMMITS = 256  # journal commits between checkpoints (the WAL stays small)
+BACKGROUND_NICE = 10  # nice value of threads that prepare bulk work (CFS: ~1/10 of a nice 0's
+# share of a busy core, and a waking scan path preempts them at once)
+
+
+def yield_cpu() -> None:
+    """Lower the calling thread (only it, and threads it starts later) to BACKGROUND_NICE.
+
+    Never raises: a platform without per-thread priorities (where PRIO_PROCESS would name the
+    whole process) or a refusal leaves the priority as it was.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()  # Linux: a thread id is a PRIO_PROCESS id of its own
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < BACKGROUND_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
+    except OSError as err:
+        _LOGGER.debug("cannot lower the CPU priority of thread %d: %s", tid, err)
 
 
 class _Pending:
@@ -290,6 +315,7 @@ class Writer:
     # -- the checkpoint thread -----------------------------------------------------------------
 
     def _checkpoints(self) -> None:
+        yield_cpu()  # copying the WAL into the database can wait; the lock-holding writer not
         conn: sqlite3.Connection | None = None
         try:
             while True:

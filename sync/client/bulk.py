@@ -19,10 +19,12 @@ import asyncio
 import logging
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from edge.core.errors import StoreError, SyncError
+from edge.store.writer import yield_cpu
 from sync import protocol
 from sync.protocol import EnvelopeKind
 
@@ -30,6 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_FRAME = protocol.MAX_ENVELOPE_BYTES + (1 << 16)
 _LENGTH = struct.Struct(">I")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,12 @@ class BulkWorker:
 # -- the worker process ------------------------------------------------------------------------
 
 
+def _in_background(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call `function` on this (worker) thread at the background CPU priority."""
+    yield_cpu()
+    return function(*args, **kwargs)
+
+
 def _read_frame(stream: BinaryIO) -> dict[str, Any] | None:
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
@@ -203,6 +212,10 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
     from sync.client.changes import to_batch  # noqa: PLC0415
 
     store = await Store.open(path)
+    # The store's writer thread (started above) keeps the daemon's priority: it holds the
+    # write lock a journal record may wait for. Everything else here yields the CPU: this
+    # thread (frames, conversion to rows) and the threads that verify and decode.
+    yield_cpu()
     opened: dict[int, protocol.Envelope] = {}
     writing = asyncio.Lock()  # writes one at a time, in the order they came
 
@@ -212,7 +225,7 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
             kinds = tuple(EnvelopeKind(k) for k in request["kinds"])
             trusted = store.known_keys()
             envelope = await asyncio.to_thread(
-                protocol.open_envelope, request["data"], trusted.get, kinds=kinds
+                _in_background, protocol.open_envelope, request["data"], trusted.get, kinds=kinds
             )
             opened[int(request["id"])] = envelope
             return {
@@ -255,7 +268,9 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
 
     try:
         async with asyncio.TaskGroup() as group:
-            while (request := await asyncio.to_thread(_read_frame, requests)) is not None:
+            while (
+                request := await asyncio.to_thread(_in_background, _read_frame, requests)
+            ) is not None:
                 group.create_task(answer(request))
     finally:
         await store.close()
@@ -263,9 +278,7 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
 
 def main(argv: list[str]) -> int:
     """Entry point of the worker process: STORE_PATH DEVICE."""
-    # At the daemon's CPU priority, not below: the worker holds the store's write lock while
-    # it writes a part, and at nice 10 busy neighbours preempted it there (the lanes' journal
-    # writes then waited for it) and starved it on a loaded core.
+    # Priorities per thread (_serve): the writer thread at the daemon's, the rest below it.
     path, device = argv
     asyncio.run(_serve(path, device, sys.stdin.buffer, sys.stdout.buffer))
     return 0

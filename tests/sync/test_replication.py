@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -428,3 +429,48 @@ async def test_a_snapshot_signed_long_ago_is_refused_as_a_replay(store: Store, a
         with pytest.raises(asyncio.CancelledError):
             await task
         await runner.cleanup()
+
+
+def _nice(tid: int) -> int:
+    # /proc/PID/task/TID/stat: the 19th field is the nice value (after the parenthesised name)
+    stat = Path(f"/proc/{os.getpid()}/task/{tid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_edge_import_decodes_at_background_priority_and_leaves_the_caller_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading  # noqa: PLC0415
+
+    from sync.client import bundle  # noqa: PLC0415
+
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        f'[device]\nname = "g"\n[[keys]]\nid = {KEY_ID}\n'
+        f'public = "{base64.b64encode(public_bytes(PRIVATE)).decode()}"\n'
+    )
+    path = tmp_path / "revocations.bundle"
+    changes = [RevokeCode(os.urandom(16), Revocation.REVOKED) for _ in range(3)]
+    path.write_bytes(
+        protocol.seal(
+            EnvelopeKind.BUNDLE, KEY_ID, PRIVATE, first=0, last=3, at_ms=1, changes=changes
+        )
+    )
+    main_tid = threading.get_native_id()
+    ours = _nice(main_tid)
+    seen: list[tuple[int, int]] = []
+    real = bundle.to_batch  # type: ignore[attr-defined]
+
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        tid = threading.get_native_id()
+        seen.append((tid, _nice(tid)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bundle, "to_batch", observed)
+    assert main(["import", str(path), "--config", str(config)]) == 0
+    assert "applied revisions 1..3" in capsys.readouterr().out
+    [(tid, nice)] = seen
+    assert tid != main_tid
+    assert nice == max(ours, 10)
+    assert _nice(main_tid) == ours  # the caller's thread keeps its priority
