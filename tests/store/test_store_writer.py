@@ -17,6 +17,7 @@ from edge.core.errors import StoreError
 from edge.core.facts import Direction, Revocation
 from edge.store import sync as store_sync
 from edge.store import writer as store_writer
+from edge.store.base import REVOCATION_CODES
 from edge.store.database import Store
 from edge.store.gate import JournalEntry
 from edge.store.sync import SyncBatch
@@ -301,6 +302,43 @@ async def test_apply_writes_in_parts_and_moves_the_cursor_after_all_of_them(
         # Readers never see the new revision before every part is in.
         assert all(count == len(hashes) for cursor, count in seen if cursor == "42")
         assert (store.cursor("sync.revision"), store.stats().revoked_codes) == ("42", 10_000)
+    finally:
+        await store.close()
+
+
+async def test_apply_writes_revoked_codes_in_key_order_across_parts_and_later_versions_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sync, "APPLY_PART", 7)
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "CREATE TABLE written (n INTEGER PRIMARY KEY, h BLOB);"
+        "CREATE TRIGGER log AFTER INSERT ON revoked_codes"
+        " BEGIN INSERT INTO written (h) VALUES (NEW.code_hash); END;"
+    )
+    conn.close()
+    hashes = [os.urandom(16) for _ in range(100)]
+    twice = hashes[50]
+    batch = SyncBatch(
+        revoked_codes=[
+            (twice, Revocation.REPLACED),
+            *((h, Revocation.REVOKED) for h in hashes),
+            (twice, Revocation.CANCELLED),  # a later version of the same code
+        ]
+    )
+    try:
+        await store.apply(batch, {})
+        written = [bytes(h) for (h,) in store._read_here("SELECT h FROM written ORDER BY n")]
+        # One pass through the B-tree in key order (each part touches few pages), not one
+        # random walk per part.
+        assert written == sorted(written)
+        assert len(written) == 102
+        reasons = store._read_here(
+            f"SELECT reason FROM revoked_codes WHERE code_hash = x'{twice.hex()}'"
+        )
+        assert reasons == [(REVOCATION_CODES[Revocation.CANCELLED],)]
     finally:
         await store.close()
 
