@@ -896,23 +896,27 @@ MAX_JOURNAL_BATCH = 10_000
 
 def journal_to_wire(records: Sequence[JournalRecord]) -> bytes:
     """A journal upload body."""
-    return pack(
-        {
-            "entries": [
-                [
-                    r.seq,
-                    r.at_ms,
-                    r.lane,
-                    r.direction,
-                    r.reason,
-                    r.admitted,
-                    r.code_hash,
-                    r.credential_id,
-                ]
-                for r in records
-            ]
-        }
+    return journal_rows_to_wire(
+        [
+            (
+                r.seq,
+                r.at_ms,
+                r.lane,
+                r.direction,
+                r.reason,
+                r.admitted,
+                r.code_hash,
+                r.credential_id,
+            )
+            for r in records
+        ]
     )
+
+
+def journal_rows_to_wire(rows: Sequence[Sequence[Any]]) -> bytes:
+    """A journal upload body of rows in JournalRecord's field order (no objects: an upload
+    batch of the edge packs straight from its journal's rows)."""
+    return pack({"entries": rows})
 
 
 def journal_from_wire(data: bytes) -> list[JournalRecord]:

@@ -240,14 +240,14 @@ class StoreBase:
         self._reader.close()
         await self._writer.close()
 
-    def _read_here(self, sql: str) -> list[Any]:
+    def _read_here(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """All rows of a read on a connection of its own, for a worker thread: long reads
         (a full scan of 50,000 rows takes ~0.1 s) leave the loop and the scan path's reader."""
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA query_only = ON")
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, parameters).fetchall()
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: read failed: {err}") from err
         finally:

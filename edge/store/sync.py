@@ -624,6 +624,17 @@ class SyncStore(StoreBase):
         ).fetchall()
         return journal_rows(rows)
 
+    def unsent_rows(self, limit: int) -> list[tuple[Any, ...]]:
+        """For a worker thread: the oldest `limit` unsent journal rows as plain tuples (seq,
+        at in ms, lane, direction, reason, admitted, code hash, credential id), read on a
+        connection of its own, so neither the loop nor the scan path's reader does it."""
+        rows = self._read_here(
+            "SELECT seq, at, lane, direction, reason, admitted, code_hash, credential_id"
+            " FROM journal WHERE uploaded = 0 ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [(*row[:5], bool(row[5]), *row[6:]) for row in rows]
+
     async def mark_sent(self, replies: Iterable[tuple[int, str, str]]) -> None:
         """Mark journal rows uploaded, with the central system's answer (status, detail)."""
         at = now_ms()

@@ -80,6 +80,12 @@ def _decode_cursor(text: str) -> tuple[int, tuple[str, Any] | None]:
     return value[0], cursor
 
 
+def _upload_body(store: SyncStore, limit: int) -> tuple[bytes, list[int]]:
+    """The upload body of the oldest unsent journal rows and their seqs (for a thread)."""
+    rows = store.unsent_rows(limit)
+    return protocol.journal_rows_to_wire(rows), [row[0] for row in rows]
+
+
 class Replicator:
     """Keeps one store in step with the central system and uploads its journal."""
 
@@ -662,30 +668,16 @@ class Replicator:
 
     async def upload_once(self) -> int:
         """Upload one batch of unsent journal entries; returns how many were acknowledged."""
-        rows = self._store.unsent(self._settings.upload_batch)
-        if not rows:
+        # Read and packed in a thread: a batch of 1,000 rows held the loop ~10 ms.
+        body, seqs = await asyncio.to_thread(_upload_body, self._store, self._settings.upload_batch)
+        if not seqs:
             return 0
-        records = [
-            protocol.JournalRecord(
-                seq=row.seq,
-                at_ms=int(row.entry.at.timestamp() * 1000),
-                lane=row.entry.lane,
-                direction=row.entry.direction.value,
-                reason=row.entry.reason.value,
-                admitted=row.entry.reason.admits,
-                code_hash=row.entry.code_hash,
-                credential_id=row.entry.credential_id,
-            )
-            for row in rows
-        ]
-        answer = protocol.fields(
-            await self._post("/v1/journal", protocol.journal_to_wire(records)), "journal answer"
-        )
+        answer = protocol.fields(await self._post("/v1/journal", body), "journal answer")
         through = answer.integer("through")
-        if through != rows[-1].seq:
+        if through != seqs[-1]:
             raise protocol.ProtocolError(
-                f"journal answer acknowledges up to {through}, not {rows[-1].seq}"
+                f"journal answer acknowledges up to {through}, not {seqs[-1]}"
             )
-        await self._store.mark_uploaded(row.seq for row in rows)
-        self.state.uploaded += len(rows)
-        return len(rows)
+        await self._store.mark_uploaded(seqs)
+        self.state.uploaded += len(seqs)
+        return len(seqs)

@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.core.codes import Kind, PlainCode, plain_hash
+from edge.core.decide import Reason
 from edge.core.errors import StoreError
 from edge.core.facts import Credential, Direction, Revocation
 from edge.store.database import Store
+from edge.store.gate import JournalEntry
 from edge.store.sync import (
     APPLY_PART,
     BOOTSTRAP_CURSOR,
@@ -23,6 +25,7 @@ from edge.store.sync import (
     RemotePassage,
     SyncBatch,
 )
+from sync import protocol
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 _EXAMPLES = itertools.count()  # tmp_path is shared by hypothesis examples: one store each
@@ -220,3 +223,44 @@ async def test_a_fact_written_again_during_the_replacement_loses_its_mark(store:
     await store.apply(_venue_batch(10, 3, 5, "A"), {})  # every one of them again
     assert await store.sweep_replaced() == 0
     assert store.stats().credentials == 3
+
+
+async def test_an_upload_batch_packed_from_journal_rows_is_the_body_of_its_records(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "edge.db")
+    try:
+        at = datetime(2026, 5, 1, 9, 30, 0, 123000, tzinfo=UTC)
+        for n, (reason, direction, cid, code_hash) in enumerate(
+            [
+                (Reason.ADMITTED, Direction.ENTRY, 11, b"a" * 16),
+                (Reason.ALREADY_USED, Direction.ENTRY, 11, b"a" * 16),
+                (Reason.MALFORMED, Direction.EXIT, None, None),
+                (Reason.ADMITTED, Direction.EXIT, 12, b"b" * 16),
+            ]
+        ):
+            entry = JournalEntry(at + timedelta(milliseconds=n), "lane-1", direction, reason,
+                                 cid, code_hash, "…x")  # fmt: skip
+            await store.record(entry)
+        await store.mark_uploaded([1])
+        rows = store.unsent_rows(10)
+        # What the upload used to build from JournalRow objects, byte for byte.
+        records = [
+            protocol.JournalRecord(
+                seq=row.seq,
+                at_ms=int(row.entry.at.timestamp() * 1000),
+                lane=row.entry.lane,
+                direction=row.entry.direction.value,
+                reason=row.entry.reason.value,
+                admitted=row.entry.reason.admits,
+                code_hash=row.entry.code_hash,
+                credential_id=row.entry.credential_id,
+            )
+            for row in store.unsent(10)
+        ]
+        assert [r.seq for r in records] == [2, 3, 4]
+        assert protocol.journal_rows_to_wire(rows) == protocol.journal_to_wire(records)
+        assert protocol.journal_from_wire(protocol.journal_rows_to_wire(rows)) == records
+        assert store.unsent_rows(1) == rows[:1]
+    finally:
+        await store.close()
