@@ -70,6 +70,7 @@ BENCHMARKS = [
             "upload",
             "bootstrap of",
             "decide+journal",
+            "through the writer thread as before",
             "Ed25519 verify of a code",
             "start to first decision",
             "edge --version",
