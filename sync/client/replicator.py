@@ -217,6 +217,9 @@ class Replicator:
         backoff = BACKOFF_MIN
         while True:
             switches = self.centrals.switches
+            # Cleared before the batch is read (in a thread, so the loop runs meanwhile): a
+            # record journaled during the read sets it again and is sent in the next round.
+            self._upload_wanted.clear()
             try:
                 sent = await self.upload_once()
                 backoff = BACKOFF_MIN
@@ -226,7 +229,6 @@ class Replicator:
                 backoff = await self._back_off(backoff, switches)
                 continue
             if not sent:
-                self._upload_wanted.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._settings.pull_interval_seconds):
                         await self._upload_wanted.wait()

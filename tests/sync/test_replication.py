@@ -474,3 +474,55 @@ def test_edge_import_decodes_at_background_priority_and_leaves_the_caller_as_it_
     assert tid != main_tid
     assert nice == max(ours, 10)
     assert _nice(main_tid) == ours  # the caller's thread keeps its priority
+
+
+async def test_a_record_journaled_while_an_upload_batch_is_read_is_sent_at_once(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.store.gate import JournalEntry  # noqa: PLC0415
+    from sync.client import replicator as replicator_module  # noqa: PLC0415
+
+    db = CentralDB(tmp_path / "central.db")
+    db.keys.add()
+    identity = Ed25519PrivateKey.generate()
+    db.devices.add("gate-1", protocol.public_bytes(identity))
+    await store.put_keys([(k, public, retired) for k, public, retired in db.keys.public_keys()])
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(serve(db, "127.0.0.1", 0, ready.set_result))
+    settings = SyncConfig(url=await ready, push_port=0, push_url="http://127.0.0.1:9/v1/push",
+                          pull_interval_seconds=3600, channel=False)  # fmt: skip
+    client = Replicator(settings, store, device="gate-1", identity=identity)
+    loop = asyncio.get_running_loop()
+    real = replicator_module._upload_body
+    reads = 0
+    scanned: list[JournalEntry] = []
+
+    async def scan_now() -> None:
+        # A lane journals a decision and says so, as the lane does after its commit.
+        entry = JournalEntry(
+            datetime.now(UTC), "lane-1", Direction.ENTRY, Reason.UNKNOWN, None, b"u" * 16, "…1"
+        )
+        await store.record(entry)
+        scanned.append(entry)
+        client.journal_changed()
+
+    def read_while_a_scan_comes(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        batch = real(*args)
+        if reads == 1:  # the first read found nothing; the scan lands before it returns
+            asyncio.run_coroutine_threadsafe(scan_now(), loop).result(5)
+        return batch
+
+    monkeypatch.setattr(replicator_module, "_upload_body", read_while_a_scan_comes)
+    task = asyncio.create_task(client.run())
+    try:
+        # The next pull is an hour away: only the scan's own wake-up can send it.
+        await _until(lambda: bool(scanned) and not store.unsent(), "the scan's row uploaded")
+        assert reads >= 2
+    finally:
+        for running in (task, server):
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        db.close()
