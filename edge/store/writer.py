@@ -53,6 +53,8 @@ LOCK_POLL_SECONDS = 0.0005  # how often a waiting writer tries again (SQLite's o
 BULK_PAUSE_SECONDS = 0.001  # after each bulk part: another process's journal write gets in
 CHECKPOINT_INTERVAL = 0.5  # seconds between WAL checkpoints while bulk work goes on
 JOURNAL_CHECKPOINT_COMMITS = 256  # journal commits between checkpoints (the WAL stays small)
+SLOW_COMMIT_SECONDS = 0.002  # a commit on the caller's thread slower than this (a slow disk)...
+SLOW_COMMIT_PAUSE = 60.0  # ... sends urgent jobs through the writer thread for this long
 BACKGROUND_NICE = 10  # nice value of threads that prepare bulk work (CFS: ~1/10 of a nice 0's
 # share of a busy core, and a waking scan path preempts them at once)
 
@@ -138,6 +140,7 @@ class Writer:
             target=self._checkpoints, name="store-checkpoint", daemon=True
         )
         self.commits = 0  # transactions committed (group commits count once)
+        self._direct_after = 0.0  # monotonic time before which urgent jobs take the thread
 
     def start(self) -> None:
         """Start the writer and checkpoint threads."""
@@ -155,8 +158,11 @@ class Writer:
     def _here(self, job: Job[T]) -> tuple[T] | None:
         """Run `job` in its own transaction on this thread if nothing else is writing:
         (its result,); None when the writer thread must do it."""
-        if self._closing or self._urgent or not self._busy.acquire(blocking=False):
+        if self._closing or self._urgent or time.monotonic() < self._direct_after:
             return None
+        if not self._busy.acquire(blocking=False):
+            return None
+        started = time.monotonic()
         try:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -173,6 +179,18 @@ class Writer:
             self.commits += 1
         finally:
             self._busy.release()
+        took = time.monotonic() - started
+        if took > SLOW_COMMIT_SECONDS:
+            # The disk's fsync is slow (an SD card, a busy eMMC): holding the loop for it
+            # would stall every other lane and the network. Go back to the writer thread,
+            # and try again later (the slow one may have been a single hiccup).
+            self._direct_after = time.monotonic() + SLOW_COMMIT_PAUSE
+            _LOGGER.debug(
+                "%s: a journal commit took %.1f ms; through the writer thread for %.0f s",
+                self.path,
+                took * 1000,
+                SLOW_COMMIT_PAUSE,
+            )
         if self.commits % JOURNAL_CHECKPOINT_COMMITS == 0:
             self._checkpoint_wanted.set()
         return (result,)

@@ -164,6 +164,33 @@ async def test_a_record_with_the_writer_idle_is_committed_on_the_callers_thread(
         await store.close()
 
 
+async def test_a_slow_commit_on_the_callers_thread_sends_records_to_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a disk whose fsync is slow the loop must not hold every commit: after one commit
+    # slower than the limit (here: any), records go through the writer thread for a while.
+    monkeypatch.setattr(store_writer, "SLOW_COMMIT_SECONDS", 0.0)
+    store = await Store.open(tmp_path / "edge.db")
+    threads: list[int] = []
+    try:
+
+        def job(conn: sqlite3.Connection) -> None:
+            del conn
+            threads.append(threading.get_ident())
+
+        await store._writer.urgent(job)
+        await store._writer.urgent(job)
+        await store.record(_entry(1))
+        assert threads[0] == threading.get_ident()  # the first: here, and slow
+        assert threading.get_ident() not in threads[1:]  # then: the writer thread
+        monkeypatch.setattr(store_writer, "SLOW_COMMIT_PAUSE", 0.0)
+        store._writer._direct_after = 0.0
+        await store._writer.urgent(job)
+        assert threads[-1] == threading.get_ident()  # the pause over: here again
+    finally:
+        await store.close()
+
+
 async def test_a_failing_record_on_the_callers_thread_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "edge.db"
     store = await Store.open(db)
