@@ -32,7 +32,7 @@ VPCD = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VICC_LIBRARY = Path("/usr/lib/python3/site-packages/virtualsmartcard/virtualsmartcard")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-virtualsmartcard lives
 CARD = Path(__file__).with_name("virtual_card.py")
-STARTUP = 15.0  # seconds for pcscd, the reader and a card to come up
+STARTUP = 30.0  # seconds for pcscd, the reader and a card to come up (a loaded machine)
 UID_A = "04A1B2C3D4E5F6"  # 7-byte UIDs, as MIFARE Ultralight / NTAG and DESFire have
 UID_B = "04112233445566"
 
