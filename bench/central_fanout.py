@@ -1,151 +1,302 @@
-"""Fan-out: two `edge-central serve` processes on one PostgreSQL, many gate connections.
+"""Fan-out: two `edge-central serve` processes on one PostgreSQL, many gate channels.
 
-    ./dev bench central_fanout                      # 1,000 connections, 100 revocations
+    ./dev bench central_fanout                      # 1,000 channels, 100 revocations
     ./dev bench central_fanout --gates 200 --revocations 20
-    ./dev bench central_fanout --dsn postgresql://user@/db?host=/run/postgresql
+    ./dev bench central_fanout --baseline main      # the same figure for main's central first
+    EDGE_TEST_POSTGRES=postgresql://user@/postgres?host=/run/postgresql ./dev bench central_fanout
 
-The gates are simulated in this process: each registers with its own Ed25519 key, says hello
-(signed, as a gate does) to one of the two servers, alternately, and takes pushes on its own
-path of one local HTTP server, answering with the revision it reached. Each revocation is made
-on the shared database (as `edge-central revoke` does), by neither server; both learn of it by
-LISTEN/NOTIFY and push to their own half. Prints figures beside the issue's targets; asserts
-nothing (the machines are shared and noisy).
+The gates are simulated in a few client processes: each registers with its own Ed25519 key
+and opens its outbound push channel (a real WebSocket, the request signed as a gate signs
+it) to one of the two servers, alternately. Each envelope is opened as a gate opens it
+(signature, key chain, every change parsed) once per distinct envelope in a client process
+(`--verify-each`: for every channel), and answered with the revision reached. Each revocation
+is committed on the shared database by a third connection, as `edge-central revoke` does:
+both servers learn of it by LISTEN/NOTIFY and send it to their half. Arrival and commit
+times are both CLOCK_MONOTONIC, which every process of the machine shares.
+
+With `--baseline REF`, the servers of a first run are REF's code (`git archive`), those of a
+second run this tree's, under the same load: before and after in one run. Prints figures
+beside the issue's targets; asserts nothing (the machines are shared and noisy).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import multiprocessing.process
+import os
+import re
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiohttp
-import msgpack
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from integration.sync_harness import CentralProcess  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
 
 from sync import protocol  # noqa: E402
-from sync.central.changelog import now_ms  # noqa: E402
+from sync.central.db import CentralDB  # noqa: E402
+from sync.protocol import Envelope, EnvelopeKind  # noqa: E402
 
 TARGET_P99_MS = 500.0
-WAIT_SECONDS = 10.0  # a gate that has not got a revocation by then counts as missed
+GRACE_SECONDS = 5.0  # after the last revocation: what has not arrived by then is missed
+OPEN_SECONDS = 300.0  # for every channel to open and catch up
 
 
-class Gates:
-    """The simulated gates: the revision each holds and when it got there."""
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    """What a client process needs of one simulated gate (picklable)."""
 
-    def __init__(self, count: int) -> None:
-        self.names = [f"sim-{i:05d}" for i in range(count)]
-        self.private = {name: Ed25519PrivateKey.generate() for name in self.names}
-        self.revision = dict.fromkeys(self.names, 0)
-        self.reached: dict[str, float] = {}
-        self.target = 0
-        self.pushes = 0
-
-    async def push(self, request: web.Request) -> web.Response:
-        device = request.match_info["device"]
-        outer = msgpack.unpackb(await request.read())
-        body = msgpack.unpackb(outer["body"])  # simulated: trusted without verifying
-        last = int(body["last"])
-        self.pushes += 1
-        if last > self.revision[device]:
-            self.revision[device] = last
-            if last >= self.target and device not in self.reached:
-                self.reached[device] = time.perf_counter()
-        answer = {"revision": self.revision[device], "status": "applied"}
-        return web.Response(body=protocol.pack(answer), headers=protocol.HEADERS)
+    name: str
+    private: bytes  # raw Ed25519 private key
+    url: str  # the server it connects to
 
 
-async def _hello(
-    session: aiohttp.ClientSession, url: str, name: str, key: Ed25519PrivateKey, push: str
-) -> None:
-    body = protocol.pack({"revision": 0, "push_url": push})
-    headers = protocol.sign_request(
-        key, name, method="POST", path="/v1/hello", time_ms=now_ms(), body=body
-    )
-    async with session.post(url + "/v1/hello", data=body, headers=headers) as response:
-        if response.status != 200:
-            raise SystemExit(f"hello {name}: {response.status} {await response.read()!r}")
+class _Client:
+    """One simulated gate: a channel that opens envelopes as a gate does and answers them."""
+
+    def __init__(self, gate: _Gate, opener: _Opener) -> None:
+        self.gate = gate
+        self.identity = Ed25519PrivateKey.from_private_bytes(gate.private)
+        self.opener = opener
+        self.revision = 0
+        self.arrived: dict[int, float] = {}  # revision -> monotonic time it arrived
+        self.open = asyncio.Event()
+        self.failures: list[str] = []
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        """Keep the channel open, reconnecting after a failure as a gate does."""
+        while True:
+            try:
+                await self._once(session)
+            except (aiohttp.ClientError, TimeoutError, OSError) as err:
+                self.failures.append(f"{type(err).__name__}: {err}")
+            await asyncio.sleep(0.5)
+
+    async def _once(self, session: aiohttp.ClientSession) -> None:
+        path = protocol.channel_path(self.revision)
+        headers = protocol.sign_request(
+            self.identity, self.gate.name, method="GET", path=path,
+            time_ms=time.time_ns() // 1_000_000, body=b"",
+        )  # fmt: skip
+        async with session.ws_connect(
+            self.gate.url + path, headers=headers, heartbeat=20.0, compress=0
+        ) as ws:
+            self.open.set()
+            async for message in ws:
+                envelope = self.opener.open(message.data)
+                now = time.monotonic()
+                status = "stale"
+                if envelope.first > self.revision:
+                    status = "gap"
+                elif envelope.last > self.revision:
+                    for revision in range(self.revision + 1, envelope.last + 1):
+                        self.arrived[revision] = now
+                    self.revision, status = envelope.last, "applied"
+                await ws.send_bytes(protocol.push_answer(self.revision, status))
 
 
-async def fanout(directory: Path, dsn: str, count: int, revocations: int) -> None:
-    """Revocations on the shared database reach every simulated gate through both servers."""
-    a = CentralProcess(directory / "a", dsn)
-    b = CentralProcess(directory / "b", dsn)
-    db = a.db
-    db.keys.add()
-    product = db.catalogue.add_product("Ticket")
-    _, sold = db.sales.sell(product, count=revocations)
-    gates = Gates(count)
-    for name in gates.names:
-        public = gates.private[name].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        db.devices.add(name, public)
-    app = web.Application()
-    app.router.add_post("/{device}/v1/push", gates.push)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    urls = [a.start(), b.start()]
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as session:
-            await asyncio.gather(
-                *(
-                    _hello(
-                        session,
-                        urls[i % 2],
-                        name,
-                        gates.private[name],
-                        f"http://127.0.0.1:{port}/{name}/v1/push",
-                    )
-                    for i, name in enumerate(gates.names)
-                )
-            )
-        head = db.log.head()
-        gates.target = head
-        await _settle(gates, head, 120.0)
-        print(f"  ({count:,} gates at revision {head} through 2 servers)")
-        latencies: list[float] = []
-        missed = 0
-        for credential in sold:
-            gates.reached.clear()
-            started = time.perf_counter()
-            await asyncio.to_thread(db.workflows.revoke_code, credential.code)
-            gates.target = db.log.head()
-            await _settle(gates, gates.target, WAIT_SECONDS)
-            missed += count - len(gates.reached)
-            latencies.extend((t - started) * 1000 for t in gates.reached.values())
-        latencies.sort()
-        p50 = statistics.median(latencies)
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print(
-            f"fan-out to {count:,} gates on 2 servers, {revocations} revocations:"
-            f" p50 {p50:.0f} ms, p99 {p99:.0f} ms (target <= {TARGET_P99_MS:.0f} ms),"
-            f" max {latencies[-1]:.0f} ms; missed {missed} (target 0); pushes {gates.pushes:,}"
+class _Opener:
+    """Opens envelopes with the group's keys; with `cache`, each distinct one once."""
+
+    def __init__(self, trusted: dict[int, tuple[bytes, bool]], *, cache: bool) -> None:
+        self._trusted = trusted
+        self._cache: dict[bytes, Envelope] | None = {} if cache else None
+        self.opened = 0
+
+    def open(self, data: bytes) -> Envelope:
+        if self._cache is not None and data in self._cache:
+            return self._cache[data]
+        self.opened += 1
+        envelope = protocol.open_envelope(
+            data, self._trusted.get, limit=protocol.MAX_PUSH_BYTES, kinds=(EnvelopeKind.CHANGES,)
         )
+        if self._cache is not None:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[data] = envelope
+        return envelope
+
+
+async def _simulate(
+    gates: list[_Gate], opener: _Opener, head: int, pipe: Connection
+) -> tuple[list[tuple[dict[int, float], int]], int]:
+    clients = [_Client(gate, opener) for gate in gates]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = []
+        for i, client in enumerate(clients):
+            tasks.append(asyncio.create_task(client.run(session)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # a venue's gates do not all start in one instant
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.open.wait() for c in clients)), OPEN_SECONDS)
+        except TimeoutError:
+            failures = [f for c in clients for f in c.failures]
+            raise SystemExit(
+                f"channels did not open; {len(failures)} failures: {failures[:5]}"
+            ) from None
+        # Plain ints of many clients: a poll is simpler than an event per client.
+        while any(c.revision < head for c in clients):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        pipe.send("ready")
+        await asyncio.to_thread(pipe.recv)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [(c.arrived, len(c.failures)) for c in clients], opener.opened
+
+
+def _simulator(
+    gates: list[_Gate], trusted: dict[int, tuple[bytes, bool]], cache: bool, head: int,
+    pipe: Connection,
+) -> None:  # fmt: skip
+    opener = _Opener(trusted, cache=cache)
+    pipe.send(asyncio.run(_simulate(gates, opener, head, pipe)))
+
+
+class _Server:
+    """`edge-central serve` from a source tree, on 127.0.0.1 port 0."""
+
+    def __init__(self, tree: Path, dsn: str, log: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "sync.central.cli", "--db", dsn, "serve", "--port", "0"],
+                stdout=subprocess.PIPE, stderr=out, cwd=tree, env=env,
+            )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode()
+        match = re.search(r"listening on (\S+)", line)
+        if not match:
+            self.process.kill()
+            raise SystemExit(f"edge-central did not start: {line!r}; see {log}")
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def fanout(
+    label: str, tree: Path, dsn: str, args: argparse.Namespace, directory: Path
+) -> None:  # fmt: skip
+    """Revocations committed on the shared database reach every channel on both servers."""
+    count, rounds, processes = args.gates, args.revocations, args.processes
+    db = CentralDB(dsn)
+    db.keys.add()
+    trusted = {k: (public, retired) for k, public, retired in db.keys.public_keys()}
+    product = db.catalogue.add_product("Ticket")
+    _, sold = db.sales.sell(product, count=rounds)
+    identities = [Ed25519PrivateKey.generate() for _ in range(count)]
+    for i, identity in enumerate(identities):
+        db.devices.add(f"sim-{i:05d}", protocol.public_bytes(identity))
+    directory.mkdir(parents=True, exist_ok=True)
+    servers = [_Server(tree, dsn, directory / f"central-{n}.log") for n in "ab"]
+    gates = [
+        _Gate(
+            f"sim-{i:05d}",
+            identity.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
+            servers[i % 2].url,
+        )
+        for i, identity in enumerate(identities)
+    ]
+    context = multiprocessing.get_context("spawn")
+    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    try:
+        started = time.monotonic()
+        head = db.log.head()
+        for share in range(processes):
+            ours, theirs = context.Pipe()
+            worker = context.Process(
+                target=_simulator,
+                args=(gates[share::processes], trusted, not args.verify_each, head, theirs),
+            )
+            worker.start()
+            workers.append((worker, ours))
+        for _, pipe in workers:
+            if not pipe.poll(OPEN_SECONDS + 60):
+                raise SystemExit(f"the simulated gates did not connect in {OPEN_SECONDS:.0f} s")
+            pipe.recv()
+        print(
+            f"  [{label}] {count:,} channels from {processes} processes on 2 servers, open and"
+            f" current in {time.monotonic() - started:.1f} s"
+        )
+        committed: dict[int, float] = {}
+        for item in sold:
+            at = time.monotonic()
+            db.workflows.revoke_code(item.code)
+            committed[db.log.head()] = at
+            time.sleep(args.interval)
+        time.sleep(GRACE_SECONDS)
+        results: list[tuple[dict[int, float], int]] = []
+        opened = 0
+        for _, pipe in workers:
+            pipe.send("stop")
+        for _, pipe in workers:
+            arrivals, n = pipe.recv()
+            results.extend(arrivals)
+            opened += n
     finally:
-        a.close()
-        b.close()
-        await runner.cleanup()
+        for process, _ in workers:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+        for server in servers:
+            server.stop()
+        db.close()
+    samples: list[float] = []
+    missed = 0
+    for revision, at in committed.items():
+        for arrived, _ in results:
+            if revision in arrived:
+                samples.append(arrived[revision] - at)
+            else:
+                missed += 1
+    reconnects = sum(failures for _, failures in results)
+    ordered = sorted(samples) or [float("nan")]
+    p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
+    print(
+        f"[{label}] fan-out, 2 edge-central on PostgreSQL, {count:,} channels,"
+        f" {rounds} revocations {args.interval:g} s apart:"
+        f" p50 {statistics.median(ordered) * 1000:.0f} ms,"
+        f" p99 {p99 * 1000:.0f} ms (target <= {TARGET_P99_MS:.0f} ms),"
+        f" max {ordered[-1] * 1000:.0f} ms; missed {missed} of {len(committed) * count}"
+        f" (target 0); {reconnects} failed connections retried; {opened:,} envelopes opened;"
+        f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
 
-async def _settle(gates: Gates, revision: int, seconds: float) -> None:
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        if all(r >= revision for r in gates.revision.values()):
-            return
-        await asyncio.sleep(0.002)
+def _tree_of(ref: str, directory: Path) -> Path:
+    """The project's files at `ref`, unpacked into `directory`."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "edge", "sync", "drivers"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    directory.mkdir(parents=True)
+    with tempfile.TemporaryFile() as file:
+        file.write(archive)
+        file.seek(0)
+        with tarfile.open(fileobj=file) as tar:
+            tar.extractall(directory, filter="data")
+    return directory
 
 
 def main() -> None:
@@ -153,16 +304,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gates", type=int, default=1000)
     parser.add_argument("--revocations", type=int, default=100)
-    parser.add_argument("--dsn", help="a PostgreSQL to use (default: a throwaway cluster)")
+    parser.add_argument("--interval", type=float, default=0.5, help="s between revocations")
+    parser.add_argument("--processes", type=int, default=4, help="client processes")
+    parser.add_argument("--verify-each", action="store_true", help="open every envelope")
+    parser.add_argument("--baseline", metavar="REF", help="first run REF's central (git ref)")
     args = parser.parse_args()
-    cluster = None if args.dsn else Cluster()
+    cluster = Cluster()  # a throwaway one, or the server EDGE_TEST_POSTGRES names
     try:
-        dsn = args.dsn or (cluster.database() if cluster else "")
-        with tempfile.TemporaryDirectory(prefix="edge-bench-fanout-") as directory:
-            asyncio.run(fanout(Path(directory), dsn, args.gates, args.revocations))
+        with tempfile.TemporaryDirectory(prefix="edge-bench-fanout-") as scratch:
+            directory = Path(scratch)
+            if args.baseline:
+                tree = _tree_of(args.baseline, directory / "baseline")
+                fanout(args.baseline, tree, cluster.database(), args, directory / "before")
+            fanout("this tree", ROOT, cluster.database(), args, directory / "after")
     finally:
-        if cluster is not None:
-            cluster.stop()
+        cluster.stop()
 
 
 if __name__ == "__main__":
