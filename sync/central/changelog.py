@@ -14,7 +14,7 @@ from typing import Any
 
 from edge.core.errors import SyncError
 from sync import protocol
-from sync.central.connection import SQL, Connection
+from sync.central.connection import SQL, Connection, Notice
 from sync.protocol import (
     CancelEvent,
     Change,
@@ -112,7 +112,7 @@ class ChangeLog:
                 self._connection.insert_many(
                     conn, table, (*key, "change", "venue"), values, key=key
                 )
-        self._connection.announce(conn)
+        self._connection.announce(conn, Notice(head=rows[-1][0], devices=False))
 
     def publish(self, changes: Sequence[Change]) -> int:
         """Publish changes as they are, one revision each (imports from another system,

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -50,6 +51,23 @@ class SQL(Protocol):
     def executemany(self, sql: str, parameters: Sequence[Sequence[Any]], /) -> Any: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What commits since the last notice changed, as far as the notifier knows: the server
+    re-reads only what it must, once per notice, not once per connection."""
+
+    head: int | None = None  # the change log's head after them (None: unknown, read it)
+    devices: bool = True  # devices may have been removed, moved or bootstrapped again
+
+    def merge(self, other: Notice) -> Notice:
+        """This notice and a later one, as one (an unknown head stays unknown)."""
+        head = None if self.head is None or other.head is None else max(self.head, other.head)
+        return Notice(head, self.devices or other.devices)
+
+
+UNKNOWN = Notice()  # anything may have changed
+
+
 class Notifier(abc.ABC):
     """Wakes the server when any process may have committed changes."""
 
@@ -62,8 +80,8 @@ class Notifier(abc.ABC):
         del kind, err, tb
 
     @abc.abstractmethod
-    async def wait(self) -> None:
-        """Return once another commit may have happened."""
+    async def wait(self) -> Notice:
+        """Return once another commit may have happened: what it changed."""
 
 
 class Connection(abc.ABC):
@@ -112,8 +130,9 @@ class Connection(abc.ABC):
         replaces the other columns (of rows with one key, the last stands)."""
 
     @abc.abstractmethod
-    def announce(self, conn: SQL) -> None:
-        """Tell every server, when this transaction commits, that the change log moved."""
+    def announce(self, conn: SQL, notice: Notice) -> None:
+        """Tell every server, when this transaction commits, what it changed: the change
+        log's new head, or the devices (`notice` says which)."""
 
     @abc.abstractmethod
     def notifier(self) -> Notifier:
@@ -187,8 +206,8 @@ class SqliteConnection(Connection):
         if rows:
             conn.executemany(insert_sql(table, columns, key), rows)
 
-    def announce(self, conn: SQL) -> None:
-        del conn  # other processes see PRAGMA data_version move
+    def announce(self, conn: SQL, notice: Notice) -> None:
+        del conn, notice  # other processes see PRAGMA data_version move
 
     def notifier(self) -> Notifier:
         return _DataVersion(self)
@@ -199,19 +218,20 @@ class SqliteConnection(Connection):
 
 
 class _DataVersion(Notifier):
-    """SQLite has no notifications: poll its data_version."""
+    """SQLite has no notifications: poll its data_version (which says only that something
+    changed)."""
 
     def __init__(self, connection: SqliteConnection) -> None:
         self._connection = connection
         self._version = connection.data_version()
 
-    async def wait(self) -> None:
+    async def wait(self) -> Notice:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             version = self._connection.data_version()
             if version != self._version:
                 self._version = version
-                return
+                return UNKNOWN
 
 
 def insert_sql(table: str, columns: Sequence[str], key: Sequence[str], values: str = "") -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sync import protocol
 from sync.central.changelog import now_ms
-from sync.central.connection import Connection
+from sync.central.connection import Connection, Notice
 from sync.central.errors import CentralError
 
 DEVICE_KEY_BYTES = 32  # an Ed25519 public key
+DEVICES = Notice(head=None, devices=True)  # what a change of a device tells the servers
 
 
 class Devices:
@@ -31,6 +32,7 @@ class Devices:
                 (name, public_key, venue),
             ).rowcount:
                 raise CentralError(f"device {name!r} is registered already")
+            self._connection.announce(conn, DEVICES)  # a server may hold it as removed
 
     def venue(self, name: str) -> str | None:
         """The venue a device belongs to (None: every venue's changes)."""
@@ -49,7 +51,7 @@ class Devices:
                 (venue, name),
             ).rowcount:
                 raise CentralError(f"no device {name!r}")
-            self._connection.announce(conn)  # servers drop its channel and pushes
+            self._connection.announce(conn, DEVICES)  # servers drop its channel and pushes
 
     def must_bootstrap(self, name: str) -> bool:
         """Whether a moved device has not bootstrapped since."""
@@ -59,14 +61,17 @@ class Devices:
     def bootstrapped(self, name: str) -> None:
         """A moved device asked for a fresh snapshot: its pulls are served again."""
         with self._connection.transaction() as conn:
-            conn.execute("UPDATE devices SET rebootstrap = 0 WHERE name = ?", (name,))
+            if conn.execute(
+                "UPDATE devices SET rebootstrap = 0 WHERE name = ? AND rebootstrap <> 0", (name,)
+            ).rowcount:
+                self._connection.announce(conn, DEVICES)  # every server serves it again
 
     def remove(self, name: str) -> None:
         """Forget a device (stolen, retired): its requests are refused, it gets no pushes."""
         with self._connection.transaction() as conn:
             if not conn.execute("DELETE FROM devices WHERE name = ?", (name,)).rowcount:
                 raise CentralError(f"no device {name!r}")
-            self._connection.announce(conn)  # servers drop its channel and pushes
+            self._connection.announce(conn, DEVICES)  # servers drop its channel and pushes
 
     def public_key(self, name: str) -> bytes | None:
         """The public key a registered device signs its requests with."""
@@ -88,6 +93,16 @@ class Devices:
             "SELECT name, push_url, revision, last_seen_ms FROM devices ORDER BY name"
         )
         return [(str(n), u, int(r), s) for n, u, r, s in rows]
+
+    def route(self, name: str) -> tuple[str | None, bool] | None:
+        """A device's venue and whether it must bootstrap again (moved); None: not registered."""
+        row = self._connection.row("SELECT venue, rebootstrap FROM devices WHERE name = ?", name)
+        return None if row is None else (row[0], bool(row[1]))
+
+    def routes(self) -> dict[str, tuple[str | None, bool]]:
+        """`route` of every registered device, in one read."""
+        rows = self._connection.rows("SELECT name, venue, rebootstrap FROM devices")
+        return {str(n): (v, bool(r)) for n, v, r in rows}
 
     def venues(self) -> dict[str, str | None]:
         """The venue of every device (None: all venues)."""

@@ -8,7 +8,9 @@ Revisions stay gap-free and in commit order with several processes: every write 
 first takes one transaction-scoped advisory lock, so writers commit one after another (as with
 SQLite's BEGIN IMMEDIATE), and a transaction's commit is visible before the lock passes on. A
 reader's snapshot therefore always holds a prefix of the log. Commits that appended changes
-send a NOTIFY on `CHANNEL`; every server LISTENs and pushes (`PostgresNotifier`).
+or changed devices send a NOTIFY on `CHANNEL` whose payload says what (`notice_payload`);
+every server LISTENs and pushes (`PostgresNotifier`) without reading the head or the devices
+again for each connection.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from sync.central.connection import SQL, Connection, Notifier, SchemaError, insert_sql
+from sync.central.connection import (
+    SQL,
+    UNKNOWN,
+    Connection,
+    Notice,
+    Notifier,
+    SchemaError,
+    insert_sql,
+)
 
 CHANNEL = "edge_central_changes"
 WRITE_LOCK = 0x6564676563  # the advisory lock every write transaction holds ("edgec")
@@ -279,11 +289,33 @@ class PostgresConnection(Connection):
             self._column_types[table] = known
         return known
 
-    def announce(self, conn: SQL) -> None:
-        conn.execute(f"NOTIFY {CHANNEL}")
+    def announce(self, conn: SQL, notice: Notice) -> None:
+        conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, notice_payload(notice)))
 
     def notifier(self) -> Notifier:
         return PostgresNotifier(self.dsn)
+
+
+def notice_payload(notice: Notice) -> str:
+    """A notice as a NOTIFY payload: `head=N` and/or `devices`."""
+    words = [] if notice.head is None else [f"head={notice.head}"]
+    return " ".join([*words, "devices"] if notice.devices else words)
+
+
+def parse_notice(payload: str) -> Notice:
+    """A NOTIFY payload as a notice; one it cannot read (an older server's empty one, say)
+    means anything may have changed."""
+    head, devices = None, False
+    for word in payload.split():
+        if word == "devices":
+            devices = True
+        elif word.startswith("head=") and word[5:].isdigit() and len(word) <= 24:
+            head = int(word[5:])
+        else:
+            return UNKNOWN
+    if head is None and not devices:
+        return UNKNOWN
+    return Notice(head, devices)
 
 
 class PostgresNotifier(Notifier):
@@ -293,6 +325,11 @@ class PostgresNotifier(Notifier):
         self._dsn = dsn
         self._event = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
+        self._pending: Notice | None = None  # what the notices since the last wait said
+
+    def _note(self, notice: Notice) -> None:
+        self._pending = notice if self._pending is None else self._pending.merge(notice)
+        self._event.set()
 
     async def __aenter__(self) -> PostgresNotifier:
         await self._listen()
@@ -307,16 +344,16 @@ class PostgresNotifier(Notifier):
         await self._conn.add_listener(CHANNEL, self._notified)
         self._conn.add_termination_listener(self._lost)
 
-    def _notified(self, *args: object) -> None:
-        del args
-        self._event.set()
+    def _notified(self, conn: object, pid: object, channel: object, payload: object) -> None:
+        del conn, pid, channel
+        self._note(parse_notice(payload) if isinstance(payload, str) else UNKNOWN)
 
     def _lost(self, *args: object) -> None:
         del args
         self._conn = None
-        self._event.set()
+        self._note(UNKNOWN)
 
-    async def wait(self) -> None:
+    async def wait(self) -> Notice:
         while self._conn is None:
             try:
                 await self._listen()
@@ -324,6 +361,8 @@ class PostgresNotifier(Notifier):
                 _LOGGER.warning("LISTEN on PostgreSQL failed (%s); retrying", err)
                 await asyncio.sleep(RECONNECT_SECONDS)
                 continue
-            self._event.set()  # changes may have been missed while away: look
+            self._note(UNKNOWN)  # changes may have been missed while away: look
         await self._event.wait()
         self._event.clear()
+        notice, self._pending = self._pending or UNKNOWN, None
+        return notice

@@ -37,8 +37,10 @@ CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
 MAX_CONNECTIONS = 16_384
 ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges in step
 
-# Central.venue of a device moved to another venue that has not bootstrapped since.
+# Central.venue of a device moved to another venue that has not bootstrapped since, and of
+# one no longer registered.
 _MOVED = "\x00moved"
+_GONE = "\x00gone"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -116,7 +118,7 @@ class Pusher:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self._central.db.devices.public_key(self.device) is None:
+            if await self._central.venue(self.device) == _GONE:
                 _LOGGER.info("%s: removed; no more pushes", self.device)
                 self._central.feed.unsubscribe(self.wake)
                 return
@@ -136,7 +138,7 @@ class Pusher:
 
     async def _push_once(self) -> None:
         venue = await self._central.venue(self.device)
-        if venue == _MOVED:  # nothing until it bootstraps its new venue (its pull is refused)
+        if venue in (_MOVED, _GONE):  # nothing until it bootstraps its new venue
             raise protocol.ProtocolError("moved to another venue; not bootstrapped since")
         body = await self._central.envelope_since(self.revision, PUSH_LIMIT, venue=venue)
         timeout = aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
@@ -200,10 +202,10 @@ class Channel:
                 while self.revision < central.head:
                     # Cleared before the envelope is built: a move after this is not in it.
                     self.wake.clear()
-                    if not central.registered(self.device):
+                    venue = await central.venue(self.device)
+                    if venue == _GONE:
                         await self.ws.close(code=protocol.CloseCode.REMOVED, message=b"removed")
                         return
-                    venue = await central.venue(self.device)
                     if venue == _MOVED:  # its pulls are refused until it bootstraps again
                         await self.ws.close(code=protocol.CloseCode.REFUSED, message=b"moved")
                         return
@@ -235,8 +237,8 @@ class Central:
         self.pushers: dict[str, tuple[Pusher, asyncio.Task[None]]] = {}
         self.channels: dict[str, Channel] = {}
         self._envelopes: dict[tuple[int, int, int, str | None], asyncio.Future[bytes]] = {}
-        self._registered: dict[str, bool] = {}  # devices looked up since the last commit
-        self._venues: dict[str, str | None] = {}  # likewise, their venues
+        # Each device's venue (or _MOVED, _GONE), read again when a notice says devices changed.
+        self._venues: dict[str, str | None] = {}
         self._log: bytes | None = None  # the change log's identity (hello answers)
         self.session: aiohttp.ClientSession
 
@@ -287,9 +289,12 @@ class Central:
         self.pushers[device] = (pusher, asyncio.create_task(pusher.run()))
         return pusher
 
-    def moved(self) -> None:
-        """The head may have moved: wake every pusher and channel."""
-        head = self.db.log.head()
+    def moved(self, head: int | None = None) -> None:
+        """The head may have moved (to `head`, if known): wake every pusher and channel."""
+        if head is None:
+            head = self.db.log.head()
+        elif head <= self.head:
+            return  # a notice of a commit already seen
         if head != self.head:
             self.head = head
             self.feed.publish()
@@ -300,32 +305,25 @@ class Central:
             await channel.ws.close(code=protocol.CloseCode.GOING_AWAY, message=b"shutdown")
 
     async def _watch(self) -> None:
-        """Notice commits by other processes (the admin CLI, other servers) and push them."""
+        """Notice commits by other processes (the admin CLI, other servers) and push them.
+
+        One read per notice, whatever the number of connections: the devices (when they may
+        have changed) in one query, and the head unless the notice carries it.
+        """
         async with self.db.connection.notifier() as notifier:
             while True:
-                await notifier.wait()
-                self._registered.clear()  # a device may have been removed
-                self._venues.clear()  # or moved
-                self.moved()
-
-    def registered(self, device: str) -> bool:
-        """Whether the device is still registered (cached until the next commit we notice)."""
-        known = self._registered.get(device)
-        if known is None:
-            known = self._registered[device] = self.db.devices.public_key(device) is not None
-        return known
+                notice = await notifier.wait()
+                if notice.devices:  # a device may have been removed, moved or bootstrapped
+                    routes = await asyncio.to_thread(self.db.devices.routes)
+                    self._venues = {name: _venue(route) for name, route in routes.items()}
+                self.moved(notice.head)
 
     async def venue(self, device: str) -> str | None:
-        """The device's venue (None: all), or _MOVED while a moved device must bootstrap;
-        cached until the next commit we notice."""
+        """The device's venue (None: all), _MOVED while a moved device must bootstrap, or
+        _GONE once it is removed; kept until a notice says devices changed."""
         if device not in self._venues:
-
-            def look() -> str | None:
-                if self.db.devices.must_bootstrap(device):
-                    return _MOVED
-                return self.db.devices.venue(device)
-
-            self._venues[device] = await asyncio.to_thread(look)
+            route = await asyncio.to_thread(self.db.devices.route, device)
+            self._venues[device] = _GONE if route is None else _venue(route)
         return self._venues[device]
 
     async def envelope_since(
@@ -339,6 +337,8 @@ class Central:
         head the caller saw move (the database's own when None); the envelope holds at
         least the changes up to it.
         """
+        if venue == _GONE:
+            raise RequestRejectedError(ErrorCode.UNKNOWN_DEVICE, "this device is not registered")
         if venue == _MOVED:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD,
@@ -467,7 +467,10 @@ class Central:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
             )
-        if await self.venue(device) == _MOVED:
+        venue = await self.venue(device)
+        if venue == _GONE:
+            raise RequestRejectedError(ErrorCode.UNKNOWN_DEVICE, "this device is not registered")
+        if venue == _MOVED:
             raise RequestRejectedError(
                 ErrorCode.REVISION_AHEAD,
                 "this device was moved to another venue; it must bootstrap again",
@@ -557,6 +560,11 @@ class Central:
                 "through": max((r.seq for r in records), default=0),
             }
         )
+
+
+def _venue(route: tuple[str | None, bool]) -> str | None:
+    venue, must_bootstrap = route
+    return _MOVED if must_bootstrap else venue
 
 
 async def serve(db: CentralDB, address: str, port: int, ready: Callable[[str], None]) -> None:
