@@ -539,6 +539,28 @@ class Envelope:
         return self.changes[revision - self.first :]
 
 
+@dataclass(frozen=True, slots=True)
+class PackedChanges:
+    """Changes in wire form already packed: `count` msgpack arrays one after another (as the
+    central system stores them), sealed as they are instead of decoded and packed again."""
+
+    count: int
+    data: bytes
+
+
+def _pack_map(fields: Mapping[str, Any]) -> bytes:
+    """`pack(fields)`, with PackedChanges values written as the array they hold."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_map_header(len(fields))]
+    for name, value in fields.items():
+        parts.append(packer.pack(name))
+        if isinstance(value, PackedChanges):
+            parts += (packer.pack_array_header(value.count), value.data)
+        else:
+            parts.append(packer.pack(value))
+    return b"".join(parts)
+
+
 def seal(
     kind: EnvelopeKind,
     key_id: int,
@@ -547,17 +569,22 @@ def seal(
     first: int,
     last: int,
     at_ms: int,
-    changes: Sequence[Change] | Sequence[list[Any]],
+    changes: Sequence[Change] | Sequence[list[Any]] | PackedChanges,
     next_cursor: tuple[str, Any] | None = None,
     chain: Sequence[Endorsement] = (),
     head: int | None = None,
     revisions: Sequence[int] | None = None,
     venue: str | None = None,
 ) -> bytes:
-    """A signed envelope; `changes` may be Change values or their wire arrays already.
-    `revisions` (a venue's CHANGES or BUNDLE): the revision of each change, where they are
-    fewer than first+1..last. `venue` (SNAPSHOT, BUNDLE): the venue whose share it holds."""
-    wire = [c if isinstance(c, list) else change_to_wire(c) for c in changes]
+    """A signed envelope; `changes` may be Change values, their wire arrays, or those
+    packed already. `revisions` (a venue's CHANGES or BUNDLE): the revision of each change,
+    where they are fewer than first+1..last. `venue` (SNAPSHOT, BUNDLE): the venue whose share
+    it holds."""
+    wire: list[Any] | PackedChanges = (
+        changes
+        if isinstance(changes, PackedChanges)
+        else [c if isinstance(c, list) else change_to_wire(c) for c in changes]
+    )
     fields: dict[str, Any] = {
         "kind": kind.value,
         "first": first,
@@ -571,7 +598,7 @@ def seal(
         fields["revisions"] = list(revisions)
     if venue is not None:
         fields["venue"] = venue
-    body = pack(fields)
+    body = _pack_map(fields)
     return pack(
         {
             "v": VERSION,

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgpack
+
 from edge.core.errors import SyncError
 from sync import protocol
 from sync.central.connection import SQL, Connection, Notice
@@ -20,6 +22,7 @@ from sync.protocol import (
     Change,
     CredentialChange,
     KeyChange,
+    PackedChanges,
     Passage,
     PlainCodeChange,
     RevokeCode,
@@ -161,23 +164,36 @@ class ChangeLog:
     ) -> tuple[list[list[Any]], tuple[str, Any] | None]:
         """Up to `limit` state changes from `cursor` on, and the cursor after them; with a
         `venue`, only what concerns it or the whole group."""
+        packed, next_cursor = self.snapshot_part(cursor, limit, venue)
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(packed.data), 1))
+        unpacker.feed(packed.data)
+        return [unpacker.unpack() for _ in range(packed.count)], next_cursor
+
+    def snapshot_part(
+        self, cursor: tuple[str, Any] | None, limit: int, venue: str | None = None
+    ) -> tuple[PackedChanges, tuple[str, Any] | None]:
+        """`snapshot_chunk`'s changes as the log stores them, packed: read by keyset pages
+        (each section in key order from the cursor), never decoded here."""
         section, after = cursor if cursor is not None else (protocol.SNAPSHOT_SECTIONS[0], None)
         names = list(protocol.SNAPSHOT_SECTIONS)
-        out: list[list[Any]] = []
+        count, parts = 0, []
         with self._connection.reading() as conn:
-            while len(out) < limit:
-                sql, args = snapshot_query(section, after, venue, limit - len(out))
-                rows = conn.execute(sql, args).fetchall()
-                out.extend(protocol.unpack(r[-1], "change", 1 << 20) for r in rows)
-                if len(out) >= limit and rows:
-                    last = rows[-1]
-                    position = [last[0], last[1]] if section == "passages" else last[0]
-                    return out, (section, position)
+            while count < limit:
+                sql, args = snapshot_query(section, after, venue, limit - count)
+                table, _ = _SECTIONS[section]
+                rows, data, last = self._connection.concatenated(
+                    conn, sql, args, _KEYS[table], "change"
+                )
+                count += rows
+                parts.append(data)
+                if count >= limit and last is not None:
+                    position = list(last) if section == "passages" else last[0]
+                    return PackedChanges(count, b"".join(parts)), (section, position)
                 index = names.index(section)
                 if index + 1 == len(names):
-                    return out, None
+                    return PackedChanges(count, b"".join(parts)), None
                 section, after = names[index + 1], None
-        return out, (section, after)
+        return PackedChanges(count, b"".join(parts)), (section, after)
 
 
 def snapshot_query(

@@ -129,6 +129,17 @@ class Connection(abc.ABC):
         """Insert rows in the caller's transaction; with `key`, a row whose key exists
         replaces the other columns (of rows with one key, the last stands)."""
 
+    def concatenated(
+        self, conn: SQL, sql: str, args: Sequence[Any], keys: Sequence[str], blob: str
+    ) -> tuple[int, bytes, tuple[Any, ...] | None]:
+        """Of a query whose rows are its `keys` columns and then a `blob`, in key order: how
+        many rows, their blobs one after another, and the last row's key (None: no rows)."""
+        rows = conn.execute(sql, args).fetchall()
+        if not rows:
+            return 0, b"", None
+        width = len(keys)
+        return len(rows), b"".join(r[width] for r in rows), tuple(rows[-1][:width])
+
     @abc.abstractmethod
     def announce(self, conn: SQL, notice: Notice) -> None:
         """Tell every server, when this transaction commits, what it changed: the change

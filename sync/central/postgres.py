@@ -289,6 +289,22 @@ class PostgresConnection(Connection):
             self._column_types[table] = known
         return known
 
+    def concatenated(
+        self, conn: SQL, sql: str, args: Sequence[Any], keys: Sequence[str], blob: str
+    ) -> tuple[int, bytes, tuple[Any, ...] | None]:
+        if len(keys) != 1:
+            return super().concatenated(conn, sql, args, keys, blob)
+        # Joined by the server: one row comes back instead of a Python object per row.
+        (key,) = keys
+        row = conn.execute(
+            f"SELECT count(*), string_agg({blob}, ''::bytea ORDER BY {key}),"
+            f" (array_agg({key} ORDER BY {key}))[count(*)] FROM ({sql}) AS page",
+            args,
+        ).fetchone()
+        if row is None or not row[0]:
+            return 0, b"", None
+        return int(row[0]), bytes(row[1] or b""), (row[2],)
+
     def announce(self, conn: SQL, notice: Notice) -> None:
         conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, notice_payload(notice)))
 

@@ -519,7 +519,7 @@ class Central:
             if cursor is None and self.db.devices.must_bootstrap(device):
                 self.db.devices.bootstrapped(device)  # a moved device starts over
             venue = self.db.devices.venue(device)
-            changes, next_cursor = self.db.log.snapshot_chunk(cursor, limit, venue)
+            changes, next_cursor = self.db.log.snapshot_part(cursor, limit, venue)
             key_id, key, chain = self.db.keys.signer()
             return protocol.seal(
                 EnvelopeKind.SNAPSHOT,

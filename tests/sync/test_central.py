@@ -188,6 +188,38 @@ def test_snapshot_chunks_cover_the_state_once_and_resume_at_a_cursor(db: Central
     assert len(everything) == 18
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 1000])
+def test_snapshot_pages_every_section_by_its_key_passages_by_device_and_seq(
+    db: CentralDB, limit: int
+) -> None:
+    ticket = db.catalogue.add_product("Ticket")
+    _, sold = db.sales.sell(ticket, count=5)
+    for device, seqs in (("north", (1, 2, 3)), ("south", (1, 2))):
+        db.journals.ingest(device, [
+            JournalRecord(seq, 1000 + seq, "L", "entry", "admitted", admitted=True,
+                          code_hash=None, credential_id=sold[seq].credential_id)
+            for seq in seqs
+        ])  # fmt: skip
+    for item in sold[:2]:
+        db.workflows.revoke_code(item.code)
+    whole, end = db.log.snapshot_chunk(None, 10_000)
+    assert end is None
+    paged: list[list[object]] = []
+    cursor = None
+    while True:
+        chunk, cursor = db.log.snapshot_chunk(cursor, limit)
+        assert len(chunk) <= limit
+        paged += chunk
+        if cursor is None:
+            break
+    assert paged == whole
+    passages = [c for c in whole if c[0] == "passage"]
+    assert [(c[1], c[2]) for c in passages] == [
+        ("north", 1), ("north", 2), ("north", 3), ("south", 1), ("south", 2)
+    ]  # fmt: skip
+    assert len(whole) == 1 + 5 + 2 + 5
+
+
 def test_admin_cli_drives_the_workflows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "c.db")
 

@@ -55,9 +55,13 @@ def trusted(key_id: int) -> tuple[bytes, bool] | None:
 
 
 def seal(
-    changes: Sequence[Change] = CHANGES, first: int = 10, last: int | None = None, **kw: object
+    changes: Sequence[Change] | protocol.PackedChanges = CHANGES,
+    first: int = 10,
+    last: int | None = None,
+    **kw: object,
 ) -> bytes:
-    last = first + len(changes) if last is None else last
+    count = changes.count if isinstance(changes, protocol.PackedChanges) else len(changes)
+    last = first + count if last is None else last
     return protocol.seal(
         kw.pop("kind", EnvelopeKind.CHANGES),  # type: ignore[arg-type]
         kw.pop("key_id", 1),  # type: ignore[arg-type]
@@ -297,3 +301,17 @@ def test_streaming_decode_refuses_what_unpack_refuses() -> None:
             protocol.unpack_streaming(data, "body", 1 << 16)
     with pytest.raises(protocol.ProtocolError, match="larger than allowed"):
         protocol.unpack_streaming(b"\x90" * 20, "body", 10)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65_535, 65_536])
+def test_packed_changes_seal_to_the_same_bytes_as_their_values(count: int) -> None:
+    """The central stores changes packed and seals them as they are: the envelope is the one
+    their values make (msgpack array headers change size at 16 and 65,536 items)."""
+    changes = [CHANGES[i % len(CHANGES)] for i in range(count)]
+    packed = protocol.PackedChanges(
+        count, b"".join(protocol.pack(protocol.change_to_wire(c)) for c in changes)
+    )
+    cursor = ("credentials", 6)
+    expected = seal(changes, kind=EnvelopeKind.SNAPSHOT, first=3, last=3, next_cursor=cursor)
+    assert seal(packed, kind=EnvelopeKind.SNAPSHOT, first=3, last=3, next_cursor=cursor) == expected
+    assert protocol.open_envelope(expected, trusted).changes == tuple(changes)
