@@ -315,3 +315,50 @@ def test_packed_changes_seal_to_the_same_bytes_as_their_values(count: int) -> No
     expected = seal(changes, kind=EnvelopeKind.SNAPSHOT, first=3, last=3, next_cursor=cursor)
     assert seal(packed, kind=EnvelopeKind.SNAPSHOT, first=3, last=3, next_cursor=cursor) == expected
     assert protocol.open_envelope(expected, trusted).changes == tuple(changes)
+
+
+_BIG = [2**32 - 1, 2**32, 2**63 - 1, 2**63]
+_ODD = [-1, True, False, None, "1", b"\x00"]
+# Per position of a credential and of a code revocation: values each side of every limit.
+_CANDIDATES: dict[str, list[list[Any]]] = {
+    "credential": [
+        [0, 1, *_BIG, *_ODD],  # credential_id
+        [0, 1, 2, 3, *_ODD],  # kind
+        [0, 7, *_BIG, *_ODD],  # event_id
+        [0, 10, *_BIG, *_ODD],  # product_id
+        [0, 1, 2, 3, *_ODD],  # policy
+        [0, 1, 2, 5, 0xFFFF, 0x10000, *_ODD],  # uses
+        [0, 1, 30, 0xFFFF, 0x10000, *_ODD],  # passback_minutes
+        [None, 0, 100, 200, *_BIG, -1, True],  # valid_from
+        [None, 0, 100, 200, *_BIG, -1, True],  # valid_until
+        [0, 3, *_BIG, *_ODD],  # zones
+        [True, False, 0, 1, None],  # paid
+    ],
+    "revoke-code": [
+        [b"\x02" * 16, b"\x02" * 15, b"\x02" * 17, "x" * 16, None],  # hash
+        ["revoked", "replaced", "cancelled", "other", "", 1, None],  # reason
+    ],
+}
+
+
+@settings(max_examples=3000)
+@given(st.data())
+def test_the_fast_parse_of_bulk_changes_answers_as_the_checking_one(data: st.DataObject) -> None:
+    """Credentials and code revocations, a bootstrap's bulk, take a path that builds no error
+    text; it must accept exactly what the checking path accepts, as the same change."""
+    op = data.draw(st.sampled_from(sorted(_CANDIDATES)))
+    candidates = _CANDIDATES[op]
+    value: list[Any] = [op] + [
+        data.draw(st.sampled_from(c[:4])) for c in candidates
+    ]  # mostly valid values ...
+    for position in data.draw(st.sets(st.integers(1, len(candidates)), max_size=3)):
+        value[position] = data.draw(st.sampled_from(candidates[position - 1]))  # ... some not
+    value = value[: data.draw(st.sampled_from([len(value), len(value), len(value) - 1]))]
+
+    def answer(parse: Any) -> object:
+        try:
+            return parse(value, "change")
+        except ProtocolError as err:
+            return str(err)
+
+    assert answer(protocol.change_from_wire) == answer(protocol._change_checked)
