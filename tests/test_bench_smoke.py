@@ -49,6 +49,11 @@ BENCHMARKS = [
         ["lost journal rows", "duplicated journal rows", "converge after the kill"],
     ),
     (
+        "central_fanout",
+        "--gates 20 --revocations 5 --interval 0.1 --processes 2 --baseline HEAD",
+        ["[HEAD] fan-out, 2 edge-central on PostgreSQL", "[this tree] fan-out, 2 edge-central"],
+    ),
+    (
         "venues",
         "--credentials 2000 --venues 4",
         [
