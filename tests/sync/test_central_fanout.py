@@ -162,6 +162,38 @@ async def test_a_channel_that_stops_reading_holds_up_no_other(central_target: st
         db.close()
 
 
+async def test_a_removed_gate_is_closed_and_a_re_added_one_served_again(
+    central_target: str,
+) -> None:
+    """Device changes reach the server as notices: it reads every device again, once."""
+    db = CentralDB(central_target)
+    identity = Ed25519PrivateKey.generate()
+    try:
+        db.keys.add()
+        db.devices.add("gate-1", protocol.public_bytes(identity))
+        product = db.catalogue.add_product("Ticket")
+        async with _server(central_target) as url, aiohttp.ClientSession() as session:
+            ws = await _channel_or_status(session, url, identity)
+            assert isinstance(ws, aiohttp.ClientWebSocketResponse), ws
+            message = await asyncio.wait_for(ws.receive(), WAIT)
+            await ws.send_bytes(protocol.push_answer(db.log.head(), "applied"))
+            assert message.type is aiohttp.WSMsgType.BINARY
+            db.devices.remove("gate-1")
+            db.sales.sell(product)  # the head moves: the channel looks again
+            assert (await asyncio.wait_for(ws.receive(), WAIT)).type is aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == protocol.CloseCode.REMOVED
+            db.devices.add("gate-1", protocol.public_bytes(identity))
+            deadline = time.monotonic() + WAIT
+            while (again := await _channel_or_status(session, url, identity)) == 403:
+                assert time.monotonic() < deadline, "the re-added gate is still refused"
+                await asyncio.sleep(0.05)
+            assert isinstance(again, aiohttp.ClientWebSocketResponse), again
+            assert (await asyncio.wait_for(again.receive(), WAIT)).type is aiohttp.WSMsgType.BINARY
+            await again.close()
+    finally:
+        db.close()
+
+
 async def _channel_or_status(
     session: aiohttp.ClientSession, url: str, identity: Ed25519PrivateKey
 ) -> aiohttp.ClientWebSocketResponse | int:
