@@ -22,7 +22,6 @@ beside the issue's targets; asserts nothing (the machines are shared and noisy).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing
 import multiprocessing.process
 import os
@@ -33,11 +32,9 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
@@ -46,125 +43,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from pgcluster import Cluster  # noqa: E402
 
+from bench.simulated_gates import OPEN_SECONDS, Gate, simulator  # noqa: E402
 from sync import protocol  # noqa: E402
 from sync.central.db import CentralDB  # noqa: E402
-from sync.protocol import Envelope, EnvelopeKind  # noqa: E402
 
 TARGET_P99_MS = 500.0
 GRACE_SECONDS = 5.0  # after the last revocation: what has not arrived by then is missed
-OPEN_SECONDS = 300.0  # for every channel to open and catch up
-
-
-@dataclass(frozen=True, slots=True)
-class _Gate:
-    """What a client process needs of one simulated gate (picklable)."""
-
-    name: str
-    private: bytes  # raw Ed25519 private key
-    url: str  # the server it connects to
-
-
-class _Client:
-    """One simulated gate: a channel that opens envelopes as a gate does and answers them."""
-
-    def __init__(self, gate: _Gate, opener: _Opener) -> None:
-        self.gate = gate
-        self.identity = Ed25519PrivateKey.from_private_bytes(gate.private)
-        self.opener = opener
-        self.revision = 0
-        self.arrived: dict[int, float] = {}  # revision -> monotonic time it arrived
-        self.open = asyncio.Event()
-        self.failures: list[str] = []
-
-    async def run(self, session: aiohttp.ClientSession) -> None:
-        """Keep the channel open, reconnecting after a failure as a gate does."""
-        while True:
-            try:
-                await self._once(session)
-            except (aiohttp.ClientError, TimeoutError, OSError) as err:
-                self.failures.append(f"{type(err).__name__}: {err}")
-            await asyncio.sleep(0.5)
-
-    async def _once(self, session: aiohttp.ClientSession) -> None:
-        path = protocol.channel_path(self.revision)
-        headers = protocol.sign_request(
-            self.identity, self.gate.name, method="GET", path=path,
-            time_ms=time.time_ns() // 1_000_000, body=b"",
-        )  # fmt: skip
-        async with session.ws_connect(
-            self.gate.url + path, headers=headers, heartbeat=20.0, compress=0
-        ) as ws:
-            self.open.set()
-            async for message in ws:
-                envelope = self.opener.open(message.data)
-                now = time.monotonic()
-                status = "stale"
-                if envelope.first > self.revision:
-                    status = "gap"
-                elif envelope.last > self.revision:
-                    for revision in range(self.revision + 1, envelope.last + 1):
-                        self.arrived[revision] = now
-                    self.revision, status = envelope.last, "applied"
-                await ws.send_bytes(protocol.push_answer(self.revision, status))
-
-
-class _Opener:
-    """Opens envelopes with the group's keys; with `cache`, each distinct one once."""
-
-    def __init__(self, trusted: dict[int, tuple[bytes, bool]], *, cache: bool) -> None:
-        self._trusted = trusted
-        self._cache: dict[bytes, Envelope] | None = {} if cache else None
-        self.opened = 0
-
-    def open(self, data: bytes) -> Envelope:
-        if self._cache is not None and data in self._cache:
-            return self._cache[data]
-        self.opened += 1
-        envelope = protocol.open_envelope(
-            data, self._trusted.get, limit=protocol.MAX_PUSH_BYTES, kinds=(EnvelopeKind.CHANGES,)
-        )
-        if self._cache is not None:
-            if len(self._cache) > 256:
-                self._cache.clear()
-            self._cache[data] = envelope
-        return envelope
-
-
-async def _simulate(
-    gates: list[_Gate], opener: _Opener, head: int, pipe: Connection
-) -> tuple[list[tuple[dict[int, float], int]], int]:
-    clients = [_Client(gate, opener) for gate in gates]
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = []
-        for i, client in enumerate(clients):
-            tasks.append(asyncio.create_task(client.run(session)))
-            if i % 50 == 49:
-                await asyncio.sleep(0.05)  # a venue's gates do not all start in one instant
-        try:
-            await asyncio.wait_for(asyncio.gather(*(c.open.wait() for c in clients)), OPEN_SECONDS)
-        except TimeoutError:
-            failures = [f for c in clients for f in c.failures]
-            raise SystemExit(
-                f"channels did not open; {len(failures)} failures: {failures[:5]}"
-            ) from None
-        # Plain ints of many clients: a poll is simpler than an event per client.
-        while any(c.revision < head for c in clients):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        pipe.send("ready")
-        await asyncio.to_thread(pipe.recv)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return [(c.arrived, len(c.failures)) for c in clients], opener.opened
-
-
-def _simulator(
-    gates: list[_Gate], trusted: dict[int, tuple[bytes, bool]], cache: bool, head: int,
-    pipe: Connection,
-) -> None:  # fmt: skip
-    opener = _Opener(trusted, cache=cache)
-    pipe.send(asyncio.run(_simulate(gates, opener, head, pipe)))
 
 
 class _Server:
@@ -210,7 +94,7 @@ def fanout(
     directory.mkdir(parents=True, exist_ok=True)
     servers = [_Server(tree, dsn, directory / f"central-{n}.log") for n in "ab"]
     gates = [
-        _Gate(
+        Gate(
             f"sim-{i:05d}",
             identity.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()),
             servers[i % 2].url,
@@ -225,7 +109,7 @@ def fanout(
         for share in range(processes):
             ours, theirs = context.Pipe()
             worker = context.Process(
-                target=_simulator,
+                target=simulator,
                 args=(gates[share::processes], trusted, not args.verify_each, head, theirs),
             )
             worker.start()

@@ -14,7 +14,6 @@ envelope as a gate does and answers it. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import multiprocessing
 import multiprocessing.process
@@ -28,16 +27,16 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from integration.sync_harness import CentralProcess, GateProcess, wait_for  # noqa: E402
 
+from bench.simulated_gates import Gate, simulator  # noqa: E402
 from sync import protocol  # noqa: E402
-from sync.protocol import EnvelopeKind  # noqa: E402
 
 NO_PORT = "push_listen = false"
 
@@ -105,86 +104,6 @@ def latency(directory: Path, gates: int, revocations: int) -> None:
         central.close()
 
 
-class _Client:
-    """One simulated gate: a channel that verifies envelopes and answers them."""
-
-    def __init__(
-        self, name: str, identity: Ed25519PrivateKey, trusted: dict[int, tuple[bytes, bool]]
-    ) -> None:
-        self.name = name
-        self.identity = identity
-        self.trusted = trusted
-        self.revision = 0
-        self.arrived: dict[int, float] = {}  # revision -> perf_counter when it arrived
-        self.open = asyncio.Event()
-        self.failures: list[str] = []  # why a connection failed, each time
-
-    async def run(self, session: aiohttp.ClientSession, url: str) -> None:
-        """Keep the channel open, reconnecting after a failure as a gate does."""
-        while True:
-            try:
-                await self._once(session, url)
-            except (aiohttp.ClientError, TimeoutError, OSError) as err:
-                self.failures.append(f"{type(err).__name__}: {err}")
-            await asyncio.sleep(0.5)
-
-    async def _once(self, session: aiohttp.ClientSession, url: str) -> None:
-        path = protocol.channel_path(self.revision)
-        headers = protocol.sign_request(
-            self.identity, self.name, method="GET", path=path,
-            time_ms=int(time.time() * 1000), body=b"",
-        )  # fmt: skip
-        async with session.ws_connect(
-            url + path, headers=headers, heartbeat=20.0, compress=0
-        ) as ws:
-            self.open.set()
-            async for message in ws:
-                envelope = protocol.open_envelope(
-                    message.data, self.trusted.get, limit=protocol.MAX_PUSH_BYTES,
-                    kinds=(EnvelopeKind.CHANGES,),
-                )  # fmt: skip
-                now = time.monotonic()
-                status = "stale"
-                if envelope.first > self.revision:
-                    status = "gap"
-                elif envelope.last > self.revision:
-                    for revision in range(self.revision + 1, envelope.last + 1):
-                        self.arrived[revision] = now
-                    self.revision, status = envelope.last, "applied"
-                await ws.send_bytes(protocol.push_answer(self.revision, status))
-
-
-async def _simulate(url: str, clients: list[_Client], head: int, pipe: Connection) -> None:
-    """Run this process's share of the clients; report arrivals when told to stop."""
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = []
-        for i, client in enumerate(clients):
-            tasks.append(asyncio.create_task(client.run(session, url)))
-            if i % 50 == 49:
-                await asyncio.sleep(0.05)  # a venue's gates do not all start in one instant
-        try:
-            await asyncio.wait_for(asyncio.gather(*(c.open.wait() for c in clients)), 300)
-        except TimeoutError:
-            failures = [f for c in clients for f in c.failures]
-            raise SystemExit(
-                f"channels did not open; {len(failures)} failures: {failures[:5]}"
-            ) from None
-        # Plain ints of many clients: a poll is simpler than an event per client.
-        while any(c.revision < head for c in clients):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        pipe.send("ready")
-        await asyncio.to_thread(pipe.recv)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    pipe.send([(client.arrived, len(client.failures)) for client in clients])
-
-
-def _simulator(url: str, clients: list[_Client], head: int, pipe: Connection) -> None:
-    asyncio.run(_simulate(url, clients, head, pipe))
-
-
 def fanout(directory: Path, count: int, rounds: int, processes: int, interval: float) -> None:
     """Many channels on one central process; revocation commit to each channel's arrival.
 
@@ -194,14 +113,14 @@ def fanout(directory: Path, count: int, rounds: int, processes: int, interval: f
     central = CentralProcess(directory / "central")
     central.db.keys.add()
     trusted = {k: (public, retired) for k, public, retired in central.db.keys.public_keys()}
-    clients = []
-    for i in range(count):
-        identity = Ed25519PrivateKey.generate()
+    identities = [Ed25519PrivateKey.generate() for _ in range(count)]
+    for i, identity in enumerate(identities):
         central.db.devices.add(f"sim-{i}", protocol.public_bytes(identity))
-        clients.append(_Client(f"sim-{i}", identity, trusted))
     product = central.db.catalogue.add_product("Ticket")
     _, sold = central.db.sales.sell(product, count=rounds)
     url = central.start()
+    raw = (Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    gates = [Gate(f"sim-{i}", key.private_bytes(*raw), url) for i, key in enumerate(identities)]
     context = multiprocessing.get_context("fork")
     workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     try:
@@ -209,8 +128,10 @@ def fanout(directory: Path, count: int, rounds: int, processes: int, interval: f
         head = central.db.log.head()
         for share in range(processes):
             ours, theirs = context.Pipe()
+            # Every simulated gate verifies every envelope (no cache): as many checks as
+            # real gates would make, on this machine's cores.
             worker = context.Process(
-                target=_simulator, args=(url, clients[share::processes], head, theirs)
+                target=simulator, args=(gates[share::processes], trusted, False, head, theirs)
             )
             worker.start()
             workers.append((worker, ours))
@@ -233,7 +154,7 @@ def fanout(directory: Path, count: int, rounds: int, processes: int, interval: f
         for _, pipe in workers:
             pipe.send("stop")
         for _, pipe in workers:
-            arrivals.extend(pipe.recv())
+            arrivals.extend(pipe.recv()[0])
     finally:
         for process, _ in workers:
             process.join(10)
