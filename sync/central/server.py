@@ -42,6 +42,18 @@ ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges
 _MOVED = "\x00moved"
 _GONE = "\x00gone"
 
+
+def _refuse_unrouted(venue: str | None) -> None:
+    """Refuse a device that is removed, or moved and not yet bootstrapped in its new venue."""
+    if venue == _GONE:
+        raise RequestRejectedError(ErrorCode.UNKNOWN_DEVICE, "this device is not registered")
+    if venue == _MOVED:
+        raise RequestRejectedError(
+            ErrorCode.REVISION_AHEAD,
+            "this device was moved to another venue; it must bootstrap again",
+        )
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -337,13 +349,7 @@ class Central:
         head the caller saw move (the database's own when None); the envelope holds at
         least the changes up to it.
         """
-        if venue == _GONE:
-            raise RequestRejectedError(ErrorCode.UNKNOWN_DEVICE, "this device is not registered")
-        if venue == _MOVED:
-            raise RequestRejectedError(
-                ErrorCode.REVISION_AHEAD,
-                "this device was moved to another venue; it must bootstrap again",
-            )
+        _refuse_unrouted(venue)
         key = (revision, limit, self.db.log.head() if head is None else head, venue)
         future = self._envelopes.get(key)
         if future is None:
@@ -468,13 +474,7 @@ class Central:
                 ErrorCode.REVISION_AHEAD, f"revision {since} is beyond the head {head}"
             )
         venue = await self.venue(device)
-        if venue == _GONE:
-            raise RequestRejectedError(ErrorCode.UNKNOWN_DEVICE, "this device is not registered")
-        if venue == _MOVED:
-            raise RequestRejectedError(
-                ErrorCode.REVISION_AHEAD,
-                "this device was moved to another venue; it must bootstrap again",
-            )
+        _refuse_unrouted(venue)
         # No permessage-deflate: signed envelopes hardly compress, and a zlib context per
         # direction per gate costs hundreds of kilobytes across thousands of channels.
         ws = web.WebSocketResponse(
