@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import KEY_ID, OTHER_PRIVATE, PRIVATE, mint_code, public_bytes, ticket
+from racing import run_at_once
 
 from edge.core.codes import EntryPolicy, Kind, PlainCode, SignedCode, Validity, parse, plain_hash
 from edge.core.decide import Reason
@@ -158,21 +156,7 @@ def test_thirty_processes_opening_one_store_at_once_all_succeed(
         conn.executescript(schema.MIGRATIONS[0])
         conn.execute("PRAGMA user_version = 1")
         conn.close()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _OPEN_ONE, str(db)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(30)
-    ]
-    failures = []
-    for process in processes:
-        _, err = process.communicate(timeout=120)
-        if process.returncode:
-            failures.append("\n".join(err.decode(errors="replace").strip().splitlines()[-12:]))
+    failures = run_at_once(_OPEN_ONE, str(db))
     assert failures == [], "\n\n".join(failures)
     assert _user_version(db) == schema.VERSION
     assert [n for n in _names(tmp_path) if ".new-" in n] == []

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from racing import run_at_once
 
 from edge.core.codes import EntryPolicy, Kind, parse
 from sync import protocol
@@ -317,22 +315,8 @@ def test_thirty_processes_opening_one_central_database_at_once_all_succeed(
         conn.executescript(MIGRATIONS[0])
         conn.execute("INSERT INTO events VALUES (7, 'Opening night', 0)")
         conn.close()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _OPEN_CENTRAL, str(path)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(30)
-    ]
-    failures = []
-    for process in processes:
-        _, err = process.communicate(timeout=120)
-        if process.returncode:
-            failures.append(err.decode(errors="replace").strip().splitlines()[-1])
-    assert failures == []
+    failures = run_at_once(_OPEN_CENTRAL, str(path))
+    assert failures == [], "\n\n".join(failures)
     assert _central_version(path) == SCHEMA_VERSION
     if existing:
         conn = sqlite3.connect(path)
