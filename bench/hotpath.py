@@ -383,12 +383,15 @@ def run_load(
         load.start()
         figures = scan_while(daemon, tickets, lambda: not load.done.is_set(), seconds)
         load.join()
+        rss, hwm = daemon.rss_mb()
         if started_figures is not None:
-            started_figures["rss"], started_figures["hwm"] = daemon.rss_mb()
+            started_figures["rss"], started_figures["hwm"] = rss, hwm
         limit = IDLE_P99_LIMIT_MS if work is None else P99_LIMIT_MS
         line = figures.line(name, limit)
         print(line, flush=True)
         print(f"    {load.result}", flush=True)
+        sync_note = "syncing with a central system" if sync else "no sync configured"
+        print(f"    the daemon's RSS {rss:.1f} MB, peak {hwm:.1f} MB ({sync_note})", flush=True)
         report.append(line)
     finally:
         daemon.stop()
@@ -528,7 +531,7 @@ def decide_journal(directory: Path, venue: Venue, count: int) -> str:
     public = venue.central.db.keys.public_keys()[0][1]
 
     # The scan path's verification (TrustedKey: libsodium) beside cryptography's.
-    trusted = TrustedKey(venue.key_id, Ed25519PublicKey.from_public_bytes(public))
+    trusted = TrustedKey(venue.key_id, public)
     openssl = Ed25519PublicKey.from_public_bytes(public)
     assert isinstance(parsed, SignedCode)
     signed, signature = parsed.signed, parsed.signature

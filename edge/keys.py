@@ -9,9 +9,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+from edge.core.ed25519 import PrivateKey
 from edge.core.errors import CodeError, EdgeError
 
 
@@ -28,12 +26,12 @@ class SigningKey:
     """An Ed25519 private key and the id gates know it by."""
 
     key_id: int
-    private: Ed25519PrivateKey
+    private: PrivateKey
 
     @property
     def public_bytes(self) -> bytes:
         """The raw 32-byte public key."""
-        return self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return self.private.public_key().public_bytes_raw()
 
     @property
     def public_b64(self) -> str:
@@ -45,7 +43,7 @@ def generate(key_id: int) -> SigningKey:
     """A new random signing key."""
     if not 0 <= key_id <= 0xFFFF:
         raise CodeError(f"key id must be 0..65535, not {key_id}")
-    return SigningKey(key_id, Ed25519PrivateKey.generate())
+    return SigningKey(key_id, PrivateKey.generate())
 
 
 def write(path: Path, key: SigningKey) -> None:
@@ -77,7 +75,7 @@ def read(path: Path) -> SigningKey:
         private = base64.b64decode(document["private"], validate=True)
         if not isinstance(key_id, int) or len(private) != 32:
             raise ValueError("key_id must be an integer and private a 32-byte key")
-        return SigningKey(key_id, Ed25519PrivateKey.from_private_bytes(private))
+        return SigningKey(key_id, PrivateKey.from_private_bytes(private))
     except OSError as err:
         raise KeyFileError(f"cannot read: {err.strerror}", path=path) from err
     except (tomllib.TOMLDecodeError, KeyError, ValueError, binascii.Error) as err:

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from edge.core import ed25519
 from edge.core.errors import SyncError
 from edge.core.facts import Revocation as Revocation  # noqa: PLC0414 - re-exported for both sides
 
@@ -545,9 +543,7 @@ def _change_checked(value: Any, what: str) -> Change:
 # -- signing keys and envelopes --------------------------------------------------------------
 
 
-def public_bytes(key: Ed25519PrivateKey) -> bytes:
-    """The raw 32-byte public key of a private key."""
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+public_bytes = ed25519.public_bytes  # the raw 32-byte public key of a private key
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +560,7 @@ def _endorsed_bytes(link: Endorsement) -> bytes:
     return ENDORSE_DOMAIN + pack([link.key_id, link.public_key, link.by])
 
 
-def endorse(signer: Ed25519PrivateKey, by: int, key_id: int, public_key: bytes) -> Endorsement:
+def endorse(signer: ed25519.Signer, by: int, key_id: int, public_key: bytes) -> Endorsement:
     """Key `by` (private `signer`) vouches for a newer key."""
     link = Endorsement(key_id, public_key, by, b"")
     return Endorsement(key_id, public_key, by, signer.sign(_endorsed_bytes(link)))
@@ -622,7 +618,7 @@ def _pack_map(fields: Mapping[str, Any]) -> bytes:
 def seal(
     kind: EnvelopeKind,
     key_id: int,
-    key: Ed25519PrivateKey,
+    key: ed25519.Signer,
     *,
     first: int,
     last: int,
@@ -673,18 +669,6 @@ def seal(
 KeyLookup = Callable[[int], "tuple[bytes, bool] | None"]
 
 
-def _verifier(public_key: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(public_key)
-
-
-def _check(public_key: bytes, signature: bytes, signed: bytes) -> bool:
-    try:
-        _verifier(public_key).verify(signature, signed)
-    except InvalidSignature:
-        return False
-    return True
-
-
 def open_envelope(
     data: bytes,
     keys: KeyLookup,
@@ -718,7 +702,7 @@ def open_envelope(
             )
         )
     public, path = _signing_key(key_id, chain, keys)
-    if not _check(public, signature, ENVELOPE_DOMAIN + body):
+    if not ed25519.verify(public, signature, ENVELOPE_DOMAIN + body):
         raise UntrustedError(f"envelope: the signature does not verify with key {key_id}")
     fields = _Fields(unpack_streaming(body, "envelope body", limit), "envelope body")
     try:
@@ -804,7 +788,7 @@ def _signing_key(
         else:
             voucher = (by[0], ()) if by is not None else paths[link.by]
             reason = ""
-            if not _check(voucher[0], link.signature, _endorsed_bytes(link)):
+            if not ed25519.verify(voucher[0], link.signature, _endorsed_bytes(link)):
                 reason = f"the endorsement of key {link.key_id} by key {link.by} does not verify"
         if reason or voucher is None:
             refused.setdefault(link.key_id, f"chain[{i}]: {reason}")
@@ -840,7 +824,7 @@ def request_signed_bytes(method: str, path: str, time_ms: int, device: str, body
 
 
 def sign_request(
-    key: Ed25519PrivateKey, device: str, *, method: str, path: str, time_ms: int, body: bytes
+    key: ed25519.Signer, device: str, *, method: str, path: str, time_ms: int, body: bytes
 ) -> dict[str, str]:
     """The headers that authenticate a device's request."""
     signature = key.sign(request_signed_bytes(method, path, time_ms, device, body))
@@ -893,7 +877,7 @@ def verify_request(
     except binascii.Error:
         signature = b""
     signed = request_signed_bytes(method, path, time_ms, device, body)
-    if len(signature) != 64 or not _check(public, signature, signed):
+    if len(signature) != 64 or not ed25519.verify(public, signature, signed):
         raise RequestRejectedError(
             ErrorCode.UNAUTHENTICATED, "the request signature does not verify"
         )

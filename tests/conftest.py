@@ -32,7 +32,7 @@ def trusted(
     key: Ed25519PrivateKey = PRIVATE, key_id: int = KEY_ID, *, retired: bool = False
 ) -> TrustedKey:
     """A TrustedKey for a private key."""
-    return TrustedKey(key_id, key.public_key(), retired)
+    return TrustedKey(key_id, public_bytes(key), retired)
 
 
 def ticket(credential_id: int = 1001, **fields: object) -> Claims:

@@ -169,7 +169,7 @@ def test_sql_lives_only_in_the_store_and_the_central_database() -> None:
 CORE_MAY_IMPORT = {
     "__future__", "base64", "dataclasses", "datetime", "enum", "hashlib", "ipaddress",
     "struct", "types", "typing", "collections", "functools", "re", "math", "string",
-    "unicodedata", "json", "cryptography", "nacl", "edge",
+    "unicodedata", "json", "nacl", "edge",
 }  # fmt: skip
 
 

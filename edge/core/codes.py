@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from edge.core.errors import CodeError
 
 if TYPE_CHECKING:  # only a type here: `edge --version` and parsing load no crypto library
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from edge.core.ed25519 import Signer
 
 PREFIX = "EDGE:"  # marks a signed code; QR alphanumeric mode has ':' and capitals
 FORMAT_VERSION = 1  # high nibble of the first payload byte
@@ -352,7 +352,7 @@ def encode_payload(claims: Claims) -> bytes:
     return b"".join(parts)
 
 
-def mint(claims: Claims, key: Ed25519PrivateKey) -> str:
+def mint(claims: Claims, key: Signer) -> str:
     """The text of a signed code for claims, signed with `key` (which must be key_id's)."""
     payload = encode_payload(claims)
     signature = key.sign(SIGNING_DOMAIN + payload)

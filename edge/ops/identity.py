@@ -17,9 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+from edge.core.ed25519 import PrivateKey
 from edge.core.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,13 +29,12 @@ FILE_NAME = "device.key"
 class DeviceIdentity:
     """This device's key pair."""
 
-    private: Ed25519PrivateKey
+    private: PrivateKey
 
     @property
     def public_b64(self) -> str:
         """The public key, base64 of its 32 raw bytes."""
-        raw = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return base64.b64encode(raw).decode("ascii")
+        return base64.b64encode(self.private.public_key().public_bytes_raw()).decode("ascii")
 
 
 def path_for(store_path: Path) -> Path:
@@ -45,7 +42,7 @@ def path_for(store_path: Path) -> Path:
     return store_path.parent / FILE_NAME
 
 
-def _text(private: Ed25519PrivateKey) -> str:
+def _text(private: PrivateKey) -> str:
     raw = private.private_bytes_raw()
     public = DeviceIdentity(private).public_b64
     return (
@@ -61,7 +58,7 @@ def _create(path: Path) -> None:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as file:
-            file.write(_text(Ed25519PrivateKey.generate()))
+            file.write(_text(PrivateKey.generate()))
             file.flush()
             os.fsync(file.fileno())
         os.link(temporary, path)  # fails if another process created the key first
@@ -90,7 +87,7 @@ def read(path: Path) -> DeviceIdentity:
         )
     try:
         raw = base64.b64decode(tomllib.loads(text)["private"], validate=True)
-        return DeviceIdentity(Ed25519PrivateKey.from_private_bytes(raw))
+        return DeviceIdentity(PrivateKey.from_private_bytes(raw))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, binascii.Error) as err:
         raise ConfigError(f"not an edge device key file: {err}", path=str(path)) from err
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge.core.codes import Code, EntryPolicy, Kind, PolicyKind, SignedCode, Validity
 from edge.core.facts import Credential, Direction, EntryState, Facts, TrustedKey
 from edge.store.base import REVOCATIONS, StoreBase, from_ms
@@ -101,8 +99,8 @@ class FactsStore(StoreBase):
         cache_key = (key_id, public, bool(retired))
         key = self._keys.get(cache_key)
         if key is None:
-            # Loading a public key costs more than a lookup; keys change rarely.
-            key = TrustedKey(key_id, Ed25519PublicKey.from_public_bytes(public), bool(retired))
+            # One TrustedKey per key and state: keys change rarely.
+            key = TrustedKey(key_id, bytes(public), bool(retired))
             self._keys[cache_key] = key
         return key
 

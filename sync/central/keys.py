@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from edge.core.ed25519 import PrivateKey
 from sync import protocol
 from sync.central.changelog import ChangeLog
 from sync.central.connection import SQL, Connection
@@ -22,7 +21,7 @@ class SigningKeys:
 
     def add(self) -> int:
         """A new signing key; the newest active key vouches for it. Returns its id."""
-        private = Ed25519PrivateKey.generate()
+        private = PrivateKey.generate()
         public = protocol.public_bytes(private)
         with self._connection.transaction() as conn:
             (newest,) = conn.execute("SELECT coalesce(max(key_id), 0) FROM signing_keys").fetchone()
@@ -90,7 +89,7 @@ class SigningKeys:
                     (key_id,),
                 )
                 continue
-            signer = Ed25519PrivateKey.from_private_bytes(bytes(voucher[1]))
+            signer = PrivateKey.from_private_bytes(bytes(voucher[1]))
             link = protocol.endorse(signer, int(voucher[0]), int(key_id), bytes(public))
             conn.execute(
                 "UPDATE signing_keys SET endorsed_by = ?, endorsement = ? WHERE key_id = ?",
@@ -105,23 +104,23 @@ class SigningKeys:
         return [(k, bytes(p), bool(r)) for k, p, r in rows]
 
     @staticmethod
-    def active(conn: SQL) -> tuple[int, Ed25519PrivateKey] | None:
+    def active(conn: SQL) -> tuple[int, PrivateKey] | None:
         """The newest active key (id, private key), or None if there is none."""
         row = conn.execute(
             "SELECT key_id, private FROM signing_keys WHERE retired = 0 ORDER BY key_id DESC"
         ).fetchone()
         if row is None:
             return None
-        return int(row[0]), Ed25519PrivateKey.from_private_bytes(bytes(row[1]))
+        return int(row[0]), PrivateKey.from_private_bytes(bytes(row[1]))
 
-    def current(self, conn: SQL) -> tuple[int, Ed25519PrivateKey]:
+    def current(self, conn: SQL) -> tuple[int, PrivateKey]:
         """The newest active key (id, private key); CentralError if there is none."""
         active = self.active(conn)
         if active is None:
             raise CentralError("no signing key; run `edge-central key add`")
         return active
 
-    def signer(self) -> tuple[int, Ed25519PrivateKey, tuple[Endorsement, ...]]:
+    def signer(self) -> tuple[int, PrivateKey, tuple[Endorsement, ...]]:
         """The key envelopes are signed with, and the endorsements that lead to it.
 
         Only endorsements of an active key by an active key are carried: edges refuse any

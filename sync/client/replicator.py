@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.core import ed25519
 from edge.core.errors import ConfigError, StoreError, SyncError
 from edge.store.sync import SyncBatch, SyncStore
 from edge.web import http
@@ -95,7 +95,7 @@ class Replicator:
         store: SyncStore,
         *,
         device: str,
-        identity: Ed25519PrivateKey,
+        identity: ed25519.Signer,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import keys
 from edge.core.codes import Claims, Kind, mint, parse
+from edge.core.ed25519 import PrivateKey
 from edge.store.database import Store
 
 IN_FLIGHT = 8  # scans written ahead of the reports: below the lane's queue, so none is dropped
@@ -94,7 +94,7 @@ def _run_until_killed(
 
 @pytest.mark.slow
 def test_every_reported_admit_survives_sigkill(tmp_path: Path) -> None:
-    key = keys.SigningKey(1, Ed25519PrivateKey.generate())
+    key = keys.SigningKey(1, PrivateKey.generate())
     fifo = tmp_path / "scans"
     os.mkfifo(fifo)
     config = _config(tmp_path, key, fifo)

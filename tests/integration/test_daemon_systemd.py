@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import keys
 from edge.core.codes import Claims, Kind, mint
+from edge.core.ed25519 import PrivateKey
 
 WATCHDOG_USEC = 100_000  # pings every 50 ms: many pings would arrive while the loop is stalled
 SILENCE_SECONDS = 1.0  # 20 ping intervals with no ping while stalled
@@ -97,7 +97,7 @@ def _drain(sock: socket.socket) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_ready_watchdog_stall_metrics_and_stop(tmp_path: Path) -> None:
-    key = keys.SigningKey(1, Ed25519PrivateKey.generate())
+    key = keys.SigningKey(1, PrivateKey.generate())
     scans = tmp_path / "scans"
     stall = tmp_path / "stall"
     os.mkfifo(scans)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import keys
 from edge.core.codes import Claims, Kind, mint, parse
+from edge.core.ed25519 import PrivateKey
 from edge.core.errors import StoreError
 from edge.store.database import Store
 
 
 async def test_a_retired_key_stays_retired_when_listed_again(tmp_path: Path) -> None:
-    key = keys.SigningKey(4, Ed25519PrivateKey.generate())
+    key = keys.SigningKey(4, PrivateKey.generate())
     code = parse(mint(Claims(4, 1, Kind.TICKET), key.private).encode())
     store = await Store.open(tmp_path / "edge.db")
     try:
@@ -29,8 +29,8 @@ async def test_a_retired_key_stays_retired_when_listed_again(tmp_path: Path) -> 
 
 
 async def test_a_key_id_cannot_change_its_public_key(tmp_path: Path) -> None:
-    first = keys.SigningKey(4, Ed25519PrivateKey.generate())
-    other = keys.SigningKey(4, Ed25519PrivateKey.generate())
+    first = keys.SigningKey(4, PrivateKey.generate())
+    other = keys.SigningKey(4, PrivateKey.generate())
     store = await Store.open(tmp_path / "edge.db")
     try:
         await store.put_keys([(4, first.public_bytes, False)])

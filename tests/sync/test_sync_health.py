@@ -15,6 +15,7 @@ import pytest
 from conftest import until
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.core import ed25519
 from edge.store.database import Store
 from sync import protocol
 from sync.central.db import CentralDB
@@ -27,7 +28,7 @@ from sync.client.state import Status
 DAY = 86_400.0
 
 
-def identity_of(client: Replicator) -> Ed25519PrivateKey:
+def identity_of(client: Replicator) -> ed25519.Signer:
     """The device key the client signs with."""
     return client._identity
 
