@@ -216,3 +216,55 @@ def test_the_first_decision_does_not_wait_for_the_metrics_server(tmp_path: Path)
     assert answer["admitted"], answer
     # The lane decided while the HTTP server was still loading, not after.
     assert not answer["aiohttp_loaded"], answer
+
+
+_FROZEN_AT_READY = """
+import asyncio, gc, json, os, socket, sys
+from pathlib import Path
+
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.bind(str(Path(sys.argv[1]) / "notify"))
+notify.setblocking(False)
+os.environ["NOTIFY_SOCKET"] = str(Path(sys.argv[1]) / "notify")
+from edge.config import parse
+from edge.daemon import serve
+
+config = parse((Path(sys.argv[1]) / "gate.toml").read_text(), Path(sys.argv[1]) / "gate.toml")
+
+
+async def main():
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(serve(config, stop=stop))
+    loop = asyncio.get_running_loop()
+    while b"READY=1" not in await loop.sock_recv(notify, 4096):
+        pass
+    walked = [
+        o for o in gc.get_objects()  # what a full collection walks; frozen objects are not
+        if callable(o) and str(getattr(o, "__module__", "")).startswith("aiohttp")
+    ]
+    loaded = "aiohttp.web" in sys.modules
+    stop.set()
+    await daemon
+    print(json.dumps({"aiohttp_loaded": loaded, "walked": len(walked)}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_what_loads_after_the_lanes_is_frozen_by_ready(tmp_path: Path) -> None:
+    public = base64.b64encode(public_bytes(PRIVATE)).decode()
+    config = GATE.format(store=tmp_path / "edge.db")
+    config += f'\n[[keys]]\nid = {KEY_ID}\npublic = "{public}"\n\n[metrics]\nport = 0\n'
+    (tmp_path / "gate.toml").write_text(config, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_READY, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer == {"aiohttp_loaded": True, "walked": 0}, answer

@@ -8,6 +8,7 @@ Other services (sync, printers) register their metrics on `registry`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -253,6 +254,10 @@ class Operations:
         runner = await self._serve_metrics()
         if runner is not None:
             tasks.append(group.create_task(_hold(runner)))
+        # The HTTP stack loaded after the lanes lives as long as the daemon, like what the daemon
+        # froze before them: no full collection walks it either (a walk of aiohttp's objects is
+        # a stall of several ms for the lanes). No collection first: that would be such a walk.
+        gc.freeze()
         status = f"{device}: {counted(len(lanes), 'lane')} ready"
         if self.metrics_url:
             status += f"; metrics on {self.metrics_url}"
