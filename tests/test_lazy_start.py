@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import KEY_ID, PRIVATE, mint_code, public_bytes, ticket
@@ -194,17 +195,14 @@ asyncio.run(main())
 """
 
 
-def test_the_first_decision_does_not_wait_for_the_metrics_server(tmp_path: Path) -> None:
-    config = (
-        GATE.replace("{store}", str(tmp_path / "edge.db"))
-        .replace('url = "/dev/null"\n\n[[actuators]]', 'url = "{scanner}"\n\n[[actuators]]')
-        .replace('url = "/dev/null"\n\n[[lanes]]', 'url = "{relay}"\n\n[[lanes]]')
-    )
+def _serve_with_metrics(directory: Path, config: str, script: str, *args: str) -> Any:
+    """Run `script` (directory, *args) beside gate.toml: `config` with the key and metrics on;
+    the JSON it prints last."""
     public = base64.b64encode(public_bytes(PRIVATE)).decode()
     config += f'\n[[keys]]\nid = {KEY_ID}\npublic = "{public}"\n\n[metrics]\nport = 0\n'
-    (tmp_path / "gate.toml").write_text(config, encoding="utf-8")
+    (directory / "gate.toml").write_text(config, encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-c", _FIRST_DECISION, str(tmp_path), mint_code(ticket(4711))],
+        [sys.executable, "-c", script, str(directory), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -212,7 +210,16 @@ def test_the_first_decision_does_not_wait_for_the_metrics_server(tmp_path: Path)
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    answer = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_first_decision_does_not_wait_for_the_metrics_server(tmp_path: Path) -> None:
+    config = (
+        GATE.replace("{store}", str(tmp_path / "edge.db"))
+        .replace('url = "/dev/null"\n\n[[actuators]]', 'url = "{scanner}"\n\n[[actuators]]')
+        .replace('url = "/dev/null"\n\n[[lanes]]', 'url = "{relay}"\n\n[[lanes]]')
+    )
+    answer = _serve_with_metrics(tmp_path, config, _FIRST_DECISION, mint_code(ticket(4711)))
     assert answer["admitted"], answer
     # The lane decided while the HTTP server was still loading, not after.
     assert not answer["aiohttp_loaded"], answer
@@ -253,18 +260,7 @@ asyncio.run(main())
 
 
 def test_what_loads_after_the_lanes_is_frozen_by_ready(tmp_path: Path) -> None:
-    public = base64.b64encode(public_bytes(PRIVATE)).decode()
-    config = GATE.format(store=tmp_path / "edge.db")
-    config += f'\n[[keys]]\nid = {KEY_ID}\npublic = "{public}"\n\n[metrics]\nport = 0\n'
-    (tmp_path / "gate.toml").write_text(config, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-c", _FROZEN_AT_READY, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        cwd=Path(__file__).resolve().parent.parent,
+    answer = _serve_with_metrics(
+        tmp_path, GATE.format(store=tmp_path / "edge.db"), _FROZEN_AT_READY
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answer = json.loads(done.stdout.splitlines()[-1])
     assert answer == {"aiohttp_loaded": True, "walked": 0}, answer
