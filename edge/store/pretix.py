@@ -1,12 +1,14 @@
 """The pretix connector's part of the store: positions as pretix's check-in sees them.
 
 Scan path: one point query for the position by its secret's hash, one for its passages
-(pulled from pretix, and admitted here since). Sync path: a pull writes what it read in
-chunks under a new generation, then drops what the pull no longer saw.
+(pulled from pretix, and admitted here since). Sync path: a pull compares what it read
+with what is stored (off the loop) and writes only the positions that changed, in chunks,
+then removes those the pull no longer saw: a re-sync of an unchanged event writes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -182,6 +184,45 @@ class PretixStore(StoreBase):
                 ("INSERT OR IGNORE INTO pretix_passages VALUES (?, ?, ?)", passages),
             ]
         )
+
+    async def mirror_pretix_positions(
+        self, positions: Sequence[tuple[PretixPosition, Sequence[tuple[datetime, Direction]]]]
+    ) -> tuple[int, int]:
+        """Make the stored positions and pulled passages exactly these, writing only what
+        differs, in short transactions; (positions written, positions removed)."""
+        changed, gone = await asyncio.to_thread(self._pretix_changes, positions)
+        await self.put_pretix_positions(changed, self.pretix_generation() + 1)
+        for start in range(0, len(gone), WRITE_CHUNK):
+            ids = [(pid,) for pid in gone[start : start + WRITE_CHUNK]]
+            await self._transaction(
+                [
+                    ("DELETE FROM pretix_passages WHERE position_id = ?", ids),
+                    ("DELETE FROM pretix_positions WHERE position_id = ?", ids),
+                ]
+            )
+        return len(changed), len(gone)
+
+    def _pretix_changes(
+        self, positions: Sequence[tuple[PretixPosition, Sequence[tuple[datetime, Direction]]]]
+    ) -> tuple[list[tuple[PretixPosition, Sequence[tuple[datetime, Direction]]]], list[int]]:
+        """(positions new or different from the stored ones, stored ids not among them)."""
+        stored = {
+            int(row[0]): tuple(row)
+            for row in self._read_here(f"SELECT {_COLUMNS} FROM pretix_positions")
+        }
+        passages: dict[int, set[tuple[int, str]]] = {}
+        for pid, at, direction in self._read_here(
+            "SELECT position_id, at, direction FROM pretix_passages"
+        ):
+            passages.setdefault(int(pid), set()).add((int(at), str(direction)))
+        changed = [
+            (p, seen)
+            for p, seen in positions
+            if stored.get(p.position_id) != _row(p, 0)[:-1]
+            or passages.get(p.position_id, set()) != {(to_ms(at), d.value) for at, d in seen}
+        ]
+        listed = {p.position_id for p, _ in positions}
+        return changed, [pid for pid in stored if pid not in listed]
 
     async def drop_pretix_positions(self, older_than: int) -> int:
         """Remove positions (and passages) no pull of generation `older_than` or later saw."""

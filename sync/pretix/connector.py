@@ -6,13 +6,17 @@ uploaded by position id (pretix's per-list redeem endpoint), so the gate never n
 raw secret again: a ticket sold after the last sync waits in the journal until a pull has
 mapped its secret's hash to its position.
 
-A pull is a mirror: every pull reads the check-in list's whole position listing (pretix's
-list endpoint has no `modified_since`), and the store afterwards holds exactly that listing.
-A position that left the listing (cancelled, moved to a product or date the list does not
-admit, deleted) is looked up once by id: a product or date change keeps its facts with the
-new product (pretix answers "product"), anything else removes its facts and code mapping.
-Codes that no longer name a position are revoked when the event signs its secrets, so an
-old pretix_sig1 secret is never taken for a ticket sold after the pull.
+A pull is a mirror: every pull reads every order of the event once, whole (no
+`modified_since`: a mirror must see what left), and the store afterwards holds exactly what
+it read. The same read serves both of the gate's tables: the check-in list's listing (the
+positions whose product and date the list holds, all order states: pretix's list endpoint
+with ignore_status gives the same) for the mirror and the upload, and every position of the
+list's date for the decision (sync.pretix.positions). A position that left the listing and
+is still among the orders moved to a product or date the list does not admit: it keeps its
+facts with the new product (pretix answers "product"); one gone from the orders (cancelled,
+deleted) loses its facts and code mapping. Codes that no longer name a position are revoked
+when the event signs its secrets, so an old pretix_sig1 secret is never taken for a ticket
+sold after the pull. The daemon runs pulls in a worker process (sync.pretix.worker).
 
 Upload never blocks on a row: rows are paged through by sequence number, rows pretix
 refused (a 4xx answer with a reason) or that no position matches after two complete pulls
@@ -31,7 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from edge.core.codes import PlainCode
 from edge.core.decide import Reason
@@ -39,9 +43,10 @@ from edge.core.errors import CodeError, EdgeError, SyncError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
 from edge.store.database import Store
 from edge.store.gate import JournalRow
+from edge.store.pretix import PretixPosition
 from edge.store.sync import Mirror, Refusal
-from sync.pretix.client import PretixClient
-from sync.pretix.positions import calendar, passages, pull_positions
+from sync.pretix.client import PretixClient, PretixSettings
+from sync.pretix.positions import Pulled, Read, calendar, order_positions, reachable
 from sync.pretix.resolver import (
     CALENDAR_CURSOR,
     KEYS_CURSOR,
@@ -53,7 +58,7 @@ from sync.pretix.resolver import (
     position_credential,
     unknown_position_id,
 )
-from sync.pretix.secrets import load_key, looks_sig1, raw_key, secret_hash
+from sync.pretix.secrets import load_key, raw_key, secret_hash
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,7 +72,6 @@ UPLOAD_BATCH = 2000  # redeem requests per upload round at most, so pulls come b
 UPLOAD_CONCURRENCY = 4  # redeem requests in flight, for distinct positions
 MARK_EVERY = 50  # answers stored together: a crash re-sends at most this many (same nonces)
 MAX_FAILURES_IN_A_ROW = 3  # transient failures that end a round: pretix is away, not one row
-MAX_LOOKUPS = 200  # positions that left the list looked up one by one per pull
 MAX_SECRET_CHARS = 512  # longer "secrets" from the server are rejected
 RETRY_SECONDS = (1.0, 5.0, 30.0, 120.0)  # backoff after failed rounds
 SHOWN_REFUSALS = 10  # refused uploads kept in memory for /health and the status page
@@ -114,6 +118,8 @@ class PullStats:
     subevents: int
     removed: int = 0  # positions that left the list: cancelled, deleted
     off_list: int = 0  # positions moved to a product or date the list does not admit
+    reachable: int = 0  # positions of the list's date (any product): what scans can find
+    changed: int = 0  # of `reachable`: new, or different from the last pull's (written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,14 @@ class UploadStats:
     refused: int = 0  # of `sent`: pretix refused them (4xx with a reason)
     unmapped: int = 0  # admitted scans no position matches after two complete pulls
     failed: int = 0  # transient failures: the rows stay queued and go again later
+
+
+class Puller(Protocol):
+    """Runs a pull into the store elsewhere (the daemon's worker process)."""
+
+    async def pull(self, settings: PretixSettings) -> PullStats:
+        """Pull from pretix into the store; what the pull raises."""
+        ...
 
 
 @dataclass(slots=True)
@@ -195,7 +209,8 @@ class _Newest:
 
 @dataclass(slots=True)
 class _Positions:
-    """What a pull learned from the check-in list's positions."""
+    """What a pull learned from the event's orders: the check-in list's listing (positions
+    whose product and date are on the list), what a scan can reach, and the rest by id."""
 
     credentials: list[Credential] = field(default_factory=list)
     plain: dict[bytes, int] = field(default_factory=dict)  # secret hash → position
@@ -205,6 +220,45 @@ class _Positions:
     active: list[int] = field(default_factory=list)  # positions whose order is not cancelled
     blocks: list[tuple[bytes, bool]] = field(default_factory=list)  # the position's own state
     ids: set[int] = field(default_factory=set)  # every position on the list
+    reachable: list[Pulled] = field(default_factory=list)  # of the list's date, any product
+    off: dict[int, PretixPosition] = field(default_factory=dict)  # not on the list, any date
+
+    def add(self, read: Read, state: ListState) -> None:
+        """Take in one position of an order."""
+        position, seen, signed = read
+        if reachable(position, state):
+            self.reachable.append((position, seen))
+        pid = position.position_id
+        event = position.subevent or 0
+        if not _on_list(state, position.item, event):
+            self.off[pid] = position
+            return
+        self.ids.add(pid)
+        status = position.order_status
+        pending_ok = state.include_pending or position.valid_if_pending
+        self.credentials.append(
+            position_credential(
+                pid,
+                item=position.item,
+                event=event,
+                valid_from=position.valid_from,
+                valid_until=position.valid_until,
+                paid=status == "p" or (status == "n" and pending_ok),
+                state=state,
+            )
+        )
+        code_hash = position.code_hash
+        self.plain[code_hash] = pid
+        self.blocks.append((code_hash, position.blocked))
+        if signed:
+            self.moves.append((unknown_position_id(code_hash), pid))
+        if status in ("c", "e"):  # cancelled, expired
+            self.cancelled.append(pid)
+        else:
+            self.active.append(pid)
+        entries = _checkins(seen)
+        if entries is not None:
+            self.entries.append((pid, entries))
 
 
 def _left_the_list(
@@ -234,9 +288,8 @@ def _on_list(state: ListState, product: int, event: int) -> bool:
     return state.subevent is None or event == state.subevent
 
 
-def _checkins(checkins: Any, list_id: int) -> EntryState | None:
+def _checkins(seen: list[tuple[datetime, Direction]]) -> EntryState | None:
     """The passages pretix recorded for a position on the list, or None if there are none."""
-    seen = passages(checkins, list_id)
     if not seen:
         return None
     entries = sorted(at for at, d in seen if d is Direction.ENTRY)
@@ -262,6 +315,7 @@ class PretixConnector:
         *,
         state: PretixSyncState | None = None,
         ignore_unpaid_lanes: frozenset[str] = frozenset(),  # lanes set to ignore_unpaid
+        puller: Puller | None = None,  # runs pulls elsewhere (sync.pretix.worker); None: here
     ) -> None:
         self._store = store
         self._client = client
@@ -274,6 +328,16 @@ class PretixConnector:
                 _refusal_view(r) for r in store.refusals(SHOWN_REFUSALS, accepted=_ACCEPTED)
             ]
         self._ignore_unpaid = ignore_unpaid_lanes
+        self._puller = puller
+
+    async def sync(self) -> PullStats:
+        """Pull through the puller if there is one (the resolver then reloads), else here."""
+        if self._puller is None:
+            return await self.pull()
+        stats = await self._puller.pull(self._settings)
+        self._resolver.reload()
+        self.state.last_pull = time.time()
+        return stats
 
     async def pull(self) -> PullStats:
         """Fetch everything the gate decides with and mirror it; the resolver sees it after."""
@@ -300,12 +364,12 @@ class PretixConnector:
             }
         revoked, revoked_since = await self._revoked()
         blocks, blocked_since = await self._blocked()
-        positions = await self._positions(state)
+        positions = await self._orders(state)
         mirror, removed, off_list = await self._mirror(state, positions, keys, revoked, blocks)
-        # What pretix's check-in decides with (sync.pretix.checkin): every reachable position.
-        tickets = await pull_positions(self._client, self._store, state)
-
         store = self._store
+        # What pretix's check-in decides with (sync.pretix.checkin): every reachable position;
+        # only what changed is written.
+        changed, _ = await store.mirror_pretix_positions(positions.reachable)
         cursors = {
             KEYS_CURSOR: keys_to_json(keys),
             LIST_CURSOR: state.to_json(),
@@ -337,14 +401,15 @@ class PretixConnector:
             subevents=len(subevents),
             removed=removed,
             off_list=off_list,
+            reachable=len(positions.reachable),
+            changed=changed,
         )
         _LOGGER.info(
-            "pretix %s/%s: pulled in %.0f ms: %s, %d reachable positions",
+            "pretix %s/%s: pulled in %.0f ms: %s",
             self._settings.organizer,
             self._settings.event,
             (time.monotonic() - started) * 1000,
             stats,
-            tickets,
         )
         return stats
 
@@ -371,10 +436,10 @@ class PretixConnector:
     ) -> tuple[Mirror, int, int]:
         """The store changes that make it hold exactly this listing; (mirror, removed, off list).
 
-        A position that was on the list at the last pull and is not now is looked up by id
-        (pretix's list endpoint cannot say why a position left it): moved to a product or
-        date the list does not admit, it keeps its facts with the new product, so the gate
-        answers "product" as pretix does; cancelled or deleted, it is removed.
+        A position that was on the list at the last pull and is not now was either moved to
+        a product or date the list does not admit (it is still among the orders' positions):
+        it keeps its facts with the new product, so the gate answers "product" as pretix
+        does; or cancelled or deleted (gone from the orders): it is removed.
         """
         store = self._store
         credentials = list(positions.credentials)
@@ -384,33 +449,24 @@ class PretixConnector:
         left = await asyncio.to_thread(_left_the_list, stored, positions.ids, state)
         removed: list[int] = []
         moved: list[int] = []
-        for number, cid in enumerate(left):
-            row = None
-            if number < MAX_LOOKUPS:
-                # Without include_canceled_positions pretix answers 404 for a cancelled one.
-                row = await self._client.find(f"{self._settings.event_api}/orderpositions/{cid}/")
-            if row is None:
+        for cid in left:
+            off = positions.off.get(cid)
+            if off is None:
                 removed.append(cid)
                 continue
-            where = "position"
-            item = int(_field(row, "item", int, where))
-            event = _optional_id(row, "subevent", where) or 0
-            if _on_list(state, item, event):
-                continue  # back on the list after the listing was read: the next pull has it
             credentials.append(
                 position_credential(
                     cid,
-                    item=item,
-                    event=event,
-                    valid_from=_time(row, "valid_from", where),
-                    valid_until=_time(row, "valid_until", where),
+                    item=off.item,
+                    event=off.subevent or 0,
+                    valid_from=off.valid_from,
+                    valid_until=off.valid_until,
                     paid=True,  # the list refuses its product whatever the order's state
                     state=state,
                 )
             )
-            code_hash = secret_hash(_secret(row, "secret", where))
-            wanted[code_hash] = cid
-            own_blocks.append((code_hash, bool(row.get("blocked"))))
+            wanted[off.code_hash] = cid
+            own_blocks.append((off.code_hash, off.blocked))
             moved.append(cid)
         scope = {c.credential_id for c in credentials} | set(removed)
         index = await store.plain_code_index()
@@ -498,41 +554,12 @@ class PretixConnector:
             newest.see(row, "updated", "blocked secret")
         return list(changes.items()), newest.text
 
-    async def _positions(self, state: ListState) -> _Positions:
-        """Every position of the list (all order states): known secrets, facts, check-ins."""
+    async def _orders(self, state: ListState) -> _Positions:
+        """Every position of the event, read once from its orders (all states)."""
         out = _Positions()
-        url = f"{self._settings.event_api}/checkinlists/{state.list_id}/positions/"
-        async for row in self._client.pages(url, {"ignore_status": "true"}):
-            where = "position"
-            pid = int(_field(row, "id", int, where))
-            out.ids.add(pid)
-            status = row.get("order__status")
-            pending_ok = state.include_pending or row.get("order__valid_if_pending") is True
-            paid = status == "p" or (status == "n" and pending_ok)
-            out.credentials.append(
-                position_credential(
-                    pid,
-                    item=int(_field(row, "item", int, where)),
-                    event=_optional_id(row, "subevent", where) or 0,
-                    valid_from=_time(row, "valid_from", where),
-                    valid_until=_time(row, "valid_until", where),
-                    paid=paid,
-                    state=state,
-                )
-            )
-            text = _secret(row, "secret", where)
-            code_hash = secret_hash(text)
-            out.plain[code_hash] = pid
-            out.blocks.append((code_hash, bool(row.get("blocked"))))
-            if looks_sig1(text):
-                out.moves.append((unknown_position_id(code_hash), pid))
-            if status in ("c", "e"):  # cancelled, expired
-                out.cancelled.append(pid)
-            else:
-                out.active.append(pid)
-            passages = _checkins(row.get("checkins"), state.list_id)
-            if passages is not None:
-                out.entries.append((pid, passages))
+        async for order in self._client.pages(f"{self._settings.event_api}/orders/"):
+            for read in order_positions(order, state.list_id):
+                out.add(read, state)
         return out
 
     async def _nonce_prefix(self) -> str:
@@ -686,7 +713,7 @@ class PretixConnector:
             healthy = True
             if time.monotonic() >= next_pull:
                 try:
-                    await self.pull()
+                    await self.sync()
                     next_pull = time.monotonic() + interval
                 except EdgeError as err:
                     healthy = False

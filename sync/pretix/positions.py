@@ -1,11 +1,13 @@
-"""Pull every position a scan of the list can reach, as pretix's check-in decides with them.
+"""Read every position a scan of the list can reach, as pretix's check-in decides with them.
 
 pretix's redeem finds a secret among all positions of the list's event and date, whatever
 their product or order state (a product not on the list answers "product", a cancelled
 order "canceled"), and with addon_match among the add-ons of the scanned ticket. The list's
-own positions endpoint only has the list's products, so this reads the event's orders:
+own positions endpoint only has the list's products, so a pull reads the event's orders:
 each order's state, approval and valid_if_pending with its positions (cancelled positions
-are left out, as pretix's redeem leaves them out: their secrets are revoked).
+are left out, as pretix's redeem and the list's endpoint leave them out: their secrets are
+revoked). The same read gives the check-in list's listing (sync.pretix.connector): a
+position is on the list when its product and date are.
 """
 
 from __future__ import annotations
@@ -16,16 +18,15 @@ from typing import Any
 
 from edge.core.errors import SyncError
 from edge.core.facts import Direction
-from edge.store.database import Store
 from edge.store.pretix import BLOCKED, REQUIRE_APPROVAL, VALID_IF_PENDING, PretixPosition
-from sync.pretix.client import PretixClient
 from sync.pretix.resolver import Calendar, ListState
 from sync.pretix.rules import EventDates
-from sync.pretix.secrets import secret_hash
+from sync.pretix.secrets import looks_sig1, secret_hash
 
 MAX_SECRET_CHARS = 512  # longer "secrets" from the server are rejected
 
-Pulled = tuple[PretixPosition, list[tuple[datetime, Direction]]]
+Pulled = tuple[PretixPosition, list[tuple[datetime, Direction]]]  # with its passages
+Read = tuple[PretixPosition, list[tuple[datetime, Direction]], bool]  # and signed or not
 
 
 def _int(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> int | None:
@@ -65,8 +66,9 @@ def passages(checkins: Any, list_id: int) -> list[tuple[datetime, Direction]]:
     return out
 
 
-def order_positions(order: dict[str, Any], state: ListState) -> Iterator[Pulled]:
-    """The positions of one order that a scan of the list can reach, with their passages."""
+def order_positions(order: dict[str, Any], list_id: int) -> Iterator[Read]:
+    """Every position of one order (of any date; not the cancelled ones) with its passages on
+    the list and whether its secret is a signed one; SyncError naming a malformed field."""
     status = order.get("status")
     if status not in ("n", "p", "e", "c"):
         raise SyncError(f"pretix order: status {status!r} is not one of n, p, e, c")
@@ -82,40 +84,30 @@ def order_positions(order: dict[str, Any], state: ListState) -> Iterator[Pulled]
         where = "position"
         if row.get("canceled") is True:
             continue
-        subevent = _int(row, "subevent", where, optional=True)
-        if state.subevent is not None and subevent != state.subevent:
-            continue  # pretix looks for a secret among the list's date only
         secret = row.get("secret")
         if not isinstance(secret, str) or not 0 < len(secret) <= MAX_SECRET_CHARS:
             raise SyncError(f"pretix {where}: field 'secret' is not a ticket secret")
         if not secret.isascii():
             raise SyncError(f"pretix {where}: field 'secret' is not ASCII")
-        blocked = row.get("blocked")
         position = PretixPosition(
             position_id=_int(row, "id", where) or 0,
             code_hash=secret_hash(secret),
             item=_int(row, "item", where) or 0,
             variation=_int(row, "variation", where, optional=True),
-            subevent=subevent,
+            subevent=_int(row, "subevent", where, optional=True),
             valid_from=_time(row, "valid_from", where),
             valid_until=_time(row, "valid_until", where),
             order_status=str(status),
-            flags=flags | (BLOCKED if blocked else 0),
+            flags=flags | (BLOCKED if row.get("blocked") else 0),
             addon_to=_int(row, "addon_to", where, optional=True),
         )
-        yield position, passages(row.get("checkins"), state.list_id)
+        yield position, passages(row.get("checkins"), list_id), looks_sig1(secret)
 
 
-async def pull_positions(client: PretixClient, store: Store, state: ListState) -> int:
-    """Replace the store's pretix positions with the event's current ones; returns how many."""
-    generation = store.pretix_generation() + 1
-    pulled: list[Pulled] = []
-    url = f"{client.settings.event_api}/orders/"
-    async for order in client.pages(url):
-        pulled.extend(order_positions(order, state))
-    await store.put_pretix_positions(pulled, generation)
-    await store.drop_pretix_positions(generation)
-    return len(pulled)
+def reachable(position: PretixPosition, state: ListState) -> bool:
+    """Whether pretix's redeem on the list looks for secrets among this position's: the
+    list's date only, when it has one."""
+    return state.subevent is None or position.subevent == state.subevent
 
 
 def calendar(event: dict[str, Any], subevents: dict[int, Any]) -> Calendar:

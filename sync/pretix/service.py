@@ -15,6 +15,7 @@ from sync.pretix.connector import PretixConnector, PretixSyncState
 from sync.pretix.resolver import PretixResolver
 from sync.pretix.rules import RulesError
 from sync.pretix.settings import PretixConfig
+from sync.pretix.worker import PullWorker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -106,13 +107,20 @@ class PretixService:
             self.settings.url,
             self.interval,
         )
-        async with aiohttp.ClientSession() as session:
-            client = PretixClient(self.settings, session=session)
-            connector = PretixConnector(
-                self._store,
-                client,
-                self.resolver,
-                state=self.state,
-                ignore_unpaid_lanes=self._ignore_unpaid_lanes,
-            )
-            await connector.run(self.interval)
+        # Pulls parse and apply every order of the event: in a worker process, so scans
+        # never wait for them (sync.pretix.worker). Uploads stay here, row by row.
+        worker = PullWorker(self._store.path)
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = PretixClient(self.settings, session=session)
+                connector = PretixConnector(
+                    self._store,
+                    client,
+                    self.resolver,
+                    state=self.state,
+                    ignore_unpaid_lanes=self._ignore_unpaid_lanes,
+                    puller=worker,
+                )
+                await connector.run(self.interval)
+        finally:
+            await worker.close()

@@ -6,6 +6,8 @@ paths run against a real pretix in tests/integration/test_pretix.py).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from sync.pretix.connector import PretixConnector
 from sync.pretix.monitoring import health, page_status, status_lines
 from sync.pretix.resolver import PretixResolver
 from sync.pretix.secrets import secret_hash
+from sync.pretix.worker import PullWorker
 
 EVENT = "/api/v1/organizers/org/events/ev"
 KEY = (
@@ -42,7 +45,6 @@ def _good() -> dict[str, tuple[int, Any]]:
         "item": 1,
         "subevent": None,
         "secret": "e70j03ynzt5zfrr9",
-        "order__status": "p",
         "valid_from": None,
         "valid_until": None,
         "checkins": [],
@@ -71,12 +73,17 @@ def _good() -> dict[str, tuple[int, Any]]:
         f"{EVENT}/items/": (200, {**EMPTY_PAGE, "results": [{"id": 1, "name": "Admission"}]}),
         f"{EVENT}/revokedsecrets/": (200, EMPTY_PAGE),
         f"{EVENT}/blockedsecrets/": (200, EMPTY_PAGE),
-        f"{EVENT}/checkinlists/3/positions/": (200, {**EMPTY_PAGE, "results": [position]}),
         f"{EVENT}/orders/": (
             200,
             {**EMPTY_PAGE, "results": [{"code": "ABC12", "status": "p", "positions": [position]}]},
         ),
     }
+
+
+def _orders(*positions: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An orders page with one paid order holding these positions."""
+    order = {"code": "ABC12", "status": "p", "positions": list(positions)}
+    return 200, {**EMPTY_PAGE, "results": [order]}
 
 
 class Server:
@@ -85,9 +92,14 @@ class Server:
     def __init__(self) -> None:
         self.answers = _good()
         self.requests: list[str] = []
+        self.hold: asyncio.Event | None = None  # set: answers wait for it
+        self.held = asyncio.Event()  # a request waits for `hold`
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(request.path)
+        if self.hold is not None:
+            self.held.set()
+            await self.hold.wait()
         status, body = self.answers.get(request.path, (404, {"detail": "Not found."}))
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         return web.Response(status=status, body=raw, content_type="application/json")
@@ -180,22 +192,33 @@ async def test_a_large_page_arrives_whole(
             "'secret' is int",
         ),
         (
-            f"{EVENT}/checkinlists/3/positions/",
-            (200, {**EMPTY_PAGE, "results": [{"id": 5, "item": 1, "secret": "x" * 600}]}),
+            f"{EVENT}/orders/",
+            _orders({"id": 5, "item": 1, "secret": "x" * 600, "checkins": []}),
             "not a ticket secret",
         ),
         (
-            f"{EVENT}/checkinlists/3/positions/",
-            (
-                200,
+            f"{EVENT}/orders/",
+            _orders(
                 {
-                    **EMPTY_PAGE,
-                    "results": [
-                        {"id": 5, "item": 1, "secret": "abc", "valid_from": "2026-06-01T10:00"}
-                    ],
-                },
+                    "id": 5,
+                    "item": 1,
+                    "secret": "abc",
+                    "valid_from": "2026-06-01T10:00",
+                    "checkins": [],
+                }
             ),
             "no time zone",
+        ),
+        (f"{EVENT}/orders/", _orders({"id": "5", "item": 1, "secret": "abc"}), "'id'"),
+        (
+            f"{EVENT}/orders/",
+            (200, {**EMPTY_PAGE, "results": [{"status": "x", "positions": []}]}),
+            "status 'x'",
+        ),
+        (
+            f"{EVENT}/orders/",
+            _orders({"id": 5, "item": 1, "secret": "abc", "checkins": {}}),
+            "'checkins' is not a list",
         ),
     ],
 )
@@ -278,11 +301,13 @@ async def _admitted(store: Store, code_hash: bytes, *, count: int = 1) -> None:
 
 
 def _second_position(fake: Server) -> bytes:
-    """Add position 6 (secret "second0000000000") to the list; its code hash."""
-    path = f"{EVENT}/checkinlists/3/positions/"
-    first = fake.answers[path][1]["results"][0]
+    """Add position 6 (secret "second0000000000") to the order; its code hash."""
+    path = f"{EVENT}/orders/"
+    order = fake.answers[path][1]["results"][0]
+    first = order["positions"][0]
     second = {**first, "id": 6, "secret": "second0000000000"}
-    fake.answers[path] = (200, {**EMPTY_PAGE, "results": [first, second]})
+    page = {**EMPTY_PAGE, "results": [{**order, "positions": [first, second]}]}
+    fake.answers[path] = (200, page)
     return secret_hash("second0000000000")
 
 
@@ -360,25 +385,65 @@ async def test_an_unmapped_scan_waits_for_two_pulls_then_leaves_the_queue(
     assert store.reply_counts() == {"unmapped": 1}
 
 
-async def test_a_position_that_left_the_list_is_looked_up_once(
+async def test_one_read_of_the_orders_tells_moved_from_gone(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    """Positions that left the list are told apart from the same read of the orders: none
+    is looked up by id, and the list's own listing is never read."""
+    sync, store = connector
+    fake, _ = server
+    listing = fake.answers[f"{EVENT}/checkinlists/3/"][1]
+    fake.answers[f"{EVENT}/checkinlists/3/"] = (
+        200,
+        {**listing, "all_products": False, "limit_products": [1]},
+    )
+    _second_position(fake)
+    path = f"{EVENT}/orders/"
+    order = fake.answers[path][1]["results"][0]
+    first, second = order["positions"]
+    third = {**first, "id": 7, "secret": "third00000000000"}
+    fake.answers[path] = (200, _orders(first, second, third)[1])
+    await sync.pull()
+    assert set((await store.plain_code_index()).values()) == {5, 6, 7}
+    # Position 6 is gone from pretix; 7 moved to a product the list does not hold.
+    fake.answers[path] = (200, _orders(first, {**third, "item": 2})[1])
+    stats = await sync.pull()
+    assert (stats.positions, stats.removed, stats.off_list) == (1, 1, 1)
+    # Its facts and code go, and the event signs its secrets, so the code is revoked rather
+    # than taken for a ticket sold later; the moved one keeps its code, under its product.
+    assert set((await store.plain_code_index()).values()) == {5, 7}
+    assert (await store.credential_index())[7] == (0, 2)
+    assert 6 not in (await store.credential_index())
+    assert store.stats().revoked_codes == 1
+    stats = await sync.pull()
+    assert (stats.removed, stats.off_list) == (0, 0)
+    assert [r for r in fake.requests if "positions" in r] == []
+    assert fake.requests.count(path) == 3
+
+
+async def test_a_re_pull_writes_only_the_positions_that_changed(
     connector: tuple[PretixConnector, Store], server: tuple[Server, str]
 ) -> None:
     sync, store = connector
     fake, _ = server
     _second_position(fake)
-    await sync.pull()
-    assert set((await store.plain_code_index()).values()) == {5, 6}
-    path = f"{EVENT}/checkinlists/3/positions/"
-    fake.answers[path] = (200, {**EMPTY_PAGE, "results": fake.answers[path][1]["results"][:1]})
-    # Position 6 is gone from pretix (404): its facts and code go, and the event signs
-    # its secrets, so the code is revoked rather than taken for a ticket sold later.
-    stats = await sync.pull()
-    assert (stats.removed, stats.off_list) == (1, 0)
-    assert set((await store.plain_code_index()).values()) == {5}
-    assert 6 not in (await store.credential_index())
-    assert store.stats().revoked_codes == 1
-    stats = await sync.pull()
-    assert (stats.removed, fake.requests.count(f"{EVENT}/orderpositions/6/")) == (0, 1)
+    assert (await sync.pull()).changed == 2
+    assert (await sync.pull()).changed == 0
+    path = f"{EVENT}/orders/"
+    first, second = fake.answers[path][1]["results"][0]["positions"]
+    checkin = {"list": 3, "datetime": "2026-06-01T18:05:00+00:00", "type": "entry"}
+    second = {**second, "checkins": [checkin]}
+    fake.answers[path] = _orders(first, second)
+    assert (await sync.pull()).changed == 1  # a passage pretix recorded
+    assert len(store.pretix_passages(6)) == 1
+    fake.answers[path] = _orders({**first, "secret": "reissued00000000"}, second)
+    assert (await sync.pull()).changed == 1
+    assert store.pretix_position(secret_hash("e70j03ynzt5zfrr9")) is None
+    assert store.pretix_position(secret_hash("reissued00000000")) is not None
+    assert len(store.pretix_passages(6)) == 1
+    fake.answers[path] = _orders(second)
+    assert (await sync.pull()).changed == 0
+    assert store.pretix_position(secret_hash("reissued00000000")) is None  # gone
 
 
 async def test_a_long_answer_is_read_to_its_end(
@@ -386,13 +451,112 @@ async def test_a_long_answer_is_read_to_its_end(
 ) -> None:
     sync, store = connector
     fake, _ = server
-    path = f"{EVENT}/checkinlists/3/positions/"
-    first = fake.answers[path][1]["results"][0]
+    path = f"{EVENT}/orders/"
+    first = fake.answers[path][1]["results"][0]["positions"][0]
     rows = [
         {**first, "id": 100 + n, "secret": f"long{n:012d}", "attendee_name": "x" * 2000}
         for n in range(50)
     ]
-    fake.answers[path] = (200, {**EMPTY_PAGE, "results": rows})  # ~100 kB, many TCP reads
+    fake.answers[path] = _orders(*rows)  # ~100 kB, many TCP reads
     stats = await sync.pull()
     assert stats.positions == 50
     assert len(await store.plain_code_index()) == 50
+
+
+# -- the same pulls through the daemon's worker process (sync.pretix.worker) -------------------
+
+
+async def test_worker_pulls_what_a_pull_here_would(
+    server: tuple[Server, str], tmp_path: Path
+) -> None:
+    fake, url = server
+    _second_position(fake)
+    settings = PretixSettings(url=url, organizer="org", event="ev", checkin_list=3, token="t")
+    here = await Store.open(tmp_path / "here.db")
+    there = await Store.open(tmp_path / "there.db")
+    worker = PullWorker(there.path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = PretixClient(settings, session=session)
+            expected = await PretixConnector(here, client, PretixResolver(here)).pull()
+            resolver = PretixResolver(there)
+            connector = PretixConnector(there, client, resolver, puller=worker)
+            before = resolver.state
+            stats = await connector.sync()
+        assert stats == expected
+        assert there.stats() == here.stats()
+        assert (before, resolver.state) == (None, PretixResolver(here).state)  # reloaded
+        assert connector.state.last_pull is not None
+        assert there.pretix_position(secret_hash("second0000000000")) is not None
+        assert await there.plain_code_index() == await here.plain_code_index()
+    finally:
+        await worker.close()
+        await here.close()
+        await there.close()
+
+
+async def test_worker_errors_are_the_pulls_and_change_nothing(
+    server: tuple[Server, str], tmp_path: Path
+) -> None:
+    fake, url = server
+    fake.answers[f"{EVENT}/orders/"] = _orders({"id": 5, "item": 1, "secret": "x" * 600})
+    settings = PretixSettings(url=url, organizer="org", event="ev", checkin_list=3, token="t")
+    store = await Store.open(tmp_path / "edge.db")
+    worker = PullWorker(store.path)
+    try:
+        before = store.stats()
+        with pytest.raises(SyncError, match="not a ticket secret"):
+            await worker.pull(settings)
+        assert store.stats() == before
+        assert store.cursor("pretix:keys") is None
+        fake.answers = _good()
+        assert (await worker.pull(settings)).positions == 1  # the same worker, still serving
+        with pytest.raises(SyncError, match="ClientConnectorError"):
+            await worker.pull(dataclasses.replace(settings, url="http://127.0.0.1:9"))
+    finally:
+        await worker.close()
+        await store.close()
+
+
+async def test_a_dead_or_abandoned_worker_is_replaced(
+    server: tuple[Server, str], tmp_path: Path
+) -> None:
+    fake, url = server
+    settings = PretixSettings(url=url, organizer="org", event="ev", checkin_list=3, token="t")
+    store = await Store.open(tmp_path / "edge.db")
+    worker = PullWorker(store.path)
+    try:
+        await worker.pull(settings)
+        first = worker._process
+        assert first is not None
+        first.kill()  # between pulls: the next pull starts another
+        await first.wait()
+        assert (await worker.pull(settings)).positions == 1
+        assert worker._process is not None
+        assert worker._process.pid != first.pid
+        # Killed during a pull: that pull fails, the next one has a new worker.
+        fake.hold = asyncio.Event()
+        pending = asyncio.create_task(worker.pull(settings))
+        await fake.held.wait()  # the worker's request reached the server
+        assert worker._process is not None
+        worker._process.kill()
+        with pytest.raises(SyncError, match="exited"):
+            await pending
+        fake.hold.set()
+        assert (await worker.pull(settings)).positions == 1
+        # A pull given up on (the daemon stops, a timeout): that worker goes, so its late
+        # answer can never be taken for the next pull's.
+        fake.hold, fake.held = asyncio.Event(), asyncio.Event()
+        pending = asyncio.create_task(worker.pull(settings))
+        await fake.held.wait()
+        abandoned = worker._process
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        assert abandoned is not None
+        assert await abandoned.wait() != 0
+        fake.hold.set()
+        assert (await worker.pull(settings)).positions == 1
+    finally:
+        await worker.close()
+        await store.close()
