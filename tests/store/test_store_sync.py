@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from edge.store.sync import (
     BOOTSTRAP_CURSOR,
     REPLACE_CURSOR,
     REVISION_CURSOR,
+    Mirror,
     RemotePassage,
     SyncBatch,
 )
@@ -264,3 +266,40 @@ async def test_an_upload_batch_packed_from_journal_rows_is_the_body_of_its_recor
         assert store.unsent_rows(1) == rows[:1]
     finally:
         await store.close()
+
+
+async def test_a_mirror_never_admits_early_what_it_refuses(store: Store) -> None:
+    """New facts go first in parts; what the listing revokes or blocks waits for the last
+    transaction. Here that transaction fails: the early parts are in, nothing held back is."""
+    count = APPLY_PART * 2 + 7
+    credentials = [Credential(cid, Kind.TICKET, product_id=1) for cid in range(1, count + 1)]
+    codes = [(plain_hash(f"code-{cid}"), cid) for cid in range(1, count + 1)]
+    cancelled, blocked, revoked = 5, 6, 7  # the listing refuses these three
+    blocked_hash, revoked_hash = codes[blocked - 1][0], codes[revoked - 1][0]
+    mirror = Mirror(
+        credentials=credentials,
+        plain_codes=codes,
+        revoked_credentials=[(cancelled, Revocation.CANCELLED)],
+        revoked_codes=[(revoked_hash, Revocation.REVOKED)],
+        blocks=[(blocked_hash, True)],
+    )
+    with sqlite3.connect(store.path) as conn:  # the last transaction writes the cursor
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON sync_cursors"
+            " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+        )
+    with pytest.raises(StoreError, match="refused for the test"):
+        await store.mirror(mirror, {"test": "1"})
+    mapped = await store.plain_code_index()
+    assert len(mapped) == count - 3
+    assert not {blocked_hash, revoked_hash, codes[cancelled - 1][0]} & set(mapped)
+    assert cancelled not in await store.credential_index()
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    await store.mirror(mirror, {"test": "1"})  # again, whole: the same as at once
+    assert len(await store.plain_code_index()) == count
+    assert store.facts(PlainCode(revoked_hash)).code_revoked is Revocation.REVOKED
+    assert store.code_blocked(blocked_hash)
+    facts = store.facts(PlainCode(codes[cancelled - 1][0]))
+    assert facts.credential_revoked is Revocation.CANCELLED
+    assert store.cursor("test") == "1"
