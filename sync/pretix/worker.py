@@ -18,6 +18,7 @@ a pipe, never on the command line, where `ps` would show it).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -153,9 +154,13 @@ async def _pull(store: Store, session: aiohttp.ClientSession, line: bytes) -> di
 
 
 async def _serve(path: str, requests: BinaryIO, replies: BinaryIO) -> None:
+    # Threads for blocking work (the store's full reads and comparisons) yield the CPU from
+    # their start; the store's writer thread (its own, started below) keeps the daemon's
+    # priority; this thread (HTTP, JSON, conversion) yields it once the store is open.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(thread_name_prefix="pretix", initializer=yield_cpu)
+    )
     store = await Store.open(path)
-    # The store's writer thread (started above) keeps the daemon's priority; this thread
-    # (HTTP, JSON, conversion) and the threads it starts from now on yield the CPU.
     yield_cpu()
     try:
         async with aiohttp.ClientSession() as session:

@@ -23,6 +23,7 @@ from edge.core.errors import SyncError
 from edge.core.facts import Direction
 from edge.store.database import Store
 from edge.store.gate import JournalEntry
+from edge.store.writer import BACKGROUND_NICE
 from sync.pretix.client import PretixClient, PretixSettings
 from sync.pretix.connector import PretixConnector
 from sync.pretix.monitoring import health, page_status, status_lines
@@ -557,6 +558,37 @@ async def test_a_dead_or_abandoned_worker_is_replaced(
         assert await abandoned.wait() != 0
         fake.hold.set()
         assert (await worker.pull(settings)).positions == 1
+    finally:
+        await worker.close()
+        await store.close()
+
+
+def _nice_values(pid: int) -> list[int]:
+    """The nice value of each thread of a process (Linux /proc)."""
+    values = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        values.append(int(stat.rsplit(")", 1)[1].split()[16]))  # field 19: nice
+    return values
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc")
+async def test_the_worker_yields_the_cpu_except_its_store_writer(
+    server: tuple[Server, str], tmp_path: Path
+) -> None:
+    _, url = server
+    settings = PretixSettings(url=url, organizer="org", event="ev", checkin_list=3, token="t")
+    store = await Store.open(tmp_path / "edge.db")
+    worker = PullWorker(store.path)
+    try:
+        await worker.pull(settings)
+        await worker.pull(settings)  # the store's comparisons ran in threads by now
+        assert worker._process is not None
+        nice = _nice_values(worker._process.pid)
+        # The writer holds the write lock a journal record may wait for: the daemon's
+        # priority. Everything else (HTTP, parsing, comparisons, checkpoints) below it.
+        assert sorted(nice)[:2] == [0, BACKGROUND_NICE]
+        assert len(nice) >= 3
     finally:
         await worker.close()
         await store.close()
