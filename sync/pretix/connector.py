@@ -334,9 +334,17 @@ class PretixConnector:
         """Pull through the puller if there is one (the resolver then reloads), else here."""
         if self._puller is None:
             return await self.pull()
+        started = time.monotonic()
         stats = await self._puller.pull(self._settings)
         self._resolver.reload()
         self.state.last_pull = time.time()
+        _LOGGER.info(
+            "pretix %s/%s: pulled in %.0f ms (in the worker): %s",
+            self._settings.organizer,
+            self._settings.event,
+            (time.monotonic() - started) * 1000,
+            stats,
+        )
         return stats
 
     async def pull(self) -> PullStats:
