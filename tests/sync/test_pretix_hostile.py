@@ -519,7 +519,7 @@ async def test_worker_errors_are_the_pulls_and_change_nothing(
         await store.close()
 
 
-async def test_a_dead_or_abandoned_worker_is_replaced(
+async def test_a_worker_per_pull_and_one_that_dies_or_is_abandoned_is_gone(
     server: tuple[Server, str], tmp_path: Path
 ) -> None:
     fake, url = server
@@ -527,18 +527,19 @@ async def test_a_dead_or_abandoned_worker_is_replaced(
     store = await Store.open(tmp_path / "edge.db")
     worker = PullWorker(store.path)
     try:
-        await worker.pull(settings)
-        first = worker._process
-        assert first is not None
-        first.kill()  # between pulls: the next pull starts another
-        await first.wait()
-        assert (await worker.pull(settings)).positions == 1
-        assert worker._process is not None
-        assert worker._process.pid != first.pid
-        # Killed during a pull: that pull fails, the next one has a new worker.
         fake.hold = asyncio.Event()
         pending = asyncio.create_task(worker.pull(settings))
         await fake.held.wait()  # the worker's request reached the server
+        first = worker._process
+        assert first is not None
+        fake.hold.set()
+        assert (await pending).positions == 1
+        # Its pull done, the worker has ended: its memory is the system's again.
+        assert (worker._process, first.returncode) == (None, 0)
+        # Killed during a pull: that pull fails, the next one has a new worker.
+        fake.hold, fake.held = asyncio.Event(), asyncio.Event()
+        pending = asyncio.create_task(worker.pull(settings))
+        await fake.held.wait()
         assert worker._process is not None
         worker._process.kill()
         with pytest.raises(SyncError, match="exited"):
@@ -576,15 +577,18 @@ def _nice_values(pid: int) -> list[int]:
 async def test_the_worker_yields_the_cpu_except_its_store_writer(
     server: tuple[Server, str], tmp_path: Path
 ) -> None:
-    _, url = server
+    fake, url = server
     settings = PretixSettings(url=url, organizer="org", event="ev", checkin_list=3, token="t")
     store = await Store.open(tmp_path / "edge.db")
     worker = PullWorker(store.path)
     try:
-        await worker.pull(settings)
-        await worker.pull(settings)  # the store's comparisons ran in threads by now
+        fake.hold = asyncio.Event()
+        pending = asyncio.create_task(worker.pull(settings))
+        await fake.held.wait()  # the store is open, its threads started; HTTP under way
         assert worker._process is not None
         nice = _nice_values(worker._process.pid)
+        fake.hold.set()
+        await pending
         # The writer holds the write lock a journal record may wait for: the daemon's
         # priority. Everything else (HTTP, parsing, comparisons, checkpoints) below it.
         assert sorted(nice)[:2] == [0, BACKGROUND_NICE]
