@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -313,13 +314,23 @@ def _run_queue_wait() -> float:
         return 0.0
 
 
-def _peak_rss(pid: int) -> str:
-    """A process's peak resident memory as Linux reports it ("?" elsewhere)."""
+def _peak_kib(pid: int) -> int:
+    """A process's peak resident memory in KiB as Linux reports it (0 if unknown)."""
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        return "?"
-    return next((line.split(":")[1].strip() for line in lines if "VmHWM" in line), "?")
+        return 0
+    peak = next((line.split()[1] for line in lines if line.startswith("VmHWM:")), "0")
+    return int(peak)
+
+
+async def _watch_worker(worker: Any, peaks: list[int]) -> None:
+    """Keep the peak RSS of each pull worker while it runs (it ends after its pull)."""
+    while True:
+        process = worker._process
+        if process is not None and process.returncode is None:
+            peaks.append(await asyncio.to_thread(_peak_kib, process.pid))
+        await asyncio.sleep(0.2)
 
 
 def _figures(scans: list[tuple[float, float]], *, waits: bool) -> str:
@@ -342,6 +353,8 @@ async def run(url: str, positions: int, directory: Path, where: str, label: str)
     store = await Store.open(directory / "gate.db")
     settings = PretixSettings(url=url, organizer="org", event="ev", checkin_list=LIST_ID, token="t")
     worker = None
+    watch: asyncio.Task[None] | None = None
+    peaks: list[int] = []  # KiB, sampled while a worker runs
     try:
         async with aiohttp.ClientSession() as session:
             client = PretixClient(settings, session=session)
@@ -350,6 +363,7 @@ async def run(url: str, positions: int, directory: Path, where: str, label: str)
                 from sync.pretix.worker import PullWorker  # noqa: PLC0415 - gates before it
 
                 worker = PullWorker(store.path)
+                watch = asyncio.create_task(_watch_worker(worker, peaks))
                 connector = PretixConnector(store, client, resolver, puller=worker)
                 pull = connector.sync
             else:
@@ -387,9 +401,14 @@ async def run(url: str, positions: int, directory: Path, where: str, label: str)
                     f"scans during it: {scans.figures()}"
                 )
             print(f"[{label}] " + json.dumps({"plain_codes": store.stats().plain_codes}))
-            if worker is not None and worker._process is not None:
-                print(f"[{label}] the pull worker's peak RSS: {_peak_rss(worker._process.pid)}")
+            own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            memory = f"[{label}] peak RSS: the gate process {own / 1024:.0f} MiB"
+            if worker is not None:
+                memory += f", the pull worker {max(peaks, default=0) / 1024:.0f} MiB"
+            print(memory)
     finally:
+        if watch is not None:
+            watch.cancel()
         if worker is not None:
             await worker.close()
         await store.close()
