@@ -4,6 +4,9 @@
     ./dev bench sync --full               # the issue's sizes (1M + 1M bootstrap, 200 rounds)
     ./dev bench sync --only latency       # one figure
     ./dev bench sync --only bootstrap --full --postgres   # the central on PostgreSQL
+    ./dev bench sync --only bootstrap --full --postgres DSN --reuse --trace DIR
+        # prepare the central in DSN's database once and reuse it; a per-chunk timeline of
+        # both sides (central read and seal, gate fetch, open and write), logs kept in DIR
 
 Real processes on 127.0.0.1: `edge-central serve` and `edge run` gates. Prints figures;
 asserts nothing (the machines are shared and noisy).
@@ -40,14 +43,23 @@ from sync.protocol import CredentialChange, Revocation, RevokeCode  # noqa: E402
 _DATABASES: list[Callable[[], str]] = []
 
 
-def _venue(directory: Path, gates: int) -> tuple[CentralProcess, list[GateProcess]]:
+def _venue(
+    directory: Path, gates: int, *, reuse: bool = False
+) -> tuple[CentralProcess, list[GateProcess]]:
+    """A central and its gates; with `reuse`, the central's database may hold a previous
+    run's state: its signing key stays and the gates are registered afresh."""
     central = CentralProcess(directory / "central", _DATABASES[0]() if _DATABASES else None)
-    key_id = central.db.keys.add()
-    public_b64 = base64.b64encode(central.db.keys.public_keys()[0][1]).decode()
+    if not (reuse and central.db.keys.public_keys()):
+        central.db.keys.add()
+    key_id = central.db.keys.signer()[0]
+    public = {k: p for k, p, _ in central.db.keys.public_keys()}[key_id]
+    public_b64 = base64.b64encode(public).decode()
     fleet = [
         GateProcess(directory / f"gate{i}", f"gate-{i}", key_id, public_b64) for i in range(gates)
     ]
     for gate in fleet:
+        if reuse and central.db.devices.public_key(gate.name) is not None:
+            central.db.devices.remove(gate.name)
         central.db.devices.add(gate.name, gate.public_key)
     return central, fleet
 
@@ -121,9 +133,7 @@ def latency(directory: Path, gates: int, revocations: int) -> None:
         central.close()
 
 
-def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
-    """A gate's first start against a central system holding this much state."""
-    central, (gate,) = _venue(directory, 1)
+def _prepare(central: CentralProcess, credentials: int, revocations: int) -> None:
     started = time.perf_counter()
     batch = 100_000
     for first in range(1, credentials + 1, batch):
@@ -144,13 +154,39 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
         f"  (central prepared {credentials:,} credentials and {revocations:,} revocations"
         f" in {time.perf_counter() - started:.1f} s)"
     )
+
+
+def _prepared(central: CentralProcess, credentials: int, revocations: int) -> bool:
+    """Whether the central's database holds exactly what `_prepare` makes of these sizes."""
+    rows = central.db.connection.row(
+        "SELECT (SELECT count(*) FROM view_credentials), (SELECT count(*) FROM"
+        " view_revoked_codes), (SELECT count(*) FROM changes)"
+    )
+    return tuple(rows[:2]) == (credentials, revocations) and int(rows[2]) > 0
+
+
+def bootstrap(
+    directory: Path, credentials: int, revocations: int, *, reuse: bool, trace: Path | None
+) -> None:
+    """A gate's first start against a central system holding this much state."""
+    central, (gate,) = _venue(directory, 1, reuse=reuse)
+    if reuse and _prepared(central, credentials, revocations):
+        print(f"  (central reused: {central.db.log.head():,} changes prepared before)")
+    else:
+        _prepare(central, credentials, revocations)
+    if trace is not None:
+        central.verbose = gate.verbose = 2
     url = central.start()
+    sampler = _ActivitySampler(central) if trace is not None else None
     try:
         head = central.db.log.head()
         key_id, key, _ = central.db.keys.signer()
         code = mint(Claims(key_id, 10**9, Kind.TICKET), key)
+        load = os.getloadavg()[0]
         started = time.perf_counter()
         gate.start(url, pull_interval=600.0)
+        sides = _sides(central, gate)
+        cpu_before = _cpu_seconds(sides)
         scans: list[float] = []  # scanning goes on while the snapshot is written
         while (gate.revision() or 0) < head:
             scan_started = time.perf_counter()
@@ -159,6 +195,7 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
             if time.perf_counter() - started > 600:
                 raise SystemExit("bootstrap did not finish in 600 s")
         took = time.perf_counter() - started
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds(sides).items()}
         idle = []
         for _ in range(200):  # the same round trip with the store at rest, for comparison
             scan_started = time.perf_counter()
@@ -168,6 +205,11 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
             f"bootstrap of {credentials:,} credentials + {revocations:,} revocations:"
             f" {took:.1f} s from gate start to revision {head:,}"
             f" ({(credentials + revocations) / took:,.0f} items/s; target <= 30 s for 1M + 1M)"
+            f"; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
+        )
+        print(
+            f"  CPU seconds in that time ({os.cpu_count()} cores here): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
         )
         if scans:
             ordered = sorted(scans)
@@ -178,9 +220,134 @@ def bootstrap(directory: Path, credentials: int, revocations: int) -> None:
                 f" max {ordered[-1] * 1000:.1f} ms; at rest p50"
                 f" {statistics.median(idle) * 1000:.1f} ms, max {max(idle) * 1000:.1f} ms"
             )
+        if trace is not None and sampler is not None:
+            sampler.stop()
+            _print_trace(trace, central, gate, sampler)
     finally:
+        if sampler is not None:
+            sampler.stop()
         gate.kill(signal.SIGTERM)
         central.close()
+
+
+def _descendants(roots: list[int]) -> set[int]:
+    """These processes and all their children, grandchildren..."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _cpu_seconds(sides: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each side's process tree, children that exited and were
+    waited for included (a negative pid: that process alone, without any children); of live
+    processes, so read the figures before stopping any."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for side, root in sides.items():
+        for pid in {-root} if root < 0 else _descendants([root]):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used = int(fields[11]) + int(fields[12])
+            if root > 0:
+                used += int(fields[13]) + int(fields[14])
+            found[side] = found.get(side, 0.0) + used / tick
+    return found
+
+
+def _sides(central: CentralProcess, gate: GateProcess) -> dict[str, int]:
+    """The process tree of each side: the gate (its daemon alone, and with its bulk workers),
+    the central, and its database server if it runs here (PostgreSQL: the postmaster of a
+    backend)."""
+    assert central.process is not None
+    assert gate.process is not None
+    sides = {
+        "gate": gate.process.pid,
+        "of which its daemon": -gate.process.pid,
+        "edge-central": central.process.pid,
+    }
+    if _DATABASES:
+        backend = int(central.db.connection.row("SELECT pg_backend_pid()")[0])
+        stat = Path(f"/proc/{backend}/stat")
+        if stat.exists():
+            sides["PostgreSQL"] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    return sides
+
+
+class _ActivitySampler:
+    """What PostgreSQL's backends are doing, sampled every 20 ms (`--trace`)."""
+
+    def __init__(self, central: CentralProcess) -> None:
+        import threading  # noqa: PLC0415 - only with --trace
+
+        self.samples: dict[str, int] = {}
+        self._central = central
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(0.02):
+            rows = self._central.db.connection.rows(
+                "SELECT backend_type, state, coalesce(wait_event_type || ':' || wait_event, 'CPU')"
+                " FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                " AND (state IS NULL OR state <> 'idle')"
+            )
+            for backend, state, wait in rows:
+                name = f"{backend} {state or ''} {wait}".replace("  ", " ")
+                self.samples[name] = self.samples.get(name, 0) + 1
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+
+def _print_trace(
+    trace: Path, central: CentralProcess, gate: GateProcess, sampler: _ActivitySampler
+) -> None:
+    """Per chunk: the central's query and seal, the gate's receive, open and write (ms)."""
+    import re  # noqa: PLC0415 - only with --trace
+    import shutil  # noqa: PLC0415
+
+    trace.mkdir(parents=True, exist_ok=True)
+    shutil.copy(central.log, trace / "central.log")
+    shutil.copy(gate.log, trace / "gate.log")
+    served = re.findall(
+        r"snapshot chunk from (.+?): (\d+) items, (\d+) bytes, query (\d+) ms, seal (\d+) ms",
+        central.log.read_text(),
+    )
+    text = gate.log.read_text()
+    fetched = re.findall(r"snapshot chunk from .+?: \d+ bytes in (\d+) ms, opened in (\d+)", text)
+    written = re.findall(r"snapshot chunk of \d+ items written \(waited (\d+) ms\)", text)
+    print(f"  trace in {trace}: chunk, section, items, bytes, central query/seal ms,")
+    print("  gate request-to-answer ms (central work included), open ms, ms waited for the write")
+    for i, (section, items, size, query, seal) in enumerate(served):
+        got = fetched[i] if i < len(fetched) else ("-", "-")
+        wrote = written[i] if i < len(written) else "-"
+        print(
+            f"  {i:3} {section:13} {int(items):6} {int(size):9} {query:>5} {seal:>4}"
+            f"  {got[0]:>5} {got[1]:>5} {wrote:>5}"
+        )
+    summary = re.search(r"bootstrapped .*", text)
+    if summary:
+        print(f"  gate: {summary.group(0)}")
+    total = sum(sampler.samples.values()) or 1
+    print("  PostgreSQL activity (20 ms samples of non-idle backends):")
+    for name, count in sorted(sampler.samples.items(), key=lambda i: -i[1])[:12]:
+        print(f"    {count:6} ({count / total:4.0%}) {name}")
 
 
 def upload(directory: Path, entries: int) -> None:
@@ -260,6 +427,18 @@ def main() -> None:
         const="",
         help="run the central on PostgreSQL: this DSN, or a throwaway cluster if none is given",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="bootstrap: with --postgres DSN, keep the central prepared there and reuse it on"
+        " the next run of the same size (PostgreSQL has vacuumed it by then: a fresh one costs"
+        " more, see docs/operations.md)",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="bootstrap: keep both logs in this folder and print a per-chunk timeline",
+    )
     args = parser.parse_args()
     cluster = None
     if args.postgres is not None:
@@ -281,7 +460,7 @@ def _figures(args: argparse.Namespace) -> None:
     size = args.credentials or (1_000_000 if args.full else 200_000)
     figures: dict[str, Callable[[Path], None]] = {
         "latency": lambda d: latency(d, args.gates, args.revocations or 1000),
-        "bootstrap": lambda d: bootstrap(d, size, size),
+        "bootstrap": lambda d: bootstrap(d, size, size, reuse=args.reuse, trace=args.trace),
         "upload": lambda d: upload(d, args.entries),
         "faults": lambda d: faults(d, args.rounds),
     }

@@ -66,13 +66,14 @@ class CentralProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.log = directory / "central.log"
+        self.verbose = 0  # -v flags for `edge-central` (2: debug lines in central.log)
 
     def start(self, port: int = 0) -> str:
         """Start the server; returns its base URL."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sync.central.cli", "--db", self.target, "serve",
-                 "--port", str(port)],
+                [sys.executable, "-m", "sync.central.cli", *["-v"] * self.verbose, "--db",
+                 self.target, "serve", "--port", str(port)],
                 stdout=subprocess.PIPE,
                 stderr=log,
             )  # fmt: skip
@@ -113,6 +114,7 @@ class GateProcess:
         self._lines: queue.Queue[str] = queue.Queue()
         self.log = directory / "gate.log"
         self.sync_extra = ""  # more [sync] lines, e.g. "push_listen = false"
+        self.verbose = 0  # -v flags for `edge` (2: debug lines in gate.log)
 
     @property
     def public_key(self) -> bytes:
@@ -186,7 +188,16 @@ timeout_seconds = 2.0
         self._lines = queue.Queue()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                [
+                    *prefix,
+                    sys.executable,
+                    "-m",
+                    "edge.cli",
+                    *["-v"] * self.verbose,
+                    "run",
+                    "--config",
+                    str(config),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
