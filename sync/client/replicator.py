@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import logging
+import os
 import random
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -44,6 +47,10 @@ _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
+# Bulk worker processes a bootstrap uses at most (one per core): one chunk's verification,
+# decoding and conversion hold a worker's interpreter lock, so two workers let one write a
+# chunk while the other prepares the next, on two cores (docs/operations.md, "Bootstrap").
+BOOTSTRAP_WORKERS = 2
 # Envelopes larger than this (bootstrap chunks, large pushes and pulls) are verified, decoded
 # and written by the bulk worker process (sync/client/bulk.py), never in the daemon; the
 # daemon moves the cursors once the worker wrote the facts. Smaller ones go through a thread.
@@ -86,6 +93,27 @@ def _upload_body(store: SyncStore, limit: int) -> tuple[bytes, list[int]]:
     return protocol.journal_rows_to_wire(rows), [row[0] for row in rows]
 
 
+@dataclass(slots=True)
+class _Bootstrap:
+    """How far a bootstrap is, and where its time went."""
+
+    started: float
+    replacing: bool  # the snapshot replaces the facts held: sweep what it did not bring
+    items: int = 0
+    waited: float = 0.0  # seconds the loop waited for chunks (the central, the network)
+    writing: float = 0.0  # ... and for their writes
+    reported: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A chunk a bulk worker writes, and the cursors that move once it is in."""
+
+    chunk: Opened
+    done: asyncio.Future[None]
+    cursors: dict[str, str]
+
+
 class Replicator:
     """Keeps one store in step with the central system and uploads its journal."""
 
@@ -97,8 +125,12 @@ class Replicator:
         device: str,
         identity: ed25519.Signer,
         clock: Callable[[], float] = time.time,
+        bootstrap_workers: int | None = None,
     ) -> None:
+        """`bootstrap_workers`: bulk worker processes a bootstrap spreads its chunks over
+        (default: one per core, BOOTSTRAP_WORKERS at most)."""
         self._settings = settings
+        self._bootstrap_worker_count = bootstrap_workers
         self._store = store
         self._device = device
         self._identity = identity
@@ -372,36 +404,67 @@ class Replicator:
         self.centrals.failed(base, err)
         raise err
 
-    async def _snapshot_chunk(self, pinned: int | None, cursor: tuple[str, Any] | None) -> Opened:
+    async def _snapshot_chunk(
+        self, worker: BulkWorker, pinned: int | None, cursor: tuple[str, Any] | None
+    ) -> Opened:
         request = {"revision": pinned, "cursor": list(cursor) if cursor else None,
                    "limit": SNAPSHOT_LIMIT}  # fmt: skip
+        asked = time.monotonic()
         data = await self._post("/v1/snapshot", protocol.pack(request))
-        return await self._bulk.open(data, (EnvelopeKind.SNAPSHOT,))
+        received = time.monotonic()
+        opened = await worker.open(data, (EnvelopeKind.SNAPSHOT,))
+        _LOGGER.debug(
+            "%s: snapshot chunk from %s: %d bytes in %.0f ms, opened in %.0f ms",
+            self._device, cursor[0] if cursor else "the start", len(data),
+            (received - asked) * 1000, (time.monotonic() - received) * 1000,
+        )  # fmt: skip
+        return opened
+
+    def _bootstrap_workers(self) -> list[BulkWorker]:
+        """The bulk workers a bootstrap spreads its chunks over: the usual one, and one more
+        per further core up to `bootstrap_workers`."""
+        count = self._bootstrap_worker_count
+        if count is None:
+            count = min(BOOTSTRAP_WORKERS, len(os.sched_getaffinity(0)))
+        extra = [BulkWorker(self._store.path, self._device) for _ in range(max(count, 1) - 1)]
+        return [self._bulk, *extra]
 
     async def bootstrap(self) -> None:
-        """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was."""
+        """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was.
+
+        Chunks go to the bulk workers in turn (one per core, BOOTSTRAP_WORKERS at most): a
+        worker verifies and decodes one chunk while another writes the one before, and the
+        next chunk is already asked for. Each worker writes one chunk at a time; the cursors
+        move chunk by chunk in order, each after its chunk's facts are in, so a restart
+        resumes at the first chunk not written. A chunk refused (or a failed write) stops the
+        bootstrap once the chunks before it are written and their cursors moved.
+        """
         self.state.status = Status.BOOTSTRAPPING
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
         pinned, cursor = _decode_cursor(saved) if saved else (None, None)
-        started, items = time.monotonic(), 0
         # Starting over (moved to another venue, the central lost revisions): the snapshot
         # replaces what the store holds. Until its end the old facts still decide.
         replacing = bool(self._store.cursor(REPLACE_CURSOR))
         if replacing and not saved:
             marked = await self._store.mark_replaced()
             _LOGGER.info("%s: bootstrap replaces the %d facts held", self._device, marked)
-        reported = started
-        # The next chunk is fetched and verified while the worker writes this one.
-        fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, cursor))
+        run = _Bootstrap(time.monotonic(), replacing)
+        workers = self._bootstrap_workers()
+        writes: collections.deque[_Write] = collections.deque()
+        turn = 0
+        fetch = asyncio.ensure_future(self._snapshot_chunk(workers[0], pinned, cursor))
         try:
             while True:
-                chunk = await fetch
-                self._check_fresh(chunk.at_ms)
-                if pinned is not None and chunk.first != pinned:
-                    raise protocol.ProtocolError(
-                        f"snapshot chunk is at revision {chunk.first}, expected {pinned}"
-                    )
+                try:
+                    chunk = await self._checked(fetch, pinned, run)
+                except BaseException:
+                    await self._drop(workers[turn % len(workers)], fetch)
+                    # What was verified before the refused chunk stays: written, cursors moved.
+                    while writes:
+                        await self._written(writes.popleft(), run)
+                    raise
                 pinned = chunk.first
+                worker = workers[turn % len(workers)]
                 if chunk.next_cursor is None:
                     cursors = {
                         REVISION_CURSOR: str(pinned),
@@ -410,33 +473,25 @@ class Replicator:
                     }
                 else:
                     cursors = {BOOTSTRAP_CURSOR: _encode_cursor(pinned, chunk.next_cursor)}
-                    fetch = asyncio.ensure_future(self._snapshot_chunk(pinned, chunk.next_cursor))
-                items += chunk.changes
-                if time.monotonic() - reported >= BOOTSTRAP_PROGRESS_SECONDS:
-                    reported = time.monotonic()
-                    _LOGGER.info(
-                        "%s: bootstrapping, %d items so far (%.0f s)",
-                        self._device, items, reported - started,
-                    )  # fmt: skip
-                async with self._apply_lock:
-                    await self._bulk.write(chunk)
-                    if chunk.next_cursor is None and replacing:
-                        removed = await self._store.sweep_replaced()
-                        cursors[REPLACE_CURSOR] = ""
-                        _LOGGER.info(
-                            "%s: bootstrap removed %d facts it did not bring again",
-                            self._device, removed,
-                        )  # fmt: skip
-                    # The facts are in: only now the cursors move (a crash in between
-                    # applies the chunk again, which is harmless).
-                    await self._store.apply(SyncBatch(), cursors)
+                    turn += 1
+                    fetch = asyncio.ensure_future(
+                        self._snapshot_chunk(
+                            workers[turn % len(workers)], pinned, chunk.next_cursor
+                        )
+                    )
+                writes.append(_Write(chunk, asyncio.ensure_future(worker.write(chunk)), cursors))
+                # One chunk written per worker at a time; the last one once every write is in.
+                while writes and (len(writes) >= len(workers) or chunk.next_cursor is None):
+                    await self._written(writes.popleft(), run)
                 self.state.head = max(self.state.head, chunk.head)
                 if chunk.next_cursor is None:
                     self.state.revision = pinned
                     self._bootstrapped.set()
                     _LOGGER.info(
-                        "%s: bootstrapped %d items at revision %d in %.1f s",
-                        self._device, items, pinned, time.monotonic() - started,
+                        "%s: bootstrapped %d items at revision %d in %.1f s with %d bulk"
+                        " workers (waited %.1f s for chunks, %.1f s for their writes)",
+                        self._device, run.items, pinned, time.monotonic() - run.started,
+                        len(workers), run.waited, run.writing,
                     )  # fmt: skip
                     return
         finally:
@@ -444,6 +499,61 @@ class Replicator:
                 fetch.cancel()
                 with contextlib.suppress(asyncio.CancelledError, SyncError, aiohttp.ClientError):
                     await fetch
+            for write in writes:  # a failed write stops the others' waiting (not the worker)
+                write.done.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SyncError, StoreError):
+                    await write.done
+            for extra in workers[1:]:
+                await extra.close()
+
+    async def _checked(
+        self, fetch: asyncio.Future[Opened], pinned: int | None, run: _Bootstrap
+    ) -> Opened:
+        """The chunk being fetched, once it is in: signed lately, at the pinned revision."""
+        waiting = time.monotonic()
+        chunk = await fetch
+        run.waited += time.monotonic() - waiting
+        self._check_fresh(chunk.at_ms)
+        if pinned is not None and chunk.first != pinned:
+            raise protocol.ProtocolError(
+                f"snapshot chunk is at revision {chunk.first}, expected {pinned}"
+            )
+        return chunk
+
+    async def _drop(self, worker: BulkWorker, fetch: asyncio.Future[Opened]) -> None:
+        """Forget a chunk that was opened but refused here (stale, another revision)."""
+        if fetch.done() and not fetch.cancelled() and fetch.exception() is None:
+            with contextlib.suppress(SyncError):
+                await worker.drop(fetch.result())
+
+    async def _written(self, write: _Write, run: _Bootstrap) -> None:
+        """Wait for a chunk's facts to be in, then move the cursors past it."""
+        chunk, cursors = write.chunk, dict(write.cursors)
+        async with self._apply_lock:
+            waiting = time.monotonic()
+            await write.done
+            run.writing += time.monotonic() - waiting
+            run.items += chunk.changes
+            _LOGGER.debug(
+                "%s: snapshot chunk of %d items written (waited %.0f ms)",
+                self._device, chunk.changes, (time.monotonic() - waiting) * 1000,
+            )  # fmt: skip
+            if chunk.next_cursor is None and run.replacing:
+                removed = await self._store.sweep_replaced()
+                cursors[REPLACE_CURSOR] = ""
+                _LOGGER.info(
+                    "%s: bootstrap removed %d facts it did not bring again",
+                    self._device, removed,
+                )  # fmt: skip
+            # The facts are in: only now the cursors move (a crash in between applies the
+            # chunk again, which is harmless).
+            await self._store.apply(SyncBatch(), cursors)
+        if time.monotonic() - run.reported >= BOOTSTRAP_PROGRESS_SECONDS:
+            run.reported = time.monotonic()
+            _LOGGER.info(
+                "%s: bootstrapping, %d items so far (%.0f s)",
+                self._device, run.items, run.reported - run.started,
+            )  # fmt: skip
 
     def _check_fresh(self, at_ms: int) -> None:
         """A snapshot chunk is signed when asked for: an old one is a replay.

@@ -29,7 +29,7 @@ from sync.central.db import MIGRATIONS, CentralDB, connect
 from sync.central.errors import CentralError
 from sync.central.postgres import placeholders
 from sync.central.server import serve
-from sync.client.bulk import Opened
+from sync.client.bulk import BulkWorker, Opened
 from sync.client.bundle import import_bundle
 from sync.client.replicator import Replicator
 from sync.client.settings import SyncConfig
@@ -566,11 +566,13 @@ async def test_a_replacing_bootstrap_cut_short_resumes_without_losing_what_it_br
     fetch = gate.client._snapshot_chunk
     calls: list[object] = []
 
-    async def cut_short(pinned: int | None, cursor: tuple[str, object] | None) -> Opened:
+    async def cut_short(
+        worker: BulkWorker, pinned: int | None, cursor: tuple[str, object] | None
+    ) -> Opened:
         calls.append(cursor)
         if len(calls) == 2:
             raise aiohttp.ClientConnectionError("the network went away")
-        return await fetch(pinned, cursor)
+        return await fetch(worker, pinned, cursor)
 
     monkeypatch.setattr(gate.client, "_snapshot_chunk", cut_short)
     task = asyncio.create_task(gate.client.run())
