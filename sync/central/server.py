@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +36,10 @@ CHANNEL_ANSWER_TIMEOUT = 10.0  # seconds an edge has to answer a pushed envelope
 # Every gate holds one channel open: the process keeps this many connections (within its
 # descriptor limit, a quarter of which stays in reserve) instead of the device's 512.
 MAX_CONNECTIONS = 16_384
+# A bootstrapping device's next snapshot part is read while it verifies and writes the one it
+# got (each part up to ~2 MB held); for this many devices at once, and kept this long.
+READ_AHEAD_DEVICES = 16
+READ_AHEAD_SECONDS = 60.0
 ENVELOPE_CACHE = 64  # recent envelopes kept, by (since, limit, head), for edges in step
 
 # Central.venue of a device moved to another venue that has not bootstrapped since, and of
@@ -239,6 +244,26 @@ class Channel:
             await self.ws.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A snapshot part read before the device asked for it."""
+
+    key: tuple[bytes, int, str | None]  # the request it answers (_part_key)
+    part: asyncio.Future[tuple[protocol.PackedChanges, tuple[str, Any] | None]]
+    at: float  # monotonic time it was started
+
+
+def _part_key(
+    cursor: tuple[str, Any] | None, limit: int, venue: str | None
+) -> tuple[bytes, int, str | None]:
+    return protocol.pack(list(cursor) if cursor else None), limit, venue
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Central:
     """The running central system: its database, HTTP app, pushers and channels."""
 
@@ -252,6 +277,7 @@ class Central:
         # Each device's venue (or _MOVED, _GONE), read again when a notice says devices changed.
         self._venues: dict[str, str | None] = {}
         self._log: bytes | None = None  # the change log's identity (hello answers)
+        self._ahead: dict[str, _Ahead] = {}  # each bootstrapping device's next part, read ahead
         self.session: aiohttp.ClientSession
 
     def app(self) -> web.Application:
@@ -511,15 +537,23 @@ class Central:
             SNAPSHOT_LIMIT,
         )
 
-        def build() -> bytes:
+        def route() -> tuple[int, str | None]:
             # The first chunk pins the revision; later chunks may show newer state, which
             # is harmless: the edge then pulls every change after the pinned revision, and
             # applying a change twice leaves the same state.
             pinned = self.db.log.head() if revision is None else revision
             if cursor is None and self.db.devices.must_bootstrap(device):
                 self.db.devices.bootstrapped(device)  # a moved device starts over
-            venue = self.db.devices.venue(device)
-            changes, next_cursor = self.db.log.snapshot_part(cursor, limit, venue)
+            return pinned, self.db.devices.venue(device)
+
+        pinned, venue = await asyncio.to_thread(route)
+        started = time.monotonic()
+        changes, next_cursor = await self._snapshot_part(device, cursor, limit, venue)
+        queried = time.monotonic()
+        if next_cursor is not None:  # read while the edge verifies and writes this one
+            self._read_ahead(device, next_cursor, limit, venue)
+
+        def seal() -> bytes:
             key_id, key, chain = self.db.keys.signer()
             return protocol.seal(
                 EnvelopeKind.SNAPSHOT,
@@ -535,9 +569,46 @@ class Central:
                 venue=venue,
             )
 
-        answer = await asyncio.to_thread(build)
+        answer = await asyncio.to_thread(seal)
+        _LOGGER.debug(
+            "%s: snapshot chunk from %s: %d items, %d bytes, query %.0f ms, seal %.0f ms",
+            device, cursor[0] if cursor else "the start", changes.count, len(answer),
+            (queried - started) * 1000, (time.monotonic() - queried) * 1000,
+        )  # fmt: skip
         self._venues.pop(device, None)
         return web.Response(body=answer, headers=protocol.HEADERS)
+
+    async def _snapshot_part(
+        self, device: str, cursor: tuple[str, Any] | None, limit: int, venue: str | None
+    ) -> tuple[protocol.PackedChanges, tuple[str, Any] | None]:
+        """A snapshot part: the one read ahead for this request if there is one, else read
+        now."""
+        ahead = self._ahead.pop(device, None)
+        if ahead is not None and ahead.key == _part_key(cursor, limit, venue):
+            with contextlib.suppress(*self.db.connection.errors):  # failed: read it again
+                return await ahead.part
+        elif ahead is not None:
+            ahead.part.cancel()
+        return await asyncio.to_thread(self.db.log.snapshot_part, cursor, limit, venue)
+
+    def _read_ahead(
+        self, device: str, cursor: tuple[str, Any], limit: int, venue: str | None
+    ) -> None:
+        """Start reading the part of a device's snapshot it will most likely ask for next, so
+        the database works while the edge verifies and writes the part it got. At most
+        READ_AHEAD_DEVICES parts are held; one not asked for in READ_AHEAD_SECONDS goes."""
+        now = time.monotonic()
+        for name, held in list(self._ahead.items()):
+            if now - held.at > READ_AHEAD_SECONDS:
+                held.part.cancel()
+                del self._ahead[name]
+        if len(self._ahead) >= READ_AHEAD_DEVICES:
+            return
+        part = asyncio.ensure_future(
+            asyncio.to_thread(self.db.log.snapshot_part, cursor, limit, venue)
+        )
+        part.add_done_callback(_retrieve)  # an abandoned read's failure is nobody's to report
+        self._ahead[device] = _Ahead(_part_key(cursor, limit, venue), part, now)
 
     async def _journal(self, request: web.Request) -> web.Response:
         device, body = await self._device(request)
