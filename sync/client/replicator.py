@@ -485,6 +485,8 @@ class Replicator:
                     await self._written(writes.popleft(), run)
                 self.state.head = max(self.state.head, chunk.head)
                 if chunk.next_cursor is None:
+                    for extra in workers[1:]:  # before anyone hears the bootstrap is done
+                        await extra.close()
                     self.state.revision = pinned
                     self._bootstrapped.set()
                     _LOGGER.info(
@@ -503,7 +505,7 @@ class Replicator:
                 write.done.cancel()
                 with contextlib.suppress(asyncio.CancelledError, SyncError, StoreError):
                     await write.done
-            for extra in workers[1:]:
+            for extra in workers[1:]:  # (closed already if the bootstrap is done)
                 await extra.close()
 
     async def _checked(
