@@ -485,16 +485,16 @@ class Replicator:
                     await self._written(writes.popleft(), run)
                 self.state.head = max(self.state.head, chunk.head)
                 if chunk.next_cursor is None:
-                    for extra in workers[1:]:  # before anyone hears the bootstrap is done
-                        await extra.close()
-                    self.state.revision = pinned
-                    self._bootstrapped.set()
                     _LOGGER.info(
                         "%s: bootstrapped %d items at revision %d in %.1f s with %d bulk"
                         " workers (waited %.1f s for chunks, %.1f s for their writes)",
                         self._device, run.items, pinned, time.monotonic() - run.started,
                         len(workers), run.waited, run.writing,
                     )  # fmt: skip
+                    for extra in workers[1:]:  # before the run hears the bootstrap is done
+                        await extra.close()
+                    self.state.revision = pinned
+                    self._bootstrapped.set()
                     return
         finally:
             if not fetch.done():
