@@ -42,6 +42,7 @@ WRITE_LOCK = 0x6564676563  # the advisory lock every write transaction holds ("e
 POOL_SIZE = 8
 BULK_ROWS = 50_000  # rows per INSERT ... SELECT FROM unnest(...)
 RECONNECT_SECONDS = 1.0
+CONCATENATE_WORK_MEM = "16MB"  # for the sorts of one snapshot page's aggregates (concatenated)
 # A process that vanishes inside a write transaction (its host lost, the VM paused) would hold
 # the write lock until TCP notices, hours by default, and stop every write of the others (their
 # gates' uploads included). PostgreSQL ends a session idle in a transaction this long instead;
@@ -294,7 +295,10 @@ class PostgresConnection(Connection):
     ) -> tuple[int, bytes, tuple[Any, ...] | None]:
         if len(keys) != 1:
             return super().concatenated(conn, sql, args, keys, blob)
-        # Joined by the server: one row comes back instead of a Python object per row.
+        # Joined by the server: one row comes back instead of a Python object per row. The
+        # aggregates sort their page (a bootstrap chunk: 2.5-3.5 MB), which spills to temporary
+        # files at PostgreSQL's default work_mem of 4 MB.
+        conn.execute(f"SET LOCAL work_mem = '{CONCATENATE_WORK_MEM}'")
         (key,) = keys
         row = conn.execute(
             f"SELECT count(*), string_agg({blob}, ''::bytea ORDER BY {key}),"

@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 from conftest import until
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pgcluster import Cluster
 
 from edge.store.database import Store
 from sync import protocol
 from sync.central import server as central_server
+from sync.central.changelog import snapshot_query
 from sync.central.db import CentralDB
+from sync.central.postgres import CONCATENATE_WORK_MEM, PostgresConnection
 from sync.central.server import Central, serve
 from sync.client import replicator as replicator_module
 from sync.client.bulk import BulkWorker, Opened
@@ -29,6 +32,7 @@ from sync.protocol import CredentialChange, Revocation, RevokeCode
 CREDENTIALS = 40
 REVOCATIONS = 30
 CHUNK = 7  # items per chunk: ten chunks, the keys in the first
+WORK_MEM = "SELECT current_setting('work_mem')"
 
 
 def _prepare(db: CentralDB) -> None:
@@ -215,5 +219,25 @@ async def test_the_next_part_is_read_ahead_once_and_only_its_own_request_takes_i
         central._read_ahead("gate-3", cursor, CHUNK, None)
         assert set(central._ahead) == {"gate-3"}
         await central._snapshot_part("gate-3", cursor, CHUNK, None)
+    finally:
+        db.close()
+
+
+def test_a_snapshot_page_sorts_in_memory_on_postgresql(postgres: Cluster) -> None:
+    """The page's aggregates sort 2.5-3.5 MB for a 50,000-item chunk: above PostgreSQL's
+    default work_mem (4 MB minus overhead spills to temporary files), so the page raises it
+    for its own transaction only."""
+    db = CentralDB(postgres.database())
+    try:
+        _prepare(db)
+        connection = db.connection
+        assert isinstance(connection, PostgresConnection)
+        with connection.reading() as conn:
+            before = conn.execute(WORK_MEM).fetchone()[0]
+            sql, args = snapshot_query("credentials", None, None, CHUNK)
+            rows, _, last = connection.concatenated(conn, sql, args, ("credential_id",), "change")
+            assert (rows, last) == (CHUNK, (CHUNK,))
+            assert conn.execute(WORK_MEM).fetchone()[0] == CONCATENATE_WORK_MEM
+        assert connection.row(WORK_MEM)[0] == before  # only in that transaction
     finally:
         db.close()
