@@ -21,12 +21,15 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from edge.core.errors import StoreError, SyncError
 from edge.store.writer import yield_cpu
 from sync import protocol
 from sync.protocol import EnvelopeKind
+
+if TYPE_CHECKING:
+    from edge.store.sync import SyncBatch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -216,7 +219,8 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
     # write lock a journal record may wait for. Everything else here yields the CPU: this
     # thread (frames, conversion to rows) and the threads that verify and decode.
     yield_cpu()
-    opened: dict[int, protocol.Envelope] = {}
+    # Envelopes verified and not yet written; a snapshot chunk's with its batch of facts.
+    opened: dict[int, tuple[protocol.Envelope, SyncBatch | None]] = {}
     writing = asyncio.Lock()  # writes one at a time, in the order they came
 
     async def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +231,14 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
             envelope = await asyncio.to_thread(
                 _in_background, protocol.open_envelope, request["data"], trusted.get, kinds=kinds
             )
-            opened[int(request["id"])] = envelope
+            batch = None
+            if envelope.kind is EnvelopeKind.SNAPSHOT:
+                # Converted now, off the writer: a bootstrap chunk is written whole, and its
+                # write (another worker's, maybe) is then only the store's work.
+                batch = await asyncio.to_thread(
+                    _in_background, to_batch, envelope.changes, device, list(envelope.chain)
+                )
+            opened[int(request["id"])] = (envelope, batch)
             return {
                 "kind_value": envelope.kind.value,
                 "first": envelope.first,
@@ -240,10 +251,12 @@ async def _serve(path: str, device: str, requests: BinaryIO, replies: BinaryIO) 
             }
         if op == "write":
             async with writing:
-                envelope = opened.pop(int(request["id"]))
+                envelope, batch = opened.pop(int(request["id"]))
                 since = request.get("since")
                 changes = envelope.changes if since is None else envelope.since(int(since))
-                await store.apply(to_batch(changes, device, list(envelope.chain)), {})
+                if batch is None or since is not None:
+                    batch = to_batch(changes, device, list(envelope.chain))
+                await store.apply(batch, {})
             return {"written": len(changes)}
         if op == "drop":
             opened.pop(int(request["id"]), None)

@@ -47,9 +47,10 @@ _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
-# Bulk worker processes a bootstrap uses at most (one per core): one chunk's verification,
-# decoding and conversion hold a worker's interpreter lock, so two workers let one write a
-# chunk while the other prepares the next, on two cores (docs/operations.md, "Bootstrap").
+# Bulk worker processes a bootstrap uses at most (one per core): a chunk's verification,
+# decoding and conversion hold a worker's interpreter lock, so in one worker they slow the
+# write of the chunk before; with two, one prepares while the other writes (docs/operations.md,
+# "Bootstrap from PostgreSQL").
 BOOTSTRAP_WORKERS = 2
 # Envelopes larger than this (bootstrap chunks, large pushes and pulls) are verified, decoded
 # and written by the bulk worker process (sync/client/bulk.py), never in the daemon; the
@@ -432,12 +433,12 @@ class Replicator:
     async def bootstrap(self) -> None:
         """Load the snapshot chunk by chunk; an interrupted bootstrap resumes where it was.
 
-        Chunks go to the bulk workers in turn (one per core, BOOTSTRAP_WORKERS at most): a
-        worker verifies and decodes one chunk while another writes the one before, and the
-        next chunk is already asked for. Each worker writes one chunk at a time; the cursors
-        move chunk by chunk in order, each after its chunk's facts are in, so a restart
+        Chunks go to the bulk workers in turn (one per core, BOOTSTRAP_WORKERS at most): one
+        worker verifies, decodes and converts a chunk while another writes the one before,
+        and the next chunk is asked for as soon as this one is verified. One chunk is written
+        at a time, in order; the cursors move after each chunk's facts are in, so a restart
         resumes at the first chunk not written. A chunk refused (or a failed write) stops the
-        bootstrap once the chunks before it are written and their cursors moved.
+        bootstrap once the chunk before it is written and its cursors moved.
         """
         self.state.status = Status.BOOTSTRAPPING
         saved = self._store.cursor(BOOTSTRAP_CURSOR)
@@ -479,22 +480,16 @@ class Replicator:
                             workers[turn % len(workers)], pinned, chunk.next_cursor
                         )
                     )
+                # One chunk written at a time, as by one worker (a journal record waits for
+                # one bulk writer's part at most), while the next is verified and converted.
+                while writes:
+                    await self._written(writes.popleft(), run)
                 writes.append(_Write(chunk, asyncio.ensure_future(worker.write(chunk)), cursors))
-                # One chunk written per worker at a time; the last one once every write is in.
-                while writes and (len(writes) >= len(workers) or chunk.next_cursor is None):
+                if chunk.next_cursor is None:
                     await self._written(writes.popleft(), run)
                 self.state.head = max(self.state.head, chunk.head)
                 if chunk.next_cursor is None:
-                    _LOGGER.info(
-                        "%s: bootstrapped %d items at revision %d in %.1f s with %d bulk"
-                        " workers (waited %.1f s for chunks, %.1f s for their writes)",
-                        self._device, run.items, pinned, time.monotonic() - run.started,
-                        len(workers), run.waited, run.writing,
-                    )  # fmt: skip
-                    for extra in workers[1:]:  # before the run hears the bootstrap is done
-                        await extra.close()
-                    self.state.revision = pinned
-                    self._bootstrapped.set()
+                    await self._bootstrap_done(run, pinned, workers)
                     return
         finally:
             if not fetch.done():
@@ -507,6 +502,20 @@ class Replicator:
                     await write.done
             for extra in workers[1:]:  # (closed already if the bootstrap is done)
                 await extra.close()
+
+    async def _bootstrap_done(
+        self, run: _Bootstrap, pinned: int, workers: list[BulkWorker]
+    ) -> None:
+        _LOGGER.info(
+            "%s: bootstrapped %d items at revision %d in %.1f s with %d bulk workers (waited"
+            " %.1f s for chunks, %.1f s for their writes)",
+            self._device, run.items, pinned, time.monotonic() - run.started, len(workers),
+            run.waited, run.writing,
+        )  # fmt: skip
+        for extra in workers[1:]:  # before the run hears the bootstrap is done
+            await extra.close()
+        self.state.revision = pinned
+        self._bootstrapped.set()
 
     async def _checked(
         self, fetch: asyncio.Future[Opened], pinned: int | None, run: _Bootstrap
