@@ -29,7 +29,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -44,6 +43,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from pgcluster import Cluster  # noqa: E402
 
 from bench.simulated_gates import OPEN_SECONDS, Gate, simulator  # noqa: E402
+from bench.trees import tree_of  # noqa: E402
 from sync import protocol  # noqa: E402
 from sync.central.db import CentralDB  # noqa: E402
 
@@ -167,22 +167,6 @@ def fanout(
     )
 
 
-def _tree_of(ref: str, directory: Path) -> Path:
-    """The project's files at `ref`, unpacked into `directory`."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "edge", "sync", "drivers"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    directory.mkdir(parents=True)
-    with tempfile.TemporaryFile() as file:
-        file.write(archive)
-        file.seek(0)
-        with tarfile.open(fileobj=file) as tar:
-            tar.extractall(directory, filter="data")
-    return directory
-
-
 def main() -> None:
     """Run the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -198,7 +182,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="edge-bench-fanout-") as scratch:
             directory = Path(scratch)
             if args.baseline:
-                tree = _tree_of(args.baseline, directory / "baseline")
+                tree = tree_of(args.baseline, directory / "baseline")
                 fanout(args.baseline, tree, cluster.database(), args, directory / "before")
             fanout("this tree", ROOT, cluster.database(), args, directory / "after")
     finally:

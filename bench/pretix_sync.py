@@ -30,7 +30,6 @@ import resource
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -414,22 +413,6 @@ async def run(url: str, positions: int, directory: Path, where: str, label: str)
         await store.close()
 
 
-def _tree_of(ref: str, directory: Path) -> Path:
-    """The project's files at `ref`, unpacked into `directory`."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "edge", "sync", "drivers"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    directory.mkdir(parents=True)
-    with tempfile.TemporaryFile() as file:
-        file.write(archive)
-        file.seek(0)
-        with tarfile.open(fileobj=file) as tar:
-            tar.extractall(directory, filter="data")
-    return directory
-
-
 def main() -> None:
     """Start the stand-in pretix, run the pulls, stop it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -451,8 +434,10 @@ def main() -> None:
         return
     os.sched_setaffinity(0, {0})  # the gate on one core; the stand-in pretix is not the gate
     if args.baseline:
+        from bench.trees import tree_of  # noqa: PLC0415 - here ROOT is first on the path
+
         with tempfile.TemporaryDirectory() as directory:
-            tree = _tree_of(args.baseline, Path(directory) / "tree")
+            tree = tree_of(args.baseline, Path(directory) / "tree")
             command = [sys.executable, __file__, "--positions", str(args.positions)]
             subprocess.run(
                 [*command, "--where", "loop", "--label", args.baseline],

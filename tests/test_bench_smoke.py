@@ -30,7 +30,7 @@ BENCHMARKS = [
     ),
     (
         "pretix_sync",
-        "--positions 500",
+        "--positions 500 --baseline HEAD",
         ["no pull (baseline)", "first pull", "unchanged re-pull", "1 % re-issued + 1 % gone"],
     ),
     (
