@@ -116,6 +116,9 @@ def test_workflows_reach_every_gate(
         "Season", kind=Kind.PASS, policy=EntryPolicy.unlimited(0), days=200
     )
     db.sales.sell(season, count=3, season=2026)
+    # The scans above reach the central as uploads, and their passages as changes: all of them
+    # in before the head is read, or one arriving during the dry run would move it.
+    wait_for(lambda: all(g.unsent() == 0 for g in gates), 30, "every scan uploaded")
     _reached(central, gates)
     head = db.log.head()
     dry = db.workflows.renew_season(
