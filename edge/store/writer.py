@@ -54,6 +54,7 @@ BULK_PAUSE_SECONDS = 0.001  # after each bulk part: another process's journal wr
 CHECKPOINT_INTERVAL = 0.5  # seconds between WAL checkpoints while bulk work goes on
 JOURNAL_CHECKPOINT_COMMITS = 256  # journal commits between checkpoints (the WAL stays small)
 SLOW_COMMIT_SECONDS = 0.002  # a commit on the caller's thread waiting this long for the disk...
+SLOW_COMMITS, SLOW_COMMIT_WINDOW = 3, 16  # ... this often among the last commits there...
 SLOW_COMMIT_PAUSE = 60.0  # ... sends urgent jobs through the writer thread for this long
 BACKGROUND_NICE = 10  # nice value of threads that prepare bulk work (CFS: ~1/10 of a nice 0's
 # share of a busy core, and a waking scan path preempts them at once)
@@ -158,6 +159,8 @@ class Writer:
         )
         self.commits = 0  # transactions committed (group commits count once)
         self._direct_after = 0.0  # monotonic time before which urgent jobs take the thread
+        # Whether each of the last commits on the caller's thread waited long for the disk.
+        self._slow: collections.deque[bool] = collections.deque(maxlen=SLOW_COMMIT_WINDOW)
         self._clock: tuple[int, Callable[[], float], int | None] | None = None  # see _busy_time
         # Jobs the writer thread finished, answered once it released the connection: _settle.
         self._settled: list[tuple[_Pending, Any, BaseException | None]] = []
@@ -202,17 +205,23 @@ class Writer:
             self._busy.release()
         took = time.monotonic() - started
         slept = took - (busy_time() - busy)
-        if slept > SLOW_COMMIT_SECONDS:
+        self._slow.append(slept > SLOW_COMMIT_SECONDS)
+        if slept > SLOW_COMMIT_SECONDS and self._slow.count(True) >= SLOW_COMMITS:
             # The disk's fsync is slow (an SD card, a busy eMMC): holding the loop for it
             # would stall every other lane and the network. Go back to the writer thread,
-            # and try again later (the slow one may have been a single hiccup). A commit that
-            # was slow because the core was busy (bulk work, another process) is not: the
-            # writer thread would wait for the same core, two thread switches later.
+            # and try again later. One slow fsync now and then (a shared disk, the card's
+            # housekeeping) is not a slow disk: every record would pay for two thread
+            # switches for a minute after it. A commit that was slow because the core was
+            # busy (bulk work, another process) is not either: the writer thread would wait
+            # for the same core, two thread switches later.
             self._direct_after = time.monotonic() + SLOW_COMMIT_PAUSE
+            self._slow.clear()
             _LOGGER.debug(
-                "%s: a journal commit waited %.1f ms for the disk (%.1f ms in all); through"
-                " the writer thread for %.0f s",
+                "%s: %d of the last %d journal commits waited for the disk (the last %.1f ms,"
+                " %.1f ms in all); through the writer thread for %.0f s",
                 self.path,
+                SLOW_COMMITS,
+                SLOW_COMMIT_WINDOW,
                 slept * 1000,
                 took * 1000,
                 SLOW_COMMIT_PAUSE,
