@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import compileall
+import contextlib
 import os
 import resource
 import select
@@ -48,6 +49,7 @@ from edge.core.decide import GateRules  # noqa: E402
 from edge.core.facts import Direction, TrustedKey  # noqa: E402
 from edge.gate.gate import Gate  # noqa: E402
 from edge.ops import identity  # noqa: E402
+from edge.store.base import journal_path  # noqa: E402
 from edge.store.database import Store  # noqa: E402
 from sync import protocol  # noqa: E402
 from sync.protocol import CredentialChange, EnvelopeKind, Revocation, RevokeCode  # noqa: E402
@@ -226,7 +228,8 @@ entry = ["scanner"]
         return int(row[0]) if row and row[0] else -1
 
     def unsent(self) -> int:
-        conn = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True, timeout=10)
+        journal = journal_path(str(self.store))
+        conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
         try:
             return int(
                 conn.execute("SELECT count(*) FROM journal WHERE uploaded = 0").fetchone()[0]
@@ -315,10 +318,11 @@ def _prepare_store(daemon: Daemon, revision: int | None, journal_rows: int = 0) 
         await store.close()
 
     asyncio.run(prepare())
-    conn = sqlite3.connect(daemon.store)
-    with conn:
-        if revision is not None:
+    if revision is not None:
+        with contextlib.closing(sqlite3.connect(daemon.store)) as conn, conn:
             conn.execute("INSERT INTO sync_cursors VALUES ('sync.revision', ?)", (str(revision),))
+    conn = sqlite3.connect(journal_path(str(daemon.store)))
+    with conn:
         now = int(time.time() * 1000)
         conn.executemany(
             "INSERT INTO journal (at, lane, direction, reason, admitted, code_hash, code_hint,"
@@ -550,7 +554,7 @@ def decide_journal(directory: Path, venue: Venue, count: int) -> str:
         await store.put_keys([(venue.key_id, public, False)])
         gate = Gate(store)
         rules = GateRules(gate="bench")
-        writer = store._writer
+        writer = store._journal
         here = writer._here
         out: tuple[list[float], list[float]] = ([], [])
         try:

@@ -39,6 +39,7 @@ from integration.sync_harness import CentralProcess, GateProcess, wait_for  # no
 
 from edge.core.codes import Claims, Kind, mint, parse  # noqa: E402
 from edge.keys import SigningKey  # noqa: E402
+from edge.store.base import journal_path  # noqa: E402
 from sync.protocol import CredentialChange, Revocation, RevokeCode  # noqa: E402
 
 # With --postgres: what makes each figure's central database (a PostgreSQL DSN); without, a
@@ -369,7 +370,7 @@ def upload(directory: Path, entries: int) -> None:
     # gate had been scanning offline for a long day.
     gate.start("http://127.0.0.1:9", pull_interval=600.0)  # creates and migrates the store
     gate.kill(signal.SIGTERM)
-    conn = sqlite3.connect(gate.store_path)
+    conn = sqlite3.connect(journal_path(str(gate.store_path)))
     now = int(time.time() * 1000)
     code = mint(Claims(key.key_id, 1, Kind.TICKET), key.private)
     code_hash = parse(code.encode()).hash

@@ -411,14 +411,22 @@ async def _check_pretix_rules(config: Config) -> None:
 
 def _init(args: argparse.Namespace) -> int:
     from edge.config import check_store_directory, load  # noqa: PLC0415 - see the imports above
-    from edge.store.base import initialise  # noqa: PLC0415
+    from edge.store.base import file_version, initialise, journal_path  # noqa: PLC0415
 
     config = load(args.config)
     check_store_directory(config)
+    journal = journal_path(str(config.store_path))
+    journal_stays = bool(file_version(journal))
     kept = initialise(config.store_path)
     if kept is not None:
         print(f"{config.store_path}: the unusable file was moved to {kept}")
-    print(f"{config.store_path}: an empty store; every ticket counts as unused on this device")
+    if journal_stays:
+        print(
+            f"{config.store_path}: an empty store beside its journal ({journal}): the entries"
+            " recorded on this device still count; the facts come with the next sync"
+        )
+    else:
+        print(f"{config.store_path}: an empty store; every ticket counts as unused on this device")
     return 0
 
 

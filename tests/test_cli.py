@@ -204,3 +204,25 @@ def test_an_emptied_store_stops_every_command_until_edge_init(
     assert edge("check", code, "--config", str(config)).returncode == 0
     again = edge("init", "--config", str(config))
     assert (again.returncode, "already an edge store" in again.stderr) == (1, True)
+
+
+def test_a_lost_journal_file_stops_every_command_until_edge_init(
+    gate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    key_file, config = gate
+    code = edge("issue", "--key", str(key_file), "--credential", "5").stdout.strip()
+    assert edge("status", "--config", str(config)).returncode == 0
+    journal = tmp_path / "edge.journal.db"  # beside the store: the passages recorded here
+    assert journal.exists()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{journal}{suffix}").unlink(missing_ok=True)
+    refused = edge("status", "--config", str(config))
+    assert refused.returncode == EXIT_CONFIG
+    assert "journal file is missing" in refused.stderr
+    assert not journal.exists()  # never re-created behind the operator's back
+    made = edge("init", "--config", str(config))
+    assert made.returncode == 0, made.stderr
+    assert "every ticket counts as unused" in made.stdout
+    assert edge("check", code, "--config", str(config)).returncode == 0
+    again = edge("init", "--config", str(config))
+    assert (again.returncode, "already an edge store" in again.stderr) == (1, True)

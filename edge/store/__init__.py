@@ -1,9 +1,11 @@
 """The SQLite store and its migrations, with a narrow typed API per owner.
 
-One mechanism: mixins over one base. `base.StoreBase` owns the two connections (a direct
-sqlite3 reader for the scan path, the writer thread of `writer.Writer`), the write path
-(`_urgent` for journal records, group-committed ahead of `_bulk` parts) and the migrations
-(`schema`). Each owner's part is a
+One mechanism: mixins over one base. `base.StoreBase` owns the store's two files (the main
+file and its journal file, each with its own write lock), their connections (a direct sqlite3
+reader for the scan path that sees both, one writer thread of `writer.Writer` per file), the
+write paths (`_urgent` for journal records, group-committed ahead of the journal file's
+`_journal_bulk` parts; `_bulk` parts of the main file) and the migrations (`schema`). Each
+owner's part is a
 subclass of it in its own module, holding that owner's SQL as named, typed methods:
 
 - `facts.FactsStore`: the facts of a code, in one statement (shared by the gate and the desk);

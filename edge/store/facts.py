@@ -35,8 +35,10 @@ LEFT JOIN keys k ON k.key_id = :kid
 class FactsStore(StoreBase):
     """Reads of synced facts on the scan path: synchronous, no thread hop (gate, desk, pretix)."""
 
-    def __init__(self, path: str, reader: sqlite3.Connection, writer: Writer) -> None:
-        super().__init__(path, reader, writer)
+    def __init__(
+        self, path: str, reader: sqlite3.Connection, writer: Writer, journal: Writer
+    ) -> None:
+        super().__init__(path, reader, writer, journal)
         self._keys: dict[tuple[int, bytes, bool], TrustedKey] = {}
 
     def facts(self, code: Code) -> Facts:

@@ -190,6 +190,77 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX revoked_products_stale ON revoked_products (product_id) WHERE stale = 1;
     CREATE INDEX cancelled_events_stale ON cancelled_events (event_id) WHERE stale = 1;
     """,
+    # 11: the journal, the passages and what the central system answered moved to the journal
+    # file (JOURNAL_MIGRATIONS), which has its own write lock and WAL: a lane's record never
+    # waits for a bulk write's transaction, nor does its fsync carry a bulk write's pages. The
+    # rows are copied there first (edge.store.base._move_journal), then dropped here.
+    """
+    DROP TABLE journal;
+    DROP TABLE entries;
+    DROP TABLE journal_replies;
+    DROP TABLE clock_jumps;
+    DROP TABLE remote_passages;
+    """,
 )
 
 VERSION = len(MIGRATIONS)
+JOURNAL_MOVED = 11  # the main file's version from which the journal file holds the journal
+
+# The journal file's schema (the main file's path with .journal before its suffix): what the
+# gate recorded and every passage it knows of. Version 1 is these tables as the main file
+# held them at its version 10, so rows copy over unchanged.
+JOURNAL_MIGRATIONS: tuple[str, ...] = (
+    # 1: the tables that were in the main file.
+    """
+    -- Passages per credential, at any gate; times in unix milliseconds.
+    CREATE TABLE entries (
+        credential_id INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        first_at INTEGER,
+        first_gate TEXT,
+        last_at INTEGER NOT NULL,
+        last_direction TEXT NOT NULL,
+        last_gate TEXT NOT NULL
+    );
+    -- Every decision, admitted or not. code_hint is a masked code for operators.
+    CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        lane TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        admitted INTEGER NOT NULL,
+        code_hash BLOB,
+        code_hint TEXT NOT NULL,
+        credential_id INTEGER,
+        uploaded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX journal_unsent ON journal (seq) WHERE uploaded = 0;
+    CREATE INDEX journal_credential ON journal (credential_id) WHERE admitted = 1;
+    -- What the central system answered to each uploaded journal row.
+    CREATE TABLE journal_replies (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,  -- unix milliseconds of the answer
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    -- Steps of the wall clock the gate noticed: journal times before `after_seq` were
+    -- stamped by the clock as it was before the step.
+    CREATE TABLE clock_jumps (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,  -- unix milliseconds by the new clock
+        jump_ms INTEGER NOT NULL,  -- how far it moved against monotonic time (< 0: backwards)
+        after_seq INTEGER  -- the last journal row before the step (NULL: none yet)
+    );
+    -- Passages admitted at other gates, applied once each by (device, seq).
+    CREATE TABLE remote_passages (
+        device TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (device, seq)
+    ) WITHOUT ROWID;
+    """,
+)
+
+JOURNAL_VERSION = len(JOURNAL_MIGRATIONS)
+# The tables the journal file holds, in the order they are copied from an older main file.
+JOURNAL_TABLES = ("journal", "entries", "journal_replies", "clock_jumps", "remote_passages")

@@ -399,7 +399,7 @@ class SyncStore(StoreBase):
             for cid, state in states
         ]
         source = "VALUES (?, ?, ?, ?, ?, ?, ?)"
-        await self._transaction([(_MERGE_ENTRY_SQL.format(source=source), rows)])
+        await self._transaction([(_MERGE_ENTRY_SQL.format(source=source), rows)], journal=True)
 
     async def move_entries(self, moves: Iterable[tuple[int, int]]) -> None:
         """Move passages from one credential id to another (old id, new id), merging."""
@@ -412,7 +412,8 @@ class SyncStore(StoreBase):
             [
                 (_MERGE_ENTRY_SQL.format(source=source), pairs),
                 ("DELETE FROM entries WHERE credential_id = ?", [(old,) for _, old in pairs]),
-            ]
+            ],
+            journal=True,
         )
 
     async def apply(self, batch: SyncBatch, cursors: Mapping[str, str]) -> None:
@@ -439,15 +440,17 @@ class SyncStore(StoreBase):
         pieces += _pieces(_REVOKED_CREDENTIAL_SQL, batch.revoked_credentials, _reason_rows)
         pieces += _pieces(_REVOKED_PRODUCT_SQL, batch.revoked_products, _reason_rows)
         pieces += _pieces(_CANCELLED_EVENT_SQL, batch.cancelled_events, _event_rows)
-        passages = batch.passages
-        for i in range(0, len(passages), APPLY_PART):
-            pieces.append((len(passages[i : i + APPLY_PART]), _passage_piece(passages, i)))
         moves = list(cursors.items())
 
         def move(conn: sqlite3.Connection) -> None:
             conn.executemany(_CURSOR_SQL, moves)
 
         pieces.append((len(moves), move))
+        # Passages live in the journal file: they go first, so the cursors (main file) never
+        # move past passages a crash lost; applied again, a passage counts once.
+        passages = batch.passages
+        for i in range(0, len(passages), APPLY_PART):
+            await self._journal_bulk(_passage_piece(passages, i))
         for job in _jobs(pieces):
             await self._bulk(_steps(job))
 
@@ -670,12 +673,13 @@ class SyncStore(StoreBase):
                     [(seq, at, status, detail) for seq, status, detail in rows],
                 ),
                 (_UPLOADED_SQL, [(seq,) for seq, _, _ in rows]),
-            ]
+            ],
+            journal=True,
         )
 
     async def mark_uploaded(self, seqs: Iterable[int]) -> None:
         """Record that journal entries reached their destination (any uploader)."""
-        await self._transaction([(_UPLOADED_SQL, [(s,) for s in seqs])])
+        await self._transaction([(_UPLOADED_SQL, [(s,) for s in seqs])], journal=True)
 
     def reply(self, seq: int) -> tuple[str, str] | None:
         """The central system's answer (status, detail) to an uploaded journal row."""

@@ -1,12 +1,14 @@
-"""The store's one writer: a dedicated thread with a plain sqlite3 connection.
+"""The writer of one store file: a dedicated thread with a plain sqlite3 connection.
 
-Every write of a process goes through it as a job: a function run on the writer's connection
-inside one transaction. Journal records are urgent: every urgent job waiting when the writer
-is free shares one transaction and one fsync (group commit), each in its own savepoint so that
-one failing record does not undo the others, and urgent jobs go ahead of bulk ones. A bulk job
-is one bounded part (a few milliseconds of SQLite work), so a journal record waits for at most
-one part. Results reach the event loop in one hop, after the COMMIT returned: with
-synchronous=FULL the write is on disk by then.
+Every write of a process to that file goes through it as a job: a function run on the
+writer's connection inside one transaction (a store has two files, edge/store/base.py, and so
+two writers: journal records never wait for the main file's bulk writes). Journal records are
+urgent: every urgent job waiting when the writer is free shares one transaction and one fsync
+(group commit), each in its own savepoint so that one failing record does not undo the
+others, and urgent jobs go ahead of bulk ones. A bulk job is one bounded part (a few
+milliseconds of SQLite work), so a journal record waits for at most one part. Results reach
+the event loop in one hop, after the COMMIT returned: with synchronous=FULL the write is on
+disk by then.
 
 An urgent job that finds the connection free (no transaction running, no other urgent job
 queued, no other process holding the write lock) runs on the caller's thread instead: no hop

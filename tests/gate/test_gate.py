@@ -155,7 +155,7 @@ async def test_concurrent_admits_of_a_counted_ticket_stop_at_its_uses(store: Sto
 
 
 async def test_a_failed_journal_write_raises_and_leaves_no_passage(store: Store) -> None:
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(store.journal_path)
     conn.execute(
         "CREATE TRIGGER full BEFORE INSERT ON journal BEGIN SELECT RAISE(FAIL, 'disk full'); END"
     )

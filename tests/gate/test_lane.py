@@ -366,7 +366,7 @@ async def test_rescanning_a_ticket_whose_turnstile_failed_opens_it_without_using
 async def test_a_store_write_failure_rejects_with_try_again(
     store: Store, language: str, message: str
 ) -> None:
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(store.journal_path)
     conn.execute(
         "CREATE TRIGGER full BEFORE INSERT ON journal BEGIN SELECT RAISE(FAIL, 'disk full'); END"
     )
@@ -383,7 +383,7 @@ async def test_a_store_write_failure_rejects_with_try_again(
 
 
 async def test_a_write_failure_is_not_remembered_as_a_read(store: Store) -> None:
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(store.journal_path)
     conn.execute(
         "CREATE TRIGGER full BEFORE INSERT ON journal BEGIN SELECT RAISE(FAIL, 'disk full'); END"
     )

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.store.base import journal_path
 from integration.fault_proxy import FaultProxy
 from integration.sync_harness import CentralProcess, GateProcess, free_port, wait_for
 
@@ -42,7 +43,8 @@ class FaultReport:
 
 
 def _entries(path: Path) -> dict[int, int]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    journal = journal_path(str(path))  # a store's passages are in its journal file
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
     try:
         return {int(c): int(n) for c, n in conn.execute("SELECT credential_id, count FROM entries")}
     finally:

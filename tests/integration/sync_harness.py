@@ -24,8 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 from edge.ops import identity
+from edge.store.base import journal_path
 from sync.central.db import CentralDB
 
 STARTUP_TIMEOUT = 30.0
@@ -242,6 +244,8 @@ timeout_seconds = 2.0
     def _query(self, sql: str) -> tuple[object, ...] | None:
         conn = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=10)
         try:
+            journal = quote(journal_path(str(self.store_path)))
+            conn.execute(f"ATTACH DATABASE 'file:{journal}?mode=ro' AS journal_file")
             return conn.execute(sql).fetchone()  # type: ignore[no-any-return]
         except sqlite3.OperationalError:
             return None  # not migrated yet

@@ -177,7 +177,7 @@ async def test_offline_gate_agrees_with_pretix_and_uploads_once(
             assert list(replies.values()) == [("ok", "")] * 3
 
             # A retry (say the answer was lost): same nonces, pretix counts nothing twice.
-            with sqlite3.connect(store.path) as conn:
+            with sqlite3.connect(store.journal_path) as conn:
                 conn.execute("UPDATE journal SET uploaded = 0 WHERE admitted = 1")
             assert await connector.upload() == UploadStats(sent=3, skipped=0, waiting=0)
             assert list(_replies(store).values()) == [("ok", "")] * 3

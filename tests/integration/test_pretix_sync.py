@@ -28,6 +28,7 @@ from edge.core.decide import GateRules, Reason
 from edge.core.errors import SyncError
 from edge.core.facts import Direction
 from edge.gate.gate import Gate
+from edge.store.base import journal_path
 from edge.store.database import Store
 from edge.store.gate import JournalEntry
 from integration import test_pretix
@@ -393,7 +394,8 @@ def _answered(db: Path) -> int:
     # Read only: a plain connect would create an empty file before the daemon's store, and
     # the daemon rightly refuses a store file that holds nothing.
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        journal = journal_path(str(db))
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as conn:
             return int(conn.execute("SELECT count(*) FROM journal_replies").fetchone()[0])
     except sqlite3.OperationalError:  # not created yet
         return 0

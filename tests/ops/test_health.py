@@ -64,8 +64,8 @@ async def test_health_reports_failing_while_the_journal_cannot_be_written(
 
             # The disk is full: SQLite's own limit on the file makes every write fail with
             # SQLITE_FULL, as a full filesystem does.
-            (pages,) = store._reader.execute("PRAGMA page_count").fetchone()
-            await store._writer.bulk(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+            (pages,) = store._reader.execute("PRAGMA journal_file.page_count").fetchone()
+            await store._journal.bulk(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
             for credential in range(2, 2000):  # until a page split needs a new page
                 await lane.handle(mint_code(ticket(credential)).encode(), Direction.ENTRY, 0.0)
                 if operations.decisions.journal_failing:
@@ -78,7 +78,7 @@ async def test_health_reports_failing_while_the_journal_cannot_be_written(
             assert "full" in str(journal["last_error"])
 
             # Space again: the next scan is journaled; degraded for a while, then ok.
-            await store._writer.bulk(
+            await store._journal.bulk(
                 lambda conn: conn.execute("PRAGMA max_page_count = 1073741823")
             )
             await lane.handle(mint_code(ticket(100)).encode(), Direction.ENTRY, 0.0)

@@ -76,7 +76,11 @@ async def test_migrates_an_empty_file_to_the_current_version(tmp_path: Path) -> 
     finally:
         await store.close()
     assert _user_version(db) == schema.VERSION
-    assert "uploaded" in _columns(db, "journal")
+    journal = tmp_path / "new.journal.db"
+    assert _user_version(journal) == schema.JOURNAL_VERSION
+    assert "uploaded" in _columns(journal, "journal")
+    for table in schema.JOURNAL_TABLES:
+        assert _columns(db, table) == []  # only in the journal file
 
 
 async def test_an_existing_empty_file_is_refused_not_recreated(tmp_path: Path) -> None:
@@ -131,6 +135,159 @@ async def test_initialise_refuses_a_store_and_creates_a_missing_one(tmp_path: Pa
     with pytest.raises(StoreError, match="already an edge store"):
         initialise(db)
     assert [n for n in _names(tmp_path) if "replaced" in n] == []
+
+
+# -- the journal file ------------------------------------------------------------------------
+
+
+def _store_of_version_10(db: Path) -> None:
+    """A main file as edge wrote it before the journal file: every journal table with rows."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for migration in schema.MIGRATIONS[: schema.JOURNAL_MOVED - 1]:
+        conn.executescript(migration)
+    conn.execute(f"PRAGMA user_version = {schema.JOURNAL_MOVED - 1}")
+    conn.execute("INSERT INTO keys VALUES (?, ?, 0)", (KEY_ID, public_bytes(PRIVATE)))
+    for n in (1, 2, 3):
+        conn.execute(
+            "INSERT INTO journal (at, lane, direction, reason, admitted, code_hash, code_hint,"
+            " credential_id, uploaded) VALUES (?, 'North 1', 'entry', 'admitted', 1, ?,"
+            " 'EDGE:…ABCD', 1001, ?)",
+            (2000 + n, CODE.hash, int(n == 1)),
+        )
+    conn.execute("INSERT INTO entries VALUES (1001, 3, 2001, 'North 1', 2003, 'entry', 'North 1')")
+    conn.execute("INSERT INTO journal_replies VALUES (1, 2500, 'ok', '')")
+    conn.execute("INSERT INTO clock_jumps (at, jump_ms, after_seq) VALUES (2002, 3600000, 1)")
+    conn.execute("INSERT INTO remote_passages VALUES ('gate-7', 41)")
+    conn.close()
+
+
+def _counts(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in schema.JOURNAL_TABLES
+        }
+    finally:
+        conn.close()
+
+
+_MOVED = {"journal": 3, "entries": 1, "journal_replies": 1, "clock_jumps": 1, "remote_passages": 1}
+
+
+def test_thirty_processes_opening_a_store_of_version_10_move_its_journal_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "edge.db"
+    _store_of_version_10(db)
+    failures = run_at_once(_OPEN_ONE, str(db))
+    assert failures == [], "\n\n".join(failures)
+    assert _user_version(db) == schema.VERSION
+    assert _counts(tmp_path / "edge.journal.db") == _MOVED  # each row once
+    for table in schema.JOURNAL_TABLES:
+        assert _columns(db, table) == []
+
+
+async def test_the_moved_journal_keeps_its_rows_and_its_sequence(tmp_path: Path) -> None:
+    db = tmp_path / "edge.db"
+    _store_of_version_10(db)
+    store = await Store.open(db)
+    try:
+        rows = store.recent()
+        assert [(r.seq, r.uploaded) for r in rows] == [(3, False), (2, False), (1, True)]
+        assert store.reply(1) == ("ok", "")
+        assert store.stats().journal_unsent == 2
+        assert [jump for _, jump, _ in store.clock_jumps()] == [3_600_000]
+        facts = store.facts(CODE)
+        assert facts.entries is not None
+        assert facts.entries.count == 3  # a used ticket stays used across the move
+        assert await store.record(_entry()) == 4  # never a sequence number the central has
+    finally:
+        await store.close()
+
+
+async def test_a_move_cut_short_after_the_copy_is_not_repeated(tmp_path: Path) -> None:
+    # A crash after the journal file's copy committed and before the main file dropped its
+    # tables: the next open finds the rows in the journal file and copies nothing again.
+    db = tmp_path / "edge.db"
+    _store_of_version_10(db)
+    journal = tmp_path / "edge.journal.db"
+    conn = sqlite3.connect(journal, isolation_level=None)
+    conn.executescript(schema.JOURNAL_MIGRATIONS[0])
+    conn.execute(f"PRAGMA user_version = {schema.JOURNAL_VERSION}")
+    conn.execute(f"ATTACH DATABASE '{db}' AS old")
+    for table in schema.JOURNAL_TABLES:
+        conn.execute(f"INSERT INTO main.{table} SELECT * FROM old.{table}")
+    conn.close()
+    store = await Store.open(db)
+    await store.close()
+    assert _counts(journal) == _MOVED
+    assert _user_version(db) == schema.VERSION
+
+
+async def test_a_missing_journal_file_is_refused_and_edge_init_starts_an_empty_one(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    await store.put_keys([(KEY_ID, public_bytes(PRIVATE), False)])
+    await store.record(_entry())
+    await store.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"edge.journal.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreRefusedError, match=r"journal file is missing.*edge init"):
+        await Store.open(db)  # never a fresh journal that would admit the ticket again
+    assert not (tmp_path / "edge.journal.db").exists()
+    assert initialise(db) is None  # the operator's decision: an empty journal
+    store = await Store.open(db)
+    try:
+        assert store.recent() == []
+        assert store.stats().keys == 1  # the main file was kept
+    finally:
+        await store.close()
+
+
+async def test_an_emptied_journal_file_is_refused_and_kept_aside_by_edge_init(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    await store.record(_entry())
+    await store.close()
+    journal = tmp_path / "edge.journal.db"
+    journal.write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"edge.journal.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreRefusedError, match=r"journal file is empty \(0 bytes\)"):
+        await Store.open(db)
+    assert journal.read_bytes() == b""
+    kept = initialise(db)
+    assert kept is not None
+    assert Path(kept).name.startswith("edge.journal.db.replaced-")
+    assert _user_version(journal) == schema.JOURNAL_VERSION
+
+
+async def test_edge_init_of_a_lost_main_file_keeps_the_journal_and_its_entries(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    await store.record(_entry())
+    await store.close()
+    db.write_bytes(b"")  # the main file lost; its journal file is fine
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"edge.db{suffix}").unlink(missing_ok=True)
+    kept = initialise(db)
+    assert kept is not None
+    store = await Store.open(db)
+    try:
+        assert [r.entry.credential_id for r in store.recent()] == [1001]
+        facts = store.facts(CODE)
+        assert facts.entries is not None
+        assert facts.entries.count == 1  # the ticket stays used
+    finally:
+        await store.close()
 
 
 _OPEN_ONE = """
@@ -204,11 +361,13 @@ async def test_migrates_a_file_of_the_previous_schema_keeping_its_rows(tmp_path:
         assert store.stats().journal == 2
     finally:
         await store.close()
-    assert "uploaded" in _columns(db, "journal")
-    conn = sqlite3.connect(db)
+    journal = tmp_path / "v1.journal.db"  # the journal moved to its own file
+    assert "uploaded" in _columns(journal, "journal")
+    assert _columns(db, "journal") == []
+    conn = sqlite3.connect(journal)
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(journal)")}
     conn.close()
-    assert "journal_unsent" in indexes
+    assert {"journal_unsent", "journal_credential"} <= indexes
 
 
 async def test_reopening_a_current_file_changes_nothing(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ async def test_failed_journal_write_is_a_store_error_and_rolls_back(tmp_path: Pa
     db = tmp_path / "edge.db"
     store = await Store.open(db)
     try:
-        _fail_inserts_into(db, "entries")
+        _fail_inserts_into(tmp_path / "edge.journal.db", "entries")
         entry = JournalEntry(
             datetime.now(UTC), "lane", Direction.ENTRY, Reason.ADMITTED, 5, b"h" * 16, "…1234"
         )

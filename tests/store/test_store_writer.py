@@ -55,21 +55,21 @@ class _Held:
 async def test_concurrent_records_share_commits_and_all_are_durable(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "edge.db")
     try:
-        held = _Held(store._writer)
+        held = _Held(store._journal)
         await held.inside()
-        before = store._writer.commits
+        before = store._journal.commits
         records = asyncio.gather(*(store.record(_entry(n)) for n in range(1, 41)))
         await asyncio.sleep(0.01)  # every record queued behind the part
         held.release()
         seqs = await records
         await held.done
-        commits = store._writer.commits - before - 1
+        commits = store._journal.commits - before - 1
         assert sorted(seqs) == list(range(1, 41))
         assert commits < 40  # records that waited together went in one transaction
     finally:
         await store.close()
     # What a record's return promised is on disk for the next process.
-    conn = sqlite3.connect(tmp_path / "edge.db")
+    conn = sqlite3.connect(tmp_path / "edge.journal.db")
     assert conn.execute(
         "SELECT count(*), count(DISTINCT credential_id) FROM journal"
     ).fetchone() == (
@@ -83,7 +83,7 @@ async def test_concurrent_records_share_commits_and_all_are_durable(tmp_path: Pa
 async def test_one_failing_record_in_a_group_leaves_the_others(tmp_path: Path) -> None:
     db = tmp_path / "edge.db"
     store = await Store.open(db)
-    conn = sqlite3.connect(db)
+    conn = sqlite3.connect(store.journal_path)
     conn.execute(
         "CREATE TRIGGER full BEFORE INSERT ON entries WHEN NEW.credential_id = 7"
         " BEGIN SELECT RAISE(FAIL, 'disk full'); END"
@@ -91,7 +91,7 @@ async def test_one_failing_record_in_a_group_leaves_the_others(tmp_path: Path) -
     conn.commit()
     conn.close()
     try:
-        held = _Held(store._writer)
+        held = _Held(store._journal)
         await held.inside()
         records = asyncio.gather(
             *(store.record(_entry(n)) for n in range(1, 11)), return_exceptions=True
@@ -148,20 +148,20 @@ async def test_a_record_with_the_writer_idle_is_committed_on_the_callers_thread(
     store = await Store.open(db)
     threads: list[int] = []
     try:
-        before = store._writer.commits
-        original = store._writer._conn
+        before = store._journal.commits
+        original = store._journal._conn
 
         def job(conn: sqlite3.Connection) -> int:
             threads.append(threading.get_ident())
             assert conn is original
             return 7
 
-        assert await store._writer.urgent(job) == 7
+        assert await store._journal.urgent(job) == 7
         seq = await store.record(_entry(1))
         assert threads == [threading.get_ident()]  # no hop to the writer thread
-        assert store._writer.commits - before == 2
+        assert store._journal.commits - before == 2
         # Committed when it returned: another connection (another process) sees it.
-        other = sqlite3.connect(db)
+        other = sqlite3.connect(store.journal_path)
         assert other.execute("SELECT seq FROM journal").fetchall() == [(seq,)]
         other.close()
     finally:
@@ -186,14 +186,14 @@ async def test_a_slow_disk_sends_records_to_the_writer_thread(
                 time.sleep(3 * store_writer.SLOW_COMMIT_SECONDS)
 
         for _ in range(9):
-            await store._writer.urgent(job)
+            await store._journal.urgent(job)
         assert threads == [threading.get_ident()] * 9  # all here, the slow ones too
-        await store._writer.urgent(job)
+        await store._journal.urgent(job)
         await store.record(_entry(1))
         assert threading.get_ident() not in threads[9:]  # then: the writer thread
         monkeypatch.setattr(store_writer, "SLOW_COMMIT_PAUSE", 0.0)
-        store._writer._direct_after = 0.0
-        await store._writer.urgent(job)
+        store._journal._direct_after = 0.0
+        await store._journal.urgent(job)
         assert threads[-1] == threading.get_ident()  # the pause over: here again
     finally:
         await store.close()
@@ -215,9 +215,9 @@ async def test_one_slow_commit_now_and_then_keeps_records_on_the_callers_thread(
                 time.sleep(3 * store_writer.SLOW_COMMIT_SECONDS)
 
         for _ in range(3 * store_writer.SLOW_COMMIT_WINDOW):
-            await store._writer.urgent(job)
+            await store._journal.urgent(job)
         assert threads == [threading.get_ident()] * (3 * store_writer.SLOW_COMMIT_WINDOW)
-        assert store._writer._direct_after == 0.0
+        assert store._journal._direct_after == 0.0
     finally:
         await store.close()
 
@@ -261,11 +261,11 @@ async def test_a_commit_slowed_by_a_busy_core_stays_on_the_callers_thread(
 
         await asyncio.sleep(0.1)  # the neighbour runs
         for _ in range(3):
-            await store._writer.urgent(job)
+            await store._journal.urgent(job)
         await store.record(_entry(1))
         assert took[0] > 10 * store_writer.SLOW_COMMIT_SECONDS  # a slow commit it was
         assert threads == [threading.get_ident()] * 3  # and every record stayed here
-        assert store._writer._direct_after == 0.0
+        assert store._journal._direct_after == 0.0
     finally:
         os.sched_setaffinity(0, allowed)
         neighbour.kill()
@@ -276,7 +276,7 @@ async def test_a_commit_slowed_by_a_busy_core_stays_on_the_callers_thread(
 async def test_a_failing_record_on_the_callers_thread_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "edge.db"
     store = await Store.open(db)
-    conn = sqlite3.connect(db)
+    conn = sqlite3.connect(store.journal_path)
     conn.execute(
         "CREATE TRIGGER full BEFORE INSERT ON entries WHEN NEW.credential_id = 2"
         " BEGIN SELECT RAISE(FAIL, 'disk full'); END"
@@ -296,7 +296,8 @@ async def test_a_failing_record_on_the_callers_thread_changes_nothing(tmp_path: 
 async def test_a_record_waiting_for_another_process_leaves_the_loop_free(tmp_path: Path) -> None:
     db = tmp_path / "edge.db"
     store = await Store.open(db)
-    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    # Another process writing the journal file (a bulk worker's passages, an uploader's marks).
+    other = sqlite3.connect(store.journal_path, isolation_level=None, check_same_thread=False)
     ticks = 0
 
     async def tick() -> None:
@@ -314,6 +315,32 @@ async def test_a_record_waiting_for_another_process_leaves_the_loop_free(tmp_pat
         assert [r.entry.credential_id for r in store.recent()] == [1]
     finally:
         ticker.cancel()
+        other.close()
+        await store.close()
+
+
+async def test_a_record_never_waits_for_a_write_of_the_main_file(tmp_path: Path) -> None:
+    # A bulk writer (a bootstrap worker, `edge import`) holds the main file's write lock for a
+    # part and its fsync (5-180 ms measured during a bootstrap): the journal has its own file,
+    # so a record neither waits for it nor leaves the caller's thread. Before the split it
+    # waited for the whole transaction.
+    db = tmp_path / "edge.db"
+    store = await Store.open(db)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    threads: list[int] = []
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO sync_cursors VALUES ('bulk', 'part')")
+        seq = await asyncio.wait_for(store.record(_entry(1)), 2.0)
+
+        def job(conn: sqlite3.Connection) -> None:
+            threads.append(threading.get_ident())
+
+        await store._urgent(job)
+        assert threads == [threading.get_ident()]  # committed here, no hop
+        assert [r.seq for r in store.recent()] == [seq]
+        other.execute("COMMIT")
+    finally:
         other.close()
         await store.close()
 
@@ -366,7 +393,7 @@ async def test_a_write_waits_for_another_process_briefly_and_gives_up_after_the_
 ) -> None:
     db = tmp_path / "edge.db"
     store = await Store.open(db)
-    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other = sqlite3.connect(store.journal_path, isolation_level=None, check_same_thread=False)
     try:
         other.execute("BEGIN IMMEDIATE")
         threading.Timer(0.05, lambda: other.execute("COMMIT")).start()
