@@ -420,10 +420,11 @@ class StoreBase:
         changed."""
         return await self._writer.bulk(job)
 
-    async def _journal_bulk(self, job: Job[T]) -> T:
+    async def _journal_bulk(self, job: Job[T], *, durable: bool = True) -> T:
         """One bounded write transaction of the journal file (passages, upload marks), after
-        any waiting record; StoreError on failure, and nothing changed."""
-        return await self._journal.bulk(job)
+        any waiting record; StoreError on failure, and nothing changed. Not `durable`: see
+        Writer.bulk."""
+        return await self._journal.bulk(job, durable=durable)
 
     async def _transaction(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,11 @@ _REPLACED = (
     ("cancelled_events", "event_id"),
 )
 _CURSOR_SQL = "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)"
-_UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq = ?"
+# Rows marked uploaded per transaction: about 0.3 ms of SQLite work in one statement (a
+# thousand rows through executemany took 2-10 ms with the journal file's write lock held,
+# which the lanes' records wait for).
+MARK_PART = 250
+_UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq IN (SELECT value FROM json_each(?))"
 
 # Passages another system saw, merged so that nothing counts twice: the count never drops
 # (the central system's count includes this gate's uploaded passages), the first entry is
@@ -273,6 +278,15 @@ def _apply_passages(conn: sqlite3.Connection, passages: Sequence[RemotePassage])
         "INSERT OR IGNORE INTO remote_passages SELECT device, seq FROM temp.incoming_passages"
     )
     conn.execute("DELETE FROM temp.incoming_passages")
+
+
+def _mark(
+    conn: sqlite3.Connection, *, seqs: str, replies: Sequence[tuple[int, int, str, str]] = ()
+) -> None:
+    """Mark the journal rows of `seqs` (a JSON list) uploaded, storing `replies` first."""
+    if replies:
+        conn.executemany("INSERT OR REPLACE INTO journal_replies VALUES (?, ?, ?, ?)", replies)
+    conn.execute(_UPLOADED_SQL, (seqs,))
 
 
 def _passage_piece(
@@ -663,23 +677,27 @@ class SyncStore(StoreBase):
         return [(*row[:5], bool(row[5]), *row[6:]) for row in rows]
 
     async def mark_sent(self, replies: Iterable[tuple[int, str, str]]) -> None:
-        """Mark journal rows uploaded, with the central system's answer (status, detail)."""
+        """Mark journal rows uploaded, with the central system's answer (status, detail); in
+        parts, as mark_uploaded."""
         at = now_ms()
-        rows = list(replies)
-        await self._transaction(
-            [
-                (
-                    "INSERT OR REPLACE INTO journal_replies VALUES (?, ?, ?, ?)",
-                    [(seq, at, status, detail) for seq, status, detail in rows],
-                ),
-                (_UPLOADED_SQL, [(seq,) for seq, _, _ in rows]),
-            ],
-            journal=True,
-        )
+        rows = [(seq, at, status, detail) for seq, status, detail in replies]
+        for i in range(0, len(rows), MARK_PART):
+            part = rows[i : i + MARK_PART]
+            job = functools.partial(_mark, seqs=json.dumps([row[0] for row in part]), replies=part)
+            await self._journal_bulk(job, durable=False)
 
     async def mark_uploaded(self, seqs: Iterable[int]) -> None:
-        """Record that journal entries reached their destination (any uploader)."""
-        await self._transaction([(_UPLOADED_SQL, [(s,) for s in seqs])], journal=True)
+        """Record that journal entries reached their destination (any uploader).
+
+        In parts of MARK_PART rows, each committed without waiting for the disk: a lane's
+        record waits for at most one part's SQLite work. A power cut may lose the last marks;
+        those rows are then uploaded again, and the central system (by device and seq) and
+        pretix (by nonce) count each once.
+        """
+        marked = list(seqs)
+        for i in range(0, len(marked), MARK_PART):
+            job = functools.partial(_mark, seqs=json.dumps(marked[i : i + MARK_PART]))
+            await self._journal_bulk(job, durable=False)
 
     def reply(self, seq: int) -> tuple[str, str] | None:
         """The central system's answer (status, detail) to an uploaded journal row."""

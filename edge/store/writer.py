@@ -98,11 +98,14 @@ def yield_cpu() -> None:
 class _Pending:
     """A job, the loop of its caller and the future that gets its result."""
 
-    __slots__ = ("future", "job", "loop")
+    __slots__ = ("durable", "future", "job", "loop")
 
-    def __init__(self, job: Job[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, job: Job[Any], loop: asyncio.AbstractEventLoop, *, durable: bool = True
+    ) -> None:
         self.job = job
         self.loop = loop
+        self.durable = durable
         self.future: asyncio.Future[Any] = loop.create_future()
 
     def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
@@ -245,12 +248,20 @@ class Writer:
             os.close(self._clock[2])
         self._clock = None
 
-    async def bulk(self, job: Job[T]) -> T:
-        """Run `job` (one bounded part) in its own transaction, after any urgent job."""
-        return await self._submit(job, self._bulk)
+    async def bulk(self, job: Job[T], *, durable: bool = True) -> T:
+        """Run `job` (one bounded part) in its own transaction, after any urgent job.
 
-    async def _submit(self, job: Job[T], queue: collections.deque[_Pending]) -> T:
-        pending = _Pending(job, asyncio.get_running_loop())
+        Not `durable`: committed without waiting for the disk (synchronous=NORMAL), for what
+        may be lost in a power cut and done again (upload marks: the rows are sent again and
+        counted once). The write lock is then held for the job alone, not for an fsync too;
+        the next durable commit of the file, or its next checkpoint, makes it durable.
+        """
+        return await self._submit(job, self._bulk, durable=durable)
+
+    async def _submit(
+        self, job: Job[T], queue: collections.deque[_Pending], *, durable: bool = True
+    ) -> T:
+        pending = _Pending(job, asyncio.get_running_loop(), durable=durable)
         with self._wake:
             if self._closing:
                 raise StoreError(f"{self.path}: the store is closed")
@@ -347,6 +358,8 @@ class Writer:
     def _one(self, pending: _Pending) -> None:
         """One job in one transaction."""
         try:
+            if not pending.durable:  # outside a transaction: SQLite ignores it inside one
+                self._conn.execute("PRAGMA synchronous = NORMAL")
             self._begin()
             result = pending.job(self._conn)
             self._commit()
@@ -354,7 +367,19 @@ class Writer:
             self._rollback()
             self._settled.append((pending, None, self._failure(err)))
             return
+        finally:
+            if not pending.durable:
+                self._durable_again()
         self._settled.append((pending, result, None))
+
+    def _durable_again(self) -> None:
+        """Back to synchronous=FULL after a job that was not durable (it changes a setting of
+        the connection, no I/O: it fails only inside a transaction, and there is none)."""
+        try:
+            self._conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as err:  # pragma: no cover - see above
+            _LOGGER.error("%s: cannot make commits durable again: %s", self.path, err)
+            raise
 
     def _group(self, batch: list[_Pending]) -> None:
         """Several jobs in one transaction, each in a savepoint: one COMMIT, one fsync."""

@@ -506,3 +506,47 @@ async def test_a_part_that_fails_leaves_the_cursor_and_a_retry_completes(
     finally:
         conn.close()
         await store.close()
+
+
+async def test_a_bulk_job_not_durable_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    # Upload marks may be lost in a power cut (the rows are sent again and counted once): their
+    # transaction is committed with synchronous=NORMAL, so the write lock a lane's record waits
+    # for is not held through an fsync. Every other write stays FULL.
+    store = await Store.open(tmp_path / "edge.db")
+
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    try:
+        assert await store._journal.bulk(level, durable=False) == 1  # NORMAL
+        assert await store._journal.bulk(level) == 2  # FULL again
+        assert await store._journal.urgent(level) == 2
+
+        def failing(conn: sqlite3.Connection) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(StoreError):
+            await store._journal.bulk(failing, durable=False)
+        assert await store._journal.urgent(level) == 2  # a failure leaves it FULL too
+    finally:
+        await store.close()
+
+
+async def test_upload_marks_go_in_bounded_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sync, "MARK_PART", 100)
+    store = await Store.open(tmp_path / "edge.db")
+    try:
+        seqs = [await store.record(_entry(n)) for n in range(1, 1001)]
+        commits = store._journal.commits
+        await store.mark_uploaded(seqs[:500])
+        assert store._journal.commits - commits == 5  # one transaction per part
+        await store.mark_sent([(seq, "ok", "") for seq in seqs[600:850]])
+        assert store._journal.commits - commits == 8
+        unsent = {row.seq for row in store.unsent(1000)}
+        assert unsent == set(seqs[500:600]) | set(seqs[850:])
+        assert store.reply(seqs[600]) == ("ok", "")
+        assert store.reply(seqs[0]) is None
+    finally:
+        await store.close()
