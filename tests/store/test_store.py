@@ -64,6 +64,21 @@ def _entry(reason: Reason = Reason.ADMITTED, **changes: object) -> JournalEntry:
     return JournalEntry(**fields)  # type: ignore[arg-type]
 
 
+async def _recorded(db: Path) -> None:
+    """A store at `db` that journaled one admitted scan of CODE, closed."""
+    store = await Store.open(db)
+    await store.put_keys([(KEY_ID, public_bytes(PRIVATE), False)])
+    await store.record(_entry())
+    await store.close()
+
+
+def _emptied(path: Path) -> None:
+    """What a full disk, a bad card or a careless copy leaves: the file empty, no WAL."""
+    path.write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 
@@ -107,12 +122,8 @@ async def test_a_database_without_the_edge_schema_is_refused(tmp_path: Path) -> 
 
 async def test_a_used_ticket_stays_used_when_the_store_file_is_emptied(tmp_path: Path) -> None:
     db = tmp_path / "edge.db"
-    store = await Store.open(db)
-    await store.record(_entry())
-    await store.close()
-    db.write_bytes(b"")  # a truncated file (full disk, bad card, a careless copy)
-    for suffix in ("-wal", "-shm"):
-        (tmp_path / f"edge.db{suffix}").unlink(missing_ok=True)
+    await _recorded(db)
+    _emptied(db)
     with pytest.raises(StoreRefusedError):
         await Store.open(db)  # never a fresh store that would admit the ticket again
 
@@ -230,10 +241,7 @@ async def test_a_missing_journal_file_is_refused_and_edge_init_starts_an_empty_o
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "edge.db"
-    store = await Store.open(db)
-    await store.put_keys([(KEY_ID, public_bytes(PRIVATE), False)])
-    await store.record(_entry())
-    await store.close()
+    await _recorded(db)
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / f"edge.journal.db{suffix}").unlink(missing_ok=True)
     with pytest.raises(StoreRefusedError, match=r"journal file is missing.*edge init"):
@@ -252,13 +260,9 @@ async def test_an_emptied_journal_file_is_refused_and_kept_aside_by_edge_init(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "edge.db"
-    store = await Store.open(db)
-    await store.record(_entry())
-    await store.close()
+    await _recorded(db)
     journal = tmp_path / "edge.journal.db"
-    journal.write_bytes(b"")
-    for suffix in ("-wal", "-shm"):
-        (tmp_path / f"edge.journal.db{suffix}").unlink(missing_ok=True)
+    _emptied(journal)
     with pytest.raises(StoreRefusedError, match=r"journal file is empty \(0 bytes\)"):
         await Store.open(db)
     assert journal.read_bytes() == b""
@@ -272,12 +276,8 @@ async def test_edge_init_of_a_lost_main_file_keeps_the_journal_and_its_entries(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "edge.db"
-    store = await Store.open(db)
-    await store.record(_entry())
-    await store.close()
-    db.write_bytes(b"")  # the main file lost; its journal file is fine
-    for suffix in ("-wal", "-shm"):
-        (tmp_path / f"edge.db{suffix}").unlink(missing_ok=True)
+    await _recorded(db)
+    _emptied(db)  # the main file lost; its journal file is fine
     kept = initialise(db)
     assert kept is not None
     store = await Store.open(db)
