@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from threads import nice
 
 from edge.core.decide import Reason
 from edge.core.errors import StoreError
@@ -345,43 +346,37 @@ async def test_a_record_never_waits_for_a_write_of_the_main_file(tmp_path: Path)
         await store.close()
 
 
-def _nice(tid: int) -> int:
-    # /proc/PID/task/TID/stat: the 19th field is the nice value (after the parenthesised name)
-    stat = Path(f"/proc/{os.getpid()}/task/{tid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 async def test_yield_cpu_lowers_only_the_calling_thread_and_the_checkpointer_runs_lowered(
     tmp_path: Path,
 ) -> None:
     main = threading.get_native_id()
-    base = _nice(main)
+    base = nice(main)
     seen: list[int] = []
 
     def background() -> None:
         store_writer.yield_cpu()
         store_writer.yield_cpu()  # again: stays where it is
-        seen.append(_nice(threading.get_native_id()))
+        seen.append(nice(threading.get_native_id()))
 
     thread = threading.Thread(target=background)
     thread.start()
     thread.join()
     assert seen == [max(base, store_writer.BACKGROUND_NICE)]
-    assert _nice(main) == base
+    assert nice(main) == base
     store = await Store.open(tmp_path / "edge.db")
     try:
         writer, checkpointer = store._writer._thread, store._writer._checkpointer
         assert writer.native_id is not None
         assert checkpointer.native_id is not None
-        assert _nice(writer.native_id) == base  # it holds the write lock: never lowered
+        assert nice(writer.native_id) == base  # it holds the write lock: never lowered
         tid = checkpointer.native_id
 
         def lowered() -> int:  # the thread lowers itself as it starts
             deadline = time.monotonic() + 5
-            while _nice(tid) == base and time.monotonic() < deadline:
+            while nice(tid) == base and time.monotonic() < deadline:
                 time.sleep(0.01)
-            return _nice(tid)
+            return nice(tid)
 
         assert await asyncio.to_thread(lowered) == max(base, store_writer.BACKGROUND_NICE)
     finally:

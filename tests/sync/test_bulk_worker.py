@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from threads import nice, nice_values
 
 from edge.core.errors import SyncError
 from edge.store.database import Store
@@ -59,14 +60,8 @@ async def test_the_worker_writes_only_what_verifies_and_restarts_after_a_crash(
         await store.close()
 
 
-def _nice(pid: int, tid: int) -> int:
-    # /proc/PID/task/TID/stat: the 19th field is the nice value (after the parenthesised name)
-    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-async def test_the_worker_yields_the_cpu_except_in_its_writer_thread(tmp_path: Path) -> None:
+async def test_the_worker_yields_the_cpu_except_in_its_writer_threads(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "edge.db")
     await store.put_keys([(1, protocol.public_bytes(KEY), False)])
     worker = BulkWorker(store.path, "gate-1")
@@ -75,9 +70,8 @@ async def test_the_worker_yields_the_cpu_except_in_its_writer_thread(tmp_path: P
         await worker.write(opened)
         assert worker._process is not None
         pid = worker._process.pid
-        ours = _nice(os.getpid(), os.getpid())
-        tids = [int(task) for task in os.listdir(f"/proc/{pid}/task")]  # noqa: PTH208
-        nices = {tid: _nice(pid, tid) for tid in tids}
+        ours = nice(os.getpid())
+        nices = nice_values(pid)
         assert nices[pid] == max(ours, 10)  # its main thread: requests, decoding, rows
         # The threads that verified and read requests yield too; only the store's two
         # writers (its files' write locks, which the daemon's writes may wait for) keep our

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from threads import nice_values
 
 from edge.core.decide import Reason
 from edge.core.errors import SyncError
@@ -564,17 +565,8 @@ async def test_a_worker_per_pull_and_one_that_dies_or_is_abandoned_is_gone(
         await store.close()
 
 
-def _nice_values(pid: int) -> list[int]:
-    """The nice value of each thread of a process (Linux /proc)."""
-    values = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text()
-        values.append(int(stat.rsplit(")", 1)[1].split()[16]))  # field 19: nice
-    return values
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc")
-async def test_the_worker_yields_the_cpu_except_its_store_writer(
+async def test_the_worker_yields_the_cpu_except_its_store_writers(
     server: tuple[Server, str], tmp_path: Path
 ) -> None:
     fake, url = server
@@ -586,7 +578,7 @@ async def test_the_worker_yields_the_cpu_except_its_store_writer(
         pending = asyncio.create_task(worker.pull(settings))
         await fake.held.wait()  # the store is open, its threads started; HTTP under way
         assert worker._process is not None
-        nice = _nice_values(worker._process.pid)
+        nice = list(nice_values(worker._process.pid).values())
         fake.hold.set()
         await pending
         # The store's two writers hold the write locks the daemon's writes may wait for: the
