@@ -33,6 +33,10 @@ def _entry(n: int, reason: Reason = Reason.ADMITTED) -> JournalEntry:
     return JournalEntry(datetime.now(UTC), "lane", Direction.ENTRY, reason, n, b"h" * 16, "…1")
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
 class _Held:
     """The writer thread inside a bulk part until `release()`: records queue behind it."""
 
@@ -344,6 +348,55 @@ async def test_a_record_never_waits_for_a_write_of_the_main_file(tmp_path: Path)
     finally:
         other.close()
         await store.close()
+
+
+async def test_the_wal_starts_over_when_a_commit_came_in_during_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    # SQLite writes the WAL from its start again only at a commit that began after a checkpoint
+    # had copied every frame. A commit that began while the checkpointer copied (a lane's
+    # record, an upload's mark) left it a frame short, and so did every later one: the WAL grew
+    # with each commit for as long as commits kept coming (61 MB after 3,000 records in a row),
+    # each appending to the file. The writer now copies what the checkpointer left.
+    path = tmp_path / "w.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("PRAGMA journal_mode = WAL")
+    setup.execute("CREATE TABLE t (n INTEGER)")
+    writer = Writer(str(path))
+    writer._thread.start()  # the checkpoints are run by hand below
+    checkpointer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (1)")
+
+    wal = Path(f"{path}-wal")
+    try:
+        for _ in range(50):
+            await writer.urgent(insert)
+        inside, release = threading.Event(), threading.Event()
+
+        def held(conn: sqlite3.Connection) -> None:
+            insert(conn)
+            inside.set()
+            release.wait(5)
+
+        holding = asyncio.ensure_future(writer.bulk(held))  # a commit begins before the
+        assert await asyncio.to_thread(inside.wait, 5)  # checkpoint ends...
+        writer._checkpoint(checkpointer)
+        release.set()
+        await holding  # ... and commits after it
+        await asyncio.sleep(0.1)  # the writer thread's turn
+        size = _size(wal)
+        for _ in range(50):
+            await writer.urgent(insert)
+        # The 50 commits went to the start of the WAL (a busy machine may let a few append
+        # before the writer thread's turn); before, each appended a frame.
+        assert _size(wal) - size < 10 * (4096 + 24)
+        assert setup.execute("SELECT count(*) FROM t").fetchone() == (101,)
+    finally:
+        checkpointer.close()
+        await writer.close()
+        setup.close()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
