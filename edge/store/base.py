@@ -219,11 +219,14 @@ def _prepare(path: str) -> None:
                 _create(journal, schema.JOURNAL_MIGRATIONS)
             _prepare_journal(journal)
             _move_journal(path, journal)
-        _migrate(conn, path)
+        if found < schema.VERSION:  # a current file: no second write transaction
+            _migrate(conn, path)
     except sqlite3.DatabaseError as err:
         raise StoreError(f"{path}: not a usable edge store: {err}") from err
     finally:
         conn.close()
+    if found < schema.JOURNAL_MOVED:
+        return  # its journal file was prepared for the move
     if not os.path.lexists(journal):
         raise StoreRefusedError(
             f"{journal}: the store's journal file is missing: it holds every entry recorded "

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import KEY_ID, OTHER_PRIVATE, PRIVATE, mint_code, public_bytes, ticket
@@ -15,6 +16,7 @@ from edge.core.codes import EntryPolicy, Kind, PlainCode, SignedCode, Validity, 
 from edge.core.decide import Reason
 from edge.core.errors import StoreError, StoreRefusedError
 from edge.core.facts import Credential, Direction, EntryState, Revocation
+from edge.store import base as store_base
 from edge.store import schema
 from edge.store.base import initialise
 from edge.store.database import Store
@@ -370,15 +372,31 @@ async def test_migrates_a_file_of_the_previous_schema_keeping_its_rows(tmp_path:
     assert {"journal_unsent", "journal_credential"} <= indexes
 
 
-async def test_reopening_a_current_file_changes_nothing(tmp_path: Path) -> None:
+async def test_reopening_a_current_file_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "edge.db"
     store = await Store.open(db)
     await store.record(_entry())
     await store.close()
+    migrations: list[tuple[str, int | None]] = []
+    migrate = store_base._migrate
+
+    def counted(conn: sqlite3.Connection, path: str, *args: Any, **kwargs: Any) -> int:
+        migrations.append((Path(path).name, kwargs.get("upto")))
+        return migrate(conn, path, *args, **kwargs)
+
+    monkeypatch.setattr(store_base, "_migrate", counted)
     store = await Store.open(db)
     try:
         assert len(store.recent()) == 1
         assert store.stats().schema_version == schema.VERSION
+        # One look at each file's version (each a write transaction): before, the main file
+        # had a second, empty one.
+        assert migrations == [
+            ("edge.db", schema.JOURNAL_MOVED - 1),
+            ("edge.journal.db", None),
+        ]
     finally:
         await store.close()
 
