@@ -506,6 +506,6 @@ def device_status(
     return {
         "device": device,
         "sync": sync,
-        "queues": {"journal": store.journal_backlog(), "print": queue.pending()},
+        "queues": {"journal": store.seen_backlog(), "print": queue.pending()},
         "decisions": decisions,
     }

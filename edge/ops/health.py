@@ -126,7 +126,7 @@ def _lane_metrics(registry: Registry, lanes: Sequence[Lane], store: SyncStore) -
     registry.gauge(
         "edge_journal_unsent",
         "Journal entries not yet uploaded to the central system.",
-        collect=lambda: {(): store.journal_backlog()},
+        collect=lambda: {(): store.seen_backlog()},
     )
 
 

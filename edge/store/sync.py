@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +64,10 @@ _CURSOR_SQL = "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)"
 # thousand rows through executemany took 2-10 ms with the journal file's write lock held,
 # which the lanes' records wait for).
 MARK_PART = 250
+_BACKLOG_SQL = "SELECT count(*) FROM journal WHERE uploaded = 0"
+_BACKLOG_UPTO_SQL = "SELECT count(*) FROM (SELECT 1 FROM journal WHERE uploaded = 0 LIMIT ?)"
+BACKLOG_EXACT_LIMIT = 2_000  # unsent rows counted on the loop at most (4 ms per 100,000)
+BACKLOG_FRESH_SECONDS = 1.0  # age of a worker thread's count of a larger backlog
 _UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq IN (SELECT value FROM json_each(?))"
 
 # Passages another system saw, merged so that nothing counts twice: the count never drops
@@ -340,6 +345,9 @@ def _delete_part(conn: sqlite3.Connection, sql: str) -> int:
 
 class SyncStore(StoreBase):
     """What sync may do: apply synced facts, keep cursors, upload the journal."""
+
+    _seen_backlog: tuple[float, int] | None = None  # (monotonic time counted, count)
+    _backlog_counting = False
 
     # -- synced facts: one transaction each ----------------------------------------------------
 
@@ -728,7 +736,35 @@ class SyncStore(StoreBase):
         ]
 
     def journal_backlog(self) -> int:
-        """Journal entries not uploaded yet (the partial index keeps this cheap for metrics)."""
-        return int(
-            self._reader.execute("SELECT count(*) FROM journal WHERE uploaded = 0").fetchone()[0]
-        )
+        """Journal entries not uploaded yet, counted now on the calling thread (a walk of the
+        unsent index: 4 ms for 100,000 rows, 58 ms for a million: on the event loop, every scan
+        would wait for it; monitoring there uses `seen_backlog`)."""
+        return int(self._reader.execute(_BACKLOG_SQL).fetchone()[0])
+
+    def seen_backlog(self) -> int:
+        """The journal backlog for monitoring (/health, /metrics, status pages), on the loop,
+        which never counts more than BACKLOG_EXACT_LIMIT rows (0.1 ms): exact below it; above
+        it, the last count taken in a worker thread (again once it is older than
+        BACKLOG_FRESH_SECONDS), and at least the limit."""
+        (upto,) = self._reader.execute(_BACKLOG_UPTO_SQL, (BACKLOG_EXACT_LIMIT,)).fetchone()
+        if upto < BACKLOG_EXACT_LIMIT:
+            return int(upto)
+        seen = self._seen_backlog
+        if seen is None or time.monotonic() - seen[0] > BACKLOG_FRESH_SECONDS:
+            self._count_backlog()
+        return max(int(upto), seen[1] if seen is not None else 0)
+
+    def _count_backlog(self) -> None:
+        """Count the backlog in a worker thread, one count at a time."""
+        if self._backlog_counting:
+            return
+        self._backlog_counting = True
+        started = time.monotonic()
+        counting = asyncio.get_running_loop().run_in_executor(None, self._read_here, _BACKLOG_SQL)
+
+        def counted(done: asyncio.Future[list[Any]]) -> None:
+            self._backlog_counting = False
+            if not done.cancelled() and done.exception() is None:
+                self._seen_backlog = (started, int(done.result()[0][0]))
+
+        counting.add_done_callback(counted)

@@ -168,8 +168,8 @@ class Replicator:
     # -- running -----------------------------------------------------------------------------
 
     def queue_length(self) -> int:
-        """Journal entries waiting for upload."""
-        return self._store.journal_backlog()
+        """Journal entries waiting for upload, as monitoring sees them (Store.seen_backlog)."""
+        return self._store.seen_backlog()
 
     def journal_changed(self) -> None:
         """A lane journaled a decision: upload soon."""

@@ -26,7 +26,7 @@ def health(state: PretixSyncState, store: SyncStore) -> dict[str, object]:
         "last_pull": _iso(state.last_pull),
         "last_upload": _iso(state.last_upload),
         "last_error": state.last_error or None,
-        "queue": store.journal_backlog(),
+        "queue": store.seen_backlog(),
         "uploaded": state.uploaded,
         "refused": state.refused,
         "refusals": list(state.refusals),
