@@ -64,11 +64,11 @@ _CURSOR_SQL = "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?)"
 # thousand rows through executemany took 2-10 ms with the journal file's write lock held,
 # which the lanes' records wait for).
 MARK_PART = 250
+_UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq IN (SELECT value FROM json_each(?))"
 _BACKLOG_SQL = "SELECT count(*) FROM journal WHERE uploaded = 0"
 _BACKLOG_UPTO_SQL = "SELECT count(*) FROM (SELECT 1 FROM journal WHERE uploaded = 0 LIMIT ?)"
 BACKLOG_EXACT_LIMIT = 2_000  # unsent rows counted on the loop at most (4 ms per 100,000)
 BACKLOG_FRESH_SECONDS = 1.0  # age of a worker thread's count of a larger backlog
-_UPLOADED_SQL = "UPDATE journal SET uploaded = 1 WHERE seq IN (SELECT value FROM json_each(?))"
 
 # Passages another system saw, merged so that nothing counts twice: the count never drops
 # (the central system's count includes this gate's uploaded passages), the first entry is
