@@ -65,7 +65,14 @@ START_TIMEOUT = 30.0
 P99_LIMIT_MS, MAX_LIMIT_MS, IDLE_P99_LIMIT_MS = 10.0, 50.0, 3.0
 START_LIMIT_MS, RSS_LIMIT_MB, VERSION_LIMIT_MS = 400.0, 45.0, 150.0
 DEAD_URL = "http://127.0.0.1:9"  # pushes only: pulls fail and back off
-FULL = {"bootstrap": 1_000_000, "push": 28_500, "upload": 100_000, "import": 800_000}
+FULL = {
+    "bootstrap": 1_000_000,
+    "push": 28_500,
+    "upload": 100_000,
+    "import": 800_000,
+    "monitoring": 1_000_000,  # journal rows not uploaded while /metrics and /health are read
+}
+SCRAPE_SECONDS, SCRAPES = 0.1, 50  # monitoring: a scrape of /metrics and /health this often
 
 
 class Pty:
@@ -128,6 +135,7 @@ class Daemon:
         self.scanner, self.relay = Pty(), Pty()
         self.identity = identity.ensure(identity.path_for(self.store))
         self.push_port = free_port()
+        self.metrics_port = free_port()  # not 9101: an edge of this machine may use it
         sync = ""
         if sync_url:
             sync = (
@@ -162,6 +170,9 @@ pulse_ms = 50
 name = "lane-1"
 actuator = "turnstile"
 entry = ["scanner"]
+
+[metrics]
+port = {self.metrics_port}
 
 {sync}""",
             encoding="utf-8",
@@ -406,6 +417,32 @@ def run_load(
         daemon.stop()
 
 
+def monitoring_load() -> Callable[[Daemon], str]:
+    """Read /metrics and /health every SCRAPE_SECONDS (a Prometheus, a status page and a
+    health check at once), while the journal holds a backlog (seeded: no sync configured)."""
+
+    def work(daemon: Daemon) -> str:
+        took, pages = [], {}
+        for _ in range(SCRAPES):
+            started = time.perf_counter()
+            for path in ("/metrics", "/health"):
+                url = f"http://127.0.0.1:{daemon.metrics_port}{path}"
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    pages[path] = response.read().decode()
+            took.append(time.perf_counter() - started)
+            time.sleep(SCRAPE_SECONDS)
+        took.sort()
+        lines = pages["/metrics"].splitlines()
+        gauge = [line for line in lines if line.startswith("edge_journal_unsent ")]
+        unsent = gauge[0].split()[1] if gauge else "?"
+        return (
+            f"{SCRAPES} reads of /metrics and /health, every {SCRAPE_SECONDS * 1000:.0f} ms:"
+            f" p50 {took[len(took) // 2] * 1000:.1f} ms; edge_journal_unsent {unsent}"
+        )
+
+    return work
+
+
 def bootstrap_load(venue: Venue, size: int) -> Callable[[Daemon], str]:
     started = time.perf_counter()
     batch = 100_000
@@ -646,7 +683,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the issue's loads")
     parser.add_argument("--seconds", type=float, default=20.0, help="scanning with no load")
     parser.add_argument(
-        "--only", choices=["idle", "bootstrap", "push", "upload", "import", "micro"]
+        "--only",
+        choices=["idle", "bootstrap", "push", "upload", "import", "monitoring", "micro"],
     )
     parser.add_argument(
         "--central-cpu",
@@ -690,6 +728,9 @@ def main() -> None:
             if want("import"):
                 work = import_load(venue, sizes["import"])
                 run_load(venue, "edge import", tickets, 2, work=work, report=report)
+            if want("monitoring"):
+                run_load(venue, "monitoring", tickets, 2, journal_rows=sizes["monitoring"],
+                         work=monitoring_load(), report=report)  # fmt: skip
             if want("upload") or want("bootstrap"):
                 venue.central.start()
                 assert venue.central.process is not None

@@ -73,6 +73,7 @@ BENCHMARKS = [
             "5 pushes",
             "edge import",
             "upload",
+            "reads of /metrics and /health",
             "bootstrap of",
             "decide+journal",
             "through the writer thread as before",
