@@ -67,7 +67,8 @@ REVOKED_CURSOR = "pretix:revoked-since"  # `created` of the newest revoked secre
 BLOCKED_CURSOR = "pretix:blocked-since"  # `updated` of the newest blocked-secret change
 CATALOG_CURSOR = "pretix:catalog"  # JSON: item and subevent names, for operators
 NONCE_CURSOR = "pretix:nonce-prefix"  # random per store: nonces of two stores never meet
-UPLOAD_PAGE = 500  # journal rows read at a time during an upload round
+UPLOAD_PAGE = 100  # journal rows read at a time during an upload round, on the event loop
+# (a page of 500 held it 5.6-6.1 ms with a backlog, every lane waiting; 100: 1.4-1.5 ms)
 UPLOAD_BATCH = 2000  # redeem requests per upload round at most, so pulls come between rounds
 UPLOAD_CONCURRENCY = 4  # redeem requests in flight, for distinct positions
 MARK_EVERY = 50  # answers stored together: a crash re-sends at most this many (same nonces)

@@ -347,6 +347,29 @@ async def test_a_row_that_always_fails_does_not_hold_up_the_rows_behind_it(
     assert store.reply_counts() == {"ok": 1}
 
 
+async def test_the_upload_reads_its_queue_in_small_pages(
+    connector: tuple[PretixConnector, Store], server: tuple[Server, str]
+) -> None:
+    # The upload reads the unsent rows on the event loop, a page at a time: a page of 500
+    # held the loop 5.6-6.1 ms with a backlog, and every lane waited. Pages are of 100 now,
+    # and the rows behind the first page still go.
+    sync, store = connector
+    fake, _ = server
+    await sync.pull()
+    await _admitted(store, secret_hash("e70j03ynzt5zfrr9"), count=250)
+    fake.answers[f"{EVENT}/checkinlists/3/positions/5/redeem/"] = (201, {"status": "ok"})
+    on_loop: list[str] = []
+    store._reader.set_trace_callback(on_loop.append)
+    try:
+        stats = await sync.upload()
+    finally:
+        store._reader.set_trace_callback(None)
+    assert (stats.sent, len(store.unsent(1000))) == (250, 0)
+    pages = [sql for sql in on_loop if "FROM journal WHERE uploaded = 0" in sql]
+    assert len(pages) >= 3
+    assert all(sql.endswith("LIMIT 100") for sql in pages)
+
+
 async def test_refusals_leave_the_queue_with_pretix_s_reason(
     connector: tuple[PretixConnector, Store], server: tuple[Server, str]
 ) -> None:
