@@ -215,9 +215,15 @@ def test_bootstrap_comes_in_chunks_and_resumes_after_sigkill(
         assert gate.revision() is None
         gate.start(url)
         _converged(central, [gate], timeout=120)
-        loaded = re.findall(r"bootstrapped (\d+) items", gate.log.read_text())
-        assert len(loaded) == 1  # only the restarted daemon finished, with the rest
-        assert 0 < int(loaded[0]) < len(hashes)
+
+        def loaded() -> list[str]:
+            return re.findall(r"bootstrapped (\d+) items", gate.log.read_text())
+
+        # The daemon logs the bootstrap once its bulk worker answered for the last chunk,
+        # which committed the revision the wait above saw: a moment later.
+        wait_for(lambda: bool(loaded()), 10, "the bootstrap's log line")
+        assert len(loaded()) == 1  # only the restarted daemon finished, with the rest
+        assert 0 < int(loaded()[0]) < len(hashes)
         assert gate.count("revoked_codes") == len(hashes)
     finally:
         gate.kill()
