@@ -748,6 +748,7 @@ class SyncStore(StoreBase):
         BACKLOG_FRESH_SECONDS), and at least the limit."""
         (upto,) = self._reader.execute(_BACKLOG_UPTO_SQL, (BACKLOG_EXACT_LIMIT,)).fetchone()
         if upto < BACKLOG_EXACT_LIMIT:
+            self._seen_backlog = None  # a count of a larger backlog is history now
             return int(upto)
         seen = self._seen_backlog
         if seen is None or time.monotonic() - seen[0] > BACKLOG_FRESH_SECONDS:

@@ -359,6 +359,15 @@ async def test_monitoring_never_counts_a_large_backlog_on_the_loop(
         await store.mark_uploaded(range(1, 21))
         monkeypatch.setattr(store_sync, "BACKLOG_FRESH_SECONDS", 0.0)
         assert await shows(13)
+        # Drained below the limit and grown again: never the count of the older backlog.
+        monkeypatch.setattr(store_sync, "BACKLOG_FRESH_SECONDS", 60.0)
+        await store.mark_uploaded(range(21, 30))
+        assert store.seen_backlog() == 4
+        for n in range(20):
+            await store.record(entry(n))
+        assert store.seen_backlog() >= 10
+        assert store.seen_backlog() != 13
+        assert await shows(24)
     finally:
         store._reader.set_trace_callback(None)
         await store.close()
