@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -13,7 +14,7 @@ from threads import nice, nice_values
 from edge.core.errors import SyncError
 from edge.store.database import Store
 from sync import protocol
-from sync.client.bulk import BulkWorker
+from sync.client.bulk import BulkWorker, _frame, _frame_head
 from sync.protocol import EnvelopeKind, Revocation, RevokeCode
 
 KEY = Ed25519PrivateKey.generate()
@@ -77,6 +78,31 @@ async def test_the_worker_yields_the_cpu_except_in_its_writer_threads(tmp_path: 
         # writers (its files' write locks, which the daemon's writes may wait for) keep our
         # priority.
         assert sorted(nices.values()).count(ours) == 2, nices
+    finally:
+        await worker.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("size", [0, 255, 256, 65_535, 65_536, 3 << 20])
+def test_an_envelope_sent_in_pieces_is_the_frame_packb_would_write(size: int) -> None:
+    request = {"op": "open", "id": 7, "kinds": [1], "rid": 9}
+    data = os.urandom(size)
+    assert _frame_head(request, data) + data == _frame({**request, "data": data})
+
+
+async def test_large_envelopes_sent_at_once_reach_the_worker_whole(tmp_path: Path) -> None:
+    """Each goes out in pieces as the pipe takes them; two at once must not interleave."""
+    store = await Store.open(tmp_path / "edge.db")
+    await store.put_keys([(1, protocol.public_bytes(KEY), False)])
+    worker = BulkWorker(store.path, "gate-1")
+    try:
+        envelopes = [_changes(first, 40_000) for first in (0, 40_000, 80_000)]
+        assert min(len(e) for e in envelopes) > 1 << 20  # many pieces each
+        opened = await asyncio.gather(*(worker.open(e, (EnvelopeKind.CHANGES,)) for e in envelopes))
+        assert [(o.first, o.changes) for o in opened] == [(n, 40_000) for n in (0, 40_000, 80_000)]
+        for one in opened:
+            await worker.write(one)
+        assert store.stats().revoked_codes == 120_000
     finally:
         await worker.close()
         await store.close()
