@@ -56,6 +56,7 @@ BOOTSTRAP_WORKERS = 2
 # and written by the bulk worker process (sync/client/bulk.py), never in the daemon; the
 # daemon moves the cursors once the worker wrote the facts. Smaller ones go through a thread.
 BULK_BYTES = 64 << 10
+JOIN_IN_THREAD_BYTES = 1 << 20  # an answer this large is put together in a thread
 BOOTSTRAP_PROGRESS_SECONDS = 5.0  # a long bootstrap logs how far it is this often
 CHANGES_LIMIT = 5_000
 PUSH_PATH = "/v1/push"
@@ -73,7 +74,11 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
         if size > limit:
             raise protocol.ProtocolError(f"answer larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    if size < JOIN_IN_THREAD_BYTES:
+        return b"".join(chunks)
+    # Megabytes copied into fresh memory held the event loop 2 ms and more (a bootstrap
+    # chunk); in a thread the copy runs without the interpreter lock, and a scan goes first.
+    return await asyncio.to_thread(b"".join, chunks)
 
 
 def _encode_cursor(pinned: int, cursor: tuple[str, Any] | None) -> str:
