@@ -348,6 +348,7 @@ class SyncStore(StoreBase):
 
     _seen_backlog: tuple[float, int] | None = None  # (monotonic time counted, count)
     _backlog_counting = False
+    _backlog_epoch = 0  # moves on when the backlog drains below the limit: older counts are void
 
     # -- synced facts: one transaction each ----------------------------------------------------
 
@@ -748,7 +749,9 @@ class SyncStore(StoreBase):
         BACKLOG_FRESH_SECONDS), and at least the limit."""
         (upto,) = self._reader.execute(_BACKLOG_UPTO_SQL, (BACKLOG_EXACT_LIMIT,)).fetchone()
         if upto < BACKLOG_EXACT_LIMIT:
-            self._seen_backlog = None  # a count of a larger backlog is history now
+            # A count of a larger backlog is history now, and so is one still running.
+            self._seen_backlog = None
+            self._backlog_epoch += 1
             return int(upto)
         seen = self._seen_backlog
         if seen is None or time.monotonic() - seen[0] > BACKLOG_FRESH_SECONDS:
@@ -760,12 +763,12 @@ class SyncStore(StoreBase):
         if self._backlog_counting:
             return
         self._backlog_counting = True
-        started = time.monotonic()
+        started, epoch = time.monotonic(), self._backlog_epoch
         counting = asyncio.get_running_loop().run_in_executor(None, self._read_here, _BACKLOG_SQL)
 
         def counted(done: asyncio.Future[list[Any]]) -> None:
             self._backlog_counting = False
-            if not done.cancelled() and done.exception() is None:
+            if epoch == self._backlog_epoch and not done.cancelled() and done.exception() is None:
                 self._seen_backlog = (started, int(done.result()[0][0]))
 
         counting.add_done_callback(counted)

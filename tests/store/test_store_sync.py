@@ -371,3 +371,47 @@ async def test_monitoring_never_counts_a_large_backlog_on_the_loop(
     finally:
         store._reader.set_trace_callback(None)
         await store.close()
+
+
+async def test_a_count_of_a_backlog_drained_meanwhile_is_not_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A count taken in the worker thread before the backlog drained below the limit, that
+    # lands after it did, is history: shown, it stayed for BACKLOG_FRESH_SECONDS.
+    monkeypatch.setattr(store_sync, "BACKLOG_EXACT_LIMIT", 10)
+    monkeypatch.setattr(store_sync, "BACKLOG_FRESH_SECONDS", 60.0)
+    store = await Store.open(tmp_path / "edge.db")
+    land = threading.Event()
+    read_here = store._read_here
+
+    def counted_late(sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        rows = read_here(sql, parameters)
+        land.wait(10)  # counted now, handed back later
+        return rows
+
+    monkeypatch.setattr(store, "_read_here", counted_late)
+    at = datetime.now(UTC)
+    try:
+        for n in range(15):
+            await store.record(
+                JournalEntry(at, "lane-1", Direction.ENTRY, Reason.ADMITTED, n, b"h" * 16, "…x")
+            )
+        assert store.seen_backlog() == 10  # the count of 15 runs
+        await store.mark_uploaded(range(1, 16))
+        assert store.seen_backlog() == 0
+        for n in range(12):
+            await store.record(
+                JournalEntry(at, "lane-1", Direction.ENTRY, Reason.ADMITTED, n, b"h" * 16, "…x")
+            )
+        land.set()
+        shown = []
+        for _ in range(200):
+            shown.append(store.seen_backlog())
+            if shown[-1] == 12:
+                break
+            await asyncio.sleep(0.01)
+        assert shown[-1] == 12
+        assert 15 not in shown
+    finally:
+        land.set()
+        await store.close()
