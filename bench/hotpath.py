@@ -564,7 +564,7 @@ def decide_journal(directory: Path, venue: Venue, count: int) -> str:
     Twice: back to back, and PACED_SECONDS apart (at a gate a scan finds the CPU idle, which
     is slower here: a bare commit's p50 doubles). The kinds take turns scan by scan, so a burst
     of the shared machine's noise falls on all of them: in blocks of 250 one kind each, the
-    admit's p99 over its limit ranged from 0.74 to 1.95 in three runs, scan by scan from 0.88
+    admit's p99 over its limit ranged from 0.74 to 1.95 in three runs, scan by scan from 0.78
     to 1.03. The admit through the writer thread (as before) runs after them: its two thread
     switches slowed the direct admit that followed (0.2 ms more at the p50)."""
     bare = sqlite3.connect(directory / "bare.db", isolation_level=None)
