@@ -2,6 +2,14 @@
 
 scan -> Gate.admit (decide, journal durably) -> actuator -> report. Scans are handled one at
 a time per lane, in arrival order; a flood beyond QUEUE_SIZE is dropped and counted.
+
+Between the actuator's command and the report (log line, metrics, the scanner's reply) the
+lane offers the CPU to whatever the command woke (sched_yield): a process that carries the
+command on, such as a network bridge of a socket:// relay or the far end of a pseudo-terminal,
+then runs before the report instead of after it on a one-core gate. A USB relay took its
+frame in the write itself, and with nothing else to run the yield is one system call. With a
+relay on a pseudo-terminal (the hotpath bench), an idle gate's scans reached the relay 0.25-0.3
+ms sooner at the p50.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +42,12 @@ ERROR_TEXT = {
     "de": "Bitte erneut versuchen",
     "fr": "Veuillez réessayer",
 }
+
+
+def offer_cpu() -> None:
+    """Let a runnable process (one the actuator's command woke) run first (Unix only)."""
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +209,7 @@ class Lane:
         for _ in range(ACTUATOR_ATTEMPTS):
             if actuated := await self._signal(result.outcome, result.text):
                 break
+        offer_cpu()
         result = dataclasses.replace(
             result, repeat=repeat, actuated=actuated, seconds=0.0 if repeat else result.seconds
         )

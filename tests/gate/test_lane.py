@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -339,6 +340,33 @@ async def test_one_missed_relay_command_is_retried_at_once(store: Store) -> None
     result = await _lane(store, actuator).handle(TICKET, Direction.ENTRY, 1.0)
     assert result.actuated
     assert [outcome for outcome, _, _ in actuator.signals] == [Outcome.ADMIT_ENTRY] * 2
+
+
+async def test_the_cpu_is_offered_after_the_command_and_before_the_report(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the relay's frame woke (a bridge, the far end of a pty) runs before the
+    lane's log line and metrics: once per scan, after the last attempt at the actuator."""
+    events: list[str] = []
+    monkeypatch.setattr(os, "sched_yield", lambda: events.append("yield"))
+    actuator = RecordingActuator(store, fail=1)
+    original = actuator.signal
+
+    async def signal(outcome: Outcome, text: str) -> None:
+        events.append("signal")
+        await original(outcome, text)
+
+    actuator.signal = signal  # type: ignore[method-assign]
+    lane = Lane(
+        rules=GateRules("North 1"),
+        gate=Gate(store, clock=lambda: NOW),
+        actuator=actuator,
+        sources=(),
+        on_result=lambda result: events.append("report"),
+    )
+    await lane.handle(TICKET, Direction.ENTRY, 1.0)
+    await lane.handle(b"\x00garbage", Direction.ENTRY, 2.0)
+    assert events == ["signal", "signal", "yield", "report", "signal", "yield", "report"]
 
 
 async def test_rescanning_a_ticket_whose_turnstile_failed_opens_it_without_using_it_again(
