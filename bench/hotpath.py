@@ -12,7 +12,9 @@ decision (parse, facts, verify) from 0.6 to 2.4-3.3 ms. A real `edge run` reads 
 scanner on one pseudo-terminal and drives an LCUS-type relay on another; this process plays
 both devices, sends a new ticket every 50 ms and stops the clock when the relay's "on" frame
 arrives. Each load runs in its
-own daemon (with `edge-central` where the load needs it) while the scans go on. A scan
+own daemon (with `edge-central` where the load needs it) while the scans go on. A load over
+before it had as many scans as the idle run (`--seconds` x 20) runs again in a new daemon, up
+to MAX_ROUNDS times, and its figures pool the rounds (the bootstrap runs once: it is long). A scan
 without a relay frame within a second is counted as refused. Then, in this process: decide
 + journal through the gate beside one bare fsync'd WAL commit and one Ed25519 verification;
 the daemon's start to first decision and its RSS; `edge --version`.
@@ -72,6 +74,7 @@ FULL = {
     "import": 800_000,
     "monitoring": 1_000_000,  # journal rows not uploaded while /metrics and /health are read
 }
+MAX_ROUNDS = 6  # runs of one load at most, until it has as many scans as the idle run
 SCRAPE_SECONDS, SCRAPES = 0.1, 50  # monitoring: a scrape of /metrics and /health this often
 
 
@@ -131,6 +134,7 @@ class Daemon:
     def __init__(self, directory: Path, key_id: int, public_b64: str, sync_url: str = "") -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.syncing = bool(sync_url)
         self.store = directory / "edge.db"
         self.scanner, self.relay = Pty(), Pty()
         self.identity = identity.ensure(identity.path_for(self.store))
@@ -271,6 +275,7 @@ class Figures:
     def __init__(self) -> None:
         self.samples: list[float] = []
         self.refused = 0
+        self.note = ""
 
     def line(self, name: str, p99_limit: float) -> str:
         if not self.samples:
@@ -388,11 +393,39 @@ def run_load(
     work: Callable[[Daemon], str] | None = None,
     report: list[str],
     started_figures: dict[str, float] | None = None,
+    min_scans: int = 0,
 ) -> None:
-    """Start a daemon, scan at RATE while `work` runs beside it, print the figures."""
-    daemon = venue.daemon(name, sync)
-    if revision is not None or journal_rows:
-        _prepare_store(daemon, revision, journal_rows)
+    """Start a daemon, scan at RATE while `work` runs beside it, print the figures.
+
+    A load over before `min_scans` scans runs again in a new daemon (at most MAX_ROUNDS
+    times) and the figures pool the rounds: of 60-90 scans (an upload, five pushes) the p99 is
+    the slowest scan, and one burst of the shared machine's noise decided it."""
+    figures = Figures()
+    rounds = 0
+    while rounds < MAX_ROUNDS and (rounds == 0 or len(figures.samples) < min_scans):
+        rounds += 1
+        daemon = venue.daemon(name if rounds == 1 else f"{name} {rounds}", sync)
+        if revision is not None or journal_rows:
+            _prepare_store(daemon, revision, journal_rows)
+        got = _one_round(daemon, tickets, seconds, work, started_figures if rounds == 1 else None)
+        figures.samples += got.samples
+        figures.refused += got.refused
+        print(f"    round {rounds}: {len(got.samples)} scans; {got.note}", flush=True)
+    limit = IDLE_P99_LIMIT_MS if work is None else P99_LIMIT_MS
+    line = figures.line(name, limit) + (f" in {rounds} rounds" if rounds > 1 else "")
+    print(line, flush=True)
+    report.append(line)
+
+
+def _one_round(
+    daemon: Daemon,
+    tickets: Tickets,
+    seconds: float,
+    work: Callable[[Daemon], str] | None,
+    started_figures: dict[str, float] | None,
+) -> Figures:
+    """One daemon: start it, scan while `work` runs, stop it; the note tells the load's
+    result and the daemon's memory."""
     try:
         daemon.start()
         start_s = daemon.first_decision(tickets)
@@ -406,13 +439,11 @@ def run_load(
         rss, hwm = daemon.rss_mb()
         if started_figures is not None:
             started_figures["rss"], started_figures["hwm"] = rss, hwm
-        limit = IDLE_P99_LIMIT_MS if work is None else P99_LIMIT_MS
-        line = figures.line(name, limit)
-        print(line, flush=True)
-        print(f"    {load.result}", flush=True)
-        sync_note = "syncing with a central system" if sync else "no sync configured"
-        print(f"    the daemon's RSS {rss:.1f} MB, peak {hwm:.1f} MB ({sync_note})", flush=True)
-        report.append(line)
+        sync_note = "syncing with a central system" if daemon.syncing else "no sync configured"
+        figures.note = (
+            f"{load.result}\n    the daemon's RSS {rss:.1f} MB, peak {hwm:.1f} MB ({sync_note})"
+        )
+        return figures
     finally:
         daemon.stop()
 
@@ -718,6 +749,7 @@ def main() -> None:
         venue = Venue(directory)
         tickets = Tickets(venue.key_id, venue.key, 20_000)
         start: dict[str, float] = {}
+        scans = int(args.seconds * RATE)  # a short load runs until it has as many (not bootstrap)
 
         def want(name: str) -> bool:
             return args.only in (None, name)
@@ -729,13 +761,14 @@ def main() -> None:
             if want("push"):
                 work = push_load(venue, sizes["push"])
                 run_load(venue, "5 pushes", tickets, 2, sync=DEAD_URL, revision=0, work=work,
-                         report=report)  # fmt: skip
+                         report=report, min_scans=scans)  # fmt: skip
             if want("import"):
                 work = import_load(venue, sizes["import"])
-                run_load(venue, "edge import", tickets, 2, work=work, report=report)
+                run_load(venue, "edge import", tickets, 2, work=work, report=report,
+                         min_scans=scans)  # fmt: skip
             if want("monitoring"):
                 run_load(venue, "monitoring", tickets, 2, journal_rows=sizes["monitoring"],
-                         work=monitoring_load(), report=report)  # fmt: skip
+                         work=monitoring_load(), report=report, min_scans=scans)  # fmt: skip
             if want("upload") or want("bootstrap"):
                 venue.central.start()
                 assert venue.central.process is not None
@@ -743,7 +776,8 @@ def main() -> None:
             if want("upload"):
                 work = upload_load(sizes["upload"])
                 run_load(venue, "upload", tickets, 2, sync=venue.central.url,
-                         journal_rows=sizes["upload"], work=work, report=report)  # fmt: skip
+                         journal_rows=sizes["upload"], work=work, report=report,
+                         min_scans=scans)  # fmt: skip
             if want("bootstrap"):
                 work = bootstrap_load(venue, sizes["bootstrap"])
                 run_load(
