@@ -282,6 +282,15 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _stop(task: asyncio.Task[Any], server: asyncio.Task[Any], db: CentralDB) -> None:
+    """Stop a running client and its central's server (each ends cancelled), close the db."""
+    for running in (task, server):
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    db.close()
+
+
 async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
     store: Store, tmp_path: Path
 ) -> None:
@@ -316,11 +325,7 @@ async def test_a_push_after_a_gap_makes_the_edge_pull_what_it_missed(
         assert decision(store, sold[1].code) is Reason.REVOKED
         assert decision(store, sold[2].code) is Reason.ADMITTED
     finally:
-        for running in (task, server):
-            running.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await running
-        db.close()
+        await _stop(task, server, db)
 
 
 def _credential_change(credential_id: int, *, paid: bool) -> CredentialChange:
@@ -522,11 +527,7 @@ async def test_a_record_journaled_while_an_upload_batch_is_read_is_sent_at_once(
         await _until(lambda: bool(scanned) and not store.unsent(), "the scan's row uploaded")
         assert reads >= 2
     finally:
-        for running in (task, server):
-            running.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await running
-        db.close()
+        await _stop(task, server, db)
 
 
 async def test_a_backlog_drains_with_the_upload_working_at_most_its_share_of_the_time(
@@ -571,8 +572,4 @@ async def test_a_backlog_drains_with_the_upload_working_at_most_its_share_of_the
         for (start, end), (following, _) in itertools.pairwise(sent):
             assert following - end >= end - start - 0.001  # the loop's clock: 1 ms resolution
     finally:
-        for running in (task, server):
-            running.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await running
-        db.close()
+        await _stop(task, server, db)
