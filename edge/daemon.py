@@ -22,6 +22,7 @@ from edge.gate.gate import Gate
 from edge.gate.lane import Lane, LaneResult
 from edge.ops.health import Operations
 from edge.store.database import Store
+from edge.store.writer import SWITCH_INTERVAL_SECONDS
 
 # A gate imports what its configuration uses: the counter's print queue, pass desk and web
 # API, the sync client and pretix load in serve() when their section is there.
@@ -34,13 +35,13 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 # The scan never waits for bulk work in another thread (bench/hotpath.py measures both):
-# - the interpreter hands the GIL to a waiting thread after this long (default 5 ms), so the
-#   loop's thread gets it back within half a millisecond of a parser's Python step;
+# - the interpreter hands the GIL to a waiting thread after SWITCH_INTERVAL_SECONDS (default
+#   5 ms), so the loop's thread gets it back within half a millisecond of a parser's Python
+#   step;
 # - a full (generation 2) collection walks every live object and held the loop for 150-400
 #   ms while bootstrap chunks were alive; the objects of the started daemon are frozen out
 #   of collections, and full collections come after 1000 generation-1 ones instead of 10.
 #   The daemon's garbage is mostly acyclic and freed by reference counting anyway.
-SWITCH_INTERVAL_SECONDS = 0.0005
 GC_THRESHOLDS = (700, 10, 1000)
 
 

@@ -67,6 +67,11 @@ TAIL_FRAMES = 32  # frames left by a checkpoint that the writer copies (with the
 SLOW_COMMIT_SECONDS = 0.002  # a commit on the caller's thread waiting this long for the disk...
 SLOW_COMMITS, SLOW_COMMIT_WINDOW = 3, 16  # ... this often among the last commits there...
 SLOW_COMMIT_PAUSE = 60.0  # ... sends urgent jobs through the writer thread for this long
+# How long a thread waits for the interpreter lock before its holder must hand it over
+# (Python's default: 5 ms). Set in every process with a writer: a writer thread holding its
+# file's write lock waits for the interpreter lock, and a lane's record waits for the write
+# lock, so a parser's Python steps must not keep it longer than this.
+SWITCH_INTERVAL_SECONDS = 0.0005
 BACKGROUND_NICE = 10  # nice value of threads that prepare bulk work (CFS: ~1/10 of a nice 0's
 # share of a busy core, and a waking scan path preempts them at once)
 

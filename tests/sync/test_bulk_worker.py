@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
+import weakref
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from threads import nice, nice_values
 from edge.core.errors import SyncError
 from edge.store.database import Store
 from sync import protocol
-from sync.client.bulk import BulkWorker, _frame, _frame_head
+from sync.client.bulk import BulkWorker, _collect, _frame, _frame_head
 from sync.protocol import EnvelopeKind, Revocation, RevokeCode
 
 KEY = Ed25519PrivateKey.generate()
@@ -81,6 +83,31 @@ async def test_the_worker_yields_the_cpu_except_in_its_writer_threads(tmp_path: 
     finally:
         await worker.close()
         await store.close()
+
+
+class _Cycle:
+    me: _Cycle | None = None
+
+
+async def test_the_workers_garbage_is_collected_only_while_no_write_runs() -> None:
+    # A collection holds the interpreter lock throughout; during a write the worker's writer
+    # thread, holding the journal's write lock, would wait for it, and a lane's record with it.
+    writing = asyncio.Lock()
+    enabled = gc.isenabled()
+    gc.disable()  # as in the worker
+    try:
+        cycle = _Cycle()
+        cycle.me = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        async with writing:
+            _collect(writing, {})
+            assert alive() is not None
+        _collect(writing, {7: "an opened envelope"})  # the young generations only
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @pytest.mark.parametrize("size", [0, 255, 256, 65_535, 65_536, 3 << 20])
