@@ -213,6 +213,10 @@ def _put_keys(conn: sqlite3.Connection, rows: Sequence[tuple[int, bytes, int]]) 
 # journal write, which goes first whenever one waits, and another process's (`edge import`
 # beside the daemon: it polls for the lock) never waits longer than one part.
 APPLY_PART = 500
+# Passages per transaction of the journal file, where every lane's record waits for the part
+# being written: each passage updates its credential's entry (the merge below) and is kept
+# for de-duplication, about 9 us a passage on one core, so 500 held a record 4-5 ms.
+PASSAGE_PART = 100
 
 _Piece = tuple[int, Callable[[sqlite3.Connection], None]]  # rows, and how to write them
 
@@ -297,7 +301,7 @@ def _mark(
 def _passage_piece(
     passages: Sequence[RemotePassage], start: int
 ) -> Callable[[sqlite3.Connection], None]:
-    part = passages[start : start + APPLY_PART]
+    part = passages[start : start + PASSAGE_PART]
     return lambda conn: _apply_passages(conn, part)
 
 
@@ -472,7 +476,7 @@ class SyncStore(StoreBase):
         # Passages live in the journal file: they go first, so the cursors (main file) never
         # move past passages a crash lost; applied again, a passage counts once.
         passages = batch.passages
-        for i in range(0, len(passages), APPLY_PART):
+        for i in range(0, len(passages), PASSAGE_PART):
             await self._journal_bulk(_passage_piece(passages, i))
         for job in _jobs(pieces):
             await self._bulk(_steps(job))

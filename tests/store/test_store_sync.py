@@ -26,6 +26,7 @@ from edge.store.gate import JournalEntry
 from edge.store.sync import (
     APPLY_PART,
     BOOTSTRAP_CURSOR,
+    PASSAGE_PART,
     REPLACE_CURSOR,
     REVISION_CURSOR,
     Mirror,
@@ -50,6 +51,23 @@ passages = st.lists(
     max_size=12,
     unique_by=lambda p: (p.device, p.seq),
 )
+
+
+async def test_passages_go_into_the_journal_file_in_parts_a_record_can_wait_for(
+    store: Store,
+) -> None:
+    # Each part is a transaction of the journal file, which every lane's record waits for.
+    count = 2 * PASSAGE_PART + 7
+    batch = [
+        RemotePassage("north", seq, 1 + seq % 5, T0 + timedelta(seconds=seq), "N1",
+                      Direction.ENTRY if seq % 3 else Direction.EXIT)
+        for seq in range(1, count + 1)
+    ]  # fmt: skip
+    commits = store._journal.commits
+    await store.apply(SyncBatch(passages=batch), {})
+    assert store._journal.commits - commits == 3
+    (counted,) = store._reader.execute("SELECT sum(count) FROM entries").fetchone()
+    assert counted == sum(p.direction is Direction.ENTRY for p in batch)
 
 
 def _entries(store: Store) -> list[tuple[object, ...]]:
