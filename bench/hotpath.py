@@ -58,7 +58,13 @@ from edge.ops import identity  # noqa: E402
 from edge.store.base import journal_path  # noqa: E402
 from edge.store.database import Store  # noqa: E402
 from sync import protocol  # noqa: E402
-from sync.protocol import CredentialChange, EnvelopeKind, Revocation, RevokeCode  # noqa: E402
+from sync.protocol import (  # noqa: E402
+    CredentialChange,
+    EnvelopeKind,
+    JournalRecord,
+    Revocation,
+    RevokeCode,
+)
 
 RELAY_ON = RelayCommand(1, on=True).to_bytes()
 RATE = 20.0  # scans per second, steady
@@ -71,6 +77,7 @@ FULL = {
     "bootstrap": 1_000_000,
     "push": 28_500,
     "upload": 100_000,
+    "passages": 200_000,  # other gates' passages a gate back online catches up on
     "import": 800_000,
     "monitoring": 1_000_000,  # journal rows not uploaded while /metrics and /health are read
 }
@@ -388,7 +395,7 @@ def run_load(
     seconds: float,
     *,
     sync: str = "",
-    revision: int | None = None,
+    revision: int | Callable[[], int] | None = None,
     journal_rows: int = 0,
     work: Callable[[Daemon], str] | None = None,
     report: list[str],
@@ -406,7 +413,7 @@ def run_load(
         rounds += 1
         daemon = venue.daemon(name if rounds == 1 else f"{name} {rounds}", sync)
         if revision is not None or journal_rows:
-            _prepare_store(daemon, revision, journal_rows)
+            _prepare_store(daemon, revision() if callable(revision) else revision, journal_rows)
         got = _one_round(daemon, tickets, seconds, work, started_figures if rounds == 1 else None)
         figures.samples += got.samples
         figures.refused += got.refused
@@ -499,6 +506,76 @@ def bootstrap_load(venue: Venue, size: int) -> Callable[[Daemon], str]:
         )
 
     return work
+
+
+def ingest_passages(target: str, count: int, first_seq: int) -> None:
+    """In a process of its own on the central's CPU: the central database takes `count`
+    admitted passages of Catchup.GATES other gates, 10,000 at a time, as their uploads would
+    bring them; prints the head after them."""
+    from sync.central.db import CentralDB  # noqa: PLC0415
+
+    db = CentralDB(target)
+    now = int(time.time() * 1000)
+    per_gate = -(-count // Catchup.GATES)
+    for gate in range(Catchup.GATES):
+        for first in range(0, per_gate, 10_000):
+            records = [
+                JournalRecord(
+                    seq=first_seq + i,
+                    at_ms=now + i,
+                    lane="lane",
+                    direction="entry" if i % 3 else "exit",
+                    reason="admitted",
+                    admitted=True,
+                    code_hash=os.urandom(16),
+                    credential_id=1 + i % 500_000,
+                )
+                for i in range(first, min(first + 10_000, per_gate))
+            ]
+            db.journals.ingest(f"other-gate-{gate + 1}", records)
+    print(db.log.head(), flush=True)
+
+
+class Catchup:
+    """Other gates' passages arriving while the lane scans: the daemon starts at the central's
+    head (`seed`); then the central takes `count` new passages of GATES other gates (uploaded
+    there, in a process on the central's CPU), pushes them to the daemon, which counts them
+    in its journal file (`work`: until its revision reaches the central's head)."""
+
+    GATES = 20
+
+    def __init__(self, venue: Venue, count: int, central_cpu: int) -> None:
+        self._venue = venue
+        self._count = count
+        self._cpu = central_cpu
+        self._seq = 1  # each round's passages are new ones
+
+    def seed(self) -> int:
+        return self._venue.central.db.log.head()
+
+    def work(self, daemon: Daemon) -> str:
+        started = time.perf_counter()
+        code = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import hotpath;"
+            f" hotpath.ingest_passages({self._venue.central.target!r}, {self._count},"
+            f" {self._seq})"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            check=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {self._cpu}),
+        )
+        self._seq += self._count
+        head = int(done.stdout.split()[-1])
+        ingested = time.perf_counter() - started
+        while daemon.revision() < head:
+            time.sleep(0.05)
+        counted = time.perf_counter() - started
+        return (
+            f"{self._count:,} passages of {self.GATES} other gates: taken by the central in"
+            f" {ingested:.1f} s, all counted at the gate after {counted:.1f} s"
+        )
 
 
 def push_load(venue: Venue, per_push: int, pushes: int = 5) -> Callable[[Daemon], str]:
@@ -720,7 +797,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="scanning with no load")
     parser.add_argument(
         "--only",
-        choices=["idle", "bootstrap", "push", "upload", "import", "monitoring", "micro"],
+        choices=[
+            "idle",
+            "bootstrap",
+            "push",
+            "upload",
+            "passages",
+            "import",
+            "monitoring",
+            "micro",
+        ],
     )
     parser.add_argument(
         "--central-cpu",
@@ -769,20 +855,28 @@ def main() -> None:
             if want("monitoring"):
                 run_load(venue, "monitoring", tickets, 2, journal_rows=sizes["monitoring"],
                          work=monitoring_load(), report=report, min_scans=scans)  # fmt: skip
-            if want("upload") or want("bootstrap"):
+            if want("upload") or want("bootstrap") or want("passages"):
                 venue.central.start()
                 assert venue.central.process is not None
                 os.sched_setaffinity(venue.central.process.pid, {central_cpu})
-            if want("upload"):
-                work = upload_load(sizes["upload"])
-                run_load(venue, "upload", tickets, 2, sync=venue.central.url,
-                         journal_rows=sizes["upload"], work=work, report=report,
-                         min_scans=scans)  # fmt: skip
+            # The bootstrap first, from a central holding its facts only; the loads after it
+            # start at the central's head, so each measures its own work and nothing of the
+            # loads before it (an upload's rows are passages a later bootstrap would pull).
             if want("bootstrap"):
                 work = bootstrap_load(venue, sizes["bootstrap"])
                 run_load(
                     venue, "bootstrap", tickets, 2, sync=venue.central.url, work=work, report=report
                 )
+            if want("passages"):
+                catchup = Catchup(venue, sizes["passages"], central_cpu)
+                run_load(venue, "passages of other gates", tickets, 2, sync=venue.central.url,
+                         revision=catchup.seed, work=catchup.work, report=report,
+                         min_scans=scans)  # fmt: skip
+            if want("upload"):
+                work = upload_load(sizes["upload"])
+                run_load(venue, "upload", tickets, 2, sync=venue.central.url,
+                         revision=venue.central.db.log.head, journal_rows=sizes["upload"],
+                         work=work, report=report, min_scans=scans)  # fmt: skip
             if want("micro"):
                 print(decide_journal(directory, venue, 2000), flush=True)
         finally:
