@@ -44,9 +44,6 @@ from sync.protocol import Envelope, EnvelopeKind
 
 _LOGGER = logging.getLogger(__name__)
 
-UPLOAD_SHARE = 0.5  # of the time a backlog drains, the part the upload works: after each
-# batch it waits as long as the batch took. At full speed (4 s for 100,000 rows) it took so
-# much of a one-core gate that a scan's p99 was 14-19 ms; at half, 9-11 ms (7 s).
 BACKOFF_MIN = 0.5  # seconds before the first retry after a failure
 BACKOFF_MAX = 30.0
 SNAPSHOT_LIMIT = 50_000  # state items per bootstrap chunk
@@ -261,7 +258,6 @@ class Replicator:
             # Cleared before the batch is read (in a thread, so the loop runs meanwhile): a
             # record journaled during the read sets it again and is sent in the next round.
             self._upload_wanted.clear()
-            started = time.monotonic()
             try:
                 sent = await self.upload_once()
                 backoff = BACKOFF_MIN
@@ -270,9 +266,7 @@ class Replicator:
                 self._failed(err, "upload")
                 backoff = await self._back_off(backoff, switches)
                 continue
-            if sent:
-                await asyncio.sleep((time.monotonic() - started) * (1 / UPLOAD_SHARE - 1))
-            else:
+            if not sent:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._settings.pull_interval_seconds):
                         await self._upload_wanted.wait()
