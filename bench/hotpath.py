@@ -12,7 +12,9 @@ decision (parse, facts, verify) from 0.6 to 2.4-3.3 ms. A real `edge run` reads 
 scanner on one pseudo-terminal and drives an LCUS-type relay on another; this process plays
 both devices, sends a new ticket every 50 ms and stops the clock when the relay's "on" frame
 arrives. Each load runs in its
-own daemon (with `edge-central` where the load needs it) while the scans go on. A load over
+own daemon (with `edge-central` where the load needs it) while the scans go on; of those
+with `edge-central`, the bootstrap runs first and the others start at the central's head,
+so none pulls what a load before it left there. A load over
 before it had as many scans as the idle run (`--seconds` x 20) runs again in a new daemon, up
 to MAX_ROUNDS times, and its figures pool the rounds (the bootstrap runs once: it is long). A scan
 without a relay frame within a second is counted as refused. Then, in this process: decide
